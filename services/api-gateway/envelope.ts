@@ -1,0 +1,32 @@
+import type { ServerResponse } from 'node:http';
+import type { ErrorCode } from '../../shared/errors.js';
+import type { Status } from '../../shared/status.js';
+
+// The wire envelope {code, msg, data?}: HTTP 200 for every handled request, as the original.
+
+export type Envelope = { code: number; msg: string; data?: unknown; stage?: string | null; progress?: number | null };
+
+export function send(res: ServerResponse, body: Envelope | Record<string, unknown>, httpStatus = 200): void {
+  const text = JSON.stringify(body);
+  res.statusCode = httpStatus;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.setHeader('cache-control', 'no-store');
+  res.end(text);
+}
+
+export const errorEnvelope = (code: number, error: ErrorCode, text: string): Envelope => ({ code, msg: `${error}: ${text}` });
+
+/** Busy and expiry answers also carry the stage and progress at the top level, like the original. */
+export const stateErrorEnvelope = (code: number, error: ErrorCode, text: string, status: Status): Envelope =>
+  ({ ...errorEnvelope(code, error, text), stage: status.stage, progress: status.progress });
+
+export const okEnvelope: Envelope = { code: 200, msg: 'success', data: null };
+
+/** /progress: code 500 and "Update failed: <error>" while failed; the original's null top-level keys otherwise. */
+export function progressEnvelope(status: Status): Envelope {
+  if (status.stage === 'failed') {
+    return { code: 500, msg: status.error ? `Update failed: ${status.error}` : 'Update failed', data: status, stage: status.stage, progress: status.progress };
+  }
+  return { code: 200, msg: 'success', data: status, stage: null, progress: null };
+}

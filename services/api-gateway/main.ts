@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { loadConfigOrExit } from '../../shared/config.js';
+import { createLogger } from '../../shared/log.js';
+import { listen } from '../../shared/listen.js';
+import { Notifier } from '../../shared/notify.js';
+import { sendCommand } from '../../shared/protocol.js';
+import { busyStages } from '../../shared/status.js';
+import { createApp } from './app.js';
+import { exitWhenIdle } from './idle-exit.js';
+import { StatusView } from './status-view.js';
+
+const config = loadConfigOrExit();
+const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
+const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+const view = new StatusView(config.TOPE_FETCHER_STATE_DIR, config.TOPE_INSTALLER_STATE_DIR);
+const notifier = new Notifier(log);
+
+const app = createApp({
+  log, version,
+  allowHttp: config.TOPE_ALLOW_HTTP,
+  trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
+  readView: () => view.read(),
+  toFetcher: (c) => sendCommand(config.TOPE_FETCHER_SOCKET, c),
+  toInstaller: (c) => sendCommand(config.TOPE_INSTALLER_SOCKET, c),
+});
+const server = http.createServer().on('request', app.attach);
+server.keepAliveTimeout = 5000;
+const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
+log.info({ where, version }, 'api-gateway ready');
+notifier.ready(`Serving on ${where}`);
+
+const stop = async (why: string) => {
+  log.info({ why }, 'stopping');
+  server.close();
+  server.closeIdleConnections();
+  await notifier.idle();
+  process.exit(0);
+};
+exitWhenIdle(server, config.TOPE_IDLE_EXIT_MS, async () => busyStages.has((await view.read()).status.stage), () => void stop('idle'));
+process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGINT', () => void stop('SIGINT'));

@@ -1,0 +1,264 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import type { Config } from '../../shared/config.js';
+import { fsyncDir, type DurableJson } from '../../shared/durable-store.js';
+import { UpdaterError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { sameJob, type PackageJob } from '../../shared/package-job.js';
+import { refuse, type Command, type Reply } from '../../shared/protocol.js';
+import { clampPercent, formatBytes, type Status } from '../../shared/status.js';
+import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
+import { freeBytes } from './disk.js';
+import { transfer, type Digests, type Position } from './transfer.js';
+
+export interface FetcherDeps {
+  config: Config;
+  log: Logger;
+  store: DurableJson<typeof fetcherRecordSchema>;
+  packagesDir: string;
+  dispatcher: Dispatcher;
+  report: (status: Status) => void;
+  notify: (text: string) => void;
+  bootId: () => Promise<string>;
+  now?: () => Date;
+  random?: () => number;
+}
+
+const emptyRecord: FetcherRecord = {
+  seq: 0, status: { stage: 'idle', progress: 0, message: 'Updater ready', error: null },
+  job: null, checkpoint: null, verifiedAt: null, packageFile: null,
+};
+
+const downloadingMessage = (job: PackageJob, offset: number) =>
+  `Downloading version ${job.version}... ${formatBytes(offset, job.package_size)}`;
+
+/**
+ * Owns download.json and the packages directory: takes download commands, runs one download
+ * at a time, and at start applies the recovery action of whatever it had persisted.
+ */
+export class Fetcher {
+  private record: FetcherRecord = emptyRecord;
+  private running: { job: PackageJob; controller: AbortController; done: Promise<void> } | null = null;
+  private readonly now: () => Date;
+
+  constructor(private readonly d: FetcherDeps) {
+    this.now = d.now ?? (() => new Date());
+  }
+
+  get current(): FetcherRecord {
+    return this.record;
+  }
+
+  /** Resolves when the download under way (if any) has ended. */
+  async settled(): Promise<void> {
+    await this.running?.done;
+  }
+
+  /** The recovery table's fetcher rows. */
+  async recover(): Promise<void> {
+    this.record = (await this.d.store.read()) ?? emptyRecord;
+    const { stage } = this.record.status;
+    const job = this.record.job;
+    await this.removeStrayFiles();
+    if (job && (stage === 'downloading' || stage === 'verifying')) {
+      this.d.log.info({ stage, version: job.version, checkpoint: this.record.checkpoint }, 'resuming the interrupted download');
+      this.d.report(this.record.status);
+      this.begin(job, this.record.checkpoint);
+    } else if (stage === 'toInstall' && job) {
+      if (this.expired()) {
+        await this.discardPackage(this.record.seq, `Package ${job.version} expired (>24h after verification) and was deleted`);
+      } else if (!(await this.packagePresent())) {
+        await this.setStatus({ stage: 'failed', progress: 0, message: 'Download failed', error: 'DOWNLOAD_FAILED: the verified package is missing; download it again' }, { job, checkpoint: null, verifiedAt: null, packageFile: null });
+      }
+    }
+  }
+
+  async handle(command: Command): Promise<Reply> {
+    if (command.type === 'download') return this.startDownload(command.seq, command.job);
+    if (command.type === 'discard') {
+      if (this.running) return refuse('OPERATION_IN_PROGRESS', 'a download is running');
+      await this.discardPackage(command.seq, command.reason);
+      return { ok: true };
+    }
+    return refuse('VALIDATION_ERROR', `the fetcher does not take ${command.type} commands`);
+  }
+
+  /** Stops the download under way, leaving its state to be resumed at the next start. */
+  async stop(): Promise<void> {
+    this.running?.controller.abort(new Error('fetcher stopping'));
+    await this.settled();
+  }
+
+  expired(): boolean {
+    const at = this.record.verifiedAt;
+    return !!at && this.now().getTime() - Date.parse(at) > this.d.config.TOPE_TRUST_WINDOW_MS;
+  }
+
+  private async startDownload(seq: number, job: PackageJob): Promise<Reply> {
+    if (this.running) {
+      return sameJob(this.running.job, job) ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `downloading ${this.running.job.version}`);
+    }
+    const resumable = sameJob(this.record.job, job) && this.record.checkpoint !== null &&
+      ['failed', 'downloading', 'verifying'].includes(this.record.status.stage);
+    const checkpoint = resumable ? this.record.checkpoint : null;
+    if (!checkpoint) await this.clearPackages();
+    const offset = checkpoint?.offset ?? 0;
+    this.record = {
+      seq, job, checkpoint, verifiedAt: null, packageFile: null,
+      status: { stage: 'downloading', progress: clampPercent((offset * 100) / job.package_size), message: downloadingMessage(job, offset), error: null },
+    };
+    await this.persistAndReport();
+    this.begin(job, checkpoint);
+    return { ok: true };
+  }
+
+  private begin(job: PackageJob, checkpoint: Checkpoint | null): void {
+    const controller = new AbortController();
+    const done = this.run(job, checkpoint, controller.signal)
+      .catch((e) => this.d.log.error({ err: e }, 'download ended with an unexpected error'))
+      .finally(() => { this.running = null; });
+    this.running = { job, controller, done };
+  }
+
+  private partFile(job: PackageJob): string {
+    return path.join(this.d.packagesDir, `${job.package_name}.part`);
+  }
+
+  private finalFile(job: PackageJob): string {
+    return path.join(this.d.packagesDir, job.package_name);
+  }
+
+  private async run(job: PackageJob, checkpoint: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    const part = this.partFile(job);
+    try {
+      const start = await this.startPosition(job, checkpoint);
+      const needed = job.package_size - start.offset + this.d.config.TOPE_DISK_RESERVE_BYTES;
+      const free = await freeBytes(this.d.packagesDir);
+      if (free < needed) throw new UpdaterError('DISK_FULL', `${needed} bytes needed, ${free} free`);
+      this.d.log.info({ version: job.version, url: job.package_url, offset: start.offset }, 'download started');
+      const digests = await transfer({
+        url: job.package_url, size: job.package_size, partFile: part, start,
+        allowHttp: this.d.config.TOPE_ALLOW_HTTP, dispatcher: this.d.dispatcher,
+        retryAttempts: this.d.config.TOPE_RETRY_ATTEMPTS, retryBaseMs: this.d.config.TOPE_RETRY_BASE_MS,
+        retryAfterMaxMs: this.d.config.TOPE_RETRY_AFTER_MAX_MS, signal, random: this.d.random,
+        onProgress: (pos, sync) => this.onProgress(job, pos, sync),
+        onRetry: (info) => this.d.log.warn(info, 'download attempt failed; retrying'),
+        onRequest: (info) => this.d.log.debug(info, 'GET'),
+      });
+      await this.verify(job, digests);
+    } catch (e) {
+      if (signal.aborted) {
+        this.d.log.info({ version: job.version }, 'download interrupted; it resumes at the next start');
+        return;
+      }
+      await this.fail(job, e);
+    }
+  }
+
+  /** Where to resume: the part file's bytes, but after a reboot only what a checkpoint made durable. */
+  private async startPosition(job: PackageJob, checkpoint: Checkpoint | null): Promise<Position> {
+    const part = this.partFile(job);
+    const fin = this.finalFile(job);
+    if (!checkpoint) return { offset: 0, etag: null, lastModified: null };
+    let size = await fsp.stat(part).then((s) => s.size, () => -1);
+    if (size < 0 && (await fsp.stat(fin).then(() => true, () => false))) {
+      await fsp.rename(fin, part); // the crash came between the rename and the toInstall record
+      size = job.package_size;
+    }
+    if (size < 0) return { offset: 0, etag: null, lastModified: null };
+    const sameBoot = checkpoint.bootId === (await this.d.bootId());
+    const offset = Math.min(size, sameBoot ? job.package_size : checkpoint.offset, job.package_size);
+    return { offset, etag: checkpoint.etag, lastModified: checkpoint.lastModified };
+  }
+
+  private async onProgress(job: PackageJob, pos: Position, sync: () => Promise<void>): Promise<void> {
+    const percent = clampPercent((pos.offset * 100) / job.package_size);
+    const last = this.record.checkpoint;
+    const validatorChanged = !last || last.etag !== pos.etag || last.lastModified !== pos.lastModified || pos.offset < last.offset;
+    if (percent <= this.record.status.progress && !validatorChanged) return;
+    await sync();
+    const checkpoint: Checkpoint = { ...pos, bootId: await this.d.bootId() };
+    const previous = this.record.status.progress;
+    // progress never goes back within a stage, even when the server makes us start over
+    const progress = Math.max(previous, percent);
+    this.record = { ...this.record, checkpoint, status: { ...this.record.status, progress, message: downloadingMessage(job, pos.offset) } };
+    await this.d.store.write(this.record);
+    if (Math.floor(progress / 5) > Math.floor(previous / 5)) {
+      this.d.report(this.record.status);
+      this.d.notify(`Downloading ${job.version}: ${progress}%`);
+    }
+  }
+
+  private async verify(job: PackageJob, got: Digests): Promise<void> {
+    await this.setStatus({ stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null }, {});
+    const part = this.partFile(job);
+    let error: string | null = null;
+    if (got.md5 !== job.package_md5) error = `MD5_MISMATCH: expected ${job.package_md5}, got ${got.md5}`;
+    else if (job.package_sha256 && got.sha256 !== job.package_sha256) error = `SHA256_MISMATCH: expected ${job.package_sha256}, got ${got.sha256}`;
+    if (error) {
+      await fsp.rm(part, { force: true });
+      this.d.log.error({ version: job.version, error }, 'package rejected');
+      await this.setStatus({ stage: 'failed', progress: 100, message: 'MD5 verification failed', error }, { checkpoint: null });
+      return;
+    }
+    const fin = this.finalFile(job);
+    await fsp.rename(part, fin);
+    await fsyncDir(this.d.packagesDir);
+    this.d.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
+    await this.setStatus({ stage: 'toInstall', progress: 100, message: `Package ready to install: ${job.version}`, error: null },
+      { checkpoint: null, verifiedAt: this.now().toISOString(), packageFile: fin });
+  }
+
+  private async fail(job: PackageJob, e: unknown): Promise<void> {
+    const err = e instanceof UpdaterError ? e : new UpdaterError('DOWNLOAD_FAILED', `internal error: ${(e as Error).message}`);
+    const keepPartial = err.code === 'DOWNLOAD_FAILED';
+    if (!keepPartial) await fsp.rm(this.partFile(job), { force: true });
+    this.d.log.error({ version: job.version, error: err.wire }, 'download failed');
+    const message = err.code === 'PACKAGE_SIZE_MISMATCH' ? 'Download validation failed' : 'Download failed';
+    await this.setStatus({ stage: 'failed', progress: this.record.status.progress, message, error: err.wire },
+      keepPartial ? {} : { checkpoint: null });
+  }
+
+  private async setStatus(status: Status, patch: Partial<FetcherRecord>): Promise<void> {
+    this.record = { ...this.record, ...patch, status };
+    await this.persistAndReport();
+  }
+
+  private async persistAndReport(): Promise<void> {
+    await this.d.store.write(this.record);
+    this.d.report(this.record.status);
+    const { stage, progress, message } = this.record.status;
+    this.d.notify(stage === 'downloading' ? `Downloading ${this.record.job?.version}: ${progress}%` : `${stage}: ${message}`);
+  }
+
+  private async discardPackage(seq: number, reason: string): Promise<void> {
+    await this.clearPackages();
+    this.record = { ...emptyRecord, seq, status: { stage: 'idle', progress: 0, message: reason, error: null } };
+    await this.persistAndReport();
+  }
+
+  private async packagePresent(): Promise<boolean> {
+    const file = this.record.packageFile;
+    const size = this.record.job?.package_size;
+    return !!file && (await fsp.stat(file).then((s) => s.size === size, () => false));
+  }
+
+  private async clearPackages(): Promise<void> {
+    for (const name of await fsp.readdir(this.d.packagesDir)) {
+      await fsp.rm(path.join(this.d.packagesDir, name), { force: true, recursive: true });
+    }
+  }
+
+  /** Files in the packages directory that the record does not account for. */
+  private async removeStrayFiles(): Promise<void> {
+    const job = this.record.job;
+    const keep = new Set(job ? [job.package_name, `${job.package_name}.part`] : []);
+    for (const name of await fsp.readdir(this.d.packagesDir)) {
+      if (!keep.has(name)) {
+        this.d.log.info({ file: name }, 'removing a stale file');
+        await fsp.rm(path.join(this.d.packagesDir, name), { force: true, recursive: true });
+      }
+    }
+  }
+}

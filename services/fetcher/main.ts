@@ -1,0 +1,57 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { Agent } from 'undici';
+import { loadConfigOrExit } from '../../shared/config.js';
+import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
+import { createLogger } from '../../shared/log.js';
+import { listen } from '../../shared/listen.js';
+import { Notifier } from '../../shared/notify.js';
+import { createCommandServer } from '../../shared/protocol.js';
+import { Reporter } from '../../shared/reporter.js';
+import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
+import { Fetcher } from './fetcher.js';
+
+const config = loadConfigOrExit();
+const log = createLogger('fetcher', config.TOPE_LOG_LEVEL);
+const stateDir = config.TOPE_FETCHER_STATE_DIR;
+const packagesDir = path.join(stateDir, 'packages');
+await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
+await sweepTemps(stateDir);
+
+const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
+const notifier = new Notifier(log);
+const dispatcher = new Agent({
+  connect: { timeout: config.TOPE_HTTP_TIMEOUT_MS },
+  headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
+  bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
+});
+const fetcher = new Fetcher({
+  config, log, packagesDir, dispatcher,
+  store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
+  report: (s) => reporter.report(s),
+  notify: (t) => notifier.status(t),
+  bootId: async () => (await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8')).trim(),
+});
+await fetcher.recover();
+
+const server = createCommandServer(async (command) => {
+  log.info({ command: command.type, seq: command.seq }, 'command received');
+  return fetcher.handle(command);
+}, (e) => log.error({ err: e }, 'command connection failed'));
+const where = await listen(server, { socketPath: config.TOPE_FETCHER_SOCKET, mode: 0o660 });
+log.info({ where, stage: fetcher.current.status.stage }, 'fetcher ready');
+notifier.ready(`Ready: ${fetcher.current.status.stage}`);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, 'stopping');
+  server.close();
+  await fetcher.stop();
+  await reporter.close();
+  await notifier.idle();
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -1,0 +1,74 @@
+import { z } from 'zod';
+
+// Every knob of the updater, its environment variable and its default. The defaults are
+// the production paths; `make run` and the tests point them under ./var or a temp dir.
+const bool = z.enum(['0', '1', 'true', 'false', 'yes', 'no']).transform((v) => v === '1' || v === 'true' || v === 'yes');
+const ms = z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000);
+const port = z.coerce.number().int().min(1).max(65535);
+const absPath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
+const httpUrl = z.url({ protocol: /^https?$/ });
+
+export const configSchema = z.object({
+  TOPE_LISTEN_HOST: z.string().min(1).default('127.0.0.1'),
+  TOPE_LISTEN_PORT: port.default(12315),
+  TOPE_DEVICE_API_URL: httpUrl.default('http://127.0.0.1:9080'),
+  TOPE_FETCHER_STATE_DIR: absPath.default('/var/lib/tope-updater/fetcher'),
+  TOPE_INSTALLER_STATE_DIR: absPath.default('/var/lib/tope-updater/installer'),
+  TOPE_FETCHER_SOCKET: absPath.default('/run/tope-updater/fetcher.sock'),
+  TOPE_INSTALLER_SOCKET: absPath.default('/run/tope-updater/installer.sock'),
+  TOPE_VERSIONS_DIR: absPath.default('/opt/tope/versions'),
+  TOPE_ALLOWED_ROOTS: z.string().default('/opt/tope')
+    .transform((s) => s.split(':').filter(Boolean))
+    .pipe(z.array(absPath).min(1)),
+  // Where the device's file system begins: '/' on a printer, ./var/root under `make run`.
+  TOPE_ROOT_PREFIX: absPath.default('/'),
+  TOPE_ALLOW_HTTP: bool.default(false),
+  TOPE_IDLE_EXIT_MS: ms.default(60_000),
+  TOPE_HTTP_TIMEOUT_MS: ms.min(100).default(30_000),
+  TOPE_RETRY_BASE_MS: ms.default(1000),
+  TOPE_RETRY_ATTEMPTS: z.coerce.number().int().min(0).max(20).default(3),
+  TOPE_RETRY_AFTER_MAX_MS: ms.default(60_000),
+  TOPE_REPORT_TIMEOUT_MS: ms.min(1).default(500),
+  TOPE_TRUST_WINDOW_MS: ms.default(24 * 3600 * 1000),
+  TOPE_DISK_RESERVE_BYTES: z.coerce.number().int().min(0).default(4 * 1024 * 1024),
+  TOPE_UNIT_STOP_TIMEOUT_MS: ms.default(10_000),
+  TOPE_UNIT_START_TIMEOUT_MS: ms.default(30_000),
+  TOPE_PROBATION_MS: ms.default(10_000),
+  TOPE_POST_CMD_TIMEOUT_MS: ms.default(30_000),
+  TOPE_SYSTEMCTL: z.string().min(1).default('systemctl'),
+  TOPE_ZIP_MAX_BYTES: z.coerce.number().int().min(1).default(2 * 1024 * 1024 * 1024),
+  TOPE_ZIP_MAX_ENTRIES: z.coerce.number().int().min(1).default(10_000),
+  // Tells a restart of the process from a reboot (bytes not yet fsynced may be lost in the latter).
+  TOPE_BOOT_ID_FILE: absPath.default('/proc/sys/kernel/random/boot_id'),
+  TOPE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+/** Reads the configuration once; a bad value names its variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') picked[key] = v;
+  }
+  const parsed = configSchema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** Entry-point helper: a bad configuration stops the process with a one-line message. */
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    process.exit(78); // EX_CONFIG: systemd will not hammer-restart on a config error (RestartPreventExitStatus)
+  }
+}

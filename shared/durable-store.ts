@@ -1,0 +1,111 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { z } from 'zod';
+import { isErrnoException } from './errors.js';
+
+let tempCounter = 0;
+const TEMP_MARK = '.tmp-';
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** temp file, fsync, rename, fsync of the directory: after a power cut the file is old or new. */
+export async function writeFileDurable(file: string, data: string | Buffer, mode = 0o640): Promise<void> {
+  const tmp = `${file}${TEMP_MARK}${process.pid}-${++tempCounter}`;
+  const fh = await fsp.open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await fh.close();
+  await fsp.rename(tmp, file);
+  await fsyncDir(path.dirname(file));
+}
+
+/** Removes temp files a crash left behind (ours carry TEMP_MARK in their names). */
+export async function sweepTemps(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (e) {
+    if (isErrnoException(e, 'ENOENT')) return [];
+    throw e;
+  }
+  const stale = names.filter((n) => n.includes(TEMP_MARK));
+  await Promise.all(stale.map((n) => fsp.rm(path.join(dir, n), { force: true, recursive: true })));
+  return stale;
+}
+
+/**
+ * A JSON state file with two generations: `name` and `name.prev`. A write keeps the last good
+ * file as `.prev`, so a torn or unreadable file falls back to it instead of to nothing.
+ */
+export class DurableJson<S extends z.ZodType> {
+  readonly prevPath: string;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly file: string, private readonly schema: S) {
+    this.prevPath = `${file}.prev`;
+  }
+
+  /** The newest generation that parses and validates, or null when there is none. */
+  async read(): Promise<z.infer<S> | null> {
+    for (const candidate of [this.file, this.prevPath]) {
+      const value = await this.readOne(candidate);
+      if (value !== null) return value;
+    }
+    return null;
+  }
+
+  write(value: z.infer<S>): Promise<void> {
+    const checked = this.schema.parse(value);
+    return this.serialize(async () => {
+      try {
+        await fsp.rename(this.file, this.prevPath);
+      } catch (e) {
+        if (!isErrnoException(e, 'ENOENT')) throw e;
+      }
+      await writeFileDurable(this.file, `${JSON.stringify(checked)}\n`);
+    });
+  }
+
+  remove(): Promise<void> {
+    return this.serialize(async () => {
+      await fsp.rm(this.file, { force: true });
+      await fsp.rm(this.prevPath, { force: true });
+      await fsyncDir(path.dirname(this.file));
+    });
+  }
+
+  private serialize<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(job, job);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async readOne(candidate: string): Promise<z.infer<S> | null> {
+    let text: string;
+    try {
+      text = await fsp.readFile(candidate, 'utf8');
+    } catch (e) {
+      if (isErrnoException(e, 'ENOENT')) return null;
+      throw e;
+    }
+    try {
+      const parsed = this.schema.safeParse(JSON.parse(text));
+      return parsed.success ? parsed.data : null;
+    } catch {
+      return null;
+    }
+  }
+}

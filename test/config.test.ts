@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadConfig } from '../shared/config.js';
+import { Service } from './helpers/services.js';
+
+test('defaults are the original product values', () => {
+  const c = loadConfig({});
+  assert.equal(c.TOPE_LISTEN_PORT, 12315);
+  assert.equal(c.TOPE_LISTEN_HOST, '127.0.0.1');
+  assert.equal(c.TOPE_DEVICE_API_URL, 'http://127.0.0.1:9080');
+  assert.equal(c.TOPE_VERSIONS_DIR, '/opt/tope/versions');
+  assert.deepEqual(c.TOPE_ALLOWED_ROOTS, ['/opt/tope']);
+  assert.equal(c.TOPE_ALLOW_HTTP, false);
+  assert.equal(c.TOPE_TRUST_WINDOW_MS, 86_400_000);
+  assert.equal(c.TOPE_REPORT_TIMEOUT_MS, 500);
+});
+
+test('environment variables override the defaults', () => {
+  const c = loadConfig({ TOPE_LISTEN_PORT: '18080', TOPE_ALLOW_HTTP: 'yes', TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope' });
+  assert.equal(c.TOPE_LISTEN_PORT, 18080);
+  assert.equal(c.TOPE_ALLOW_HTTP, true);
+  assert.deepEqual(c.TOPE_ALLOWED_ROOTS, ['/opt/tope', '/etc/tope']);
+});
+
+test('a bad value is refused with a message naming the variable', () => {
+  assert.throws(() => loadConfig({ TOPE_LISTEN_PORT: 'http' }), /TOPE_LISTEN_PORT="http"/);
+  assert.throws(() => loadConfig({ TOPE_FETCHER_STATE_DIR: 'relative/dir' }), /TOPE_FETCHER_STATE_DIR.*absolute/);
+  assert.throws(() => loadConfig({ TOPE_ALLOW_HTTP: 'maybe' }), /TOPE_ALLOW_HTTP/);
+});
+
+for (const name of ['api-gateway', 'fetcher']) {
+  test(`${name} stops at start on a bad configuration, naming the variable`, async () => {
+    const svc = new Service(name, { TOPE_LISTEN_PORT: '99999', TOPE_FETCHER_STATE_DIR: '/tmp/x' });
+    const { code } = await svc.exited;
+    assert.equal(code, 78);
+    assert.match(svc.stderr, /invalid configuration: TOPE_LISTEN_PORT="99999"/);
+  });
+}

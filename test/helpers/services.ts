@@ -1,0 +1,91 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, promises as fsp } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+export const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const mainOf = (service: string) => path.join(distDir, 'services', service, 'main.js');
+
+/** A device's worth of directories in a fresh temp dir, and the environment that points there. */
+export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
+  for (const d of ['run', 'fetcher', 'installer', 'sysroot/opt/tope/versions']) mkdirSync(path.join(root, d), { recursive: true });
+  const env: Record<string, string> = {
+    TOPE_FETCHER_STATE_DIR: path.join(root, 'fetcher'),
+    TOPE_INSTALLER_STATE_DIR: path.join(root, 'installer'),
+    TOPE_FETCHER_SOCKET: path.join(root, 'run/fetcher.sock'),
+    TOPE_INSTALLER_SOCKET: path.join(root, 'run/installer.sock'),
+    TOPE_ROOT_PREFIX: path.join(root, 'sysroot'),
+    TOPE_VERSIONS_DIR: path.join(root, 'sysroot/opt/tope/versions'),
+    TOPE_ALLOW_HTTP: '1',
+    TOPE_RETRY_BASE_MS: '20',
+    TOPE_HTTP_TIMEOUT_MS: '1000',
+    TOPE_DEVICE_API_URL: 'http://127.0.0.1:9', // discard port: nobody listens
+    TOPE_LOG_LEVEL: 'debug',
+    ...extra,
+  };
+  return { root, env };
+}
+
+export const freePort = async (): Promise<number> => {
+  const s = net.createServer();
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((ok) => s.close(ok));
+  return port;
+};
+
+/** A real service process with its JSON log lines collected. */
+export class Service {
+  readonly lines: Array<Record<string, unknown>> = [];
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly child: ChildProcess;
+
+  constructor(name: string, env: Record<string, string>, command?: { file: string; args: string[] }) {
+    const file = command?.file ?? process.execPath;
+    const args = command?.args ?? [mainOf(name)];
+    this.child = spawn(file, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    this.child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+      buf += c;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          this.lines.push(JSON.parse(line));
+        } catch {
+          this.lines.push({ raw: line });
+        }
+      }
+    });
+    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => { this.stderr += c; });
+    this.exited = new Promise((ok) => this.child.on('exit', (code, signal) => ok({ code, signal })));
+  }
+
+  logged(msg: string): Record<string, unknown> | undefined {
+    return this.lines.find((l) => l.msg === msg);
+  }
+
+  waitLog(msg: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+    return waitFor(`log line "${msg}"`, () => this.logged(msg), timeoutMs);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+/** Starts the named services and waits until each says it is ready. */
+export async function startServices(env: Record<string, string>, ...names: string[]): Promise<Service[]> {
+  const started = names.map((n) => new Service(n, env));
+  await Promise.all(started.map((s, i) => s.waitLog(`${names[i]} ready`)));
+  return started;
+}
+
+export const readJsonFile = async (file: string): Promise<any> => JSON.parse(await fsp.readFile(file, 'utf8'));
