@@ -45,6 +45,12 @@ class Transient extends Error {
   }
 }
 
+/** Drops an answer's body without an unhandled 'error' event from undici. */
+function discard(res: Dispatcher.ResponseData): void {
+  res.body.on('error', () => undefined);
+  res.body.destroy();
+}
+
 const sizeMismatch = (expected: number, got: number | string) =>
   new UpdaterError('PACKAGE_SIZE_MISMATCH', `expected ${expected} bytes, but the server offers ${got}`);
 
@@ -117,7 +123,7 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
           if (pos.offset > 0) await restartFromZero();
           const length = parseContentLength(header(res.headers, 'content-length'));
           if (length !== null && length !== o.size) {
-            res.body.destroy();
+            discard(res);
             throw sizeMismatch(o.size, length);
           }
           pos.etag = header(res.headers, 'etag') ?? null;
@@ -126,30 +132,30 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
           const range = parseContentRange(header(res.headers, 'content-range'));
           const etag = header(res.headers, 'etag') ?? null;
           if (range && range.total !== null && range.total !== o.size) {
-            res.body.destroy();
+            discard(res);
             throw sizeMismatch(o.size, range.total);
           }
           if (!range || range.start !== pos.offset || (pos.etag && etag && etag !== pos.etag)) {
-            res.body.destroy();
+            discard(res);
             fullNext = true;
             throw new Transient(`unusable 206 (Content-Range ${header(res.headers, 'content-range') ?? 'missing'}) for offset ${pos.offset}`);
           }
         } else if (status === 416) {
-          res.body.destroy();
+          discard(res);
           if (pos.offset === o.size) break; // we already hold every byte: verify what is there
           if (pos.offset === 0) throw new UpdaterError('DOWNLOAD_FAILED', 'HTTP 416 for the whole file');
           fullNext = true;
           throw new Transient(`HTTP 416 at offset ${pos.offset}`);
         } else if (status === 408 || status === 429 || status >= 500) {
-          res.body.destroy();
+          discard(res);
           throw new Transient(`HTTP ${status}`, parseRetryAfter(header(res.headers, 'retry-after')));
         } else {
-          res.body.destroy();
+          discard(res);
           throw new UpdaterError('DOWNLOAD_FAILED', `HTTP ${status} from the package server`);
         }
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
           if (pos.offset + chunk.length > o.size) {
-            res.body.destroy();
+            discard(res);
             throw sizeMismatch(o.size, `more than ${o.size} bytes`);
           }
           await writeAll(fh, chunk, pos.offset);
@@ -197,7 +203,7 @@ async function get(o: TransferOptions, pos: Position): Promise<Dispatcher.Respon
     const res = await request(url, { method: 'GET', headers, dispatcher: o.dispatcher, signal: o.signal });
     const location = header(res.headers, 'location');
     if (!REDIRECTS.has(res.statusCode) || !location) return res;
-    res.body.destroy();
+    discard(res);
     if (hop >= MAX_REDIRECTS) throw new UpdaterError('DOWNLOAD_FAILED', `more than ${MAX_REDIRECTS} redirects`);
     const next = new URL(location, url);
     if (next.protocol !== 'https:' && !(o.allowHttp && next.protocol === 'http:')) {

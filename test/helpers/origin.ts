@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 // support by default, and each fault a test needs on request.
 
 export type Behaviour =
-  | { kind: 'serve'; etag?: string; throttle?: { bytes: number; everyMs: number } }
+  | { kind: 'serve'; etag?: string; throttle?: { bytes: number; everyMs: number }; cutAfter?: number }
   | { kind: 'ignore-range' }
   | { kind: 'cut'; after: number }
   | { kind: 'stall'; after: number }
@@ -94,9 +94,7 @@ export class Origin {
         res.writeHead(200, { ...common, 'content-length': size }).end(this.body);
         return;
       case 'cut':
-        res.writeHead(200, { ...common, 'content-length': size });
-        res.write(this.body.subarray(0, b.after), () => res.socket?.destroy());
-        return;
+        return this.serve(req, res, { kind: 'serve', cutAfter: b.after }, common);
       case 'stall':
         res.writeHead(200, { ...common, 'content-length': size });
         res.write(this.body.subarray(0, b.after));
@@ -143,6 +141,11 @@ export class Origin {
       res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${size - 1}/${size}`, 'content-length': size - start });
     } else {
       res.writeHead(200, { ...headers, 'content-length': size });
+    }
+    if (b.cutAfter !== undefined) {
+      // headers promise the whole rest; the connection dies after `cutAfter` bytes of it
+      res.write(this.body.subarray(start, start + b.cutAfter), () => setTimeout(() => res.socket?.destroy(), 10));
+      return;
     }
     if (!b.throttle) {
       res.end(this.body.subarray(start));

@@ -1,0 +1,68 @@
+import path from 'node:path';
+import { DurableJson } from '../../shared/durable-store.js';
+import {
+  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema,
+  type FetcherRecord, type InstallerRecord,
+} from '../../shared/worker-records.js';
+import { call } from './api.js';
+import { freePort, makeDevice, startServices, type Service } from './services.js';
+import { waitFor } from './wait.js';
+
+/** A device under test: temp directories, the gateway's address, and its workers' records. */
+export class TestDevice {
+  readonly root: string;
+  readonly env: Record<string, string>;
+  base = '';
+  running: Service[] = [];
+
+  constructor(extra: Record<string, string> = {}) {
+    ({ root: this.root, env: this.env } = makeDevice(extra));
+  }
+
+  get fetcherStore() {
+    return new DurableJson(path.join(this.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), fetcherRecordSchema);
+  }
+
+  get installerStore() {
+    return new DurableJson(path.join(this.env.TOPE_INSTALLER_STATE_DIR, INSTALLER_RECORD), installerRecordSchema);
+  }
+
+  get packagesDir(): string {
+    return path.join(this.env.TOPE_FETCHER_STATE_DIR, 'packages');
+  }
+
+  seedFetcher(r: FetcherRecord) {
+    return this.fetcherStore.write(r);
+  }
+
+  seedInstaller(r: InstallerRecord) {
+    return this.installerStore.write(r);
+  }
+
+  async start(...names: string[]): Promise<Service[]> {
+    if (names.includes('api-gateway') && !this.base) {
+      const port = await freePort();
+      this.env.TOPE_LISTEN_PORT = String(port);
+      this.base = `http://127.0.0.1:${port}`;
+    }
+    const started = await startServices(this.env, ...names);
+    this.running.push(...started);
+    return started;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.running.map((s) => s.kill('SIGKILL')));
+    this.running = [];
+  }
+
+  progress() {
+    return call(this.base, 'GET', '/api/v1.0/progress');
+  }
+
+  async waitStage(stage: string, timeoutMs = 15_000) {
+    return waitFor(`stage ${stage}`, async () => {
+      const p = await this.progress();
+      return p.body.data.stage === stage ? p.body : null;
+    }, timeoutMs);
+  }
+}
