@@ -5,6 +5,7 @@ need=()
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2

@@ -212,7 +212,9 @@ export class Fetcher {
 
   private async fail(job: PackageJob, e: unknown): Promise<void> {
     const err = e instanceof UpdaterError ? e : new UpdaterError('DOWNLOAD_FAILED', `internal error: ${(e as Error).message}`);
-    const keepPartial = err.code === 'DOWNLOAD_FAILED';
+    // a partial file is kept for the next /download to resume, unless it is worthless
+    const partSize = await fsp.stat(this.partFile(job)).then((s) => s.size, () => 0);
+    const keepPartial = err.code === 'DOWNLOAD_FAILED' && partSize > 0;
     if (!keepPartial) await fsp.rm(this.partFile(job), { force: true });
     this.d.log.error({ version: job.version, error: err.wire }, 'download failed');
     const message = err.code === 'PACKAGE_SIZE_MISMATCH' ? 'Download validation failed' : 'Download failed';

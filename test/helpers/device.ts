@@ -51,7 +51,7 @@ export class TestDevice {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.running.map((s) => s.kill('SIGKILL')));
+    await Promise.all(this.running.map((s) => s.kill('SIGTERM')));
     this.running = [];
   }
 

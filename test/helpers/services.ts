@@ -48,7 +48,9 @@ export class Service {
   constructor(name: string, env: Record<string, string>, command?: { file: string; args: string[] }) {
     const file = command?.file ?? process.execPath;
     const args = command?.args ?? [mainOf(name)];
-    this.child = spawn(file, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // NODE_V8_COVERAGE carries c8's coverage collection into the service processes
+    const inherited = Object.fromEntries(['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]));
+    this.child = spawn(file, args, { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.child.stdout!.setEncoding('utf8').on('data', (c: string) => {
       buf += c;
@@ -77,7 +79,9 @@ export class Service {
 
   async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    const late = setTimeout(() => this.child.kill('SIGKILL'), 5000);
     await this.exited;
+    clearTimeout(late);
   }
 }
 

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, test } from 'node:test';
+import type { FetcherRecord } from '../shared/worker-records.js';
+import { call } from './helpers/api.js';
+import { TestDevice } from './helpers/device.js';
+import { distDir, freePort, mainOf, Service } from './helpers/services.js';
+import { waitFor } from './helpers/wait.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+const ready: FetcherRecord = {
+  seq: 7, job: { version: '3.1.4', package_url: 'https://h/p.zip', package_name: 'p.zip', package_size: 1, package_md5: 'b'.repeat(32) },
+  checkpoint: null, verifiedAt: new Date().toISOString(), packageFile: null,
+  status: { stage: 'toInstall', progress: 100, message: 'Package ready to install: 3.1.4', error: null },
+};
+
+test('the gateway serves on the socket systemd-socket-activate passes it (LISTEN_FDS, fd 3)', async () => {
+  const device = new TestDevice();
+  await device.seedFetcher(ready);
+  const port = await freePort();
+  const setenv = Object.entries({ ...device.env, TOPE_LISTEN_PORT: '1' }).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
+  // TOPE_LISTEN_PORT=1 would fail to bind: an answer proves the inherited socket is used
+  const gw = new Service('api-gateway', {}, { file: 'systemd-socket-activate', args: ['-l', `127.0.0.1:${port}`, ...setenv, process.execPath, mainOf('api-gateway')] });
+  cleanups.push(() => gw.kill('SIGKILL'));
+  const base = `http://127.0.0.1:${port}`;
+  // the first connection waits in the backlog until node is up
+  const r = await waitFor('an answer on the activated socket', () => call(base, 'GET', '/api/v1.0/progress'));
+  assert.equal(r.body.data.stage, 'toInstall');
+  const started = await gw.waitLog('api-gateway ready');
+  assert.equal(started.where, 'inherited fd 3');
+});
+
+test('idle, the gateway exits by itself; the next connection starts it again and nothing is lost', async () => {
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '300' });
+  await device.seedFetcher(ready);
+  const port = await freePort();
+  const holder = spawn('python3', [path.join(distDir, '..', 'test/helpers/socket-holder.py'), String(port), process.execPath, mainOf('api-gateway')],
+    { env: { PATH: process.env.PATH ?? '', ...device.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  cleanups.push(async () => { holder.kill('SIGKILL'); });
+  let out = '';
+  holder.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+  await waitFor('the socket holder', () => out.includes('listening'));
+  const base = `http://127.0.0.1:${port}`;
+
+  assert.equal((await call(base, 'GET', '/api/v1.0/progress')).body.data.stage, 'toInstall');
+  await waitFor('the idle gateway to exit with 0', () => /start 1\n(.*\n)*exit 0\n/.test(out), 5000);
+  const again = await call(base, 'GET', '/api/v1.0/progress');
+  assert.equal(again.body.data.stage, 'toInstall');
+  assert.equal(again.body.data.message, 'Package ready to install: 3.1.4');
+  assert.match(out, /start 2\n/);
+});
+
+test('while work runs, the idle gateway stays up', async () => {
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '200' });
+  await device.seedFetcher({ ...ready, status: { stage: 'downloading', progress: 10, message: 'Downloading', error: null } });
+  const [gw] = await device.start('api-gateway');
+  cleanups.push(() => device.stop());
+  await call(device.base, 'GET', '/api/v1.0/progress');
+  // it checks at each idle period; after several it is still serving
+  await waitFor('three idle periods', () => gw.lines.length > 0 && Date.now() > Number(gw.lines[0].time) + 800, 5000);
+  assert.equal(gw.child.exitCode, null);
+  await device.seedFetcher({ ...ready, seq: 8 });
+  const { code } = await gw.exited;
+  assert.equal(code, 0, 'once the work ended it exits');
+  assert.ok(gw.logged('stopping'));
+});
