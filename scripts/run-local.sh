@@ -5,13 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 var="$PWD/var"
-mkdir -p "$var/run" "$var/lib/fetcher" "$var/lib/installer" "$var/root/opt/tope/versions"
+mkdir -p "$var/run" "$var/lib/fetcher" "$var/lib/installer" "$var/root"
 export TOPE_FETCHER_STATE_DIR="${TOPE_FETCHER_STATE_DIR:-$var/lib/fetcher}"
 export TOPE_INSTALLER_STATE_DIR="${TOPE_INSTALLER_STATE_DIR:-$var/lib/installer}"
 export TOPE_FETCHER_SOCKET="${TOPE_FETCHER_SOCKET:-$var/run/fetcher.sock}"
 export TOPE_INSTALLER_SOCKET="${TOPE_INSTALLER_SOCKET:-$var/run/installer.sock}"
 export TOPE_ROOT_PREFIX="${TOPE_ROOT_PREFIX:-$var/root}"
-export TOPE_VERSIONS_DIR="${TOPE_VERSIONS_DIR:-$var/root/opt/tope/versions}"
 export TOPE_ALLOW_HTTP="${TOPE_ALLOW_HTTP:-1}"
 export TOPE_IDLE_EXIT_MS="${TOPE_IDLE_EXIT_MS:-0}"   # no socket activation here: stay up
 

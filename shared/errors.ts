@@ -6,6 +6,13 @@ export const errorCodes = [
   'PACKAGE_EXPIRED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR',
   // download
   'DOWNLOAD_FAILED', 'PACKAGE_SIZE_MISMATCH', 'MD5_MISMATCH', 'SHA256_MISMATCH', 'DISK_FULL',
+  // install: refusals before anything is touched
+  'INVALID_PACKAGE', 'INVALID_MANIFEST',
+  // install: steps that fail
+  'SERVICE_STOP_FAILED', 'SERVICE_STOP_TIMEOUT', 'SERVICE_START_FAILED', 'SERVICE_START_TIMEOUT', 'SERVICE_UNHEALTHY',
+  'POST_CMD_FAILED', 'POST_CMD_TIMEOUT', 'DEPLOYMENT_FAILED', 'INSTALL_INTERRUPTED',
+  // install: what the rollback did, each level named in the final error
+  'ROLLBACK_LEVEL_1_SUCCESS', 'ROLLBACK_LEVEL_1_FAILED', 'ROLLBACK_LEVEL_2_SUCCESS', 'ROLLBACK_LEVEL_2_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];

@@ -19,7 +19,6 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_FETCHER_SOCKET: path.join(root, 'run/fetcher.sock'),
     TOPE_INSTALLER_SOCKET: path.join(root, 'run/installer.sock'),
     TOPE_ROOT_PREFIX: path.join(root, 'sysroot'),
-    TOPE_VERSIONS_DIR: path.join(root, 'sysroot/opt/tope/versions'),
     TOPE_ALLOW_HTTP: '1',
     TOPE_RETRY_BASE_MS: '20',
     TOPE_HTTP_TIMEOUT_MS: '1000',

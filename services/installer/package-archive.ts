@@ -1,0 +1,148 @@
+import { createWriteStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import yauzl from 'yauzl';
+import { isErrnoException, UpdaterError } from '../../shared/errors.js';
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const MANIFEST = 'manifest.json';
+const MANIFEST_MAX = 1024 * 1024;
+
+export interface ArchiveLimits {
+  maxBytes: number;
+  maxEntries: number;
+}
+
+const invalid = (message: string) => new UpdaterError('INVALID_PACKAGE', message);
+
+/** A name we accept: relative, normalised, no `.`/`..` segment, no empty segment. */
+function checkName(name: string): void {
+  const bare = name.endsWith('/') ? name.slice(0, -1) : name;
+  if (!bare || bare.startsWith('/') || bare.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw invalid(`entry name ${JSON.stringify(name)} is not a plain relative path`);
+  }
+}
+
+/**
+ * A package zip read under our policy: regular files and directories only, safe names, no
+ * duplicates, a budget of entries and bytes against zip bombs, sizes and CRC-32 checked while
+ * extracting. The whole central directory is checked when it is opened, before any write.
+ */
+export class PackageArchive {
+  private constructor(private readonly zip: yauzl.ZipFile, readonly files: Map<string, yauzl.Entry>) {}
+
+  static async open(file: string, limits: ArchiveLimits): Promise<PackageArchive> {
+    let zip: yauzl.ZipFile;
+    try {
+      zip = await yauzl.openPromise(file, { strictFileNames: true, validateEntrySizes: true, autoClose: false });
+    } catch (e) {
+      throw invalid(`not a readable zip file: ${(e as Error).message}`);
+    }
+    const files = new Map<string, yauzl.Entry>();
+    const dirs = new Set<string>();
+    let total = 0;
+    let count = 0;
+    try {
+      for await (const entry of zip.eachEntry()) {
+        if (++count > limits.maxEntries) throw invalid(`more than ${limits.maxEntries} entries`);
+        const name = entry.fileName;
+        checkName(name);
+        const mode = (entry.externalFileAttributes >>> 16) & 0xffff;
+        const type = mode & S_IFMT;
+        const isDir = name.endsWith('/');
+        if (type !== 0 && type !== (isDir ? S_IFDIR : S_IFREG)) throw invalid(`entry ${name} is not a regular file or directory (mode ${mode.toString(8)})`);
+        if (entry.isEncrypted()) throw invalid(`entry ${name} is encrypted`);
+        const key = isDir ? name.slice(0, -1) : name;
+        if (files.has(key) || dirs.has(key)) throw invalid(`duplicate entry ${name}`);
+        if (isDir) dirs.add(key);
+        else files.set(key, entry);
+        total += entry.uncompressedSize;
+        if (total > limits.maxBytes) throw invalid(`unpacks to more than ${limits.maxBytes} bytes`);
+      }
+    } catch (e) {
+      zip.close();
+      throw e instanceof UpdaterError ? e : invalid((e as Error).message);
+    }
+    return new PackageArchive(zip, files);
+  }
+
+  close(): void {
+    this.zip.close();
+  }
+
+  /** The manifest's JSON text parsed, or INVALID_MANIFEST. */
+  async readManifest(): Promise<unknown> {
+    const entry = this.files.get(MANIFEST);
+    if (!entry) throw new UpdaterError('INVALID_MANIFEST', 'manifest.json not found in package');
+    if (entry.uncompressedSize > MANIFEST_MAX) throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX} bytes`);
+    const chunks: Buffer[] = [];
+    await pipeline(await this.stream(entry), this.crcCheck(entry), async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) chunks.push(c);
+    });
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch (e) {
+      throw new UpdaterError('INVALID_MANIFEST', `manifest.json is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+
+  /** The entry's mode for the file we write: from the zip, without setuid/setgid/sticky or group/other write. */
+  static modeOf(entry: yauzl.Entry): number {
+    const mode = (entry.externalFileAttributes >>> 16) & 0o777;
+    return mode === 0 ? 0o644 : (mode & 0o755) | 0o600;
+  }
+
+  /**
+   * Writes a file entry to `dest` the durable way: a temp name beside it, fsync, rename. The
+   * rename replaces a hard link to the running version's file instead of writing through it.
+   */
+  async extractTo(name: string, dest: string): Promise<void> {
+    const entry = this.files.get(name);
+    if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
+    await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
+    const tmp = `${dest}.tmp-${process.pid}`;
+    try {
+      const out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
+      await pipeline(await this.stream(entry), this.crcCheck(entry), out);
+      const fh = await fsp.open(tmp, 'r+');
+      try {
+        await fh.chmod(PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, dest);
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      if (e instanceof UpdaterError) throw e;
+      if (isErrnoException(e, 'ENOSPC')) throw new UpdaterError('DISK_FULL', `no space left while writing ${dest}`);
+      if (isErrnoException(e)) throw new UpdaterError('DEPLOYMENT_FAILED', `cannot write ${dest}: ${e.message}`);
+      throw invalid(`entry ${name}: ${(e as Error).message}`);
+    }
+  }
+
+  private async stream(entry: yauzl.Entry) {
+    try {
+      return await this.zip.openReadStreamPromise(entry);
+    } catch (e) {
+      throw invalid(`entry ${entry.fileName}: ${(e as Error).message}`);
+    }
+  }
+
+  private crcCheck(entry: yauzl.Entry): Transform {
+    let crc = 0;
+    return new Transform({
+      transform(c: Buffer, _e, cb) {
+        crc = zlib.crc32(c, crc);
+        cb(null, c);
+      },
+      flush(cb) {
+        cb((crc >>> 0) === entry.crc32 ? null : invalid(`CRC mismatch in ${entry.fileName}`));
+      },
+    });
+  }
+}

@@ -1,0 +1,173 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from '../../shared/durable-store.js';
+import { UpdaterError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { Journal } from './journal.js';
+import { unitsInOrder, type Manifest, type Placement } from './manifest.js';
+import type { PackageArchive } from './package-archive.js';
+import { runPostCmd } from './post-cmds.js';
+import type { Units } from './units.js';
+import { versionOfDir, type VersionStore } from './versions.js';
+
+export interface TransactionContext {
+  log: Logger;
+  versions: VersionStore;
+  units: Units;
+  backupDir: string;
+  postCmdTimeoutMs: number;
+  hostPath: (devicePath: string) => string;
+  /** Persists the journal (null: the transaction is over). */
+  journal: (j: Journal | null) => Promise<void>;
+  progress: (percent: number, message: string) => Promise<void>;
+}
+
+const message = (e: unknown) => (e instanceof UpdaterError ? e.wire : `DEPLOYMENT_FAILED: ${(e as Error).message}`);
+
+/**
+ * One install, step by step, each step journaled before it changes the device. Up to the switch
+ * of `current`, a failure undoes everything; after it, the rollback goes to previous, then factory.
+ */
+export class Transaction {
+  constructor(private readonly c: TransactionContext, public j: Journal) {}
+
+  private async phase(phase: Journal['phase']): Promise<void> {
+    this.j = { ...this.j, phase };
+    await this.c.journal(this.j);
+  }
+
+  /** Stage the snapshot while services run, stop them, place in-place files, post_cmds, switch. */
+  async forward(archive: PackageArchive, manifest: Manifest, placements: Placement[]): Promise<void> {
+    const { versions } = this.c;
+    await this.c.journal(this.j);
+    const staging = await versions.stage(this.j.fromDir, this.j.stagingDir);
+    const n = placements.length;
+    for (const [i, p] of placements.entries()) {
+      await this.c.progress(10 + Math.floor((50 * i) / n), `Installing module ${p.module.name} (${i + 1}/${n})`);
+      if (p.kind === 'snapshot') await archive.extractTo(p.module.src, path.join(staging, p.rel));
+    }
+    await versions.finalize(this.j.stagingDir, this.j.targetDir);
+
+    await this.c.progress(60, 'Stopping services...');
+    await this.phase('stopping');
+    for (const unit of [...this.j.units].reverse()) await this.c.units.stop(unit);
+
+    for (const p of placements) {
+      if (p.kind !== 'in-place') continue;
+      const dst = this.c.hostPath(p.dst);
+      await this.backUp(dst);
+      await archive.extractTo(p.module.src, dst);
+    }
+    const dir = versions.pathOf(this.j.targetDir);
+    for (const m of manifest.modules) {
+      for (const cmd of m.post_cmds ?? []) {
+        await this.c.progress(65, `Running post command of ${m.name}`);
+        await runPostCmd(cmd, dir, this.c.postCmdTimeoutMs, { TOPE_VERSION: this.j.version, TOPE_VERSION_DIR: dir });
+      }
+    }
+
+    await this.c.progress(70, `Switching to version ${this.j.version}...`);
+    await this.phase('switching');
+    if (this.j.fromDir) await versions.setLink('previous', this.j.fromDir);
+    await versions.setLink('current', this.j.targetDir);
+    await this.phase('switched');
+  }
+
+  /** Start the units in restart_order, then hold them on probation. */
+  async bringUp(percent = 75): Promise<void> {
+    const baseline = new Map<string, number>();
+    for (const [i, unit] of this.j.units.entries()) {
+      await this.c.progress(percent, `Starting ${unit} (${i + 1}/${this.j.units.length})`);
+      baseline.set(unit, await this.c.units.start(unit));
+    }
+    if (baseline.size) {
+      await this.c.progress(Math.max(percent, 85), 'Checking services...');
+      await this.c.units.probation(baseline);
+    }
+  }
+
+  /** Failure before the switch: the device goes back to exactly how it was. Returns what went wrong on the way. */
+  async undoBeforeSwitch(): Promise<string[]> {
+    const problems: string[] = [];
+    await this.restoreBackups();
+    await this.c.versions.discard(this.j.targetDir);
+    await this.c.versions.sweep();
+    for (const unit of this.j.units) {
+      try {
+        await this.c.units.start(unit);
+      } catch (e) {
+        problems.push(message(e));
+      }
+    }
+    return problems;
+  }
+
+  /** Failure after the switch: previous, then factory, each health-checked. Returns each level's outcome. */
+  async rollBack(): Promise<{ ok: boolean; outcomes: string[] }> {
+    await this.phase('rolling-back');
+    const outcomes: string[] = [];
+    const levels: Array<[1 | 2, string | null, string]> = [
+      [1, this.j.fromDir, 'no previous version'],
+      [2, await this.c.versions.target('factory'), 'no factory version'],
+    ];
+    for (const [level, dir, missing] of levels) {
+      if (!dir) {
+        outcomes.push(`ROLLBACK_LEVEL_${level}_FAILED: ${missing}`);
+        continue;
+      }
+      try {
+        await this.c.progress(90, `Rolling back to version ${versionOfDir(dir)}...`);
+        for (const unit of [...this.j.units].reverse()) await this.c.units.stop(unit).catch((e) => this.c.log.warn({ unit, err: message(e) }, 'stop during rollback failed'));
+        await this.restoreBackups();
+        await this.c.versions.setLink('current', dir);
+        if (level === 1) {
+          if (this.j.previousBefore) await this.c.versions.setLink('previous', this.j.previousBefore);
+          else await this.c.versions.removeLink('previous');
+        }
+        await this.bringUp(90);
+        outcomes.push(`ROLLBACK_LEVEL_${level}_SUCCESS: ${versionOfDir(dir)}`);
+        await this.c.versions.discard(this.j.targetDir);
+        return { ok: true, outcomes };
+      } catch (e) {
+        outcomes.push(`ROLLBACK_LEVEL_${level}_FAILED: ${message(e)}`);
+      }
+    }
+    return { ok: false, outcomes };
+  }
+
+  /** Copies a live file aside before it is replaced; restoring it is part of every undo. */
+  private async backUp(dst: string): Promise<void> {
+    if (this.j.backups.some((b) => b.dst === dst)) return;
+    const exists = await fsp.stat(dst).then((s) => s.isFile(), () => false);
+    let backup: string | null = null;
+    if (exists) {
+      await fsp.mkdir(this.c.backupDir, { recursive: true, mode: 0o700 });
+      backup = path.join(this.c.backupDir, String(this.j.backups.length));
+      await fsp.copyFile(dst, backup);
+      const fh = await fsp.open(backup, 'r+');
+      await fh.sync();
+      await fh.close();
+      await fsyncDir(this.c.backupDir);
+    }
+    this.j = { ...this.j, backups: [...this.j.backups, { dst, backup }] };
+    await this.c.journal(this.j);
+  }
+
+  private async restoreBackups(): Promise<void> {
+    for (const b of [...this.j.backups].reverse()) {
+      if (b.backup) {
+        const tmp = `${b.dst}.tmp-restore`;
+        await fsp.copyFile(b.backup, tmp);
+        const fh = await fsp.open(tmp, 'r+');
+        await fh.sync();
+        await fh.close();
+        await fsp.rename(tmp, b.dst);
+      } else {
+        await fsp.rm(b.dst, { force: true });
+      }
+      await fsyncDir(path.dirname(b.dst));
+    }
+  }
+}
+
+export { unitsInOrder };

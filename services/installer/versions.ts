@@ -1,0 +1,123 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from '../../shared/durable-store.js';
+import { isErrnoException } from '../../shared/errors.js';
+
+export type LinkName = 'current' | 'previous' | 'factory';
+const STAGING_PREFIX = '.staging-';
+const LINK_TMP = '.link-tmp-';
+
+/** "v1.2.3" and "v1.2.3~7" (a reinstall of a version that is in use) both mean 1.2.3. */
+export const versionOfDir = (dir: string): string => dir.replace(/^v/, '').replace(/~\d+$/, '');
+
+/**
+ * The versions tree: `v<ver>/` snapshots and the links `current`, `previous`, `factory`, whose
+ * targets are relative names. A link changes by renaming a fresh symlink over it, then the
+ * directory is fsynced, so after a power cut it names the old or the new snapshot.
+ */
+export class VersionStore {
+  constructor(readonly dir: string) {}
+
+  pathOf(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  /** The snapshot a link names, or null when the link is missing, dangling or not a link. */
+  async target(link: LinkName): Promise<string | null> {
+    try {
+      const t = await fsp.readlink(this.pathOf(link));
+      const name = path.basename(t);
+      return (await fsp.stat(this.pathOf(name))).isDirectory() ? name : null;
+    } catch (e) {
+      if (isErrnoException(e)) return null;
+      throw e;
+    }
+  }
+
+  async setLink(link: LinkName, target: string): Promise<void> {
+    const tmp = this.pathOf(`${LINK_TMP}${link}-${process.pid}`);
+    await fsp.rm(tmp, { force: true });
+    await fsp.symlink(target, tmp);
+    await fsp.rename(tmp, this.pathOf(link));
+    await fsyncDir(this.dir);
+  }
+
+  async removeLink(link: LinkName): Promise<void> {
+    await fsp.rm(this.pathOf(link), { force: true });
+    await fsyncDir(this.dir);
+  }
+
+  /** The directory name for a new snapshot of `version` that no link uses. */
+  async freeDirName(version: string, seq: number): Promise<string> {
+    const used = new Set(await Promise.all((['current', 'previous', 'factory'] as const).map((l) => this.target(l))));
+    return used.has(`v${version}`) ? `v${version}~${seq}` : `v${version}`;
+  }
+
+  stagingName(seq: number): string {
+    return `${STAGING_PREFIX}${seq}`;
+  }
+
+  /** A new staging directory seeded as a hard-link copy of `from` (the running snapshot), or empty. */
+  async stage(from: string | null, staging: string): Promise<string> {
+    const dest = this.pathOf(staging);
+    await fsp.rm(dest, { recursive: true, force: true });
+    if (from) await linkTree(this.pathOf(from), dest);
+    else await fsp.mkdir(dest, { mode: 0o755 });
+    return dest;
+  }
+
+  /** Makes the staged tree durable and gives it its final name. */
+  async finalize(staging: string, name: string): Promise<void> {
+    await fsyncTree(this.pathOf(staging));
+    await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+    await fsp.rename(this.pathOf(staging), this.pathOf(name));
+    await fsyncDir(this.dir);
+  }
+
+  /** Removes a snapshot unless a link names it. */
+  async discard(name: string): Promise<void> {
+    const used = await Promise.all((['current', 'previous', 'factory'] as const).map((l) => this.target(l)));
+    if (used.includes(name)) return;
+    await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+  }
+
+  /** Snapshots beyond current, previous and factory, and leftovers of interrupted work, go. */
+  async prune(): Promise<string[]> {
+    const keep = new Set(await Promise.all((['current', 'previous', 'factory'] as const).map((l) => this.target(l))));
+    const removed: string[] = [];
+    for (const name of await fsp.readdir(this.dir)) {
+      if (['current', 'previous', 'factory'].includes(name) || keep.has(name)) continue;
+      await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+      removed.push(name);
+    }
+    if (removed.length) await fsyncDir(this.dir);
+    return removed;
+  }
+
+  /** Leftovers of an interrupted install: staging trees and temporary links. */
+  async sweep(): Promise<void> {
+    for (const name of await fsp.readdir(this.dir)) {
+      if (name.startsWith(STAGING_PREFIX) || name.startsWith(LINK_TMP)) await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+    }
+  }
+}
+
+/** Recreates `src` at `dest`: directories with their modes, files as hard links, symlinks as symlinks. */
+async function linkTree(src: string, dest: string): Promise<void> {
+  const st = await fsp.stat(src);
+  await fsp.mkdir(dest, { mode: st.mode & 0o7777 });
+  for (const e of await fsp.readdir(src, { withFileTypes: true })) {
+    const from = path.join(src, e.name);
+    const to = path.join(dest, e.name);
+    if (e.isDirectory()) await linkTree(from, to);
+    else if (e.isSymbolicLink()) await fsp.symlink(await fsp.readlink(from), to);
+    else if (e.isFile()) await fsp.link(from, to);
+  }
+}
+
+async function fsyncTree(dir: string): Promise<void> {
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) await fsyncTree(path.join(dir, e.name));
+  }
+  await fsyncDir(dir);
+}
