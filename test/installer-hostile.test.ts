@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { InstallDevice } from './helpers/install-device.js';
+import { buildPackage, buildZip, patchField, patchName } from './helpers/packages.js';
+
+// Each hostile package is refused with its code, and the device is exactly as it was: same
+// links, same snapshots, no unit touched, nothing written outside.
+
+const d = new InstallDevice({ TOPE_ZIP_MAX_BYTES: String(1024 * 1024), TOPE_ZIP_MAX_ENTRIES: '50' });
+const ok = { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service' };
+let listing = '';
+
+async function snapshot(): Promise<string> {
+  const walk = async (dir: string): Promise<string[]> => {
+    const out: string[] = [];
+    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      out.push(path.relative(d.sysroot, p) + (e.isSymbolicLink() ? ` -> ${await fsp.readlink(p)}` : ''));
+      if (e.isDirectory()) out.push(...(await walk(p)));
+    }
+    return out;
+  };
+  return (await walk(d.sysroot)).sort().join('\n');
+}
+
+before(async () => {
+  await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
+  await d.setUnits({ 'a.service': { active: true } });
+  await d.start('installer', 'api-gateway');
+  listing = await snapshot();
+});
+after(() => d.stop());
+
+const zipOf = (files: Parameters<typeof buildZip>[0], manifest?: unknown) =>
+  buildZip([{ name: 'manifest.json', data: JSON.stringify(manifest ?? { version: '2.0.0', modules: [{ name: 'a', src: files[0].name, dst: '/opt/tope/bin/a' }] }) }, ...files]);
+
+const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
+  ['not a zip at all', async () => Buffer.from('PK but not really a zip file'), /^INVALID_PACKAGE: not a readable zip file/],
+  ['a ../ entry name', async () => patchName(await zipOf([{ name: 'xx/evil', data: 'x' }]), 'xx/evil', '../evil'), /^INVALID_PACKAGE: /],
+  ['an absolute entry name', async () => patchName(await zipOf([{ name: 'xetc/passwd', data: 'x' }]), 'xetc/passwd', '/etc/passwd'), /^INVALID_PACKAGE: /],
+  ['a backslash entry name', async () => patchName(await zipOf([{ name: 'a/b', data: 'x' }]), 'a/b', 'a\\b'), /^INVALID_PACKAGE: /],
+  ['a symlink entry', async () => zipOf([{ name: 'bin/a', data: '/etc/shadow', mode: 0o120777 }]), /^INVALID_PACKAGE: entry bin\/a is not a regular file or directory \(mode 120777\)$/],
+  ['a device entry', async () => zipOf([{ name: 'bin/a', data: '', mode: 0o020644 }]), /^INVALID_PACKAGE: entry bin\/a is not a regular file/],
+  ['duplicate entries', async () => patchName(await zipOf([{ name: 'bin/a', data: '1' }, { name: 'bin/b', data: '2' }]), 'bin/b', 'bin/a'), /^INVALID_PACKAGE: duplicate entry bin\/a$/],
+  ['a zip bomb over the size budget', async () => zipOf([{ name: 'bin/a', data: Buffer.alloc(2 * 1024 * 1024) }]), /^INVALID_PACKAGE: unpacks to more than 1048576 bytes$/],
+  ['too many entries', async () => zipOf(Array.from({ length: 60 }, (_, i) => ({ name: `f/${i}`, data: 'x' }))), /^INVALID_PACKAGE: more than 50 entries$/],
+  ['a lying uncompressed size', async () => patchField(await zipOf([{ name: 'bin/a', data: 'x'.repeat(5000) }]), 'bin/a', 'uncompressed', 10), /^INVALID_PACKAGE: entry bin\/a: /],
+  ['a CRC error', async () => patchField(await zipOf([{ name: 'bin/a', data: 'payload', compress: false }]), 'bin/a', 'crc', 12345), /^INVALID_PACKAGE: CRC mismatch in bin\/a$/],
+  ['no manifest', async () => buildZip([{ name: 'bin/a', data: 'x' }]), /^INVALID_MANIFEST: manifest\.json not found in package$/],
+  ['a manifest that is not JSON', async () => buildZip([{ name: 'manifest.json', data: '{"version":' }]), /^INVALID_MANIFEST: manifest\.json is not valid JSON/],
+  ['a manifest of the wrong shape', async () => zipOf([{ name: 'bin/a', data: 'x' }], { version: '2.0.0', modules: [] }), /^INVALID_MANIFEST: modules: /],
+  ['a bad manifest version', async () => zipOf([{ name: 'bin/a', data: 'x' }], { version: '2.0', modules: [{ name: 'a', src: 'bin/a', dst: '/opt/tope/bin/a' }] }), /^INVALID_MANIFEST: version: must look like 1\.2\.3$/],
+  ['a manifest for another version', async () => buildPackage('9.9.9', [ok]), /^INVALID_MANIFEST: package claims version 9\.9\.9, expected 2\.0\.0$/],
+  ['a src that is not in the package', async () => buildPackage('2.0.0', [{ ...ok, src: 'missing/file' }]), /^INVALID_MANIFEST: module a: src missing\/file is not a regular file in the package$/],
+  ['a src naming a directory', async () => buildPackage('2.0.0', [{ ...ok, src: 'dir/' }], [{ name: 'dir/', dir: true }]), /^INVALID_MANIFEST: module a: src dir\/ is not a regular file/],
+  ['a dst outside the allowed roots', async () => buildPackage('2.0.0', [{ ...ok, dst: '/etc/cron.d/evil' }]), /^INVALID_MANIFEST: module a: dst \/etc\/cron\.d\/evil is outside the allowed roots \/opt\/tope$/],
+  ['a dst that climbs out with ..', async () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/../../etc/passwd' }]), /^INVALID_MANIFEST: module a: dst .* is not a normalised absolute file path$/],
+  ['a dst that looks like the root but is not', async () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope-data/x' }]), /^INVALID_MANIFEST: .*outside the allowed roots/],
+  ['a dst inside the versions tree', async () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/versions/current/bin/a' }]), /^INVALID_MANIFEST: .*inside the versions directory$/],
+  ['a relative dst', async () => buildPackage('2.0.0', [{ ...ok, dst: 'opt/tope/bin/a' }]), /^INVALID_MANIFEST: module a: dst opt\/tope\/bin\/a is not a normalised/],
+  ['two modules writing one dst', async () => buildPackage('2.0.0', [ok, { name: 'b', dst: '/opt/tope/bin/a' }]), /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a is written by two modules$/],
+  ['a unit name that is not one', async () => buildPackage('2.0.0', [{ ...ok, process_name: 'a.service; rm -rf /' }]), /^INVALID_MANIFEST: modules\.0\.process_name: must be a systemd unit name$/],
+];
+
+for (const [name, make, error] of cases) {
+  test(`refused: ${name}`, async () => {
+    await d.verified(await make(), '2.0.0');
+    assert.equal((await d.update('2.0.0')).body.code, 200);
+    const end = await d.finished();
+    assert.equal(end.stage, 'failed');
+    assert.match(end.error!, error);
+    assert.equal(await snapshot(), listing, 'the device is exactly as it was');
+    assert.deepEqual((await d.calls()).filter((c) => / a\.service/.test(c) && !c.startsWith('is-active') && !c.startsWith('show')), [], 'no unit touched');
+  });
+}
+
+test('setuid, setgid and group/other write bits from the zip are dropped', async () => {
+  await d.verified(await buildPackage('2.0.0', [{ ...ok, mode: 0o106777 }]), '2.0.0');
+  await d.update('2.0.0');
+  assert.equal((await d.finished()).stage, 'success');
+  assert.equal((await fsp.stat(path.join(d.versionsDir, 'v2.0.0/bin/a'))).mode & 0o7777, 0o755);
+});
