@@ -74,8 +74,9 @@ export class Installer {
   /** The recovery table's installer rows (see journal.ts). */
   async recover(): Promise<void> {
     this.state = (await this.d.store.read()) ?? empty;
-    await fsp.rm(this.d.workDir, { recursive: true, force: true });
     const j = this.state.journal;
+    // the package copy is worthless now; the backups in workDir are what an undo restores
+    await fsp.rm(path.join(this.d.workDir, 'package.zip'), { force: true });
     if (!j) {
       await this.d.versions.sweep();
       if (this.state.status.stage === 'installing') await this.finish('failed', `INSTALL_INTERRUPTED: the installer stopped before changing anything`, 'Update failed');
