@@ -1,15 +1,18 @@
 /**
- * Runs `send` for the newest value only: while one send is under way, newer values replace
- * each other and the last one goes next. A slow receiver costs the caller nothing.
+ * Sends values one at a time, without making the caller wait. While a send is under way, a new
+ * value replaces the last pending one when both have the same key (a newer progress of the same
+ * stage), and queues behind it otherwise, so every change of key still goes out, in order.
  */
 export class LatestOnly<T> {
-  private pending: { value: T } | null = null;
+  private readonly pending: T[] = [];
   private running: Promise<void> | null = null;
 
-  constructor(private readonly send: (value: T) => Promise<void>) {}
+  constructor(private readonly send: (value: T) => Promise<void>, private readonly key: (value: T) => unknown = () => null) {}
 
   push(value: T): void {
-    this.pending = { value };
+    const last = this.pending.at(-1);
+    if (last !== undefined && this.key(last) === this.key(value)) this.pending[this.pending.length - 1] = value;
+    else this.pending.push(value);
     if (!this.running) this.running = this.drain();
   }
 
@@ -19,9 +22,7 @@ export class LatestOnly<T> {
   }
 
   private async drain(): Promise<void> {
-    while (this.pending) {
-      const { value } = this.pending;
-      this.pending = null;
+    for (let value = this.pending.shift(); value !== undefined; value = this.pending.shift()) {
       try {
         await this.send(value);
       } catch {

@@ -6,9 +6,9 @@ import type { Status } from './status.js';
 export const REPORT_PATH = '/api/v1.0/ota/report';
 
 /**
- * Posts status changes to device-api. Fire and forget: each post has its own deadline, a
- * slow device-api makes intermediate states coalesce into the newest one, and a dead one
- * only costs a log line.
+ * Posts status changes to device-api. Fire and forget: each post has its own deadline; a slow
+ * device-api makes the progress steps within a stage coalesce into the newest one, while every
+ * stage change still arrives, in order; a dead one only costs a log line.
  */
 export class Reporter {
   private readonly queue: LatestOnly<Status>;
@@ -18,7 +18,7 @@ export class Reporter {
   constructor(baseUrl: string, private readonly timeoutMs: number, private readonly log: Logger) {
     this.url = new URL(REPORT_PATH, baseUrl).toString();
     this.agent = new Agent({ connect: { timeout: timeoutMs }, keepAliveTimeout: 4000 });
-    this.queue = new LatestOnly((s) => this.post(s));
+    this.queue = new LatestOnly((s) => this.post(s), (s) => s.stage);
   }
 
   report(status: Status): void {

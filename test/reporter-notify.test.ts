@@ -50,6 +50,25 @@ test('a dead device-api costs a log line, not an exception', async () => {
   assert.match(lines.join(''), /report to device-api failed; carrying on/);
 });
 
+test('a slow receiver: progress within a stage coalesces, every stage change still goes, in order', async () => {
+  const sent: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const q = new LatestOnly<[string, number]>(async ([stage, p]) => {
+    sent.push(`${stage}:${p}`);
+    if (sent.length === 1) await gate;
+  }, ([stage]) => stage);
+  q.push(['downloading', 0]);
+  for (let p = 5; p <= 100; p += 5) q.push(['downloading', p]);
+  q.push(['verifying', 0]);
+  q.push(['toInstall', 100]);
+  q.push(['installing', 0]);
+  q.push(['installing', 40]);
+  release();
+  await q.idle();
+  assert.deepEqual(sent, ['downloading:0', 'downloading:100', 'verifying:0', 'toInstall:100', 'installing:40']);
+});
+
 test('LatestOnly keeps sending after a failed send', async () => {
   const sent: number[] = [];
   const q = new LatestOnly<number>(async (n) => {

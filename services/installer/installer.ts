@@ -146,12 +146,23 @@ export class Installer {
       await this.succeed(job.version);
     } catch (e) {
       this.d.log.error({ err: wire(e), phase: tx?.j.phase }, 'install failed');
-      if (!tx) return this.finish('failed', wire(e), 'Update failed');
-      const switched = tx.j.phase === 'switched' || (tx.j.phase === 'switching' && (await this.d.versions.target('current')) === tx.j.targetDir);
-      if (switched) return this.rollBack(tx, wire(e));
-      const problems = await tx.undoBeforeSwitch();
-      await this.finish('failed', [wire(e), ...problems].join('; '), 'Update failed');
+      try {
+        await this.undo(tx, wire(e));
+      } catch (undoError) {
+        // the journal stays: the next start tries the undo again
+        this.d.log.fatal({ err: wire(undoError) }, 'undo failed');
+        this.state = { ...this.state, status: { ...this.state.status, stage: 'failed', message: 'Update failed; undo incomplete, retried at next start', error: `${wire(e)}; ${wire(undoError)}` } };
+        await this.persist();
+      }
     }
+  }
+
+  private async undo(tx: Transaction | null, error: string): Promise<void> {
+    if (!tx) return this.finish('failed', error, 'Update failed');
+    const switched = tx.j.phase === 'switched' || (tx.j.phase === 'switching' && (await this.d.versions.target('current')) === tx.j.targetDir);
+    if (switched || tx.j.phase === 'rolling-back') return this.rollBack(tx, error);
+    const problems = await tx.undoBeforeSwitch();
+    await this.finish('failed', [error, ...problems].join('; '), 'Update failed');
   }
 
   private async rollBack(tx: Transaction, error: string): Promise<void> {

@@ -103,9 +103,9 @@ export class PackageArchive {
   async extractTo(name: string, dest: string): Promise<void> {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
-    await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
     const tmp = `${dest}.tmp-${process.pid}`;
     try {
+      await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
       const out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
       await pipeline(await this.stream(entry), this.crcCheck(entry), out);
       const fh = await fsp.open(tmp, 'r+');
@@ -117,7 +117,7 @@ export class PackageArchive {
       }
       await fsp.rename(tmp, dest);
     } catch (e) {
-      await fsp.rm(tmp, { force: true });
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
       if (e instanceof UpdaterError) throw e;
       if (isErrnoException(e, 'ENOSPC')) throw new UpdaterError('DISK_FULL', `no space left while writing ${dest}`);
       if (isErrnoException(e)) throw new UpdaterError('DEPLOYMENT_FAILED', `cannot write ${dest}: ${e.message}`);

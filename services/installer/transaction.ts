@@ -162,10 +162,15 @@ export class Transaction {
         await fh.sync();
         await fh.close();
         await fsp.rename(tmp, b.dst);
+        await fsyncDir(path.dirname(b.dst));
       } else {
-        await fsp.rm(b.dst, { force: true });
+        // the file did not exist before: remove what we put there, if we got that far
+        const removed = await fsp.rm(b.dst).then(() => true, (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
+          throw e;
+        });
+        if (removed) await fsyncDir(path.dirname(b.dst));
       }
-      await fsyncDir(path.dirname(b.dst));
     }
   }
 }

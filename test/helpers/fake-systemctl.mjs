@@ -5,7 +5,8 @@
 //   units.json: { "<unit>": { "active": bool, "restarts": n } }
 //   behaviour.json: { "<unit>": { "missing"?, "failStart"?, "hangStart"?, "hangStop"?, "failStop"?, "unhealthy"? } }
 //   each true, or a list of versions: it applies while `current` is one of them. An unhealthy
-//   unit crash-loops: every look at it finds it restarted once more.
+//   unit comes up, then crash-loops: from the second look on, each finds it restarting. A
+//   flapping one stays "active" but its NRestarts grows at each look.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -37,17 +38,19 @@ switch (cmd) {
     break;
   case 'is-active': {
     // a crash-looping unit: each look finds it restarted once more
-    if (u.active && on('unhealthy')) { u.restarts++; save(); console.log('activating'); process.exit(3); }
+    if (u.active && on('unhealthy') && ++u.looks > 1) { u.restarts++; save(); console.log('activating'); process.exit(3); }
+    if (u.active && on('unhealthy')) save();
     console.log(u.active ? 'active' : 'inactive');
     process.exit(u.active ? 0 : 3);
   }
   case 'show':
+    if (u.active && on('flapping')) { u.restarts++; save(); }
     console.log(String(u.restarts));
     break;
   case 'start':
     if (on('hangStart')) hang();
     else if (on('failStart')) { process.stderr.write(`Job for ${unit} failed.\n`); process.exit(1); }
-    else { u.active = true; save(); }
+    else { u.active = true; u.looks = 0; save(); }
     break;
   case 'stop':
     if (on('hangStop')) hang();
