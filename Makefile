@@ -6,7 +6,7 @@ PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
 COVERAGE_LINES ?= 85
 
-.PHONY: all deps build run test clean install tools
+.PHONY: all deps build run test clean install tools sample
 
 all: build
 
@@ -35,3 +35,7 @@ test: build tools
 
 clean:
 	rm -rf dist coverage var
+
+# A small package to install under `make run` (see README).
+sample: build
+	@$(NODE) dist/scripts/sample-package.js $(VERSION)

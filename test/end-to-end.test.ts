@@ -23,7 +23,7 @@ async function setUp(extra: Record<string, string> = {}) {
   return { d, origin, deviceApi };
 }
 
-test('device-api downloads then installs; ota-gui polls the whole way; every report arrives in order', async () => {
+test('[systemctl stand-in] device-api downloads then installs; ota-gui polls the whole way; every report arrives in order', async () => {
   const { d, origin, deviceApi } = await setUp();
   await d.seedVersion('v1.0.0', { 'bin/printerd': 'old\n' }, ['current']);
   await d.setUnits({ 'printerd.service': { active: true } });
@@ -61,7 +61,7 @@ test('device-api downloads then installs; ota-gui polls the whole way; every rep
   assert.notEqual((await d.progress()).body.data.stage, 'success');
 });
 
-test('the verified package vanishing before the install is PACKAGE_NOT_FOUND, nothing changed', async () => {
+test('[systemctl stand-in] the verified package vanishing before the install is PACKAGE_NOT_FOUND, nothing changed', async () => {
   const { d } = await setUp();
   await d.seedVersion('v1.0.0', { 'bin/x': 'old\n' }, ['current']);
   await d.start('installer', 'api-gateway');
@@ -73,7 +73,7 @@ test('the verified package vanishing before the install is PACKAGE_NOT_FOUND, no
   assert.equal(await d.link('current'), 'v1.0.0');
 });
 
-test('a dst whose directory cannot be made is DEPLOYMENT_FAILED before the switch', async () => {
+test('[systemctl stand-in] a dst whose directory cannot be made is DEPLOYMENT_FAILED before the switch', async () => {
   const { d } = await setUp({ TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope' });
   await d.seedVersion('v1.0.0', { 'bin/x': 'old\n' }, ['current']);
   await fsp.mkdir(path.join(d.sysroot, 'etc'), { recursive: true });
@@ -87,7 +87,7 @@ test('a dst whose directory cannot be made is DEPLOYMENT_FAILED before the switc
   assert.equal(await fsp.readFile(path.join(d.sysroot, 'etc/tope'), 'utf8'), 'a file where a directory should be');
 });
 
-test('the versions file system filling up during staging is DISK_FULL, the running version intact (a real tmpfs)', { skip: process.getuid?.() !== 0 && 'needs root to mount a small file system' }, async () => {
+test('[systemctl stand-in] the versions file system filling up during staging is DISK_FULL, the running version intact (a real tmpfs)', { skip: process.getuid?.() !== 0 && 'needs root to mount a small file system' }, async () => {
   const { d } = await setUp();
   await fsp.mkdir(d.versionsDir, { recursive: true });
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tope-test', d.versionsDir]);

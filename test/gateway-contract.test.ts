@@ -50,6 +50,16 @@ test('GET / is the health body with the service and its version', async () => {
   assert.match(r.body.version, /^\d+\.\d+\.\d+$/);
 });
 
+test('GET /api/v1.0/openapi.json documents the three endpoints from the validating schemas', async () => {
+  const r = await call(device.base, 'GET', '/api/v1.0/openapi.json');
+  assert.equal(r.body.openapi, '3.1.0');
+  assert.deepEqual(Object.keys(r.body.paths).sort(), ['/', '/api/v1.0/download', '/api/v1.0/progress', '/api/v1.0/update']);
+  const download = r.body.paths['/api/v1.0/download'].post.requestBody.content['application/json'].schema;
+  assert.deepEqual(download.required.sort(), ['package_md5', 'package_name', 'package_size', 'package_url', 'version']);
+  assert.equal(download.properties.package_md5.pattern, '^[a-f0-9]{32}$');
+  assert.equal(download.properties.version.pattern, '^[0-9]+\\.[0-9]+\\.[0-9]+$');
+});
+
 test('fresh start: /progress is exactly the original idle body', async () => {
   await seed(null, null);
   const r = await call(device.base, 'GET', '/api/v1.0/progress');
@@ -137,7 +147,7 @@ test('POST /update refuses bad versions with code 400', async () => {
   }
 });
 
-test('POST /update stage x command table', async () => {
+test('[installer stand-in] POST /update stage x command table', async () => {
   const fresh = new Date().toISOString();
   const stale = new Date(Date.now() - 25 * 3600_000).toISOString();
   const rows: Array<[string, Partial<FetcherRecord> | null, Partial<InstallerRecord> | null, string, number, RegExp | null, boolean]> = [
@@ -198,7 +208,7 @@ test('POST /download while installing is 409; in success or failed it starts', a
   }
 });
 
-test('an unreachable worker is code 500 SERVICE_UNAVAILABLE and nothing changes', async () => {
+test('[installer stand-in] an unreachable worker is code 500 SERVICE_UNAVAILABLE and nothing changes', async () => {
   await seed({ status: st('toInstall', 100), verifiedAt: new Date().toISOString() }, null);
   standIn.close();
   await fsp.rm(device.env.TOPE_INSTALLER_SOCKET, { force: true });

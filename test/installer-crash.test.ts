@@ -54,7 +54,7 @@ async function assertWhole(d: InstallDevice, version: string) {
   return end;
 }
 
-test('killed while staging a large package: nothing changed, the next start cleans up', async () => {
+test('[systemctl stand-in] killed while staging a large package: nothing changed, the next start cleans up', async () => {
   const { d, installer } = await setUp();
   const many = Array.from({ length: 900 }, (_, i) => ({ name: `m${i}`, dst: `/opt/tope/data/${i}` }));
   await d.verified(await buildPackage('2.0.0', [...modules, ...many]), '2.0.0');
@@ -67,7 +67,7 @@ test('killed while staging a large package: nothing changed, the next start clea
   assert.deepEqual((await fsp.readdir(d.versionsDir)).sort(), ['current', 'v1.0.0']);
 });
 
-test('killed with one unit stopped: the units are started again on the old version', async () => {
+test('[systemctl stand-in] killed with one unit stopped: the units are started again on the old version', async () => {
   const { d, installer } = await setUp();
   await d.behave({ 'a.service': { hangStop: true } });
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
@@ -82,7 +82,7 @@ test('killed with one unit stopped: the units are started again on the old versi
   assert.match(end.error!, /^INSTALL_INTERRUPTED/);
 });
 
-test('killed in a post command after an in-place file was replaced: the file is restored', async () => {
+test('[systemctl stand-in] killed in a post command after an in-place file was replaced: the file is restored', async () => {
   const { d, installer } = await setUp({ TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope' });
   await fsp.mkdir(path.join(d.sysroot, 'etc/tope'), { recursive: true });
   await fsp.writeFile(path.join(d.sysroot, 'etc/tope/app.conf'), 'old\n');
@@ -97,7 +97,7 @@ test('killed in a post command after an in-place file was replaced: the file is 
   assert.equal(await d.file('/etc/tope/app.conf'), 'old\n');
 });
 
-test('killed after the switch while starting units: the install rolls forward to the new version', async () => {
+test('[systemctl stand-in] killed after the switch while starting units: the install rolls forward to the new version', async () => {
   const { d, installer } = await setUp();
   await d.behave({ 'b.service': { hangStart: true } });
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
@@ -111,7 +111,7 @@ test('killed after the switch while starting units: the install rolls forward to
   assert.equal(await d.link('previous'), 'v1.0.0');
 });
 
-test('killed in the middle of a rollback: the rollback is finished at the next start', async () => {
+test('[systemctl stand-in] killed in the middle of a rollback: the rollback is finished at the next start', async () => {
   const { d, installer } = await setUp({ TOPE_UNIT_START_TIMEOUT_MS: '1000' });
   await d.behave({ 'a.service': { unhealthy: ['2.0.0'] }, 'b.service': { hangStart: ['1.0.0'] } });
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
@@ -125,7 +125,7 @@ test('killed in the middle of a rollback: the rollback is finished at the next s
   assert.match(end.error!, /^SERVICE_(UNHEALTHY|START_TIMEOUT): a\.service .*; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/);
 });
 
-test('killed before the journal existed (while verifying the package): failed, nothing changed', async () => {
+test('[systemctl stand-in] killed before the journal existed (while verifying the package): failed, nothing changed', async () => {
   const { d, installer } = await setUp();
   const big = await buildPackage('2.0.0', modules, [{ name: 'blob', data: Buffer.alloc(50 * 1024 * 1024, 1), compress: false }]);
   await d.verified(big, '2.0.0');

@@ -65,7 +65,7 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
 ];
 
 for (const [name, make, error] of cases) {
-  test(`refused: ${name}`, async () => {
+  test(`[systemctl stand-in] refused: ${name}`, async () => {
     await d.verified(await make(), '2.0.0');
     assert.equal((await d.update('2.0.0')).body.code, 200);
     const end = await d.finished();
@@ -76,7 +76,7 @@ for (const [name, make, error] of cases) {
   });
 }
 
-test('setuid, setgid and group/other write bits from the zip are dropped', async () => {
+test('[systemctl stand-in] setuid, setgid and group/other write bits from the zip are dropped', async () => {
   await d.verified(await buildPackage('2.0.0', [{ ...ok, mode: 0o106777 }]), '2.0.0');
   await d.update('2.0.0');
   assert.equal((await d.finished()).stage, 'success');

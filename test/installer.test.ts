@@ -30,7 +30,7 @@ const modules = [
   { name: 'c', dst: '/opt/tope/etc/c.conf', mode: 0o100640 },
 ];
 
-test('happy path: a partial package over a hard-link snapshot, units stopped in reverse order and started after the switch', async () => {
+test('[systemctl stand-in] happy path: a partial package over a hard-link snapshot, units stopped in reverse order and started after the switch', async () => {
   const { d, deviceApi } = await device();
   await d.start('installer', 'api-gateway');
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
@@ -63,7 +63,7 @@ test('happy path: a partial package over a hard-link snapshot, units stopped in 
   assert.equal((await d.installerStore.read())?.status.stage, 'success');
 });
 
-test('reinstalling a version that exists works, and old snapshots beyond current, previous and factory are pruned', async () => {
+test('[systemctl stand-in] reinstalling a version that exists works, and old snapshots beyond current, previous and factory are pruned', async () => {
   const { d } = await device();
   await d.seedVersion('v0.9.0', { 'bin/a': 'factory\n' }, ['factory']);
   await d.seedVersion('v0.5.0', { 'bin/a': 'ancient\n' });
@@ -82,7 +82,7 @@ test('reinstalling a version that exists works, and old snapshots beyond current
   assert.deepEqual(left.filter((n) => n.startsWith('v')).sort(), [(await d.link('current'))!, 'v0.9.0', 'v2.0.0'].sort());
 });
 
-test('post_cmds run in order in the new snapshot; a failing one fails the install before the switch, with nothing changed', async () => {
+test('[systemctl stand-in] post_cmds run in order in the new snapshot; a failing one fails the install before the switch, with nothing changed', async () => {
   const { d } = await device({ TOPE_POST_CMD_TIMEOUT_MS: '500' });
   await d.start('installer', 'api-gateway');
   const ok = [{ ...modules[0], post_cmds: ['echo one > post.txt', 'echo "$TOPE_VERSION" >> post.txt'] }];
@@ -107,7 +107,7 @@ test('post_cmds run in order in the new snapshot; a failing one fails the instal
   }
 });
 
-test('a unit that crash-loops on the new version: rolled back to previous, health-checked', async () => {
+test('[systemctl stand-in] a unit that crash-loops on the new version: rolled back to previous, health-checked', async () => {
   const { d, deviceApi } = await device();
   await d.behave({ 'a.service': { unhealthy: ['2.0.0'] } });
   await d.start('installer', 'api-gateway');
@@ -129,7 +129,7 @@ test('a unit that crash-loops on the new version: rolled back to previous, healt
   assert.equal((await d.finished()).stage, 'success');
 });
 
-test('a unit restarted by systemd during probation counts as unhealthy', async () => {
+test('[systemctl stand-in] a unit restarted by systemd during probation counts as unhealthy', async () => {
   const { d } = await device();
   await d.behave({ 'b.service': { flapping: ['2.0.0'] } });
   await d.start('installer', 'api-gateway');
@@ -140,7 +140,7 @@ test('a unit restarted by systemd during probation counts as unhealthy', async (
   assert.equal(await d.link('current'), 'v1.0.0');
 });
 
-test('previous unhealthy too: rolled back to factory; without factory both levels are named', async () => {
+test('[systemctl stand-in] previous unhealthy too: rolled back to factory; without factory both levels are named', async () => {
   const { d } = await device();
   await d.seedVersion('v0.9.0', { 'bin/a': 'factory\n' }, ['factory']);
   await d.behave({ 'a.service': { failStart: ['2.0.0', '1.0.0'] } });
@@ -160,7 +160,7 @@ test('previous unhealthy too: rolled back to factory; without factory both level
   assert.equal(worst.message, 'Both rollbacks failed - manual intervention required');
 });
 
-test('a unit that hangs on start is SERVICE_START_TIMEOUT and rolled back', async () => {
+test('[systemctl stand-in] a unit that hangs on start is SERVICE_START_TIMEOUT and rolled back', async () => {
   const { d } = await device({ TOPE_UNIT_START_TIMEOUT_MS: '400' });
   await d.behave({ 'b.service': { hangStart: ['2.0.0'] } });
   await d.start('installer', 'api-gateway');
@@ -170,7 +170,7 @@ test('a unit that hangs on start is SERVICE_START_TIMEOUT and rolled back', asyn
   assert.match(end.error!, /^SERVICE_START_TIMEOUT: b\.service did not start within 400 ms; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/);
 });
 
-test('stop failures come before the switch: no rollback, no downgrade, units started again', async () => {
+test('[systemctl stand-in] stop failures come before the switch: no rollback, no downgrade, units started again', async () => {
   const { d } = await device({ TOPE_UNIT_STOP_TIMEOUT_MS: '400' });
   await d.start('installer', 'api-gateway');
   for (const [behaviour, error] of [
@@ -188,7 +188,7 @@ test('stop failures come before the switch: no rollback, no downgrade, units sta
   }
 });
 
-test('a dst under another allowed root is backed up, replaced, and restored on rollback', async () => {
+test('[systemctl stand-in] a dst under another allowed root is backed up, replaced, and restored on rollback', async () => {
   const { d } = await device({ TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope' });
   await fsp.mkdir(path.join(d.sysroot, 'etc/tope'), { recursive: true });
   await fsp.writeFile(path.join(d.sysroot, 'etc/tope/app.conf'), 'old conf\n', { mode: 0o600 });
@@ -210,7 +210,7 @@ test('a dst under another allowed root is backed up, replaced, and restored on r
   assert.equal(await d.file('/etc/tope/new.conf'), 'fresh\n');
 });
 
-test('a package changed on disk after verification is refused: MD5_MISMATCH, nothing touched', async () => {
+test('[systemctl stand-in] a package changed on disk after verification is refused: MD5_MISMATCH, nothing touched', async () => {
   const { d } = await device();
   await d.start('installer', 'api-gateway');
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
@@ -222,7 +222,7 @@ test('a package changed on disk after verification is refused: MD5_MISMATCH, not
   assert.deepEqual((await d.calls()).filter((c) => c.startsWith('stop')), []);
 });
 
-test('ota-gui: its unit is started without waiting; its absence or failure changes nothing', async () => {
+test('[systemctl stand-in] ota-gui: its unit is started without waiting; its absence or failure changes nothing', async () => {
   const { d } = await device();
   await d.start('installer', 'api-gateway');
   await d.behave({ 'ota-gui.service': { hangStart: true } });
@@ -245,7 +245,7 @@ test('ota-gui: its unit is started without waiting; its absence or failure chang
   assert.equal((await d.finished()).stage, 'success');
 });
 
-test('a first install on an empty device, without services', async () => {
+test('[systemctl stand-in] a first install on an empty device, without services', async () => {
   const deviceApi = await new DeviceApi().start();
   const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
   cleanups.push(() => deviceApi.stop(), () => d.stop());

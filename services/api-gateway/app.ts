@@ -7,6 +7,7 @@ import { describeIssues, packageJobSchema, updateRequestSchema } from '../../sha
 import type { Command, Reply } from '../../shared/protocol.js';
 import { BodyError, readJson } from './body.js';
 import { errorEnvelope, okEnvelope, progressEnvelope, send, stateErrorEnvelope } from './envelope.js';
+import { openApiDocument } from './openapi.js';
 import { decideDownload, decideUpdate, type Decision } from './rules.js';
 import type { View } from './status-view.js';
 
@@ -90,6 +91,11 @@ export function createApp(d: GatewayDeps) {
 
   app.get('/', async (_req, res) => {
     send(res, { status: 'ok', service: 'tope-updater', version: d.version, features: ['Version Snapshot Architecture', 'Two-Level Rollback', 'Progress Reporting', 'systemd Integration'] } );
+  });
+
+  const openApi = openApiDocument(d.version, d.allowHttp);
+  app.get('/api/v1.0/openapi.json', async (_req, res) => {
+    send(res, openApi as Record<string, unknown>);
   });
 
   app.get('/api/v1.0/progress', async (_req, res) => {
