@@ -4,10 +4,9 @@ import { Agent } from 'undici';
 import { loadConfigOrExit } from '../../shared/config.js';
 import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
-import { listen } from '../../shared/listen.js';
 import { Notifier } from '../../shared/notify.js';
-import { createCommandServer } from '../../shared/protocol.js';
 import { Reporter } from '../../shared/reporter.js';
+import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Fetcher } from './fetcher.js';
 
@@ -34,24 +33,9 @@ const fetcher = new Fetcher({
 });
 await fetcher.recover();
 
-const server = createCommandServer(async (command) => {
-  log.info({ command: command.type, seq: command.seq }, 'command received');
-  return fetcher.handle(command);
-}, (e) => log.error({ err: e }, 'command connection failed'));
-const where = await listen(server, { socketPath: config.TOPE_FETCHER_SOCKET, mode: 0o660 });
-log.info({ where, stage: fetcher.current.status.stage }, 'fetcher ready');
-notifier.ready(`Ready: ${fetcher.current.status.stage}`);
-
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  log.info({ signal }, 'stopping');
-  server.close();
-  await fetcher.stop();
-  await reporter.close();
-  await notifier.idle();
-  process.exit(0);
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
+await serveWorker({
+  name: 'fetcher', socketPath: config.TOPE_FETCHER_SOCKET,
+  stage: () => fetcher.current.status.stage,
+  handle: (c) => fetcher.handle(c),
+  stop: () => fetcher.stop(), // the download resumes at the next start
+}, log, reporter, notifier);

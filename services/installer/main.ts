@@ -3,10 +3,9 @@ import path from 'node:path';
 import { loadConfigOrExit } from '../../shared/config.js';
 import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
-import { listen } from '../../shared/listen.js';
 import { Notifier } from '../../shared/notify.js';
-import { createCommandServer } from '../../shared/protocol.js';
 import { Reporter } from '../../shared/reporter.js';
+import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD } from '../../shared/worker-records.js';
 import { Installer } from './installer.js';
 import { installerStateSchema } from './journal.js';
@@ -39,25 +38,10 @@ const installer = new Installer({
 });
 await installer.recover();
 
-const server = createCommandServer(async (command) => {
-  log.info({ command: command.type, seq: command.seq }, 'command received');
-  return installer.handle(command);
-}, (e) => log.error({ err: e }, 'command connection failed'));
-const where = await listen(server, { socketPath: config.TOPE_INSTALLER_SOCKET, mode: 0o660 });
-log.info({ where, stage: installer.current.status.stage }, 'installer ready');
-notifier.ready(`Ready: ${installer.current.status.stage}`);
-
-// An install is not interrupted on purpose: SIGTERM waits for it (systemd's TimeoutStopSec bounds the wait).
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  log.info({ signal }, 'stopping after the install under way, if any');
-  server.close();
-  await installer.settled();
-  await reporter.close();
-  await notifier.idle();
-  process.exit(0);
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
+await serveWorker({
+  name: 'installer', socketPath: config.TOPE_INSTALLER_SOCKET,
+  stage: () => installer.current.status.stage,
+  handle: (c) => installer.handle(c),
+  // an install is not cut on purpose: SIGTERM waits for it (TimeoutStopSec bounds the wait)
+  stop: () => installer.settled(),
+}, log, reporter, notifier);
