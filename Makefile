@@ -6,7 +6,7 @@ PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
 COVERAGE_LINES ?= 85
 
-.PHONY: all deps build run test clean install tools sample
+.PHONY: all deps build run test clean install install-files tools sample
 
 all: build
 
@@ -35,6 +35,24 @@ test: build tools
 
 clean:
 	rm -rf dist coverage var
+
+# The code with its production dependencies, the units, sysusers.d and tmpfiles.d. On a running
+# system (no DESTDIR) it also creates the users and directories and reloads systemd, so that
+# `systemctl enable --now tope-updater.target` is all that is left.
+install: build install-files
+
+install-files:
+	rm -rf $(DESTDIR)$(PREFIX)
+	install -d $(DESTDIR)$(PREFIX)/dist
+	cp -r dist/shared dist/services $(DESTDIR)$(PREFIX)/dist/
+	install -m644 package.json package-lock.json README.md $(DESTDIR)$(PREFIX)/
+	cd $(DESTDIR)$(PREFIX) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m644 units/*.service units/*.socket units/*.path units/*.target $(DESTDIR)$(UNITDIR)/
+	install -Dm644 units/tope-updater.sysusers $(DESTDIR)/usr/lib/sysusers.d/tope-updater.conf
+	install -Dm644 units/tope-updater.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/tope-updater.conf
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  systemd-sysusers tope-updater.conf && systemd-tmpfiles --create tope-updater.conf && systemctl daemon-reload; fi
 
 # A small package to install under `make run` (see README).
 sample: build

@@ -36,6 +36,7 @@ async function killMidDownload(device: TestDevice, origin: Origin, job: object) 
   });
   await fetcher.kill('SIGKILL');
   device.running = device.running.filter((s) => s !== fetcher);
+  assert.ok(await fsp.stat(path.join(device.env.TOPE_FETCHER_STATE_DIR, 'busy')).then(() => true, () => false), 'the marker for the resume path unit is there');
   return rec;
 }
 
@@ -51,6 +52,7 @@ test('fetcher killed with SIGKILL mid-download resumes at restart from at least 
   assert.ok(from >= persisted.checkpoint!.offset, `resumed from ${from}, persisted ${persisted.checkpoint!.offset}`);
   assert.equal(resumed.ifRange, origin.etag);
   assert.ok((await fsp.readFile(path.join(device.packagesDir, 'p.zip'))).equals(origin.body));
+  assert.ok(!(await fsp.readdir(device.env.TOPE_FETCHER_STATE_DIR)).includes('busy'), 'no marker once verified');
 });
 
 test('after a reboot only the checkpointed bytes are trusted: the unsynced tail is cut off', async () => {

@@ -32,6 +32,7 @@ async function setUp(extra: Record<string, string> = {}) {
 }
 
 async function kill(d: InstallDevice, installer: Service) {
+  assert.ok((await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'), 'the marker for the resume path unit is there');
   await installer.kill('SIGKILL');
   d.running = d.running.filter((s) => s !== installer);
 }
@@ -51,6 +52,7 @@ async function assertWhole(d: InstallDevice, version: string) {
   const units = await d.units();
   assert.ok(units['a.service'].active && units['b.service'].active, 'the units run again');
   assert.ok(!(await fsp.readdir(d.versionsDir)).some((n) => n.startsWith('.')), 'no staging leftovers');
+  assert.ok(!(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'), 'no marker once the install is over');
   return end;
 }
 

@@ -21,6 +21,8 @@ export interface FetcherDeps {
   report: (status: Status) => void;
   notify: (text: string) => void;
   bootId: () => Promise<string>;
+  /** Keeps the path unit's marker: there while a download or verification is unfinished. */
+  busy: (busy: boolean) => Promise<void>;
   now?: () => Date;
   random?: () => number;
 }
@@ -72,6 +74,7 @@ export class Fetcher {
         await this.setStatus({ stage: 'failed', progress: 0, message: 'Download failed', error: 'DOWNLOAD_FAILED: the verified package is missing; download it again' }, { job, checkpoint: null, verifiedAt: null, packageFile: null });
       }
     }
+    if (!this.running) await this.d.busy(false); // a marker left by a crash after the last write
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -228,7 +231,10 @@ export class Fetcher {
   }
 
   private async persistAndReport(): Promise<void> {
+    const { stage: now } = this.record.status;
+    if (now === 'downloading' || now === 'verifying') await this.d.busy(true);
     await this.d.store.write(this.record);
+    if (now !== 'downloading' && now !== 'verifying') await this.d.busy(false);
     this.d.report(this.record.status);
     const { stage, progress, message } = this.record.status;
     this.d.notify(stage === 'downloading' ? `Downloading ${this.record.job?.version}: ${progress}%` : `${stage}: ${message}`);

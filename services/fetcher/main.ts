@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Agent } from 'undici';
 import { loadConfigOrExit } from '../../shared/config.js';
+import { BusyMarker } from '../../shared/busy-marker.js';
 import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
 import { Notifier } from '../../shared/notify.js';
@@ -17,6 +18,7 @@ const packagesDir = path.join(stateDir, 'packages');
 await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
 await sweepTemps(stateDir);
 
+const marker = new BusyMarker(stateDir);
 const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
 const notifier = new Notifier(log);
 const dispatcher = new Agent({
@@ -29,6 +31,7 @@ const fetcher = new Fetcher({
   store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
   report: (s) => reporter.report(s),
   notify: (t) => notifier.status(t),
+  busy: (b) => marker.set(b),
   bootId: async () => (await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8')).trim(),
 });
 await fetcher.recover();

@@ -30,6 +30,8 @@ export interface InstallerDeps {
   report: (s: Status) => void;
   notify: (text: string) => void;
   startGui: () => void;
+  /** Keeps the path unit's marker: there from the install command until the install is over. */
+  busy: (busy: boolean) => Promise<void>;
   now?: () => number;
 }
 
@@ -80,6 +82,7 @@ export class Installer {
     if (!j) {
       await this.d.versions.sweep();
       if (this.state.status.stage === 'installing') await this.finish('failed', `INSTALL_INTERRUPTED: the installer stopped before changing anything`, 'Update failed');
+      await this.d.busy(false); // a marker left by a crash after the last write
       return;
     }
     this.d.log.warn({ journal: j }, 'recovering an interrupted install');
@@ -191,7 +194,10 @@ export class Installer {
   }
 
   private async persist(): Promise<void> {
+    const busy = this.state.status.stage === 'installing' || this.state.journal !== null;
+    if (busy) await this.d.busy(true);
     await this.d.store.write(this.state);
+    if (!busy) await this.d.busy(false);
     this.d.report(this.state.status);
     const { stage, progress, message } = this.state.status;
     this.d.notify(stage === 'installing' ? `Installing ${this.state.version}: ${progress}% ${message}` : `${stage}: ${message}`);

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { loadConfigOrExit } from '../../shared/config.js';
+import { BusyMarker } from '../../shared/busy-marker.js';
 import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
 import { Notifier } from '../../shared/notify.js';
@@ -22,6 +23,7 @@ await sweepTemps(stateDir);
 const versions = new VersionStore(hostPath(config.TOPE_VERSIONS_DIR));
 await fsp.mkdir(versions.dir, { recursive: true, mode: 0o755 });
 
+const marker = new BusyMarker(stateDir);
 const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
 const notifier = new Notifier(log);
 const units = new Units(config.TOPE_SYSTEMCTL, {
@@ -35,6 +37,7 @@ const installer = new Installer({
   report: (s) => reporter.report(s),
   notify: (t) => notifier.status(t),
   startGui: () => startGui(units, hostPath, log),
+  busy: (b) => marker.set(b),
 });
 await installer.recover();
 

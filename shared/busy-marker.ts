@@ -1,0 +1,24 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from './durable-store.js';
+
+export const BUSY_MARKER = 'busy';
+
+/**
+ * A file that exists while a worker has work to finish. systemd's path unit starts the worker
+ * at boot when it is there, so a download or an install resumes with no API call.
+ */
+export class BusyMarker {
+  private state: boolean | null = null;
+
+  constructor(private readonly dir: string) {}
+
+  async set(busy: boolean): Promise<void> {
+    if (busy === this.state) return;
+    const file = path.join(this.dir, BUSY_MARKER);
+    if (busy) await fsp.writeFile(file, '');
+    else await fsp.rm(file, { force: true });
+    await fsyncDir(this.dir);
+    this.state = busy;
+  }
+}

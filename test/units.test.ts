@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { distDir } from './helpers/services.js';
+
+const repo = path.resolve(distDir, '..');
+const unitsDir = path.join(repo, 'units');
+const unitFiles = readdirSync(unitsDir).filter((f) => /\.(service|socket|path|target)$/.test(f)).map((f) => path.join(unitsDir, f));
+
+test('systemd-analyze verify is clean for every unit (any output fails)', () => {
+  const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...unitFiles], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(`${r.stdout}${r.stderr}`.trim(), '');
+});
+
+const ceilings: Record<string, number> = { 'tope-api-gateway.service': 1.0, 'tope-fetcher.service': 1.5, 'tope-installer.service': 3.0 };
+for (const [unit, ceiling] of Object.entries(ceilings)) {
+  test(`systemd-analyze security: ${unit} exposure at most ${ceiling}`, () => {
+    const r = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', `--threshold=${Math.round(ceiling * 10)}`, path.join(unitsDir, unit)], { encoding: 'utf8' });
+    const level = Number(/Overall exposure level for \S+: (\d+\.\d)/.exec(r.stdout)?.[1]);
+    assert.ok(level <= ceiling, `${unit}: ${level}\n${r.stdout.split('\n').filter((l) => l.startsWith('✗')).join('\n')}`);
+    assert.equal(r.status, 0);
+  });
+}
+
+test('the units tell the deployment: who runs as whom, which sockets, which paths', () => {
+  const read = (f: string) => readFileSync(path.join(unitsDir, f), 'utf8');
+  assert.match(read('tope-api-gateway.socket'), /^ListenStream=127\.0\.0\.1:12315$/m);
+  assert.match(read('tope-api-gateway.service'), /^User=tope-gateway$/m);
+  assert.match(read('tope-fetcher.service'), /^User=tope-fetcher$/m);
+  assert.match(read('tope-installer.service'), /^User=root$/m);
+  for (const w of ['fetcher', 'installer']) {
+    assert.match(read(`tope-${w}.socket`), new RegExp(`^ListenStream=/run/tope-updater/${w}\\.sock$`, 'm'));
+    assert.match(read(`tope-${w}.socket`), /^SocketGroup=tope-gateway$/m);
+    assert.match(read(`tope-${w}.socket`), /^SocketMode=0660$/m);
+  }
+  const users = read('tope-updater.sysusers');
+  assert.match(users, /^u tope-gateway /m);
+  assert.match(users, /^u tope-fetcher /m);
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), /^SystemCallFilter=@system-service @pkey$/m);
+});
+
+test('make install puts the code, its production dependencies and the units under DESTDIR', { timeout: 300_000 }, () => {
+  const dest = mkdtempSync(path.join(os.tmpdir(), 'destdir-'));
+  execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${dest}`], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' } });
+  const lib = path.join(dest, 'usr/lib/tope-updater');
+  for (const f of ['dist/services/api-gateway/main.js', 'dist/services/fetcher/main.js', 'dist/services/installer/main.js', 'package.json', 'node_modules/undici/package.json', 'node_modules/yauzl/package.json']) {
+    assert.ok(readdirSync(path.dirname(path.join(lib, f))).includes(path.basename(f)), f);
+  }
+  assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
+  assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
+  assert.deepEqual(readdirSync(path.join(dest, 'lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
+  assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
+  assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
+  // the installed gateway runs from there
+  const r = spawnSync(process.execPath, [path.join(lib, 'dist/services/api-gateway/main.js')], { env: { TOPE_LISTEN_PORT: 'x' }, encoding: 'utf8' });
+  assert.equal(r.status, 78, 'it loads and validates its configuration');
+});
