@@ -6,10 +6,16 @@ command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2
-  exit 1
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+# As root, the system tests boot a real systemd: systemd-nspawn over a cached Debian root
+# (about a minute the first time on a machine, then nothing).
+if [ "$(id -u)" -eq 0 ]; then
+  bash "$(dirname "$0")/../test/system/sandbox.sh" prepare
+fi

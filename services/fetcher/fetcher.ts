@@ -20,7 +20,7 @@ export interface FetcherDeps {
   dispatcher: Dispatcher;
   report: (status: Status) => void;
   notify: (text: string) => void;
-  bootId: () => Promise<string>;
+  bootId: () => string;
   /** Keeps the path unit's marker: there while a download or verification is unfinished. */
   busy: (busy: boolean) => Promise<void>;
   now?: () => Date;
@@ -170,7 +170,7 @@ export class Fetcher {
       size = job.package_size;
     }
     if (size < 0) return { offset: 0, etag: null, lastModified: null };
-    const sameBoot = checkpoint.bootId === (await this.d.bootId());
+    const sameBoot = checkpoint.bootId === this.d.bootId();
     const offset = Math.min(size, sameBoot ? job.package_size : checkpoint.offset, job.package_size);
     return { offset, etag: checkpoint.etag, lastModified: checkpoint.lastModified };
   }
@@ -181,7 +181,7 @@ export class Fetcher {
     const validatorChanged = !last || last.etag !== pos.etag || last.lastModified !== pos.lastModified || pos.offset < last.offset;
     if (percent <= this.record.status.progress && !validatorChanged) return;
     await sync();
-    const checkpoint: Checkpoint = { ...pos, bootId: await this.d.bootId() };
+    const checkpoint: Checkpoint = { ...pos, bootId: this.d.bootId() };
     const previous = this.record.status.progress;
     // progress never goes back within a stage, even when the server makes us start over
     const progress = Math.max(previous, percent);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Agent } from 'undici';
@@ -19,6 +20,11 @@ await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
 await sweepTemps(stateDir);
 
 const marker = new BusyMarker(stateDir);
+// Unreadable, every start counts as a reboot: only checkpointed bytes are trusted (the safe side).
+const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => s.trim(), (e: Error) => {
+  log.warn({ err: e.message }, 'boot id unreadable; resuming from checkpoints only');
+  return `unknown-${randomUUID()}`;
+});
 const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
 const notifier = new Notifier(log);
 const dispatcher = new Agent({
@@ -32,7 +38,7 @@ const fetcher = new Fetcher({
   report: (s) => reporter.report(s),
   notify: (t) => notifier.status(t),
   busy: (b) => marker.set(b),
-  bootId: async () => (await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8')).trim(),
+  bootId: () => bootId,
 });
 await fetcher.recover();
 

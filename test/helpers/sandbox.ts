@@ -1,0 +1,113 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { distDir } from './services.js';
+import { waitFor } from './wait.js';
+
+const repo = path.resolve(distDir, '..');
+const script = path.join(repo, 'test/system/sandbox.sh');
+
+/** Real-systemd tests run wherever we are root; there, a sandbox that cannot be prepared is an error. */
+export function sandboxAvailable(): true | string {
+  if (process.getuid?.() !== 0) return 'needs root for systemd-nspawn';
+  const r = spawnSync('bash', [script, 'prepare'], { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`the systemd sandbox cannot be prepared: ${r.stderr}`);
+  return true;
+}
+
+/**
+ * A booted systemd (PID 1) with tope-updater installed as `make install` lays it out. Its root is
+ * volatile; /var/lib/tope-updater, /opt/tope and the test's own state survive `reboot()`.
+ */
+export class Sandbox {
+  readonly host: string;
+  private readonly dest: string;
+  private readonly persist: string;
+  env: Record<string, string> = {};
+
+  constructor(readonly name: string) {
+    this.host = mkdtempSync(path.join(os.tmpdir(), `sbx-${name}-`));
+    this.dest = path.join(this.host, 'dest');
+    this.persist = path.join(this.host, 'persist');
+    for (const d of ['var-lib', 'opt-tope/versions', 'test/packages']) mkdirSync(path.join(this.persist, d), { recursive: true });
+    execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${this.dest}`], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' } });
+  }
+
+  /** A file in the persisted test directory (/var/lib/tope-test inside). */
+  testFile(rel: string, data: string | Buffer): void {
+    const p = path.join(this.persist, 'test', rel);
+    mkdirSync(path.dirname(p), { recursive: true });
+    writeFileSync(p, data);
+  }
+
+  /** A file under /opt/tope inside. */
+  optFile(rel: string, data: string): void {
+    const p = path.join(this.persist, 'opt-tope', rel);
+    mkdirSync(path.dirname(p), { recursive: true });
+    writeFileSync(p, data);
+  }
+
+  up(): void {
+    execFileSync('bash', [script, 'up', this.name,
+      `${path.join(this.persist, 'var-lib')}:/var/lib/tope-updater`,
+      `${path.join(this.persist, 'opt-tope')}:/opt/tope`,
+      `${path.join(this.persist, 'test')}:/var/lib/tope-test`,
+      `ro:${this.dest}:/mnt/dest`,
+      `ro:${path.join(this.dest, 'usr/lib/tope-updater')}:/usr/lib/tope-updater`,
+      `ro:${path.join(distDir, 'test/system')}:/mnt/test`,
+      `ro:${path.join(repo, 'test/system/provision.sh')}:/usr/local/sbin/provision`,
+    ], { stdio: 'pipe', timeout: 120_000 });
+    this.sh(`${Object.entries(this.env).map(([k, v]) => `${k}=${v}`).join(' ')} sh /usr/local/sbin/provision`);
+  }
+
+  down(powerCut = false): void {
+    execFileSync('bash', [script, 'down', this.name, ...(powerCut ? ['--power-cut'] : [])], { stdio: 'pipe', timeout: 60_000 });
+  }
+
+  reboot(powerCut: boolean): void {
+    this.down(powerCut);
+    this.up();
+  }
+
+  /** Runs a shell command inside; returns stdout, throws with stderr on a non-zero status. */
+  sh(command: string): string {
+    const r = spawnSync('bash', [script, 'exec', this.name, 'sh', '-c', command], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`inside the sandbox, \`${command}\` exited ${r.status}: ${r.stderr}${r.stdout}`);
+    return r.stdout.trim();
+  }
+
+  /** The exit status of a shell command inside. */
+  status(command: string): number | null {
+    return spawnSync('bash', [script, 'exec', this.name, 'sh', '-c', command], { encoding: 'utf8', timeout: 60_000 }).status;
+  }
+
+  api(method: 'GET' | 'POST', route: string, body?: unknown): any {
+    const data = body === undefined ? '' : ` -H 'content-type: application/json' -d '${JSON.stringify(body)}'`;
+    return JSON.parse(this.sh(`curl -sS --max-time 10 -X ${method} http://127.0.0.1:12315${route}${data}`));
+  }
+
+  active(unit: string): string {
+    return spawnSync('bash', [script, 'exec', this.name, 'systemctl', 'is-active', unit], { encoding: 'utf8' }).stdout.trim();
+  }
+
+  prop(unit: string, name: string): string {
+    return this.sh(`systemctl show -p ${name} --value ${unit}`);
+  }
+
+  async stage(want: string, timeoutMs = 60_000): Promise<any> {
+    return waitFor(`stage ${want} inside the sandbox`, () => {
+      const p = this.api('GET', '/api/v1.0/progress');
+      if (p.data.stage === 'failed' && want !== 'failed') throw new Error(`failed: ${p.data.error}`);
+      return p.data.stage === want ? p.data : null;
+    }, timeoutMs, 200);
+  }
+
+  reports(): Array<{ stage: string; progress: number; message: string; error: string | null }> {
+    return this.sh('cat /var/lib/tope-test/reports.jsonl 2>/dev/null || true').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  }
+
+  journal(unit: string): string {
+    return this.sh(`journalctl --no-pager -o cat -u ${unit} | tail -n 40`);
+  }
+}

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Runs inside a freshly booted sandbox (its root is volatile): installs tope-updater's units
+# as `make install` laid them out under /mnt/dest, the test's helper units, and enables the
+# target. /var/lib/tope-updater, /opt/tope and /var/lib/tope-test persist across reboots.
+set -eu
+cp /mnt/dest/lib/systemd/system/* /etc/systemd/system/
+install -Dm644 /mnt/dest/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/tope-updater.conf
+install -Dm644 /mnt/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
+systemd-sysusers
+systemd-tmpfiles --create tope-updater.conf
+cat > /etc/default/tope-updater <<CONF
+TOPE_ALLOW_HTTP=1
+TOPE_RETRY_BASE_MS=200
+TOPE_IDLE_EXIT_MS=${IDLE_MS:-2000}
+TOPE_PROBATION_MS=${PROBATION_MS:-1500}
+TOPE_UNIT_START_TIMEOUT_MS=10000
+CONF
+mkdir -p /var/lib/tope-test /srv/packages
+cat > /etc/systemd/system/tope-test-origin.service <<UNIT
+[Service]
+Environment=ORIGIN_DIR=/var/lib/tope-test/packages
+ExecStart=/usr/bin/node /mnt/test/origin-server.js
+UNIT
+cat > /etc/systemd/system/tope-test-origin-slow.service <<UNIT
+[Service]
+Environment=ORIGIN_DIR=/var/lib/tope-test/packages ORIGIN_RATE=300000 ORIGIN_PORT=8001
+ExecStart=/usr/bin/node /mnt/test/origin-server.js
+UNIT
+cat > /etc/systemd/system/tope-test-device-api.service <<UNIT
+[Service]
+Environment=RECORD_FILE=/var/lib/tope-test/reports.jsonl
+ExecStart=/usr/bin/node /mnt/test/device-api-recorder.js
+UNIT
+cat > /etc/systemd/system/printerd.service <<UNIT
+[Unit]
+Description=stand-in printer service updated by the test packages
+[Service]
+ExecStart=/usr/bin/node /mnt/test/printerd.js
+Restart=on-failure
+RestartSec=200ms
+UNIT
+systemctl daemon-reload
+systemctl start tope-test-origin.service tope-test-origin-slow.service tope-test-device-api.service
+if [ -e /opt/tope/versions/current/bin/printerd ]; then systemctl start printerd.service; fi
+systemctl enable --now tope-updater.target >/dev/null 2>&1
