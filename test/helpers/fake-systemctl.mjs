@@ -25,7 +25,7 @@ const b = behaviour[unit] ?? {};
 const u = (units[unit] ??= { active: false, restarts: 0 });
 const save = () => fs.writeFileSync(path.join(dir, 'units.json'), JSON.stringify(units));
 const on = (key) => b[key] === true || (Array.isArray(b[key]) && b[key].includes(current));
-const hang = () => setInterval(() => undefined, 1000);
+const hang = () => setTimeout(() => process.exit(1), 15_000);
 
 if (on('missing') && cmd !== 'stop') {
   process.stderr.write(`Unit ${unit} not found.\n`);
