@@ -44,6 +44,11 @@ function assertWhole(r: Awaited<ReturnType<typeof run>>) {
   assert.ok(r.bytes.equals(origin.body));
 }
 
+/** A transfer resumed from the first `offset` bytes of the package already on disk. */
+async function resume(offset: number, over: Partial<TransferOptions> = {}) {
+  return run({ partFile: await partial(offset), start: { offset, etag: origin.etag, lastModified: null }, ...over });
+}
+
 async function partial(bytes: number): Promise<string> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'xfer-'));
   const file = path.join(dir, 'pkg.part');
@@ -61,8 +66,7 @@ test('an honest server: one request, no Range, both hashes computed inline', asy
 
 test('resume from a partial file asks Range + If-Range and appends the 206', async () => {
   origin.sequence();
-  const partFile = await partial(100_000);
-  const r = await run({ partFile, start: { offset: 100_000, etag: origin.etag, lastModified: null } });
+  const r = await resume(100_000);
   assertWhole(r);
   assert.deepEqual(r.requests.map((q) => [q.range, q.ifRange]), [['bytes=100000-', origin.etag]]);
 });
@@ -78,8 +82,7 @@ test('a cut connection resumes from the bytes already written', async () => {
 
 test('a server that ignores Range (200) makes the download start again from byte 0', async () => {
   origin.sequence({ kind: 'ignore-range' });
-  const partFile = await partial(50_000);
-  const r = await run({ partFile, start: { offset: 50_000, etag: origin.etag, lastModified: null } });
+  const r = await resume(50_000);
   assertWhole(r);
   assert.equal(r.requests.length, 1);
 });
@@ -95,8 +98,7 @@ test('an ETag changed between attempts: If-Range gets the whole new file', async
 
 test('a 206 that starts elsewhere than asked is never appended: full restart', async () => {
   origin.sequence({ kind: 'bad-range', start: 10 });
-  const partFile = await partial(50_000);
-  const r = await run({ partFile, start: { offset: 50_000, etag: origin.etag, lastModified: null } });
+  const r = await resume(50_000);
   assertWhole(r);
   assert.equal(r.requests[0].range, 'bytes=50000-');
   assert.equal(r.requests[1].range, undefined);
@@ -104,24 +106,21 @@ test('a 206 that starts elsewhere than asked is never appended: full restart', a
 
 test('a 206 without Content-Range is never appended', async () => {
   origin.sequence({ kind: 'no-range-206' });
-  const partFile = await partial(1000);
-  const r = await run({ partFile, start: { offset: 1000, etag: origin.etag, lastModified: null } });
+  const r = await resume(1000);
   assertWhole(r);
   assert.equal(r.requests.length, 2);
 });
 
 test('416 on a complete file verifies what is there, without a loop', async () => {
   origin.sequence();
-  const partFile = await partial(SIZE);
-  const r = await run({ partFile, start: { offset: SIZE, etag: origin.etag, lastModified: null } });
+  const r = await resume(SIZE);
   assertWhole(r);
   assert.equal(r.requests.length, 0, 'nothing left to ask for');
 });
 
 test('416 on an incomplete file restarts from 0 once', async () => {
   origin.sequence({ kind: 'status', code: 416 });
-  const partFile = await partial(5000);
-  const r = await run({ partFile, start: { offset: 5000, etag: origin.etag, lastModified: null } });
+  const r = await resume(5000);
   assertWhole(r);
   assert.deepEqual(r.requests.map((q) => q.range), ['bytes=5000-', undefined]);
   origin.script(() => ({ kind: 'status', code: 416 }));

@@ -95,7 +95,7 @@ export class Installer {
 
   private async resume(tx: Transaction): Promise<void> {
     const j = tx.j;
-    const switched = j.phase === 'switched' || (j.phase === 'switching' && (await this.d.versions.target('current')) === j.targetDir);
+    const switched = await this.switched(j);
     if (j.phase === 'rolling-back') return this.rollBack(tx, j.error ?? 'INSTALL_INTERRUPTED: the installer stopped during an install');
     if (!switched) {
       const problems = await tx.undoBeforeSwitch();
@@ -162,10 +162,14 @@ export class Installer {
 
   private async undo(tx: Transaction | null, error: string): Promise<void> {
     if (!tx) return this.finish('failed', error, 'Update failed');
-    const switched = tx.j.phase === 'switched' || (tx.j.phase === 'switching' && (await this.d.versions.target('current')) === tx.j.targetDir);
-    if (switched || tx.j.phase === 'rolling-back') return this.rollBack(tx, error);
+    if ((await this.switched(tx.j)) || tx.j.phase === 'rolling-back') return this.rollBack(tx, error);
     const problems = await tx.undoBeforeSwitch();
     await this.finish('failed', [error, ...problems].join('; '), 'Update failed');
+  }
+
+  /** Whether `current` already names the new snapshot (a crash can fall inside the switch). */
+  private async switched(j: Journal): Promise<boolean> {
+    return j.phase === 'switched' || (j.phase === 'switching' && (await this.d.versions.target('current')) === j.targetDir);
   }
 
   private async rollBack(tx: Transaction, error: string): Promise<void> {

@@ -4,7 +4,7 @@ import { fsyncDir } from '../../shared/durable-store.js';
 import { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Journal } from './journal.js';
-import { unitsInOrder, type Manifest, type Placement } from './manifest.js';
+import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from './package-archive.js';
 import { runPostCmd } from './post-cmds.js';
 import type { Units } from './units.js';
@@ -175,4 +175,3 @@ export class Transaction {
   }
 }
 
-export { unitsInOrder };
