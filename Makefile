@@ -31,7 +31,7 @@ test: build tools
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
-	  $(NODE) --test --test-concurrency=2 --test-timeout=300000 'dist/test/'
+	  $(NODE) --test --test-concurrency=2 --test-timeout=300000 dist/test/*.test.js
 
 clean:
 	rm -rf dist coverage var
