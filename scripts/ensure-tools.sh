@@ -16,6 +16,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # As root, the system tests boot a real systemd: systemd-nspawn over a cached Debian root
 # (about a minute the first time on a machine, then nothing).
+# The cgroup limits need a VM with its own kernel: qemu-system-x86 (installed when missing) and
+# a disk image made from that root plus Debian's kernel (under a minute and a half, then nothing).
 if [ "$(id -u)" -eq 0 ]; then
   bash "$(dirname "$0")/../test/system/sandbox.sh" prepare
+  bash "$(dirname "$0")/../test/system/vm.sh" prepare
 fi

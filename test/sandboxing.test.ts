@@ -8,7 +8,7 @@ import { Sandbox, sandboxAvailable } from './helpers/sandbox.js';
 // filter. The same probe run outside the unit, as the same user, is the baseline: it shows each
 // attempt is possible there, so every "denied" below is the unit's doing.
 // Not shown here: MemoryMax= and TasksMax=, which this host's cgroup v1 controllers cannot
-// enforce inside a container (see test/system/README.md).
+// enforce inside a container: test/limits.test.ts shows them in a VM (see test/system/README.md).
 
 const available = sandboxAvailable();
 const skip = available === true ? false : available;
