@@ -13,6 +13,11 @@ export class BusyMarker {
 
   constructor(private readonly dir: string) {}
 
+  /** Whether the marker is there: at start, it means the last run stopped before its work was over. */
+  async present(): Promise<boolean> {
+    return fsp.stat(path.join(this.dir, BUSY_MARKER)).then(() => true, () => false);
+  }
+
   async set(busy: boolean): Promise<void> {
     if (busy === this.state) return;
     const file = path.join(this.dir, BUSY_MARKER);

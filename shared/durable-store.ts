@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
 import { isErrnoException } from './errors.js';
+import { failpoint } from './failpoint.js';
 
 let tempCounter = 0;
 const TEMP_MARK = '.tmp-';
@@ -28,7 +29,9 @@ export async function writeFileDurable(file: string, data: string | Buffer, mode
     throw e;
   }
   await fh.close();
+  failpoint('durable.before-rename');
   await fsp.rename(tmp, file);
+  failpoint('durable.before-dir-fsync');
   await fsyncDir(path.dirname(file));
 }
 
@@ -75,6 +78,7 @@ export class DurableJson<S extends z.ZodType> {
       } catch (e) {
         if (!isErrnoException(e, 'ENOENT')) throw e;
       }
+      failpoint('durable.rotated');
       await writeFileDurable(this.file, `${JSON.stringify(checked)}\n`);
     });
   }

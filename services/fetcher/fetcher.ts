@@ -11,6 +11,7 @@ import { clampPercent, formatBytes, type Status } from '../../shared/status.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
 import { transfer, type Digests, type Position } from './transfer.js';
+import { failpoint } from '../../shared/failpoint.js';
 
 export interface FetcherDeps {
   config: Config;
@@ -21,8 +22,12 @@ export interface FetcherDeps {
   report: (status: Status) => void;
   notify: (text: string) => void;
   bootId: () => string;
-  /** Keeps the path unit's marker: there while a download or verification is unfinished. */
+  /** Resolves once the reports so far went out (or failed). */
+  reported: () => Promise<void>;
+  /** Keeps the path unit's marker: there while a download or verification is unfinished, and until its last report went out. */
   busy: (busy: boolean) => Promise<void>;
+  /** The marker was there at start: the last run stopped before its work, or its last report, was done. */
+  markerLeft: boolean;
   now?: () => Date;
   random?: () => number;
 }
@@ -74,7 +79,15 @@ export class Fetcher {
         await this.setStatus({ stage: 'failed', progress: 0, message: 'Download failed', error: 'DOWNLOAD_FAILED: the verified package is missing; download it again' }, { job, checkpoint: null, verifiedAt: null, packageFile: null });
       }
     }
-    if (!this.running) await this.d.busy(false); // a marker left by a crash after the last write
+    if (!this.running && this.d.markerLeft) await this.lastReportAgain();
+  }
+
+  /** A crash fell between the last write and the end of its report: device-api may not have it. */
+  private async lastReportAgain(): Promise<void> {
+    this.d.log.info({ stage: this.record.status.stage }, 'reporting the last status again');
+    this.d.report(this.record.status);
+    await this.d.reported();
+    await this.d.busy(false);
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -112,6 +125,7 @@ export class Fetcher {
       status: { stage: 'downloading', progress: clampPercent((offset * 100) / job.package_size), message: downloadingMessage(job, offset), error: null },
     };
     await this.persistAndReport();
+    failpoint('fetcher.download-recorded');
     this.begin(job, checkpoint);
     return { ok: true };
   }
@@ -187,6 +201,7 @@ export class Fetcher {
     const progress = Math.max(previous, percent);
     this.record = { ...this.record, checkpoint, status: { ...this.record.status, progress, message: downloadingMessage(job, pos.offset) } };
     await this.d.store.write(this.record);
+    failpoint('fetcher.checkpointed');
     if (Math.floor(progress / 5) > Math.floor(previous / 5)) {
       this.d.report(this.record.status);
       this.d.notify(`Downloading ${job.version}: ${progress}%`);
@@ -207,6 +222,7 @@ export class Fetcher {
     }
     const fin = this.finalFile(job);
     await fsp.rename(part, fin);
+    failpoint('fetcher.package-renamed');
     await fsyncDir(this.d.packagesDir);
     this.d.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
     await this.setStatus({ stage: 'toInstall', progress: 100, message: `Package ready to install: ${job.version}`, error: null },
@@ -234,8 +250,11 @@ export class Fetcher {
     const { stage: now } = this.record.status;
     if (now === 'downloading' || now === 'verifying') await this.d.busy(true);
     await this.d.store.write(this.record);
-    if (now !== 'downloading' && now !== 'verifying') await this.d.busy(false);
     this.d.report(this.record.status);
+    if (now !== 'downloading' && now !== 'verifying') {
+      await this.d.reported();
+      await this.d.busy(false);
+    }
     const { stage, progress, message } = this.record.status;
     this.d.notify(stage === 'downloading' ? `Downloading ${this.record.job?.version}: ${progress}%` : `${stage}: ${message}`);
   }

@@ -36,6 +36,8 @@ const fetcher = new Fetcher({
   config, log, packagesDir, dispatcher,
   store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
   report: (s) => reporter.report(s),
+  reported: () => reporter.idle(),
+  markerLeft: await marker.present(),
   notify: (t) => notifier.status(t),
   busy: (b) => marker.set(b),
   bootId: () => bootId,

@@ -4,6 +4,7 @@ import { request, type Dispatcher } from 'undici';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { header, ifRangeValue, parseContentLength, parseContentRange, parseRetryAfter } from './http-headers.js';
+import { failpoint } from '../../shared/failpoint.js';
 
 /** The resumable position: how many bytes of the part file are good, and what they came from. */
 export interface Position {
@@ -159,6 +160,7 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
             throw sizeMismatch(o.size, `more than ${o.size} bytes`);
           }
           await writeAll(fh, chunk, pos.offset);
+          failpoint('fetcher.chunk-written');
           md5.update(chunk);
           sha.update(chunk);
           pos.offset += chunk.length;

@@ -17,6 +17,7 @@ import { PackageArchive } from './package-archive.js';
 import { Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
+import { failpoint } from '../../shared/failpoint.js';
 
 export interface InstallerDeps {
   config: Config;
@@ -30,8 +31,12 @@ export interface InstallerDeps {
   report: (s: Status) => void;
   notify: (text: string) => void;
   startGui: () => void;
-  /** Keeps the path unit's marker: there from the install command until the install is over. */
+  /** Resolves once the reports so far went out (or failed). */
+  reported: () => Promise<void>;
+  /** Keeps the path unit's marker: there from the install command until the install is over and reported. */
   busy: (busy: boolean) => Promise<void>;
+  /** The marker was there at start: the last run stopped before its work, or its last report, was done. */
+  markerLeft: boolean;
   now?: () => number;
 }
 
@@ -58,6 +63,10 @@ export class Installer {
     if (this.running) {
       return command.version === this.state.version ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `installing ${this.state.version}`);
     }
+    if (this.state.journal) {
+      // an undo that failed keeps its journal for the next start; a new install must not replace it
+      return refuse('OPERATION_IN_PROGRESS', `the interrupted install of ${this.state.journal.version} is not undone yet; it is retried when the installer restarts`);
+    }
     const fetched = await this.d.fetcherStore.read();
     const job = fetched?.job;
     if (!fetched || !job || fetched.status.stage !== 'toInstall' || job.version !== command.version || !fetched.packageFile) {
@@ -69,6 +78,7 @@ export class Installer {
     }
     this.state = { seq: command.seq, version: command.version, journal: null, status: { stage: 'installing', progress: 0, message: `Installing version ${command.version}...`, error: null } };
     await this.persist();
+    failpoint('installer.install-recorded');
     this.running = this.install(command.seq, job, fetched.packageFile).finally(() => { this.running = null; });
     return { ok: true };
   }
@@ -78,19 +88,32 @@ export class Installer {
     this.state = (await this.d.store.read()) ?? empty;
     const j = this.state.journal;
     // the package copy is worthless now; the backups in workDir are what an undo restores
-    await fsp.rm(path.join(this.d.workDir, 'package.zip'), { force: true });
+    await fsp.rm(j ? path.join(this.d.workDir, 'package.zip') : this.d.workDir, { recursive: true, force: true });
     if (!j) {
       await this.d.versions.sweep();
       if (this.state.status.stage === 'installing') await this.finish('failed', `INSTALL_INTERRUPTED: the installer stopped before changing anything`, 'Update failed');
-      await this.d.busy(false); // a marker left by a crash after the last write
+      else if (this.d.markerLeft) await this.lastReportAgain();
       return;
     }
     this.d.log.warn({ journal: j }, 'recovering an interrupted install');
     this.state = { ...this.state, status: { ...this.state.status, stage: 'installing', message: `Recovering the interrupted install of ${j.version}...` } };
     await this.persist();
     this.running = this.resume(new Transaction(this.context(), j))
-      .catch((e) => this.d.log.error({ err: e }, 'recovery failed'))
+      .catch(async (e) => {
+        // the journal stays: the next start tries again; until then the status says so
+        this.d.log.fatal({ err: wire(e) }, 'recovery failed');
+        this.state = { ...this.state, status: { ...this.state.status, stage: 'failed', message: 'Update failed; recovery incomplete, retried at next start', error: `INSTALL_INTERRUPTED: ${wire(e)}` } };
+        await this.persist();
+      })
       .finally(() => { this.running = null; });
+  }
+
+  /** A crash fell between the last write and the end of its report: device-api may not have it. */
+  private async lastReportAgain(): Promise<void> {
+    this.d.log.info({ stage: this.state.status.stage }, 'reporting the last status again');
+    this.d.report(this.state.status);
+    await this.d.reported();
+    await this.d.busy(false);
   }
 
   private async resume(tx: Transaction): Promise<void> {
@@ -130,6 +153,7 @@ export class Installer {
       this.d.startGui();
       await this.progress(5, 'Verifying package...');
       const copy = await this.takePackage(job, packageFile);
+      failpoint('installer.package-copied');
       const archive = await PackageArchive.open(copy, { maxBytes: this.d.config.TOPE_ZIP_MAX_BYTES, maxEntries: this.d.config.TOPE_ZIP_MAX_ENTRIES });
       try {
         const { manifest, placements } = planInstall(await archive.readManifest(), job.version, archive.files,
@@ -181,14 +205,17 @@ export class Installer {
 
   private async succeed(version: string): Promise<void> {
     const pruned = await this.d.versions.prune();
+    failpoint('installer.pruned');
     this.d.log.info({ version, pruned }, 'install succeeded');
     await this.finish('success', null, `Successfully installed version ${version}`);
   }
 
   private async finish(stage: 'success' | 'failed', error: string | null, message: string): Promise<void> {
-    await fsp.rm(this.d.workDir, { recursive: true, force: true });
     this.state = { ...this.state, journal: null, status: { stage, progress: stage === 'success' ? 100 : this.state.status.progress, message, error } };
     await this.persist();
+    // only now: until the journal is gone, an undo after a crash needs the backups in it
+    await fsp.rm(this.d.workDir, { recursive: true, force: true });
+    await this.d.versions.sweep();
   }
 
   private async progress(percent: number, message: string): Promise<void> {
@@ -201,8 +228,11 @@ export class Installer {
     const busy = this.state.status.stage === 'installing' || this.state.journal !== null;
     if (busy) await this.d.busy(true);
     await this.d.store.write(this.state);
-    if (!busy) await this.d.busy(false);
     this.d.report(this.state.status);
+    if (!busy) {
+      await this.d.reported();
+      await this.d.busy(false);
+    }
     const { stage, progress, message } = this.state.status;
     this.d.notify(stage === 'installing' ? `Installing ${this.state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
   }

@@ -35,6 +35,8 @@ const installer = new Installer({
   fetcherStore: new DurableJson(path.join(config.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), fetcherRecordSchema),
   workDir: path.join(stateDir, 'work'),
   report: (s) => reporter.report(s),
+  reported: () => reporter.idle(),
+  markerLeft: await marker.present(),
   notify: (t) => notifier.status(t),
   startGui: () => startGui(units, hostPath, log),
   busy: (b) => marker.set(b),

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
+import { failpoint } from '../../shared/failpoint.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -32,6 +33,11 @@ function checkName(name: string): void {
  * duplicates, a budget of entries and bytes against zip bombs, sizes and CRC-32 checked while
  * extracting. The whole central directory is checked when it is opened, before any write.
  */
+const isZlibError = (e: unknown): boolean => typeof (e as { code?: unknown })?.code === 'string' && (e as { code: string }).code.startsWith('Z_');
+
+/** Where an entry is written before its rename: one fixed name, so an undo after a crash finds it. */
+export const partialName = (dest: string): string => `${dest}.tope-partial`;
+
 export class PackageArchive {
   private constructor(private readonly zip: yauzl.ZipFile, readonly files: Map<string, yauzl.Entry>) {}
 
@@ -80,9 +86,13 @@ export class PackageArchive {
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', 'manifest.json not found in package');
     if (entry.uncompressedSize > MANIFEST_MAX) throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX} bytes`);
     const chunks: Buffer[] = [];
-    await pipeline(await this.stream(entry), this.crcCheck(entry), async function* (src: AsyncIterable<Buffer>) {
-      for await (const c of src) chunks.push(c);
-    });
+    try {
+      await pipeline(await this.stream(entry), this.crcCheck(entry), async function* (src: AsyncIterable<Buffer>) {
+        for await (const c of src) chunks.push(c);
+      });
+    } catch (e) {
+      throw e instanceof UpdaterError ? e : invalid(`entry ${MANIFEST}: ${(e as Error).message}`);
+    }
     try {
       return JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch (e) {
@@ -103,7 +113,7 @@ export class PackageArchive {
   async extractTo(name: string, dest: string): Promise<void> {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
-    const tmp = `${dest}.tmp-${process.pid}`;
+    const tmp = partialName(dest);
     try {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
       const out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
@@ -115,10 +125,13 @@ export class PackageArchive {
       } finally {
         await fh.close();
       }
+      failpoint('installer.extracted-before-rename');
       await fsp.rename(tmp, dest);
     } catch (e) {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       if (e instanceof UpdaterError) throw e;
+      // zlib's errors carry an errno too, but they are the package's fault, not the disk's
+      if (isZlibError(e)) throw invalid(`entry ${name}: ${(e as Error).message}`);
       if (isErrnoException(e, 'ENOSPC')) throw new UpdaterError('DISK_FULL', `no space left while writing ${dest}`);
       if (isErrnoException(e)) throw new UpdaterError('DEPLOYMENT_FAILED', `cannot write ${dest}: ${e.message}`);
       throw invalid(`entry ${name}: ${(e as Error).message}`);

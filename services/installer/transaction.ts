@@ -5,10 +5,11 @@ import { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Journal } from './journal.js';
 import type { Manifest, Placement } from './manifest.js';
-import type { PackageArchive } from './package-archive.js';
+import { partialName, type PackageArchive } from './package-archive.js';
 import { runPostCmd } from './post-cmds.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
+import { failpoint } from '../../shared/failpoint.js';
 
 export interface TransactionContext {
   log: Logger;
@@ -40,36 +41,46 @@ export class Transaction {
   async forward(archive: PackageArchive, manifest: Manifest, placements: Placement[]): Promise<void> {
     const { versions } = this.c;
     await this.c.journal(this.j);
+    failpoint('installer.journal-begun');
     const staging = await versions.stage(this.j.fromDir, this.j.stagingDir);
     const n = placements.length;
     for (const [i, p] of placements.entries()) {
       await this.c.progress(10 + Math.floor((50 * i) / n), `Installing module ${p.module.name} (${i + 1}/${n})`);
       if (p.kind === 'snapshot') await archive.extractTo(p.module.src, path.join(staging, p.rel));
+      failpoint('installer.module-staged');
     }
     await versions.finalize(this.j.stagingDir, this.j.targetDir);
+    failpoint('installer.snapshot-finalized');
 
     await this.c.progress(60, 'Stopping services...');
     await this.phase('stopping');
-    for (const unit of [...this.j.units].reverse()) await this.c.units.stop(unit);
+    for (const unit of [...this.j.units].reverse()) {
+      await this.c.units.stop(unit);
+      failpoint('installer.unit-stopped');
+    }
 
     for (const p of placements) {
       if (p.kind !== 'in-place') continue;
       const dst = this.c.hostPath(p.dst);
       await this.backUp(dst);
       await archive.extractTo(p.module.src, dst);
+      failpoint('installer.in-place-written');
     }
     const dir = versions.pathOf(this.j.targetDir);
     for (const m of manifest.modules) {
       for (const cmd of m.post_cmds ?? []) {
         await this.c.progress(65, `Running post command of ${m.name}`);
         await runPostCmd(cmd, dir, this.c.postCmdTimeoutMs, { TOPE_VERSION: this.j.version, TOPE_VERSION_DIR: dir });
+        failpoint('installer.post-cmd-done');
       }
     }
 
     await this.c.progress(70, `Switching to version ${this.j.version}...`);
     await this.phase('switching');
     if (this.j.fromDir) await versions.setLink('previous', this.j.fromDir);
+    failpoint('installer.previous-linked');
     await versions.setLink('current', this.j.targetDir);
+    failpoint('installer.current-linked');
     await this.phase('switched');
   }
 
@@ -79,9 +90,11 @@ export class Transaction {
     for (const [i, unit] of this.j.units.entries()) {
       await this.c.progress(percent, `Starting ${unit} (${i + 1}/${this.j.units.length})`);
       baseline.set(unit, await this.c.units.start(unit));
+      failpoint('installer.unit-started');
     }
     if (baseline.size) {
       await this.c.progress(Math.max(percent, 85), 'Checking services...');
+      failpoint('installer.probation-begun');
       await this.c.units.probation(baseline);
     }
   }
@@ -90,6 +103,7 @@ export class Transaction {
   async undoBeforeSwitch(): Promise<string[]> {
     const problems: string[] = [];
     await this.restoreBackups();
+    failpoint('installer.undo-restored');
     await this.c.versions.discard(this.j.targetDir);
     await this.c.versions.sweep();
     for (const unit of this.j.units) {
@@ -118,14 +132,17 @@ export class Transaction {
       try {
         await this.c.progress(90, `Rolling back to version ${versionOfDir(dir)}...`);
         for (const unit of [...this.j.units].reverse()) await this.c.units.stop(unit).catch((e) => this.c.log.warn({ unit, err: message(e) }, 'stop during rollback failed'));
+        failpoint('installer.rollback-stopped');
         await this.restoreBackups();
         await this.c.versions.setLink('current', dir);
+        failpoint('installer.rollback-linked');
         if (level === 1) {
           if (this.j.previousBefore) await this.c.versions.setLink('previous', this.j.previousBefore);
           else await this.c.versions.removeLink('previous');
         }
         await this.bringUp(90);
         outcomes.push(`ROLLBACK_LEVEL_${level}_SUCCESS: ${versionOfDir(dir)}`);
+        failpoint('installer.rollback-healthy');
         await this.c.versions.discard(this.j.targetDir);
         return { ok: true, outcomes };
       } catch (e) {
@@ -144,6 +161,7 @@ export class Transaction {
       await fsp.mkdir(this.c.backupDir, { recursive: true, mode: 0o700 });
       backup = path.join(this.c.backupDir, String(this.j.backups.length));
       await fsp.copyFile(dst, backup);
+      failpoint('installer.backup-copied');
       const fh = await fsp.open(backup, 'r+');
       await fh.sync();
       await fh.close();
@@ -155,6 +173,7 @@ export class Transaction {
 
   private async restoreBackups(): Promise<void> {
     for (const b of [...this.j.backups].reverse()) {
+      await fsp.rm(partialName(b.dst), { force: true }); // an extraction cut short by a crash
       if (b.backup) {
         const tmp = `${b.dst}.tmp-restore`;
         await fsp.copyFile(b.backup, tmp);

@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir } from '../../shared/durable-store.js';
 import { isErrnoException } from '../../shared/errors.js';
+import { failpoint } from '../../shared/failpoint.js';
 
 export type LinkName = 'current' | 'previous' | 'factory';
 const STAGING_PREFIX = '.staging-';
@@ -35,9 +36,10 @@ export class VersionStore {
   }
 
   async setLink(link: LinkName, target: string): Promise<void> {
-    const tmp = this.pathOf(`${LINK_TMP}${link}-${process.pid}`);
+    const tmp = this.pathOf(`${LINK_TMP}${link}`);
     await fsp.rm(tmp, { force: true });
     await fsp.symlink(target, tmp);
+    failpoint('installer.link-made');
     await fsp.rename(tmp, this.pathOf(link));
     await fsyncDir(this.dir);
   }
@@ -69,6 +71,7 @@ export class VersionStore {
   /** Makes the staged tree durable and gives it its final name. */
   async finalize(staging: string, name: string): Promise<void> {
     await fsyncTree(this.pathOf(staging));
+    failpoint('installer.staging-synced');
     await fsp.rm(this.pathOf(name), { recursive: true, force: true });
     await fsp.rename(this.pathOf(staging), this.pathOf(name));
     await fsyncDir(this.dir);
