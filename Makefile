@@ -6,7 +6,7 @@ PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
 COVERAGE_LINES ?= 85
 
-.PHONY: all deps build run test clean install install-files tools sample
+.PHONY: all deps build run test clean install install-files tools sample campaign reliability
 
 all: build
 
@@ -32,6 +32,16 @@ test: build tools
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
 	  $(NODE) --test --test-concurrency=2 --test-timeout=300000 dist/test/*.test.js
+
+# The random SIGKILL campaign alone, longer than CI's (make campaign N=1000).
+N ?= 1000
+campaign: build
+	$(NODE) dist/test/reliability/main.js campaign $(N)
+
+# Every campaign (failpoints, random SIGKILL, network faults, property tests) and one table of
+# their figures, also written into RELIABILITY.md.
+reliability: build
+	RELIABILITY_FILE=RELIABILITY.md $(NODE) dist/test/reliability/main.js reliability $(N)
 
 clean:
 	rm -rf dist coverage var

@@ -47,6 +47,12 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
   ['a zip bomb over the size budget', async () => zipOf([{ name: 'bin/a', data: Buffer.alloc(2 * 1024 * 1024) }]), /^INVALID_PACKAGE: unpacks to more than 1048576 bytes$/],
   ['too many entries', async () => zipOf(Array.from({ length: 60 }, (_, i) => ({ name: `f/${i}`, data: 'x' }))), /^INVALID_PACKAGE: more than 50 entries$/],
   ['a lying uncompressed size', async () => patchField(await zipOf([{ name: 'bin/a', data: 'x'.repeat(5000) }]), 'bin/a', 'uncompressed', 10), /^INVALID_PACKAGE: entry bin\/a: /],
+  ['corrupt deflate data (zlib fails, not the disk)', async () => {
+    const z = await zipOf([{ name: 'bin/a', data: 'x'.repeat(3000) }]);
+    const header = z.indexOf('bin/a') - 30;
+    const data = header + 30 + z.readUInt16LE(header + 26) + z.readUInt16LE(header + 28);
+    return z.fill(0xff, data, data + 4);
+  }, /^INVALID_PACKAGE: entry bin\/a: /],
   ['a CRC error', async () => patchField(await zipOf([{ name: 'bin/a', data: 'payload', compress: false }]), 'bin/a', 'crc', 12345), /^INVALID_PACKAGE: CRC mismatch in bin\/a$/],
   ['no manifest', async () => buildZip([{ name: 'bin/a', data: 'x' }]), /^INVALID_MANIFEST: manifest\.json not found in package$/],
   ['a manifest that is not JSON', async () => buildZip([{ name: 'manifest.json', data: '{"version":' }]), /^INVALID_MANIFEST: manifest\.json is not valid JSON/],

@@ -10,6 +10,7 @@ export type Behaviour =
   | { kind: 'serve'; etag?: string; throttle?: { bytes: number; everyMs: number }; cutAfter?: number }
   | { kind: 'ignore-range' }
   | { kind: 'cut'; after: number }
+  | { kind: 'reset'; after: number }
   | { kind: 'stall'; after: number }
   | { kind: 'short'; send: number }
   | { kind: 'long'; extra: number }
@@ -95,6 +96,11 @@ export class Origin {
         return;
       case 'cut':
         return this.serve(req, res, { kind: 'serve', cutAfter: b.after }, common);
+      case 'reset':
+        // a TCP RST after `after` bytes, as a NAT or a dying router sends
+        res.writeHead(200, { ...common, 'content-length': size });
+        res.write(this.body.subarray(0, b.after), () => res.socket?.resetAndDestroy());
+        return;
       case 'stall':
         res.writeHead(200, { ...common, 'content-length': size });
         res.write(this.body.subarray(0, b.after));

@@ -1,0 +1,280 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { call } from './api.js';
+import { DeviceApi } from './device-api.js';
+import { InstallDevice } from './install-device.js';
+import { Origin } from './origin.js';
+import { buildPackage, md5, type ModuleSpec } from './packages.js';
+import { Service } from './services.js';
+import { waitFor } from './wait.js';
+
+// One download and install on a device of real processes, with one of them killed by SIGKILL
+// (at a named failpoint, or at an instant), restarted as systemd would, and then checked
+// against the invariants the product promises. The crash campaigns are loops over this.
+// Service control goes through the recording systemctl stand-in.
+
+export type ScenarioName = 'update' | 'undo' | 'rollback';
+export type ServiceName = 'fetcher' | 'installer' | 'api-gateway';
+export const scenarios: ScenarioName[] = ['update', 'undo', 'rollback'];
+
+export interface Kill {
+  service: ServiceName;
+  /** Armed in that service's environment: SIGKILL at its `hit`-th pass. */
+  failpoint?: string;
+  hit?: number;
+  /** Or: SIGKILL the service this many ms after the scenario begins. */
+  atMs?: number;
+}
+
+export interface RunResult {
+  scenario: ScenarioName;
+  kill: Kill | null;
+  /** How many SIGKILLs hit a live process (by failpoint or by the clock). */
+  kills: number;
+  /** False when an armed failpoint's pass never came (a later pass of a timing-dependent one). */
+  reached: boolean;
+  /** The first pass's end, before any follow-up. */
+  firstEnd: string;
+  violations: string[];
+  ms: number;
+}
+
+const OLD = '1.0.0';
+const NEW = '2.0.0';
+const services: ServiceName[] = ['fetcher', 'installer', 'api-gateway'];
+const failCodes = /^(INSTALL_INTERRUPTED|POST_CMD_FAILED|SERVICE_START_FAILED|SERVICE_UNHEALTHY|ROLLBACK_LEVEL_\d_\w+|DOWNLOAD_FAILED|DEPLOYMENT_FAILED)\b/;
+
+function modulesFor(scenario: ScenarioName): ModuleSpec[] {
+  return [
+    { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service', restart_order: 1, data: `a ${NEW}\n`,
+      post_cmds: [scenario === 'undo' ? 'exit 3' : 'echo ran > post.txt'] },
+    { name: 'c', dst: '/etc/tope/c.conf', process_name: 'b.service', restart_order: 2, data: `c ${NEW}\n` },
+  ];
+}
+
+/** What each scenario ends with when nothing is killed. */
+const cleanEnd: Record<ScenarioName, { stage: string; error: RegExp | null; current: string }> = {
+  update: { stage: 'success', error: null, current: `v${NEW}` },
+  undo: { stage: 'failed', error: /^POST_CMD_FAILED/, current: `v${OLD}` },
+  rollback: { stage: 'failed', error: /^SERVICE_START_FAILED.*ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0/, current: `v${OLD}` },
+};
+
+/** A service that systemd would restart: after any exit but our own stop, it starts again. */
+class Supervised {
+  svc: Service | null = null;
+  kills = 0;
+  unexpected: string[] = [];
+  private stopping = false;
+  private starting: Promise<void> = Promise.resolve();
+
+  constructor(readonly name: ServiceName, private readonly env: Record<string, string>) {}
+
+  start(extra: Record<string, string> = {}): Promise<void> {
+    const svc = new Service(this.name, { ...this.env, ...extra });
+    this.svc = svc;
+    void svc.exited.then(({ code, signal }) => {
+      if (this.stopping) return;
+      if (signal === 'SIGKILL') this.kills++;
+      else this.unexpected.push(`${this.name} exited by itself (code ${code}, signal ${signal}): ${svc.stderr.slice(-300)}`);
+      this.starting = this.start(); // Restart=on-failure; the failpoint is not armed again
+    });
+    this.starting = svc.waitLog(`${this.name} ready`, 15_000).then(() => undefined, () => undefined);
+    return this.starting;
+  }
+
+  /** Running and past its recovery (it logs "ready" after it). */
+  ready(): boolean {
+    return this.alive() && !!this.svc!.logged(`${this.name} ready`);
+  }
+
+  alive(): boolean {
+    if (!this.svc || this.svc.child.exitCode !== null || this.svc.child.signalCode !== null) return false;
+    // killed but not yet reaped: node has not seen the exit, the kernel already has
+    const stat = readFileSync(`/proc/${this.svc.child.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.starting;
+    await this.svc?.kill('SIGTERM');
+  }
+}
+
+export class CrashScenario {
+  readonly d: InstallDevice;
+  private readonly deviceApi = new DeviceApi();
+  private readonly origin: Origin;
+  private sup: Record<ServiceName, Supervised> = {} as Record<ServiceName, Supervised>;
+  private zip!: Buffer;
+
+  constructor(readonly scenario: ScenarioName, extraEnv: Record<string, string> = {}) {
+    this.d = new InstallDevice({
+      TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope', TOPE_PROBATION_MS: '100', TOPE_LOG_LEVEL: 'info', ...extraEnv,
+    });
+    this.origin = new Origin(1);
+  }
+
+  /** The old version running, the new one on the origin (throttled, so a download takes a while). */
+  async setUp(): Promise<void> {
+    await this.deviceApi.start();
+    this.d.env.TOPE_DEVICE_API_URL = this.deviceApi.url;
+    await this.d.seedVersion(`v${OLD}`, { 'bin/a': `a ${OLD}\n` }, ['current']);
+    await fsp.mkdir(path.join(this.d.sysroot, 'etc/tope'), { recursive: true });
+    await fsp.writeFile(path.join(this.d.sysroot, 'etc/tope/c.conf'), `c ${OLD}\n`);
+    await this.d.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
+    if (this.scenario === 'rollback') await this.d.behave({ 'a.service': { failStart: [NEW] } });
+    this.zip = await buildPackage(NEW, modulesFor(this.scenario), [{ name: 'blob', data: randomBytes(96 * 1024), compress: false }]);
+    this.origin.body = this.zip;
+    this.origin.script(() => ({ kind: 'serve', throttle: { bytes: 8 * 1024, everyMs: 5 } }));
+    await this.origin.start();
+    const port = await import('./services.js').then((m) => m.freePort());
+    this.d.env.TOPE_LISTEN_PORT = String(port);
+    this.d.base = `http://127.0.0.1:${port}`;
+  }
+
+  async run(kill: Kill | null): Promise<RunResult> {
+    const t0 = Date.now();
+    const violations: string[] = [];
+    for (const name of services) this.sup[name] = new Supervised(name, this.d.env);
+    await Promise.all(services.map((name) => this.sup[name].start(
+      kill?.failpoint && kill.service === name ? { TOPE_FAILPOINT: `${kill.failpoint}#${kill.hit ?? 1}` } : {})));
+    let timer: NodeJS.Timeout | undefined;
+    if (kill?.atMs !== undefined) {
+      timer = setTimeout(() => {
+        const s = this.sup[kill.service];
+        if (s.alive()) s.svc!.child.kill('SIGKILL');
+      }, kill.atMs);
+    }
+    let firstEnd = 'none';
+    const lap = (m: string) => process.env.CRASH_DEBUG && console.log(m, Date.now() - t0);
+    lap('started');
+    try {
+      firstEnd = await this.pass();
+      lap('passed');
+      clearTimeout(timer);
+      const want = cleanEnd[this.scenario];
+      const end = await this.progress();
+      if (end.stage !== want.stage || (want.error && !want.error.test(end.error ?? ''))) {
+        // the crash changed the outcome: the device must still be able to do the job
+        firstEnd = `${end.stage}: ${end.error ?? end.message}`;
+        await this.settle();
+        const again = await this.pass();
+        if (again !== want.stage) violations.push(`a clean attempt after the crash ended ${again}: ${JSON.stringify(await this.progress())}`);
+      } else {
+        firstEnd = end.stage;
+      }
+      await this.settle();
+      violations.push(...(await this.invariants()));
+      lap('checked');
+    } catch (e) {
+      violations.push(`the scenario did not end: ${(e as Error).message}; progress ${JSON.stringify(await this.progress().catch(() => null))}`);
+    } finally {
+      clearTimeout(timer);
+      for (const name of services) violations.push(...this.sup[name].unexpected);
+      await Promise.all(services.map((name) => this.sup[name].stop()));
+    }
+    lap('stopped');
+    const kills = services.reduce((n, name) => n + this.sup[name].kills, 0);
+    // a download's number of checkpoints depends on timing: a later pass may not come this time
+    const reached = !kill?.failpoint || kills > 0;
+    if (!reached && (kill?.hit ?? 1) === 1) violations.push(`failpoint ${kill!.failpoint} was never reached in ${kill!.service}`);
+    return { scenario: this.scenario, kill, kills, reached, firstEnd, violations, ms: Date.now() - t0 };
+  }
+
+  async tearDown(): Promise<void> {
+    await this.origin.stop();
+    await this.deviceApi.stop();
+    await fsp.rm(this.d.root, { recursive: true, force: true });
+  }
+
+  private get job() {
+    return { version: NEW, package_url: this.origin.url(), package_name: `tope-${NEW}.zip`, package_size: this.zip.length, package_md5: md5(this.zip) };
+  }
+
+  private async progress(): Promise<{ stage: string; progress: number; message: string; error: string | null }> {
+    return waitFor('the gateway to answer', async () => (await call(this.d.base, 'GET', '/api/v1.0/progress')).body.data, 15_000, 20);
+  }
+
+  /** As device-api does: ask, and ask again when the answer was lost with a restarting process. */
+  private async command(route: string, body: unknown, accepted: (stage: string) => boolean): Promise<void> {
+    await waitFor(`${route} accepted`, async () => {
+      const r = await call(this.d.base, 'POST', route, body).catch(() => null);
+      if (r?.body.code === 200) return true;
+      return accepted((await this.progress()).stage);
+    }, 15_000, 100);
+  }
+
+  private async until(stages: string[]): Promise<string> {
+    const p = await waitFor(`one of ${stages.join(', ')}`, async () => {
+      const s = await this.progress();
+      return stages.includes(s.stage) ? s : null;
+    }, 30_000, 20);
+    return p.stage;
+  }
+
+  /** A download, then an install if the download ended in a package; returns the last stage. */
+  private async pass(): Promise<string> {
+    await this.command('/api/v1.0/download', this.job, (s) => ['downloading', 'verifying', 'toInstall'].includes(s));
+    if ((await this.until(['toInstall', 'failed'])) === 'failed') return 'failed';
+    await this.command('/api/v1.0/update', { version: NEW }, (s) => ['installing', 'success', 'failed'].includes(s));
+    return this.until(['success', 'failed']);
+  }
+
+  /** Until no worker is mid-restart (its recovery done): checks and follow-ups must not race a recovery. */
+  private async settle(): Promise<void> {
+    await waitFor('the workers to be up', () => services.every((n) => this.sup[n].ready()), 15_000);
+  }
+
+  private async invariants(): Promise<string[]> {
+    const v: string[] = [];
+    const d = this.d;
+    const end = await this.progress();
+    const current = await d.link('current');
+    const allowed = this.scenario === 'update' ? [`v${OLD}`, `v${NEW}`] : [`v${OLD}`];
+    if (!current || !allowed.includes(current)) v.push(`current names ${current}`);
+    const version = current?.slice(1) ?? '?';
+    if ((await d.file('/opt/tope/versions/current/bin/a')) !== `a ${version}\n`) v.push(`bin/a of ${current} is ${JSON.stringify(await d.file('/opt/tope/versions/current/bin/a'))}`);
+    if ((await d.file('/etc/tope/c.conf')) !== `c ${version}\n`) v.push(`the in-place file is ${JSON.stringify(await d.file('/etc/tope/c.conf'))} with ${current}`);
+    if (version === NEW && (await d.file('/opt/tope/versions/current/post.txt')) !== 'ran\n') v.push('the new version is current without its post_cmd having run');
+    const units = await d.units();
+    for (const u of ['a.service', 'b.service']) if (!units[u]?.active) v.push(`${u} is not running`);
+    if (end.stage === 'success' && (current !== `v${NEW}` || end.message !== `Successfully installed version ${NEW}`)) v.push(`success reported with ${current}: ${end.message}`);
+    if (end.stage === 'failed' && (current !== `v${OLD}` || !failCodes.test(end.error ?? ''))) v.push(`failed reported with ${current}: ${end.error}`);
+    if (!['success', 'failed'].includes(end.stage)) v.push(`the install ended in stage ${end.stage}`);
+    const last = await waitFor('the last report to match the status', () => {
+      const r = this.deviceApi.reports.at(-1);
+      return r && r.stage === end.stage && r.error === end.error ? r : null;
+    }, 5000).catch(() => null);
+    if (!last) v.push(`device-api's last report ${JSON.stringify(this.deviceApi.reports.at(-1))} differs from the status ${JSON.stringify(end)}`);
+    // the status is written before the clean-up it announces (an undo needs the backups until then)
+    const leftovers = async () => [
+      ...(await fsp.readdir(d.versionsDir)).filter((n) => n.startsWith('.') || !['current', 'previous', `v${OLD}`, `v${NEW}`].includes(n)),
+      ...(await fsp.readdir(path.join(d.sysroot, 'etc/tope'))).filter((n) => n !== 'c.conf'),
+      ...(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter((n) => !['install.json', 'install.json.prev'].includes(n)),
+      ...(await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR)).filter((n) => !['download.json', 'download.json.prev', 'packages'].includes(n)),
+    ];
+    const left = await waitFor('the clean-up', async () => ((await leftovers()).length === 0), 5000).then(() => [], () => leftovers());
+    if (left.length) v.push(`leftovers: ${left.join(', ')}`);
+    const fetched = await d.fetcherStore.read();
+    if (fetched?.status.stage === 'toInstall') {
+      const data = await fsp.readFile(fetched.packageFile!).catch(() => null);
+      if (!data || createHash('md5').update(data).digest('hex') !== this.job.package_md5) v.push('the verified package is damaged');
+    }
+    return v;
+  }
+}
+
+/** The names of every failpoint in the code, read from the sources. */
+export async function failpointsInCode(repo: string): Promise<string[]> {
+  const names = new Set<string>();
+  for (const dir of ['services', 'shared']) {
+    for (const file of await fsp.readdir(path.join(repo, dir), { recursive: true })) {
+      if (!String(file).endsWith('.ts')) continue;
+      const text = await fsp.readFile(path.join(repo, dir, String(file)), 'utf8');
+      for (const m of text.matchAll(/failpoint\('([\w.-]+)'\)/g)) names.add(m[1]);
+    }
+  }
+  return [...names].sort();
+}
