@@ -3,7 +3,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InstallDevice } from '../../test/helpers/install-device.js';
 import type { Service } from '../../test/helpers/services.js';
-import { waitFor } from '../../test/helpers/wait.js';
 
 /** From dist/bench/lib back to the source tree, where the shell stand-in lives. */
 export const standInSystemctl = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/fixtures/systemctl-stand-in.sh');
@@ -55,11 +54,6 @@ export class BenchDevice extends InstallDevice {
     await this.stop();
     await fsp.rm(this.root, { recursive: true, force: true });
   }
-}
-
-/** The first log line `msg` of `service` after the first `from` lines, waited for. */
-export function nextLog(service: Service, msg: string, from: number, timeoutMs: number): Promise<Record<string, unknown>> {
-  return waitFor(`log line "${msg}"`, () => service.lines.slice(from).find((l) => l.msg === msg), timeoutMs, 5);
 }
 
 /** The wall-clock time (ms since the epoch) pino stamped on a log line. */
