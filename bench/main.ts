@@ -75,7 +75,7 @@ async function run(): Promise<void> {
     `Written by \`make bench\`${plan.quick ? ' (BENCH_QUICK=1: small sizes, few runs — a smoke run, not a record)' : ''}${plan.only ? ` (BENCH_ONLY=${plan.only.join(',')})` : ''} in ${minutes.toFixed(1)} min on: ${machine}.`,
     '',
     'Each figure is the median of the runs its row counts; the reference beside it was measured in the same run, ' +
-      'interleaved with it, and the ratio is the figure divided by the reference, so that a run on another machine ' +
+      'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
       'compares by its ratios. The services are the real processes (`dist/services/*/main.js`), each with its own ' +
       'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
     '',
