@@ -6,7 +6,7 @@ PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
 COVERAGE_LINES ?= 85
 
-.PHONY: all deps build run test clean install install-files tools sample campaign reliability
+.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample
 
 all: build
 
@@ -32,6 +32,11 @@ test: build tools
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
 	  $(NODE) --test --test-concurrency=2 --test-timeout=300000 dist/test/*.test.js
+
+# Benchmarks, not tests (make test never runs them): real service processes, one table on stdout
+# and in BENCHMARKS.md. BENCH_QUICK=1: small sizes and few runs, written to var/bench/ instead.
+bench: build
+	$(NODE) dist/bench/main.js
 
 # The random SIGKILL campaign alone, longer than CI's (make campaign N=1000).
 N ?= 1000

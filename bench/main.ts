@@ -1,0 +1,93 @@
+import { mkdirSync, mkdtempSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchColdStart } from './benches/cold-start.js';
+import { benchDownload } from './benches/download.js';
+import { benchIdle } from './benches/idle.js';
+import { benchInstall } from './benches/install.js';
+import { benchProgressLatency } from './benches/progress-latency.js';
+import { benchResume } from './benches/resume.js';
+import type { BenchContext } from './context.js';
+import { nowMs } from './lib/clock.js';
+import { requireTools } from './lib/commands.js';
+import { describeMachine } from './lib/machine.js';
+import { writeBigPackage } from './lib/packages.js';
+import { fmt, table, type Row } from './lib/report.js';
+import { OriginProcess } from './origin/origin-process.js';
+import { makePlan } from './plan.js';
+
+// `make bench`: every benchmark against real service processes, one table on stdout and in
+// BENCHMARKS.md. A quick run (BENCH_QUICK=1) or a selection (BENCH_ONLY=download,install) writes
+// var/bench/BENCHMARKS.partial.md instead, so the committed record only ever holds full runs.
+// Progress goes to stderr.
+
+const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
+  download: benchDownload, latency: benchProgressLatency, 'cold-start': benchColdStart,
+  resume: benchResume, install: benchInstall, idle: benchIdle,
+};
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const say = (m: string) => process.stderr.write(`bench: ${m}\n`);
+
+async function run(): Promise<void> {
+  await requireTools(['curl', 'systemd-socket-activate', 'cp', 'sync']);
+  const plan = makePlan();
+  const unknown = plan.only?.filter((n) => !(n in BENCHES)) ?? [];
+  if (unknown.length) throw new Error(`BENCH_ONLY: no benchmark ${unknown.join(', ')} (there are ${Object.keys(BENCHES).join(', ')})`);
+  const machine = describeMachine();
+  const t0 = nowMs();
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-bench-'));
+  const cleanups: Array<() => Promise<unknown>> = [() => fsp.rm(scratch, { recursive: true, force: true })];
+  let rows: Row[] = [];
+  try {
+    const served = path.join(scratch, 'served');
+    mkdirSync(served);
+    say(`writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.cappedPackage)}) to ${served}`);
+    const packages = {
+      small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
+      large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
+      capped: await writeBigPackage(path.join(served, 'capped.zip'), '2.0.0', plan.cappedPackage),
+    };
+    const origin = await OriginProcess.start(served, null);
+    cleanups.push(() => origin.stop());
+    const cappedOrigin = await OriginProcess.start(served, plan.capBytesPerSecond);
+    cleanups.push(() => cappedOrigin.stop());
+    const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say };
+    for (const [name, bench] of Object.entries(BENCHES)) {
+      if (plan.only && !plan.only.includes(name)) continue;
+      rows = rows.concat(await bench(ctx));
+    }
+  } finally {
+    while (cleanups.length) await cleanups.pop()!().catch((e) => say(`cleanup: ${(e as Error).message}`));
+  }
+  const minutes = (nowMs() - t0) / 60_000;
+  const out = table(rows);
+  process.stdout.write(`${out}\n`);
+  // only a full run of every benchmark is a record
+  const partial = plan.quick || plan.only !== null;
+  const target = partial ? path.join(repo, 'var/bench/BENCHMARKS.partial.md') : path.join(repo, 'BENCHMARKS.md');
+  mkdirSync(path.dirname(target), { recursive: true });
+  const notes = readFileSync(path.join(repo, 'bench/NOTES.md'), 'utf8');
+  writeFileSync(target, [
+    '# Benchmarks',
+    '',
+    `Written by \`make bench\`${plan.quick ? ' (BENCH_QUICK=1: small sizes, few runs — a smoke run, not a record)' : ''}${plan.only ? ` (BENCH_ONLY=${plan.only.join(',')})` : ''} in ${minutes.toFixed(1)} min on: ${machine}.`,
+    '',
+    'Each figure is the median of the runs its row counts; the reference beside it was measured in the same run, ' +
+      'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
+      'compares by its ratios. The services are the real processes (`dist/services/*/main.js`), each with its own ' +
+      'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
+    '',
+    out,
+    '',
+    notes.trim(),
+    '',
+  ].join('\n'));
+  say(`done in ${minutes.toFixed(1)} min; written to ${path.relative(repo, target)}`);
+}
+
+run().catch((e) => {
+  say(`failed: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});

@@ -1,0 +1,43 @@
+// How big and how many: the full plan of `make bench`, or a small one for a smoke run
+// (BENCH_QUICK=1) that exercises every benchmark in about a minute; BENCH_ONLY picks benchmarks.
+
+const MiB = 1024 * 1024;
+
+export interface Plan {
+  quick: boolean;
+  /** BENCH_ONLY=download,install: just those benchmarks (names in main.ts), or null for all. */
+  only: string[] | null;
+  /** The "100 MB" and "1 GB" packages of the issue (MiB, as the README's 104857600). */
+  smallPackage: number;
+  largePackage: number;
+  /** A 10 Mbit/s link moves 100 MiB in ~84 s: the capped runs use a smaller file. */
+  cappedPackage: number;
+  capBytesPerSecond: number;
+  runs: { small: number; large: number; capped: number; latency: number; coldStart: number; resume: number; install: number; idle: number };
+  latencyRequestsPerSecond: number;
+  /** How long each /progress latency run polls while downloads run back to back. */
+  latencyRunMs: number;
+  installFileCounts: number[];
+  installFileBytes: number;
+  unitsPerPackage: number;
+}
+
+export function makePlan(env = process.env): Plan {
+  const quick = env.BENCH_QUICK === '1';
+  return {
+    quick,
+    only: env.BENCH_ONLY ? env.BENCH_ONLY.split(',').map((s) => s.trim()).filter(Boolean) : null,
+    smallPackage: quick ? 8 * MiB : 100 * MiB,
+    largePackage: quick ? 32 * MiB : 1024 * MiB,
+    cappedPackage: quick ? 1 * MiB : 16 * MiB,
+    capBytesPerSecond: 10_000_000 / 8,
+    runs: quick
+      ? { small: 2, large: 2, capped: 1, latency: 1, coldStart: 3, resume: 2, install: 2, idle: 1 }
+      : { small: 5, large: 3, capped: 3, latency: 3, coldStart: 10, resume: 5, install: 5, idle: 3 },
+    latencyRequestsPerSecond: 20,
+    latencyRunMs: quick ? 3000 : 10_000,
+    installFileCounts: [10, 100, 1000],
+    installFileBytes: 16 * 1024,
+    unitsPerPackage: 3,
+  };
+}
