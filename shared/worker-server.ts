@@ -1,5 +1,6 @@
 import type { Logger } from './log.js';
-import { listen } from './listen.js';
+import { IdleExit } from './idle-exit.js';
+import { hasInheritedSocket, listen } from './listen.js';
 import type { Notifier } from './notify.js';
 import { createCommandServer, type Command, type Reply } from './protocol.js';
 import type { Reporter } from './reporter.js';
@@ -11,10 +12,12 @@ export interface Worker {
   handle: (command: Command) => Promise<Reply>;
   /** What SIGTERM waits for before the process exits. */
   stop: () => Promise<void>;
+  /** Whether work is under way (an idle exit waits for it to end). */
+  busy: () => boolean;
 }
 
 /** A worker's command socket (inherited from systemd or its own), READY=1, and a clean SIGTERM. */
-export async function serveWorker(w: Worker, log: Logger, reporter: Reporter, notifier: Notifier): Promise<void> {
+export async function serveWorker(w: Worker, log: Logger, reporter: Reporter, notifier: Notifier, idleMs = 0): Promise<void> {
   const server = createCommandServer(async (command) => {
     log.info({ command: command.type, seq: command.seq }, 'command received');
     return w.handle(command);
@@ -34,6 +37,15 @@ export async function serveWorker(w: Worker, log: Logger, reporter: Reporter, no
     await notifier.idle();
     process.exit(0);
   };
+  // socket-activated, an idle worker ends: systemd starts it again at the next command, and
+  // work left unfinished has its busy marker, which the path unit watches
+  if (hasInheritedSocket() && idleMs > 0) {
+    const idle = new IdleExit(idleMs, async () => w.busy(), () => void shutdown('idle'));
+    server.on('connection', (socket) => {
+      idle.begin();
+      socket.on('close', () => idle.end());
+    });
+  }
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }

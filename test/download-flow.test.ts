@@ -156,3 +156,15 @@ test('a device-api that never answers does not hold the download back', async ()
   assert.ok(deviceApi.reports.length < 10, `reports sent while the download ran: ${deviceApi.reports.length}`);
   await waitFor('the final state still reaches device-api', () => deviceApi.reports.at(-1)?.stage === 'toInstall', 5000);
 });
+
+test('a new download sent the moment /progress says toInstall is accepted, even while the last report is still going out', async () => {
+  const { origin, device, deviceApi, request } = await setUp(100_000);
+  deviceApi.hang = true; // each report takes its whole deadline: the fetcher is still busy reporting
+  await call(device.base, 'POST', '/api/v1.0/download', request());
+  await device.waitStage('toInstall');
+  const other = { ...request({ version: '1.2.4', package_name: 'tope-1.2.4.zip' }) };
+  const r = await call(device.base, 'POST', '/api/v1.0/download', other);
+  assert.equal(r.body.code, 200, JSON.stringify(r.body));
+  assert.equal((await device.waitStage('toInstall')).data.message, 'Package ready to install: 1.2.4');
+  assert.equal(origin.requests.length, 2);
+});

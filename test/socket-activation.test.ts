@@ -3,8 +3,10 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import type { FetcherRecord } from '../shared/worker-records.js';
+import { sendCommand } from '../shared/protocol.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
+import { Origin } from './helpers/origin.js';
 import { distDir, freePort, mainOf, Service } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -68,4 +70,24 @@ test('while work runs, the idle gateway stays up', async () => {
   const { code } = await gw.exited;
   assert.equal(code, 0, 'once the work ended it exits');
   assert.ok(gw.logged('stopping'));
+});
+
+test('socket-activated, an idle worker exits by itself, but never while its work runs', async () => {
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '300' });
+  const origin = await new Origin(256 * 1024).start();
+  origin.script(() => ({ kind: 'serve', throttle: { bytes: 16 * 1024, everyMs: 50 } })); // about 0.8 s
+  cleanups.push(() => origin.stop());
+  const socket = device.env.TOPE_FETCHER_SOCKET;
+  const setenv = Object.entries(device.env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
+  const fetcher = new Service('fetcher', {}, { file: 'systemd-socket-activate', args: ['-l', socket, ...setenv, process.execPath, mainOf('fetcher')] });
+  cleanups.push(() => fetcher.kill('SIGKILL'));
+  const job = { version: '5.0.0', package_url: origin.url(), package_name: 'p.zip', package_size: origin.body.length, package_md5: origin.md5 };
+  const reply = await waitFor('the activated fetcher to take a command', () => sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null));
+  assert.deepEqual(reply, { ok: true });
+  assert.equal((await fetcher.waitLog('fetcher ready')).where, 'inherited fd 3');
+  await waitFor('the download to end', async () => (await device.fetcherStore.read())?.status.stage === 'toInstall', 10_000);
+  assert.equal(fetcher.logged('stopping'), undefined, 'it stayed up for the whole download, longer than its idle time');
+  const { code } = await fetcher.exited;
+  assert.equal(code, 0);
+  assert.equal(fetcher.logged('stopping')?.signal, 'idle');
 });

@@ -7,7 +7,7 @@ import { Notifier } from '../../shared/notify.js';
 import { sendCommand } from '../../shared/protocol.js';
 import { busyStages } from '../../shared/status.js';
 import { createApp } from './app.js';
-import { exitWhenIdle } from './idle-exit.js';
+import { IdleExit } from '../../shared/idle-exit.js';
 import { StatusView } from './status-view.js';
 
 const config = loadConfigOrExit();
@@ -37,6 +37,10 @@ const stop = async (why: string) => {
   await notifier.idle();
   process.exit(0);
 };
-exitWhenIdle(server, config.TOPE_IDLE_EXIT_MS, async () => busyStages.has((await view.read()).status.stage), () => void stop('idle'));
+const idle = new IdleExit(config.TOPE_IDLE_EXIT_MS, async () => busyStages.has((await view.read()).status.stage), () => void stop('idle'));
+server.on('request', (_req, res) => {
+  idle.begin();
+  res.on('close', () => idle.end());
+});
 process.on('SIGTERM', () => void stop('SIGTERM'));
 process.on('SIGINT', () => void stop('SIGINT'));

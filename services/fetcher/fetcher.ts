@@ -53,6 +53,10 @@ export class Fetcher {
     this.now = d.now ?? (() => new Date());
   }
 
+  get busy(): boolean {
+    return this.running !== null;
+  }
+
   get current(): FetcherRecord {
     return this.record;
   }
@@ -112,9 +116,12 @@ export class Fetcher {
   }
 
   private async startDownload(seq: number, job: PackageJob): Promise<Reply> {
-    if (this.running) {
+    const { stage } = this.record.status;
+    if (this.running && (stage === 'downloading' || stage === 'verifying')) {
       return sameJob(this.running.job, job) ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `downloading ${this.running.job.version}`);
     }
+    // the last one has its end written and is only reporting it: the new one waits for that
+    await this.running?.done;
     const resumable = sameJob(this.record.job, job) && this.record.checkpoint !== null &&
       ['failed', 'downloading', 'verifying'].includes(this.record.status.stage);
     const checkpoint = resumable ? this.record.checkpoint : null;

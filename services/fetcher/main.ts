@@ -49,4 +49,5 @@ await serveWorker({
   stage: () => fetcher.current.status.stage,
   handle: (c) => fetcher.handle(c),
   stop: () => fetcher.stop(), // the download resumes at the next start
-}, log, reporter, notifier);
+  busy: () => fetcher.busy,
+}, log, reporter, notifier, config.TOPE_IDLE_EXIT_MS);

@@ -50,6 +50,10 @@ export class Installer {
 
   constructor(private readonly d: InstallerDeps) {}
 
+  get busy(): boolean {
+    return this.running !== null;
+  }
+
   get current(): InstallerState {
     return this.state;
   }
@@ -60,9 +64,11 @@ export class Installer {
 
   async handle(command: Command): Promise<Reply> {
     if (command.type !== 'install') return refuse('VALIDATION_ERROR', `the installer does not take ${command.type} commands`);
-    if (this.running) {
+    if (this.running && this.state.status.stage === 'installing') {
       return command.version === this.state.version ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `installing ${this.state.version}`);
     }
+    // the last one has its end written and is only reporting it: the new one waits for that
+    await this.running;
     if (this.state.journal) {
       // an undo that failed keeps its journal for the next start; a new install must not replace it
       return refuse('OPERATION_IN_PROGRESS', `the interrupted install of ${this.state.journal.version} is not undone yet; it is retried when the installer restarts`);

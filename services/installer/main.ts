@@ -49,4 +49,5 @@ await serveWorker({
   handle: (c) => installer.handle(c),
   // an install is not cut on purpose: SIGTERM waits for it (TimeoutStopSec bounds the wait)
   stop: () => installer.settled(),
-}, log, reporter, notifier);
+  busy: () => installer.busy,
+}, log, reporter, notifier, config.TOPE_IDLE_EXIT_MS);

@@ -44,8 +44,12 @@ export class Transaction {
     failpoint('installer.journal-begun');
     const staging = await versions.stage(this.j.fromDir, this.j.stagingDir);
     const n = placements.length;
+    let reported = -1;
     for (const [i, p] of placements.entries()) {
-      await this.c.progress(10 + Math.floor((50 * i) / n), `Installing module ${p.module.name} (${i + 1}/${n})`);
+      // one durable write per percent, not per module: a package of 1000 files is 50 writes
+      const percent = 10 + Math.floor((50 * i) / n);
+      if (percent !== reported) await this.c.progress(percent, `Installing module ${p.module.name} (${i + 1}/${n})`);
+      reported = percent;
       if (p.kind === 'snapshot') await archive.extractTo(p.module.src, path.join(staging, p.rel));
       failpoint('installer.module-staged');
     }

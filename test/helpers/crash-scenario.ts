@@ -38,6 +38,8 @@ export interface RunResult {
   firstEnd: string;
   violations: string[];
   ms: number;
+  /** From the services' start to the end of the first pass: the span a random kill falls in. */
+  activeMs: number;
 }
 
 const OLD = '1.0.0';
@@ -148,10 +150,13 @@ export class CrashScenario {
       }, kill.atMs);
     }
     let firstEnd = 'none';
+    const started = Date.now();
+    let activeMs = 0;
     const lap = (m: string) => process.env.CRASH_DEBUG && console.log(m, Date.now() - t0);
     lap('started');
     try {
       firstEnd = await this.pass();
+      activeMs = Date.now() - started;
       lap('passed');
       clearTimeout(timer);
       const want = cleanEnd[this.scenario];
@@ -180,7 +185,7 @@ export class CrashScenario {
     // a download's number of checkpoints depends on timing: a later pass may not come this time
     const reached = !kill?.failpoint || kills > 0;
     if (!reached && (kill?.hit ?? 1) === 1) violations.push(`failpoint ${kill!.failpoint} was never reached in ${kill!.service}`);
-    return { scenario: this.scenario, kill, kills, reached, firstEnd, violations, ms: Date.now() - t0 };
+    return { scenario: this.scenario, kill, kills, reached, firstEnd, violations, ms: Date.now() - t0, activeMs };
   }
 
   async tearDown(): Promise<void> {
