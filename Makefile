@@ -31,7 +31,7 @@ test: build tools
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
-	  $(NODE) --test --test-concurrency=2 --test-timeout=300000 dist/test/*.test.js
+	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 dist/test/*.test.js
 
 # Benchmarks, not tests (make test never runs them): real service processes, one table on stdout
 # and in BENCHMARKS.md. BENCH_QUICK=1: small sizes and few runs, written to var/bench/ instead.

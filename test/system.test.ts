@@ -70,6 +70,9 @@ test('a download and an install that restarts a real unit; progress polled as ot
   const stages = s.reports().map((r) => r.stage).filter((x, i, a) => x !== a[i - 1]);
   assert.deepEqual(stages.slice(-5), ['downloading', 'verifying', 'toInstall', 'installing', 'success']);
   assert.match(s.prop('tope-installer.service', 'StatusText'), /success: Successfully installed version 2\.0\.0/);
+  // idle, the workers end too: nothing of ours runs until the next command
+  await waitFor('the idle workers to exit', () => s.active('tope-fetcher.service') === 'inactive' && s.active('tope-installer.service') === 'inactive', 20_000, 200);
+  assert.equal(s.prop('tope-installer.service', 'Result'), 'success', 'an idle exit is not a failure');
 });
 
 test('privileges: each unit writes only its own paths; only the gateway reaches the worker sockets', { skip }, async () => {

@@ -13,8 +13,8 @@ import { median } from '../lib/stats.js';
 const PROCESSES = ['api-gateway', 'fetcher', 'installer'] as const;
 const UNDER_SYSTEMD: Record<(typeof PROCESSES)[number], string> = {
   'api-gateway': 'under systemd: exits after TOPE_IDLE_EXIT_MS',
-  fetcher: 'under systemd: stays up once activated',
-  installer: 'under systemd: stays up once activated',
+  fetcher: 'under systemd: exits after TOPE_IDLE_EXIT_MS',
+  installer: 'under systemd: exits after TOPE_IDLE_EXIT_MS',
 };
 
 export async function benchIdle(ctx: BenchContext): Promise<Row[]> {

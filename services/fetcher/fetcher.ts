@@ -37,6 +37,9 @@ const emptyRecord: FetcherRecord = {
   job: null, checkpoint: null, verifiedAt: null, packageFile: null,
 };
 
+/** A checkpoint at least this often (and at every 5 % step): /progress moves at least as often as ota-gui polls. */
+const CHECKPOINT_EVERY_MS = 500;
+
 const downloadingMessage = (job: PackageJob, offset: number) =>
   `Downloading version ${job.version}... ${formatBytes(offset, job.package_size)}`;
 
@@ -48,6 +51,7 @@ export class Fetcher {
   private record: FetcherRecord = emptyRecord;
   private running: { job: PackageJob; controller: AbortController; done: Promise<void> } | null = null;
   private readonly now: () => Date;
+  private lastCheckpointAt = 0;
 
   constructor(private readonly d: FetcherDeps) {
     this.now = d.now ?? (() => new Date());
@@ -201,6 +205,10 @@ export class Fetcher {
     const last = this.record.checkpoint;
     const validatorChanged = !last || last.etag !== pos.etag || last.lastModified !== pos.lastModified || pos.offset < last.offset;
     if (percent <= this.record.status.progress && !validatorChanged) return;
+    // on a fast link, a checkpoint (two fsyncs) per percent costs more than the bytes it saves
+    const step = Math.floor(percent / 5) > Math.floor(this.record.status.progress / 5);
+    if (!step && !validatorChanged && this.now().getTime() - this.lastCheckpointAt < CHECKPOINT_EVERY_MS) return;
+    this.lastCheckpointAt = this.now().getTime();
     await sync();
     const checkpoint: Checkpoint = { ...pos, bootId: this.d.bootId() };
     const previous = this.record.status.progress;

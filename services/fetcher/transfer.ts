@@ -159,10 +159,12 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
             discard(res);
             throw sizeMismatch(o.size, `more than ${o.size} bytes`);
           }
-          await writeAll(fh, chunk, pos.offset);
-          failpoint('fetcher.chunk-written');
+          // hash while the write is under way: the CPU and the disk overlap
+          const written = writeAll(fh, chunk, pos.offset);
           md5.update(chunk);
           sha.update(chunk);
+          await written;
+          failpoint('fetcher.chunk-written');
           pos.offset += chunk.length;
           await o.onProgress({ ...pos }, () => fh.datasync());
         }
