@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { TokenBucket } from './token-bucket.js';
+import { writeRangeHead } from '../../test/helpers/range-head.js';
 
 // A package server for benchmarks: files from a directory on disk (a 1 GiB package is not held
 // in memory), honest Range and If-Range, an optional rate cap, and a count of the body bytes it
@@ -64,20 +65,8 @@ export class FileOrigin {
     const etag = `"${size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
     const lastModified = st.mtime.toUTCString();
     const common = { etag, 'last-modified': lastModified, 'accept-ranges': 'bytes', 'content-type': 'application/zip' };
-    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    const ifRange = req.headers['if-range'];
-    const rangeOk = m && (!ifRange || ifRange === etag || ifRange === lastModified);
-    let start = 0;
-    if (m && rangeOk) {
-      start = Number(m[1]);
-      if (start >= size) {
-        res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-        return;
-      }
-      res.writeHead(206, { ...common, 'content-range': `bytes ${start}-${size - 1}/${size}`, 'content-length': size - start });
-    } else {
-      res.writeHead(200, { ...common, 'content-length': size });
-    }
+    const start = writeRangeHead(req, res, size, common, [etag, lastModified]);
+    if (start === null) return;
     await this.pump(file, start, size, res);
   }
 

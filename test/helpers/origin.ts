@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { writeRangeHead } from './range-head.js';
 
 // A real package server on loopback whose every answer the test scripts: honest Range
 // support by default, and each fault a test needs on request.
@@ -134,20 +135,8 @@ export class Origin {
     const size = this.body.length;
     const etag = b.etag ?? this.etag;
     const headers = { ...common, etag };
-    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    const ifRange = req.headers['if-range'];
-    const rangeOk = m && (!ifRange || ifRange === etag || ifRange === common['last-modified']);
-    let start = 0;
-    if (m && rangeOk) {
-      start = Number(m[1]);
-      if (start >= size) {
-        res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-        return;
-      }
-      res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${size - 1}/${size}`, 'content-length': size - start });
-    } else {
-      res.writeHead(200, { ...headers, 'content-length': size });
-    }
+    const start = writeRangeHead(req, res, size, headers, [etag, common['last-modified']]);
+    if (start === null) return;
     if (b.cutAfter !== undefined) {
       // headers promise the whole rest; the connection dies after `cutAfter` bytes of it
       res.write(this.body.subarray(start, start + b.cutAfter), () => setTimeout(() => res.socket?.destroy(), 10));
