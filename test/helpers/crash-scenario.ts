@@ -6,7 +6,7 @@ import { DeviceApi } from './device-api.js';
 import { InstallDevice } from './install-device.js';
 import { Origin } from './origin.js';
 import { buildPackage, md5, type ModuleSpec } from './packages.js';
-import { Service } from './services.js';
+import { portOutsideEphemeralRange, Service } from './services.js';
 import { waitFor } from './wait.js';
 
 // One download and install on a device of real processes, with one of them killed by SIGKILL
@@ -131,7 +131,7 @@ export class CrashScenario {
     this.origin.body = this.zip;
     this.origin.script(() => ({ kind: 'serve', throttle: { bytes: 8 * 1024, everyMs: 5 } }));
     await this.origin.start();
-    const port = await import('./services.js').then((m) => m.freePort());
+    const port = await portOutsideEphemeralRange(); // the gateway restarts on it many times
     this.d.env.TOPE_LISTEN_PORT = String(port);
     this.d.base = `http://127.0.0.1:${port}`;
   }

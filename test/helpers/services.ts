@@ -37,6 +37,22 @@ export const freePort = async (): Promise<number> => {
   return port;
 };
 
+/**
+ * A free port below the kernel's ephemeral range, for a server restarted on the same port many
+ * times: a port from freePort() is ephemeral, and an outgoing connection can take it in between.
+ */
+export async function portOutsideEphemeralRange(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const s = net.createServer();
+    const ok = await new Promise<boolean>((done) => s.once('error', () => done(false)).listen(port, '127.0.0.1', () => done(true)));
+    if (ok) {
+      await new Promise((done) => s.close(done));
+      return port;
+    }
+  }
+}
+
 /** A real service process with its JSON log lines collected. */
 export class Service {
   readonly lines: Array<Record<string, unknown>> = [];
