@@ -19,7 +19,7 @@ import { buildPackage, md5 } from './helpers/packages.js';
 // A failing case prints its seed and the shrunk counterexample; FC_SEED replays it.
 
 const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
-const runs = (n: number) => ({ numRuns: Number(process.env.FC_RUNS ?? n), ...(seed !== undefined ? { seed } : {}) });
+const runs = (n: number) => ({ numRuns: Number(process.env.FC_RUNS || n), ...(seed !== undefined ? { seed } : {}) });
 
 test('Content-Range: every well-formed value round-trips; any other string is null or consistent, never a throw', () => {
   fc.assert(fc.property(fc.nat(2 ** 40), fc.nat(2 ** 40), fc.nat(2 ** 40), (a, len, extra) => {
