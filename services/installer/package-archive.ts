@@ -1,4 +1,5 @@
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -114,9 +115,10 @@ export class PackageArchive {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
     const tmp = partialName(dest);
+    let out: WriteStream | null = null;
     try {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
-      const out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
+      out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
       await pipeline(await this.stream(entry), this.crcCheck(entry), out);
       const fh = await fsp.open(tmp, 'r+');
       try {
@@ -128,6 +130,12 @@ export class PackageArchive {
       failpoint('installer.extracted-before-rename');
       await fsp.rename(tmp, dest);
     } catch (e) {
+      // a stream still opening when the source failed creates the file after the error: close it first
+      if (out && !out.closed) {
+        const closed = once(out, 'close').catch(() => undefined);
+        out.destroy();
+        await closed;
+      }
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       if (e instanceof UpdaterError) throw e;
       // zlib's errors carry an errno too, but they are the package's fault, not the disk's
