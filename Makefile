@@ -34,7 +34,9 @@ test: build tools
 	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 dist/test/*.test.js
 
 # Benchmarks, not tests (make test never runs them): real service processes, one table on stdout
-# and in BENCHMARKS.md. BENCH_QUICK=1: small sizes and few runs, written to var/bench/ instead.
+# and in BENCHMARKS.md, in about an hour (three 1 GiB updates at 10 Mbit/s are ~45 min of it).
+# BENCH_QUICK=1: small sizes and few runs; BENCH_ONLY=capped,download: a selection; both write to
+# var/bench/ instead.
 bench: build
 	$(NODE) dist/bench/main.js
 

@@ -2,70 +2,16 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { BenchContext } from '../context.js';
 import { bareNodeRss } from '../lib/bare-node.js';
-import { BenchDevice, loggedAt } from '../lib/bench-device.js';
-import { nowMs, sleep } from '../lib/clock.js';
+import { nowMs } from '../lib/clock.js';
 import { timeCommand } from '../lib/commands.js';
-import { outcome, requestDownload, requestUpdate } from '../lib/downloads.js';
-import type { OriginProcess } from '../origin/origin-process.js';
-import { digestFile, UNIT_PREFIX, type PackageFile } from '../lib/packages.js';
-import { readMemory, RssSampler } from '../lib/proc.js';
+import { digestFile, type PackageFile } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
+import { curlMs, PROCESSES, rateOf, updateRun, type UpdateRun } from '../lib/update-run.js';
 
-// Download throughput against curl on the same file from the same server, at loopback speed and
-// through a 10 Mbit/s cap; and the memory of each process across a whole update (download and
+// Download throughput against curl on the same file from the same server at loopback speed (the
+// 10 Mbit/s link is benches/capped.ts); and the memory of each process across a whole update (download and
 // install) of a small and a large package, which must not grow with the package.
-
-const PROCESSES = ['api-gateway', 'fetcher', 'installer'] as const;
-type Proc = (typeof PROCESSES)[number];
-
-interface UpdateRun {
-  downloadMs: number;
-  installMs: number;
-  peak: Record<Proc, number>;
-  idleAfter: Record<Proc, number>;
-}
-
-/** curl's time for the same file, written to the same file system, no hashing. */
-async function curlMs(ctx: BenchContext, origin: OriginProcess, pkg: PackageFile): Promise<number> {
-  const out = path.join(ctx.scratch, 'curl.out');
-  const ms = await timeCommand('curl', ['-sS', '--fail', '-o', out, origin.url(path.basename(pkg.file))]);
-  await fsp.rm(out, { force: true });
-  return ms;
-}
-
-/** POST /download → verified, then (when `install`) POST /update → success, with every process's peak RSS. */
-async function updateRun(origin: OriginProcess, pkg: PackageFile, install: boolean): Promise<UpdateRun> {
-  const d = new BenchDevice();
-  try {
-    await d.start('fetcher', 'installer', 'api-gateway');
-    await d.unitsRunning(1, UNIT_PREFIX);
-    const pids = Object.fromEntries(PROCESSES.map((p) => [p, d.pid(p)])) as Record<Proc, number>;
-    const sampler = new RssSampler(pids);
-    const fetcher = d.service('fetcher');
-    const installer = d.service('installer');
-    const version = '2.0.0';
-    const t0 = Date.now();
-    await requestDownload(d.base, origin.url(path.basename(pkg.file)), pkg, version);
-    const verified = await outcome(fetcher, 0, 'package verified', 'download failed', 30 * 60_000);
-    const downloadMs = loggedAt(verified) - t0;
-    await d.waitStage('toInstall', 60_000); // the record follows the log line
-    let installMs = NaN;
-    if (install) {
-      const from = installer.lines.length;
-      const t1 = Date.now();
-      await requestUpdate(d.base, version);
-      installMs = loggedAt(await outcome(installer, from, 'install succeeded', 'install failed', 30 * 60_000)) - t1;
-      await d.waitStage('success', 60_000);
-    }
-    const peak = sampler.stop() as Record<Proc, number>;
-    await sleep(1000); // settled: what each keeps while nothing happens
-    const idleAfter = Object.fromEntries(PROCESSES.map((p) => [p, readMemory(pids[p])?.rss ?? NaN])) as Record<Proc, number>;
-    return { downloadMs, installMs, peak, idleAfter };
-  } finally {
-    await d.dispose();
-  }
-}
 
 interface SizeResult {
   pkg: PackageFile;
@@ -79,7 +25,7 @@ async function measureSize(ctx: BenchContext, pkg: PackageFile, runs: number): P
   for (let i = 1; i <= runs; i++) {
     ctx.say(`download+install ${fmt.size(pkg.payloadBytes)}: run ${i}/${runs}`);
     // interleaved, so that both see the same machine
-    r.curl.push(await curlMs(ctx, ctx.origin, pkg));
+    r.curl.push(await curlMs(ctx.scratch, ctx.origin, pkg));
     r.runs.push(await updateRun(ctx.origin, pkg, true));
     const copy = path.join(ctx.scratch, 'copy.zip');
     r.copy.push(await timeCommand('sh', ['-c', 'cp "$0" "$1" && sync', pkg.file, copy]));
@@ -87,8 +33,6 @@ async function measureSize(ctx: BenchContext, pkg: PackageFile, runs: number): P
   }
   return r;
 }
-
-const rateOf = (bytes: number, ms: number) => bytes / (ms / 1000);
 
 export async function benchDownload(ctx: BenchContext): Promise<Row[]> {
   const { plan, packages } = ctx;
@@ -129,28 +73,6 @@ export async function benchDownload(ctx: BenchContext): Promise<Row[]> {
       value: fmt.ms(ms), reference: `cp of the package + sync: ${fmt.ms(copy)}`, ratio: fmt.ratio(ms / copy), runs: String(s.runs.length),
     });
   }
-
-  // capped: only the download, since the link is the point
-  const capped = packages.capped;
-  const cappedOurs: number[] = [];
-  const cappedCurl: number[] = [];
-  for (let i = 1; i <= plan.runs.capped; i++) {
-    ctx.say(`download ${fmt.size(capped.payloadBytes)} at 10 Mbit/s: run ${i}/${plan.runs.capped}`);
-    cappedCurl.push(await curlMs(ctx, ctx.cappedOrigin, capped));
-    cappedOurs.push((await updateRun(ctx.cappedOrigin, capped, false)).downloadMs);
-  }
-  const cappedRate = median(cappedOurs.map((ms) => rateOf(capped.size, ms)));
-  const cappedCurlRate = median(cappedCurl.map((ms) => rateOf(capped.size, ms)));
-  rows.push({
-    measure: `Download ${fmt.size(capped.payloadBytes)} through a 10 Mbit/s token bucket (a smaller file: 100 MiB takes ~84 s)`,
-    value: fmt.rate(cappedRate), reference: `curl -o, same cap: ${fmt.rate(cappedCurlRate)}`, ratio: fmt.ratio(cappedRate / cappedCurlRate), runs: String(plan.runs.capped),
-  });
-  const hundredMiB = 100 * 1024 * 1024;
-  const endToEnd = (hundredMiB / cappedRate) * 1000 + median(small.runs.map((r) => r.installMs));
-  rows.push({
-    measure: `100 MiB end to end at 10 Mbit/s (estimate: 100 MiB at the capped rate + the ${fmt.size(small.pkg.payloadBytes)} install)`,
-    value: fmt.ms(endToEnd), reference: 'the Python updater\'s bound: 300 s', ratio: fmt.ratio(endToEnd / 300_000), runs: '–',
-  });
 
   for (const p of PROCESSES) {
     const atSmall = median(small.runs.map((r) => r.peak[p]));

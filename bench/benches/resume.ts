@@ -57,8 +57,8 @@ export async function benchResume(ctx: BenchContext): Promise<Row[]> {
     bare.push(await bareNodeStartMs());
   }
   // on a real link the socket buffers hold little: the bytes in flight at the kill are what is lost
-  for (let i = 1; i <= ctx.plan.runs.capped; i++) {
-    ctx.say(`SIGKILL and resume at 10 Mbit/s: run ${i}/${ctx.plan.runs.capped}`);
+  for (let i = 1; i <= ctx.plan.runs.cappedResume; i++) {
+    ctx.say(`SIGKILL and resume at 10 Mbit/s: run ${i}/${ctx.plan.runs.cappedResume}`);
     capped.push(await resumeRun(ctx.cappedOrigin, ctx.packages.capped));
   }
   const refetchedRow = (r: ResumeRun[], pkg: PackageFile, how: string): Row => {
