@@ -8,6 +8,7 @@ import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import { clampPercent, formatBytes, type Status } from '../../shared/status.js';
+import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
 import { transfer, type Digests, type Position } from './transfer.js';
@@ -19,15 +20,10 @@ export interface FetcherDeps {
   store: DurableJson<typeof fetcherRecordSchema>;
   packagesDir: string;
   dispatcher: Dispatcher;
-  report: (status: Status) => void;
+  /** Reports and the busy marker: up while a download or verification is unfinished, and until its last report went out. */
+  status: StatusPublisher;
   notify: (text: string) => void;
   bootId: () => string;
-  /** Resolves once the reports so far went out (or failed). */
-  reported: () => Promise<void>;
-  /** Keeps the path unit's marker: there while a download or verification is unfinished, and until its last report went out. */
-  busy: (busy: boolean) => Promise<void>;
-  /** The marker was there at start: the last run stopped before its work, or its last report, was done. */
-  markerLeft: boolean;
   now?: () => Date;
   random?: () => number;
 }
@@ -78,7 +74,7 @@ export class Fetcher {
     await this.removeStrayFiles();
     if (job && (stage === 'downloading' || stage === 'verifying')) {
       this.d.log.info({ stage, version: job.version, checkpoint: this.record.checkpoint }, 'resuming the interrupted download');
-      this.d.report(this.record.status);
+      this.d.status.report(this.record.status);
       this.begin(job, this.record.checkpoint);
     } else if (stage === 'toInstall' && job) {
       if (this.expired()) {
@@ -87,15 +83,7 @@ export class Fetcher {
         await this.setStatus({ stage: 'failed', progress: 0, message: 'Download failed', error: 'DOWNLOAD_FAILED: the verified package is missing; download it again' }, { job, checkpoint: null, verifiedAt: null, packageFile: null });
       }
     }
-    if (!this.running && this.d.markerLeft) await this.lastReportAgain();
-  }
-
-  /** A crash fell between the last write and the end of its report: device-api may not have it. */
-  private async lastReportAgain(): Promise<void> {
-    this.d.log.info({ stage: this.record.status.stage }, 'reporting the last status again');
-    this.d.report(this.record.status);
-    await this.d.reported();
-    await this.d.busy(false);
+    if (!this.running) await this.d.status.reportAgainIfLeft(this.record.status);
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -218,7 +206,7 @@ export class Fetcher {
     await this.d.store.write(this.record);
     failpoint('fetcher.checkpointed');
     if (Math.floor(progress / 5) > Math.floor(previous / 5)) {
-      this.d.report(this.record.status);
+      this.d.status.report(this.record.status);
       this.d.notify(`Downloading ${job.version}: ${progress}%`);
     }
   }
@@ -263,13 +251,8 @@ export class Fetcher {
 
   private async persistAndReport(): Promise<void> {
     const { stage: now } = this.record.status;
-    if (now === 'downloading' || now === 'verifying') await this.d.busy(true);
-    await this.d.store.write(this.record);
-    this.d.report(this.record.status);
-    if (now !== 'downloading' && now !== 'verifying') {
-      await this.d.reported();
-      await this.d.busy(false);
-    }
+    const record = this.record;
+    await this.d.status.publish(record.status, now === 'downloading' || now === 'verifying', () => this.d.store.write(record));
     const { stage, progress, message } = this.record.status;
     this.d.notify(stage === 'downloading' ? `Downloading ${this.record.job?.version}: ${progress}%` : `${stage}: ${message}`);
   }

@@ -8,6 +8,7 @@ import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
 import { Notifier } from '../../shared/notify.js';
 import { Reporter } from '../../shared/reporter.js';
+import { StatusPublisher } from '../../shared/status-publisher.js';
 import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Fetcher } from './fetcher.js';
@@ -26,6 +27,7 @@ const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => 
   return `unknown-${randomUUID()}`;
 });
 const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
+const status = await StatusPublisher.open(marker, reporter, log);
 const notifier = new Notifier(log);
 const dispatcher = new Agent({
   connect: { timeout: config.TOPE_HTTP_TIMEOUT_MS },
@@ -35,11 +37,8 @@ const dispatcher = new Agent({
 const fetcher = new Fetcher({
   config, log, packagesDir, dispatcher,
   store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
-  report: (s) => reporter.report(s),
-  reported: () => reporter.idle(),
-  markerLeft: await marker.present(),
+  status,
   notify: (t) => notifier.status(t),
-  busy: (b) => marker.set(b),
   bootId: () => bootId,
 });
 await fetcher.recover();

@@ -9,7 +9,7 @@ import { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
-import type { Status } from '../../shared/status.js';
+import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import type { installerStateSchema, InstallerState, Journal } from './journal.js';
 import { planInstall, unitsInOrder } from './manifest.js';
@@ -28,15 +28,10 @@ export interface InstallerDeps {
   units: Units;
   workDir: string;
   hostPath: (devicePath: string) => string;
-  report: (s: Status) => void;
+  /** Reports and the busy marker: up from the install command until the install is over and reported. */
+  status: StatusPublisher;
   notify: (text: string) => void;
   startGui: () => void;
-  /** Resolves once the reports so far went out (or failed). */
-  reported: () => Promise<void>;
-  /** Keeps the path unit's marker: there from the install command until the install is over and reported. */
-  busy: (busy: boolean) => Promise<void>;
-  /** The marker was there at start: the last run stopped before its work, or its last report, was done. */
-  markerLeft: boolean;
   now?: () => number;
 }
 
@@ -98,7 +93,7 @@ export class Installer {
     if (!j) {
       await this.d.versions.sweep();
       if (this.state.status.stage === 'installing') await this.finish('failed', `INSTALL_INTERRUPTED: the installer stopped before changing anything`, 'Update failed');
-      else if (this.d.markerLeft) await this.lastReportAgain();
+      else await this.d.status.reportAgainIfLeft(this.state.status);
       return;
     }
     this.d.log.warn({ journal: j }, 'recovering an interrupted install');
@@ -112,14 +107,6 @@ export class Installer {
         await this.persist();
       })
       .finally(() => { this.running = null; });
-  }
-
-  /** A crash fell between the last write and the end of its report: device-api may not have it. */
-  private async lastReportAgain(): Promise<void> {
-    this.d.log.info({ stage: this.state.status.stage }, 'reporting the last status again');
-    this.d.report(this.state.status);
-    await this.d.reported();
-    await this.d.busy(false);
   }
 
   private async resume(tx: Transaction): Promise<void> {
@@ -231,14 +218,8 @@ export class Installer {
   }
 
   private async persist(): Promise<void> {
-    const busy = this.state.status.stage === 'installing' || this.state.journal !== null;
-    if (busy) await this.d.busy(true);
-    await this.d.store.write(this.state);
-    this.d.report(this.state.status);
-    if (!busy) {
-      await this.d.reported();
-      await this.d.busy(false);
-    }
+    const state = this.state;
+    await this.d.status.publish(state.status, state.status.stage === 'installing' || state.journal !== null, () => this.d.store.write(state));
     const { stage, progress, message } = this.state.status;
     this.d.notify(stage === 'installing' ? `Installing ${this.state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
   }

@@ -6,6 +6,7 @@ import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
 import { Notifier } from '../../shared/notify.js';
 import { Reporter } from '../../shared/reporter.js';
+import { StatusPublisher } from '../../shared/status-publisher.js';
 import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD } from '../../shared/worker-records.js';
 import { Installer } from './installer.js';
@@ -25,6 +26,7 @@ await fsp.mkdir(versions.dir, { recursive: true, mode: 0o755 });
 
 const marker = new BusyMarker(stateDir);
 const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
+const status = await StatusPublisher.open(marker, reporter, log);
 const notifier = new Notifier(log);
 const units = new Units(config.TOPE_SYSTEMCTL, {
   stopMs: config.TOPE_UNIT_STOP_TIMEOUT_MS, startMs: config.TOPE_UNIT_START_TIMEOUT_MS, probationMs: config.TOPE_PROBATION_MS,
@@ -34,12 +36,9 @@ const installer = new Installer({
   store: new DurableJson(path.join(stateDir, INSTALLER_RECORD), installerStateSchema),
   fetcherStore: new DurableJson(path.join(config.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), fetcherRecordSchema),
   workDir: path.join(stateDir, 'work'),
-  report: (s) => reporter.report(s),
-  reported: () => reporter.idle(),
-  markerLeft: await marker.present(),
+  status,
   notify: (t) => notifier.status(t),
   startGui: () => startGui(units, hostPath, log),
-  busy: (b) => marker.set(b),
 });
 await installer.recover();
 
