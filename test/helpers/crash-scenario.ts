@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { call } from './api.js';
 import { DeviceApi } from './device-api.js';
 import { InstallDevice } from './install-device.js';
 import { Origin } from './origin.js';
 import { buildPackage, md5, type ModuleSpec } from './packages.js';
-import { portOutsideEphemeralRange, Service } from './services.js';
+import { portOutsideEphemeralRange, SupervisedService, type ServiceExit } from './services.js';
 import { waitFor } from './wait.js';
 
 // One download and install on a device of real processes, with one of them killed by SIGKILL
@@ -62,53 +62,14 @@ const cleanEnd: Record<ScenarioName, { stage: string; error: RegExp | null; curr
   rollback: { stage: 'failed', error: /^SERVICE_START_FAILED.*ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0/, current: `v${OLD}` },
 };
 
-/** A service that systemd would restart: after any exit but our own stop, it starts again. */
-class Supervised {
-  svc: Service | null = null;
-  kills = 0;
-  unexpected: string[] = [];
-  private stopping = false;
-  private starting: Promise<void> = Promise.resolve();
-
-  constructor(readonly name: ServiceName, private readonly env: Record<string, string>) {}
-
-  start(extra: Record<string, string> = {}): Promise<void> {
-    const svc = new Service(this.name, { ...this.env, ...extra });
-    this.svc = svc;
-    void svc.exited.then(({ code, signal }) => {
-      if (this.stopping) return;
-      if (signal === 'SIGKILL') this.kills++;
-      else this.unexpected.push(`${this.name} exited by itself (code ${code}, signal ${signal}): ${svc.stderr.slice(-300)}`);
-      this.starting = this.start(); // Restart=on-failure; the failpoint is not armed again
-    });
-    this.starting = svc.waitLog(`${this.name} ready`, 15_000).then(() => undefined, () => undefined);
-    return this.starting;
-  }
-
-  /** Running and past its recovery (it logs "ready" after it). */
-  ready(): boolean {
-    return this.alive() && !!this.svc!.logged(`${this.name} ready`);
-  }
-
-  alive(): boolean {
-    if (!this.svc || this.svc.child.exitCode !== null || this.svc.child.signalCode !== null) return false;
-    // killed but not yet reaped: node has not seen the exit, the kernel already has
-    const stat = readFileSync(`/proc/${this.svc.child.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    await this.starting;
-    await this.svc?.kill('SIGTERM');
-  }
-}
+/** Our SIGKILLs are the crashes; a service that exits any other way does so by itself, a violation. */
+const killed = (e: ServiceExit) => e.signal === 'SIGKILL';
 
 export class CrashScenario {
   readonly d: InstallDevice;
   private readonly deviceApi = new DeviceApi();
   private readonly origin: Origin;
-  private sup: Record<ServiceName, Supervised> = {} as Record<ServiceName, Supervised>;
+  private sup: Record<ServiceName, SupervisedService> = {} as Record<ServiceName, SupervisedService>;
   private zip!: Buffer;
 
   constructor(readonly scenario: ScenarioName, extraEnv: Record<string, string> = {}) {
@@ -139,14 +100,14 @@ export class CrashScenario {
   async run(kill: Kill | null): Promise<RunResult> {
     const t0 = Date.now();
     const violations: string[] = [];
-    for (const name of services) this.sup[name] = new Supervised(name, this.d.env);
+    for (const name of services) this.sup[name] = new SupervisedService(name, this.d.env);
     await Promise.all(services.map((name) => this.sup[name].start(
       kill?.failpoint && kill.service === name ? { TOPE_FAILPOINT: `${kill.failpoint}#${kill.hit ?? 1}` } : {})));
     let timer: NodeJS.Timeout | undefined;
     if (kill?.atMs !== undefined) {
       timer = setTimeout(() => {
         const s = this.sup[kill.service];
-        if (s.alive()) s.svc!.child.kill('SIGKILL');
+        if (s.alive()) s.current!.child.kill('SIGKILL');
       }, kill.atMs);
     }
     let firstEnd = 'none';
@@ -177,11 +138,14 @@ export class CrashScenario {
       violations.push(`the scenario did not end: ${(e as Error).message}; progress ${JSON.stringify(await this.progress().catch(() => null))}`);
     } finally {
       clearTimeout(timer);
-      for (const name of services) violations.push(...this.sup[name].unexpected);
+      for (const name of services) {
+        violations.push(...this.sup[name].exits.filter((e) => !killed(e))
+          .map((e) => `${name} exited by itself (code ${e.code}, signal ${e.signal}): ${e.stderrTail}`));
+      }
       await Promise.all(services.map((name) => this.sup[name].stop()));
     }
     lap('stopped');
-    const kills = services.reduce((n, name) => n + this.sup[name].kills, 0);
+    const kills = services.reduce((n, name) => n + this.sup[name].exits.filter(killed).length, 0);
     // a download's number of checkpoints depends on timing: a later pass may not come this time
     const reached = !kill?.failpoint || kills > 0;
     if (!reached && (kill?.hit ?? 1) === 1) violations.push(`failpoint ${kill!.failpoint} was never reached in ${kill!.service}`);

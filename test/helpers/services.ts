@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, promises as fsp } from 'node:fs';
+import { mkdtempSync, mkdirSync, promises as fsp, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -84,6 +84,14 @@ export class Service {
     this.exited = new Promise((ok) => this.child.on('exit', (code, signal) => ok({ code, signal })));
   }
 
+  /** Running: not exited, nor a zombie (dead to the kernel before node hears of it). */
+  alive(): boolean {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return false;
+    // killed but not yet reaped: node has not seen the exit, the kernel already has
+    const stat = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  }
+
   logged(msg: string): Record<string, unknown> | undefined {
     return this.lines.find((l) => l.msg === msg);
   }
@@ -97,6 +105,58 @@ export class Service {
     const late = setTimeout(() => this.child.kill('SIGKILL'), 5000);
     await this.exited;
     clearTimeout(late);
+  }
+}
+
+export interface ServiceExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The end of the exited process's stderr, for the report of an exit nobody caused. */
+  stderrTail: string;
+}
+
+/**
+ * A service as its unit's Restart=on-failure keeps it running, without RestartSec's delay: after
+ * any exit but our own stop(), a new process starts at once with the same environment. Every
+ * exit restarts it, even a clean one the unit would leave down: each is kept in `exits` for the
+ * caller to judge, and the device stays usable for the checks that follow.
+ */
+export class SupervisedService {
+  /** The process running now, or the last one. */
+  current: Service | null = null;
+  readonly exits: ServiceExit[] = [];
+  private stopping = false;
+  private starting: Promise<void> = Promise.resolve();
+
+  constructor(readonly name: string, private readonly env: Record<string, string>) {}
+
+  /** Resolves once the process says it is ready, or after 15 s without: one killed before never will. */
+  start(extra: Record<string, string> = {}): Promise<void> {
+    const svc = new Service(this.name, { ...this.env, ...extra });
+    this.current = svc;
+    void svc.exited.then(({ code, signal }) => {
+      if (this.stopping) return;
+      this.exits.push({ code, signal, stderrTail: svc.stderr.slice(-300) });
+      this.starting = this.start(); // without `extra`: a failpoint armed there is not armed again
+    });
+    this.starting = svc.waitLog(`${this.name} ready`, 15_000).then(() => undefined, () => undefined);
+    return this.starting;
+  }
+
+  /** Running and past its recovery (it logs "ready" after it). */
+  ready(): boolean {
+    return this.alive() && !!this.current!.logged(`${this.name} ready`);
+  }
+
+  alive(): boolean {
+    return !!this.current?.alive();
+  }
+
+  /** No restart after this; the process gets SIGTERM once its start is over (ready, or given up on). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.starting;
+    await this.current?.kill('SIGTERM');
   }
 }
 
