@@ -34,8 +34,7 @@ async function killMidDownload(device: TestDevice, origin: Origin, job: object) 
     const r = await device.fetcherStore.read();
     return r?.checkpoint && r.status.progress >= 30 ? r : null;
   });
-  await fetcher.kill('SIGKILL');
-  device.running = device.running.filter((s) => s !== fetcher);
+  await device.kill(fetcher);
   assert.ok(await fsp.stat(path.join(device.env.TOPE_FETCHER_STATE_DIR, 'busy')).then(() => true, () => false), 'the marker for the resume path unit is there');
   return rec;
 }

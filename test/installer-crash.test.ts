@@ -33,8 +33,7 @@ async function setUp(extra: Record<string, string> = {}) {
 
 async function kill(d: InstallDevice, installer: Service) {
   assert.ok((await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'), 'the marker for the resume path unit is there');
-  await installer.kill('SIGKILL');
-  d.running = d.running.filter((s) => s !== installer);
+  await d.kill(installer);
 }
 
 const journalOf = (d: InstallDevice) => new DurableJson(path.join(d.env.TOPE_INSTALLER_STATE_DIR, 'install.json'), installerStateSchema).read();

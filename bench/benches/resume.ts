@@ -33,8 +33,7 @@ async function resumeRun(origin: OriginProcess, pkg: PackageFile): Promise<Resum
       if (size >= pkg.size / 2) break;
       await sleep(1);
     }
-    await d.service('fetcher').kill('SIGKILL');
-    d.running = d.running.filter((s) => s.child.exitCode === null && s.child.signalCode === null);
+    await d.kill(d.service('fetcher'));
     const restartedAt = Date.now();
     const [fetcher] = await d.start('fetcher');
     await outcome(fetcher, 0, 'package verified', 'download failed', 10 * 60_000);

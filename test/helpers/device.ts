@@ -50,6 +50,12 @@ export class TestDevice {
     return started;
   }
 
+  /** Kills one of its services (SIGKILL: a crash) and forgets it, so that `start` may run it again. */
+  async kill(service: Service, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await service.kill(signal);
+    this.running = this.running.filter((s) => s !== service);
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.running.map((s) => s.kill('SIGTERM')));
     this.running = [];
