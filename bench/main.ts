@@ -44,6 +44,8 @@ async function run(): Promise<void> {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-bench-'));
   const cleanups: Array<() => Promise<unknown>> = [() => fsp.rm(scratch, { recursive: true, force: true })];
   let rows: Row[] = [];
+  // the machine line has the load at the start only; each benchmark's own tells which rows ran beside other work
+  const loads: string[] = [];
   try {
     const served = path.join(scratch, 'served');
     mkdirSync(served);
@@ -60,6 +62,8 @@ async function run(): Promise<void> {
     const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say };
     for (const [name, bench] of Object.entries(BENCHES)) {
       if (plan.only && !plan.only.includes(name)) continue;
+      loads.push(`${name} ${os.loadavg()[0].toFixed(2)}`);
+      say(`${name}: load average ${os.loadavg()[0].toFixed(2)}`);
       rows = rows.concat(await bench(ctx));
     }
   } finally {
@@ -82,6 +86,8 @@ async function run(): Promise<void> {
       'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
       'compares by its ratios. The services are the real processes (`dist/services/*/main.js`), each with its own ' +
       'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
+    '',
+    `Load average (1 min) as each benchmark began: ${loads.join(', ')}.`,
     '',
     out,
     '',
