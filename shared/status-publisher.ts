@@ -15,7 +15,7 @@ export class StatusPublisher {
     private readonly reporter: Reporter,
     private readonly log: Logger,
     /** The marker was there at start: the last run stopped before its work, or its last report, was done. */
-    readonly markerLeft: boolean,
+    private readonly markerLeft: boolean,
   ) {}
 
   static async open(marker: BusyMarker, reporter: Reporter, log: Logger): Promise<StatusPublisher> {

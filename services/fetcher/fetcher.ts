@@ -7,7 +7,7 @@ import { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
-import { clampPercent, formatBytes, type Status } from '../../shared/status.js';
+import { busyStages, clampPercent, formatBytes, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
@@ -250,11 +250,10 @@ export class Fetcher {
   }
 
   private async persistAndReport(): Promise<void> {
-    const { stage: now } = this.record.status;
     const record = this.record;
-    await this.d.status.publish(record.status, now === 'downloading' || now === 'verifying', () => this.d.store.write(record));
-    const { stage, progress, message } = this.record.status;
-    this.d.notify(stage === 'downloading' ? `Downloading ${this.record.job?.version}: ${progress}%` : `${stage}: ${message}`);
+    const { stage, progress, message } = record.status;
+    await this.d.status.publish(record.status, busyStages.has(stage), () => this.d.store.write(record));
+    this.d.notify(stage === 'downloading' ? `Downloading ${record.job?.version}: ${progress}%` : `${stage}: ${message}`);
   }
 
   private async discardPackage(seq: number, reason: string): Promise<void> {

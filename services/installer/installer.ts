@@ -219,9 +219,9 @@ export class Installer {
 
   private async persist(): Promise<void> {
     const state = this.state;
-    await this.d.status.publish(state.status, state.status.stage === 'installing' || state.journal !== null, () => this.d.store.write(state));
-    const { stage, progress, message } = this.state.status;
-    this.d.notify(stage === 'installing' ? `Installing ${this.state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
+    const { stage, progress, message } = state.status;
+    await this.d.status.publish(state.status, stage === 'installing' || state.journal !== null, () => this.d.store.write(state));
+    this.d.notify(stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
   }
 
   /** Copies the verified package into the installer's own directory and checks its hashes there. */
