@@ -49,11 +49,11 @@ async function run(): Promise<void> {
   try {
     const served = path.join(scratch, 'served');
     mkdirSync(served);
-    say(`writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.cappedPackage)}) to ${served}`);
+    say(`writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`);
     const packages = {
       small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
       large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
-      capped: await writeBigPackage(path.join(served, 'capped.zip'), '2.0.0', plan.cappedPackage),
+      resumeCapped: await writeBigPackage(path.join(served, 'resume-capped.zip'), '2.0.0', plan.resumeCappedPackage),
     };
     const origin = await OriginProcess.start(served, null);
     cleanups.push(() => origin.stop());
@@ -62,8 +62,9 @@ async function run(): Promise<void> {
     const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say };
     for (const [name, bench] of Object.entries(BENCHES)) {
       if (plan.only && !plan.only.includes(name)) continue;
-      loads.push(`${name} ${os.loadavg()[0].toFixed(2)}`);
-      say(`${name}: load average ${os.loadavg()[0].toFixed(2)}`);
+      const load = os.loadavg()[0].toFixed(2);
+      loads.push(`${name} ${load}`);
+      say(`${name}: load average ${load}`);
       rows = rows.concat(await bench(ctx));
     }
   } finally {

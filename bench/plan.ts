@@ -11,7 +11,7 @@ export interface Plan {
   smallPackage: number;
   largePackage: number;
   /** The SIGKILL-and-resume runs at 10 Mbit/s use a smaller file (100 MiB takes ~84 s there). */
-  cappedPackage: number;
+  resumeCappedPackage: number;
   capBytesPerSecond: number;
   runs: { small: number; large: number; cappedSmall: number; cappedLarge: number; cappedResume: number; latency: number; coldStart: number; resume: number; install: number; idle: number };
   latencyRequestsPerSecond: number;
@@ -29,7 +29,7 @@ export function makePlan(env = process.env): Plan {
     only: env.BENCH_ONLY ? env.BENCH_ONLY.split(',').map((s) => s.trim()).filter(Boolean) : null,
     smallPackage: quick ? 8 * MiB : 100 * MiB,
     largePackage: quick ? 32 * MiB : 1024 * MiB,
-    cappedPackage: quick ? 1 * MiB : 16 * MiB,
+    resumeCappedPackage: quick ? 1 * MiB : 16 * MiB,
     capBytesPerSecond: 10_000_000 / 8,
     runs: quick
       ? { small: 2, large: 2, cappedSmall: 1, cappedLarge: 1, cappedResume: 1, latency: 1, coldStart: 3, resume: 2, install: 2, idle: 1 }

@@ -58,7 +58,7 @@ export async function benchResume(ctx: BenchContext): Promise<Row[]> {
   // on a real link the socket buffers hold little: the bytes in flight at the kill are what is lost
   for (let i = 1; i <= ctx.plan.runs.cappedResume; i++) {
     ctx.say(`SIGKILL and resume at 10 Mbit/s: run ${i}/${ctx.plan.runs.cappedResume}`);
-    capped.push(await resumeRun(ctx.cappedOrigin, ctx.packages.capped));
+    capped.push(await resumeRun(ctx.cappedOrigin, ctx.packages.resumeCapped));
   }
   const refetchedRow = (r: ResumeRun[], pkg: PackageFile, how: string): Row => {
     const refetched = median(r.map((x) => x.refetched));
@@ -72,7 +72,7 @@ export async function benchResume(ctx: BenchContext): Promise<Row[]> {
   const node = median(bare);
   return [
     refetchedRow(runs, ctx.packages.small, 'at loopback speed'),
-    refetchedRow(capped, ctx.packages.capped, 'through the 10 Mbit/s cap'),
+    refetchedRow(capped, ctx.packages.resumeCapped, 'through the 10 Mbit/s cap'),
     {
       measure: `Restart → ranged GET at the origin (resumed at ${fmt.mib(at)}: start, recovery, re-hash of the part file)`,
       value: fmt.ms(delay), reference: `node -e 0: ${fmt.ms(node)}`, ratio: fmt.ratio(delay / node), runs: String(runs.length),
