@@ -12,7 +12,6 @@ export TOPE_FETCHER_SOCKET="${TOPE_FETCHER_SOCKET:-$var/run/fetcher.sock}"
 export TOPE_INSTALLER_SOCKET="${TOPE_INSTALLER_SOCKET:-$var/run/installer.sock}"
 export TOPE_ROOT_PREFIX="${TOPE_ROOT_PREFIX:-$var/root}"
 export TOPE_ALLOW_HTTP="${TOPE_ALLOW_HTTP:-1}"
-export TOPE_IDLE_EXIT_MS="${TOPE_IDLE_EXIT_MS:-0}"   # no socket activation here: stay up
 
 pids=()
 stop() {

@@ -1,13 +1,18 @@
+import { hasInheritedSocket } from './listen.js';
+
 /**
  * Under socket activation a process need not stay up: after `idleMs` with nothing in flight (a
  * request, a command connection) and no work running, it ends. systemd keeps the socket and
  * starts the service again on the next connection; the state lives in files, so nothing is lost.
+ * Started any other way (`make run`, by hand), nothing would start it again: it never ends.
  */
 export class IdleExit {
   private inFlight = 0;
   private timer: NodeJS.Timeout | null = null;
+  private readonly idleMs: number;
 
-  constructor(private readonly idleMs: number, private readonly workRunning: () => Promise<boolean>, private readonly onIdle: () => void) {
+  constructor(idleMs: number, private readonly workRunning: () => Promise<boolean>, private readonly onIdle: () => void) {
+    this.idleMs = hasInheritedSocket() ? idleMs : 0;
     this.arm();
   }
 

@@ -1,6 +1,6 @@
 import type { Logger } from './log.js';
 import { IdleExit } from './idle-exit.js';
-import { hasInheritedSocket, listen } from './listen.js';
+import { listen } from './listen.js';
 import type { Notifier } from './notify.js';
 import { createCommandServer, type Command, type Reply } from './protocol.js';
 import type { Reporter } from './reporter.js';
@@ -39,13 +39,11 @@ export async function serveWorker(w: Worker, log: Logger, reporter: Reporter, no
   };
   // socket-activated, an idle worker ends: systemd starts it again at the next command, and
   // work left unfinished has its busy marker, which the path unit watches
-  if (hasInheritedSocket() && idleMs > 0) {
-    const idle = new IdleExit(idleMs, async () => w.busy(), () => void shutdown('idle'));
-    server.on('connection', (socket) => {
-      idle.begin();
-      socket.on('close', () => idle.end());
-    });
-  }
+  const idle = new IdleExit(idleMs, async () => w.busy(), () => void shutdown('idle'));
+  server.on('connection', (socket) => {
+    idle.begin();
+    socket.on('close', () => idle.end());
+  });
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }

@@ -138,7 +138,7 @@ test('the zip reader: mutated packages are refused with a package error or unpac
 
 // The gateway against random command sequences, over real processes (installs go through the
 // recording systemctl stand-in).
-const d = new InstallDevice({ TOPE_IDLE_EXIT_MS: '0' }); // not socket-activated: nobody would start it again
+const d = new InstallDevice();
 const origin = new Origin(1);
 let goodJob: Record<string, unknown>;
 

@@ -15,6 +15,14 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
+/** `name` behind systemd-socket-activate listening on `address`, as its .socket unit starts it: at the first connection. */
+function activated(name: string, env: Record<string, string>, address: string): Service {
+  const setenv = Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
+  const s = new Service(name, {}, { file: 'systemd-socket-activate', args: ['-l', address, ...setenv, process.execPath, mainOf(name)] });
+  cleanups.push(() => s.kill('SIGKILL'));
+  return s;
+}
+
 const ready: FetcherRecord = {
   seq: 7, job: { version: '3.1.4', package_url: 'https://h/p.zip', package_name: 'p.zip', package_size: 1, package_md5: 'b'.repeat(32) },
   checkpoint: null, verifiedAt: new Date().toISOString(), packageFile: null,
@@ -25,10 +33,8 @@ test('the gateway serves on the socket systemd-socket-activate passes it (LISTEN
   const device = new TestDevice();
   await device.seedFetcher(ready);
   const port = await freePort();
-  const setenv = Object.entries({ ...device.env, TOPE_LISTEN_PORT: '1' }).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
   // TOPE_LISTEN_PORT=1 would fail to bind: an answer proves the inherited socket is used
-  const gw = new Service('api-gateway', {}, { file: 'systemd-socket-activate', args: ['-l', `127.0.0.1:${port}`, ...setenv, process.execPath, mainOf('api-gateway')] });
-  cleanups.push(() => gw.kill('SIGKILL'));
+  const gw = activated('api-gateway', { ...device.env, TOPE_LISTEN_PORT: '1' }, `127.0.0.1:${port}`);
   const base = `http://127.0.0.1:${port}`;
   // the first connection waits in the backlog until node is up
   const r = await waitFor('an answer on the activated socket', () => call(base, 'GET', '/api/v1.0/progress'));
@@ -60,9 +66,9 @@ test('idle, the gateway exits by itself; the next connection starts it again and
 test('while work runs, the idle gateway stays up', async () => {
   const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '200' });
   await device.seedFetcher({ ...ready, status: { stage: 'downloading', progress: 10, message: 'Downloading', error: null } });
-  const [gw] = await device.start('api-gateway');
-  cleanups.push(() => device.stop());
-  await call(device.base, 'GET', '/api/v1.0/progress');
+  const port = await freePort();
+  const gw = activated('api-gateway', device.env, `127.0.0.1:${port}`);
+  await waitFor('an answer on the activated socket', () => call(`http://127.0.0.1:${port}`, 'GET', '/api/v1.0/progress'));
   // it checks at each idle period; after several it is still serving
   await waitFor('three idle periods', () => gw.lines.length > 0 && Date.now() > Number(gw.lines[0].time) + 800, 5000);
   assert.equal(gw.child.exitCode, null);
@@ -72,15 +78,25 @@ test('while work runs, the idle gateway stays up', async () => {
   assert.ok(gw.logged('stopping'));
 });
 
+test('started without socket activation, the idle gateway stays up: nothing would start it again', async () => {
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '200' });
+  await device.seedFetcher(ready);
+  const [gw] = await device.start('api-gateway');
+  cleanups.push(() => device.stop());
+  await call(device.base, 'GET', '/api/v1.0/progress');
+  await waitFor('five idle periods', () => Date.now() > Number(gw.logged('api-gateway ready')!.time) + 1000, 5000);
+  assert.equal(gw.child.exitCode, null);
+  assert.equal(gw.logged('stopping'), undefined);
+  assert.equal((await call(device.base, 'GET', '/api/v1.0/progress')).body.data.stage, 'toInstall');
+});
+
 test('socket-activated, an idle worker exits by itself, but never while its work runs', async () => {
   const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '300' });
   const origin = await new Origin(256 * 1024).start();
   origin.script(() => ({ kind: 'serve', throttle: { bytes: 16 * 1024, everyMs: 50 } })); // about 0.8 s
   cleanups.push(() => origin.stop());
   const socket = device.env.TOPE_FETCHER_SOCKET;
-  const setenv = Object.entries(device.env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
-  const fetcher = new Service('fetcher', {}, { file: 'systemd-socket-activate', args: ['-l', socket, ...setenv, process.execPath, mainOf('fetcher')] });
-  cleanups.push(() => fetcher.kill('SIGKILL'));
+  const fetcher = activated('fetcher', device.env, socket);
   const job = { version: '5.0.0', package_url: origin.url(), package_name: 'p.zip', package_size: origin.body.length, package_md5: origin.md5 };
   const reply = await waitFor('the activated fetcher to take a command', () => sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null));
   assert.deepEqual(reply, { ok: true });

@@ -8,15 +8,16 @@ import type { Service } from '../../test/helpers/services.js';
 export const standInSystemctl = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/fixtures/systemctl-stand-in.sh');
 
 /**
- * A device in a temp dir with production-like settings (info logs, default timeouts, a gateway
- * that stays up) and the fast systemctl stand-in. `dispose` stops its services and deletes it.
+ * A device in a temp dir with production-like settings (info logs, default timeouts; started
+ * directly, its services stay up) and the fast systemctl stand-in. `dispose` stops its services
+ * and deletes it.
  */
 export class BenchDevice extends InstallDevice {
   readonly standInDir: string;
 
   constructor(extra: Record<string, string> = {}) {
     super({
-      TOPE_LOG_LEVEL: 'info', TOPE_IDLE_EXIT_MS: '0', TOPE_HTTP_TIMEOUT_MS: '30000', TOPE_RETRY_BASE_MS: '1000',
+      TOPE_LOG_LEVEL: 'info', TOPE_HTTP_TIMEOUT_MS: '30000', TOPE_RETRY_BASE_MS: '1000',
       // probation is a deliberate wait, not work: it would only add its own length to each install
       TOPE_PROBATION_MS: '0', TOPE_UNIT_START_TIMEOUT_MS: '30000', TOPE_UNIT_STOP_TIMEOUT_MS: '10000',
       ...extra,
