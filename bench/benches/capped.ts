@@ -20,7 +20,7 @@ async function measureCapped(ctx: BenchContext, pkg: PackageFile, runs: number):
   const r: CappedResult = { pkg, runs: [], curl: [] };
   for (let i = 1; i <= runs; i++) {
     ctx.say(`update ${fmt.size(pkg.payloadBytes)} at 10 Mbit/s (~${Math.round(pkg.size / ctx.plan.capBytesPerSecond)} s): run ${i}/${runs}`);
-    const [curl, run] = await Promise.all([curlMs(ctx.scratch, ctx.cappedOrigin, pkg), updateRun(ctx.cappedOrigin, pkg, true)]);
+    const [curl, run] = await Promise.all([curlMs(ctx.scratch, ctx.cappedOrigin, pkg), updateRun(ctx.cappedOrigin, pkg)]);
     r.curl.push(curl);
     r.runs.push(run);
   }

@@ -26,7 +26,7 @@ async function measureSize(ctx: BenchContext, pkg: PackageFile, runs: number): P
     ctx.say(`download+install ${fmt.size(pkg.payloadBytes)}: run ${i}/${runs}`);
     // interleaved, so that both see the same machine
     r.curl.push(await curlMs(ctx.scratch, ctx.origin, pkg));
-    r.runs.push(await updateRun(ctx.origin, pkg, true));
+    r.runs.push(await updateRun(ctx.origin, pkg));
     const copy = path.join(ctx.scratch, 'copy.zip');
     r.copy.push(await timeCommand('sh', ['-c', 'cp "$0" "$1" && sync', pkg.file, copy]));
     await fsp.rm(copy, { force: true });

@@ -18,9 +18,9 @@ export type Proc = (typeof PROCESSES)[number];
 export interface UpdateRun {
   /** POST /download → `package verified`. */
   downloadMs: number;
-  /** POST /update → `install succeeded` (NaN when not installed). */
+  /** POST /update → `install succeeded`. */
   installMs: number;
-  /** POST /download → `install succeeded`: what the printer's owner waits (NaN when not installed). */
+  /** POST /download → `install succeeded`: what the printer's owner waits. */
   endToEndMs: number;
   peak: Record<Proc, number>;
   idleAfter: Record<Proc, number>;
@@ -35,8 +35,8 @@ export async function curlMs(scratch: string, origin: OriginProcess, pkg: Packag
   return ms;
 }
 
-/** POST /download → verified, then (when `install`) POST /update → success, with every process's peak RSS. */
-export async function updateRun(origin: OriginProcess, pkg: PackageFile, install: boolean): Promise<UpdateRun> {
+/** POST /download → verified, then POST /update → success, with every process's peak RSS. */
+export async function updateRun(origin: OriginProcess, pkg: PackageFile): Promise<UpdateRun> {
   const d = new BenchDevice();
   try {
     await d.start('fetcher', 'installer', 'api-gateway');
@@ -51,21 +51,15 @@ export async function updateRun(origin: OriginProcess, pkg: PackageFile, install
     const verified = await outcome(fetcher, 0, 'package verified', 'download failed', 60 * 60_000);
     const downloadMs = loggedAt(verified) - t0;
     await d.waitStage('toInstall', 60_000); // the record follows the log line
-    let installMs = NaN;
-    let endToEndMs = NaN;
-    if (install) {
-      const from = installer.lines.length;
-      const t1 = Date.now();
-      await requestUpdate(d.base, version);
-      const succeeded = loggedAt(await outcome(installer, from, 'install succeeded', 'install failed', 30 * 60_000));
-      installMs = succeeded - t1;
-      endToEndMs = succeeded - t0;
-      await d.waitStage('success', 60_000);
-    }
+    const from = installer.lines.length;
+    const t1 = Date.now();
+    await requestUpdate(d.base, version);
+    const succeeded = loggedAt(await outcome(installer, from, 'install succeeded', 'install failed', 30 * 60_000));
+    await d.waitStage('success', 60_000);
     const peak = sampler.stop() as Record<Proc, number>;
     await sleep(1000); // settled: what each keeps while nothing happens
     const idleAfter = Object.fromEntries(PROCESSES.map((p) => [p, readMemory(pids[p])?.rss ?? NaN])) as Record<Proc, number>;
-    return { downloadMs, installMs, endToEndMs, peak, idleAfter };
+    return { downloadMs, installMs: succeeded - t1, endToEndMs: succeeded - t0, peak, idleAfter };
   } finally {
     await d.dispose();
   }
