@@ -26,7 +26,64 @@ export class UpdaterError extends Error {
   get wire(): string {
     return `${this.code}: ${this.message}`;
   }
+
+  /** An UpdaterError as it is; anything else (a bug or an unexpected I/O error) under `fallback`. */
+  static from(e: unknown, fallback: ErrorCode, prefix = ''): UpdaterError {
+    if (e instanceof UpdaterError) return e;
+    return new UpdaterError(fallback, `${prefix}${e instanceof Error ? e.message : String(e)}`);
+  }
 }
+
+/** The wire text of any failure: an UpdaterError's own, anything else under `fallback`. */
+export const wireOf = (e: unknown, fallback: ErrorCode): string => UpdaterError.from(e, fallback).wire;
+
+/**
+ * The API envelope's `code` for each error when it answers a command. A Record, so a new code
+ * does not compile until someone decides how the API reports it. Codes that only reports and
+ * /progress carry answer 500 if they ever reach a command's answer.
+ */
+export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
+  VALIDATION_ERROR: 400,
+  NOT_FOUND: 404,
+  OPERATION_IN_PROGRESS: 409,
+  DOWNLOAD_INCOMPLETE: 409,
+  PACKAGE_NOT_FOUND: 404,
+  PACKAGE_EXPIRED: 410,
+  SERVICE_UNAVAILABLE: 500,
+  INTERNAL_ERROR: 500,
+  DOWNLOAD_FAILED: 500,
+  PACKAGE_SIZE_MISMATCH: 500,
+  MD5_MISMATCH: 500,
+  SHA256_MISMATCH: 500,
+  DISK_FULL: 500,
+  INVALID_PACKAGE: 500,
+  INVALID_MANIFEST: 500,
+  SERVICE_STOP_FAILED: 500,
+  SERVICE_STOP_TIMEOUT: 500,
+  SERVICE_START_FAILED: 500,
+  SERVICE_START_TIMEOUT: 500,
+  SERVICE_UNHEALTHY: 500,
+  POST_CMD_FAILED: 500,
+  POST_CMD_TIMEOUT: 500,
+  DEPLOYMENT_FAILED: 500,
+  INSTALL_INTERRUPTED: 500,
+  ROLLBACK_LEVEL_1_SUCCESS: 500,
+  ROLLBACK_LEVEL_1_FAILED: 500,
+  ROLLBACK_LEVEL_2_SUCCESS: 500,
+  ROLLBACK_LEVEL_2_FAILED: 500,
+};
+
+/** "24h", "90min", "1500ms": how the trust window reads in messages, from its configured value. */
+export function describeDuration(ms: number): string {
+  const units: Array<[number, string]> = [[24 * 3600_000, 'd'], [3600_000, 'h'], [60_000, 'min'], [1000, 's']];
+  // days only when whole days read better than hours (24h stays "24h", as the contract shows it)
+  for (const [size, unit] of units) if (ms >= size && ms % size === 0 && !(unit === 'd' && ms / size < 2)) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+/** The PACKAGE_EXPIRED detail, one text for the gateway, the fetcher and the installer. */
+export const expiredText = (windowMs: number, version?: string): string =>
+  `Package${version ? ` ${version}` : ''} expired (>${describeDuration(windowMs)} after verification)`;
 
 export const isErrnoException = (e: unknown, code?: string): e is NodeJS.ErrnoException =>
   e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' &&

@@ -13,13 +13,48 @@ export const statusSchema = z.object({
 });
 export type Status = z.infer<typeof statusSchema>;
 
-export const idleStatus: Status = { stage: 'idle', progress: 0, message: 'Updater ready', error: null };
-
-/** Stages in which a worker is busy: the gateway must stay up and refuse other commands. */
-export const busyStages: ReadonlySet<Stage> = new Set(['downloading', 'verifying', 'installing', 'rebooting']);
+/**
+ * Whether a worker is busy in each stage (the gateway stays up and refuses other commands).
+ * A Record, so a new stage does not compile until someone decides.
+ * `rebooting` is contract-only: the wire contract names it (ota-gui and device-api know it), but
+ * no worker enters it today, since an update restarts units and never reboots the board.
+ */
+const busyByStage: Record<Stage, boolean> = {
+  idle: false, downloading: true, verifying: true, toInstall: false, installing: true, rebooting: true, success: false, failed: false,
+};
+export const busyStages: ReadonlySet<Stage> = new Set(stages.filter((stage) => busyByStage[stage]));
 
 export const clampPercent = (n: number): number => Math.max(0, Math.min(100, Math.floor(n)));
 
-/** "12.0 MB / 104.9 MB", decimal megabytes as the original's contract shows them. */
+/** "12.0 MB / 104.9 MB", decimal megabytes as the wire contract shows them. */
 export const formatBytes = (done: number, total: number): string =>
   `${(done / 1e6).toFixed(1)} MB / ${(total / 1e6).toFixed(1)} MB`;
+
+// The status constructors: every status a worker persists is built here, so a stage's message
+// and progress rules live in one place.
+export const READY_MESSAGE = 'Updater ready';
+
+export const idle = (reason: string = READY_MESSAGE): Status => ({ stage: 'idle', progress: 0, message: reason, error: null });
+
+export const idleStatus: Status = idle();
+
+export const downloading = (version: string, offset: number, size: number): Status => ({
+  stage: 'downloading',
+  progress: clampPercent((offset * 100) / size),
+  message: `Downloading version ${version}... ${formatBytes(offset, size)}`,
+  error: null,
+});
+
+export const verifying = (): Status => ({ stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null });
+
+export const toInstall = (version: string): Status =>
+  ({ stage: 'toInstall', progress: 100, message: `Package ready to install: ${version}`, error: null });
+
+export const installing = (progress: number, message: string): Status =>
+  ({ stage: 'installing', progress: clampPercent(progress), message, error: null });
+
+export const succeeded = (message: string): Status => ({ stage: 'success', progress: 100, message, error: null });
+
+/** `error` is the wire text "CODE: detail" (or several joined with "; "). */
+export const failed = (error: string, message: string, progress: number): Status =>
+  ({ stage: 'failed', progress: clampPercent(progress), message, error });

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
-import { createCommandServer, type Command } from '../shared/protocol.js';
+import { createCommandServer, type Command, type Reply } from '../shared/protocol.js';
 import type { FetcherRecord, InstallerRecord } from '../shared/worker-records.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
@@ -14,6 +14,7 @@ import { waitFor } from './helpers/wait.js';
 
 const device = new TestDevice();
 const installerCommands: Command[] = [];
+let installerReply: Reply = { ok: true };
 let standIn: net.Server;
 const job = { version: '1.0.0', package_url: 'http://127.0.0.1:9/p.zip', package_name: 'p.zip', package_size: 10, package_md5: 'a'.repeat(32) };
 const st = (stage: FetcherRecord['status']['stage'], progress = 0, error: string | null = null) => ({ stage, progress, message: `m-${stage}`, error });
@@ -21,7 +22,7 @@ const st = (stage: FetcherRecord['status']['stage'], progress = 0, error: string
 before(async () => {
   standIn = createCommandServer(async (c) => {
     installerCommands.push(c);
-    return { ok: true };
+    return installerReply;
   }, () => undefined);
   await new Promise<void>((ok) => standIn.listen(device.env.TOPE_INSTALLER_SOCKET, ok));
   await device.start('fetcher', 'api-gateway');
@@ -30,7 +31,10 @@ after(async () => {
   await device.stop();
   standIn.close();
 });
-afterEach(() => { installerCommands.length = 0; });
+afterEach(() => {
+  installerCommands.length = 0;
+  installerReply = { ok: true };
+});
 
 const dl = (body: unknown) => call(device.base, 'POST', '/api/v1.0/download', body);
 const up = (body: unknown) => call(device.base, 'POST', '/api/v1.0/update', body);
@@ -205,6 +209,24 @@ test('POST /download while installing is 409; in success or failed it starts', a
     assert.equal(rec?.job?.version, '1.2.3');
     // the package URL is dead: wait for the fetcher to give up before seeding again
     await waitFor('the download to fail', async () => (await device.fetcherStore.read())?.status.stage === 'failed');
+  }
+});
+
+test('[installer stand-in] a worker refusal after the gateway decided keeps its API code: 404 PACKAGE_NOT_FOUND, 410 PACKAGE_EXPIRED', async () => {
+  // the race: the gateway read toInstall, but the installer's own check (package gone, or the
+  // window passed in between) refuses; README promises 404 / 410, not 500
+  const cases: Array<[Reply & { ok: false }, number]> = [
+    [{ ok: false, code: 'PACKAGE_NOT_FOUND', message: 'Package not found: 1.0.0' }, 404],
+    [{ ok: false, code: 'PACKAGE_EXPIRED', message: 'Package expired (>24h after verification)' }, 410],
+    [{ ok: false, code: 'OPERATION_IN_PROGRESS', message: 'installing 0.9.0' }, 409],
+  ];
+  for (const [reply, code] of cases) {
+    await seed({ status: st('toInstall', 100), verifiedAt: new Date().toISOString() }, null);
+    installerReply = reply;
+    const r = await up({ version: '1.0.0' });
+    assert.equal(installerCommands.length, 1, `${reply.code}: the installer was asked`);
+    installerCommands.length = 0;
+    assert.deepEqual([r.body.code, r.body.msg], [code, `${reply.code}: ${reply.message}`]);
   }
 });
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { App } from '@tinyhttp/app';
 import type { z } from 'zod';
-import { UpdaterError } from '../../shared/errors.js';
+import { envelopeCodeOf, expiredText, UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { describeIssues, packageJobSchema, updateRequestSchema } from '../../shared/package-job.js';
 import type { Command, Reply } from '../../shared/protocol.js';
@@ -67,7 +67,7 @@ export function createApp(d: GatewayDeps) {
     if (decision.kind === 'expire') {
       await expire();
       const after = await d.readView();
-      return send(res, stateErrorEnvelope(410, 'PACKAGE_EXPIRED', 'Package expired (>24h after verification)', after.status));
+      return send(res, stateErrorEnvelope(410, 'PACKAGE_EXPIRED', expiredText(d.trustWindowMs), after.status));
     }
     if (decision.kind === 'start') await act();
     send(res, okEnvelope);
@@ -81,8 +81,7 @@ export function createApp(d: GatewayDeps) {
       if (err instanceof Invalid) return send(res, errorEnvelope(400, 'VALIDATION_ERROR', err.message));
       if (err instanceof UpdaterError) {
         d.log.warn({ code: err.code, err: err.message, url: req.url }, 'command refused');
-        const code = err.code === 'OPERATION_IN_PROGRESS' ? 409 : 500;
-        return send(res, errorEnvelope(code, err.code, err.message));
+        return send(res, errorEnvelope(envelopeCodeOf[err.code], err.code, err.message));
       }
       d.log.error({ err, url: req.url }, 'request failed');
       send(res, errorEnvelope(500, 'INTERNAL_ERROR', 'internal error'), 500);
@@ -122,7 +121,7 @@ export function createApp(d: GatewayDeps) {
       d.log.info({ route: 'update', version, stage: view.status.stage, decision: decision.kind }, 'update requested');
       await answer(res, decision, view,
         () => forward(d.toInstaller, { type: 'install', seq: view.seq + 1, version }),
-        () => forward(d.toFetcher, { type: 'discard', seq: view.seq + 1, reason: `Package ${version} expired (>24h after verification) and was deleted` }));
+        () => forward(d.toFetcher, { type: 'discard', seq: view.seq + 1, reason: `${expiredText(d.trustWindowMs, version)} and was deleted` }));
     });
   });
 

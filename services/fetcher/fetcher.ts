@@ -3,11 +3,12 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../../shared/config.js';
 import { fsyncDir, type DurableJson } from '../../shared/durable-store.js';
-import { UpdaterError } from '../../shared/errors.js';
+import { expiredText, UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
-import { busyStages, clampPercent, formatBytes, type Status } from '../../shared/status.js';
+import * as statuses from '../../shared/status.js';
+import { busyStages, clampPercent, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
@@ -29,15 +30,12 @@ export interface FetcherDeps {
 }
 
 const emptyRecord: FetcherRecord = {
-  seq: 0, status: { stage: 'idle', progress: 0, message: 'Updater ready', error: null },
+  seq: 0, status: statuses.idle(),
   job: null, checkpoint: null, verifiedAt: null, packageFile: null,
 };
 
 /** A checkpoint at least this often (and at every 5 % step): /progress moves at least as often as ota-gui polls. */
 const CHECKPOINT_EVERY_MS = 500;
-
-const downloadingMessage = (job: PackageJob, offset: number) =>
-  `Downloading version ${job.version}... ${formatBytes(offset, job.package_size)}`;
 
 /**
  * Owns download.json and the packages directory: takes download commands, runs one download
@@ -78,9 +76,9 @@ export class Fetcher {
       this.begin(job, this.record.checkpoint);
     } else if (stage === 'toInstall' && job) {
       if (this.expired()) {
-        await this.discardPackage(this.record.seq, `Package ${job.version} expired (>24h after verification) and was deleted`);
+        await this.discardPackage(this.record.seq, `${expiredText(this.d.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`);
       } else if (!(await this.packagePresent())) {
-        await this.setStatus({ stage: 'failed', progress: 0, message: 'Download failed', error: 'DOWNLOAD_FAILED: the verified package is missing; download it again' }, { job, checkpoint: null, verifiedAt: null, packageFile: null });
+        await this.setStatus(statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0), { job, checkpoint: null, verifiedAt: null, packageFile: null });
       }
     }
     if (!this.running) await this.d.status.reportAgainIfLeft(this.record.status);
@@ -121,7 +119,7 @@ export class Fetcher {
     const offset = checkpoint?.offset ?? 0;
     this.record = {
       seq, job, checkpoint, verifiedAt: null, packageFile: null,
-      status: { stage: 'downloading', progress: clampPercent((offset * 100) / job.package_size), message: downloadingMessage(job, offset), error: null },
+      status: statuses.downloading(job.version, offset, job.package_size),
     };
     await this.persistAndReport();
     failpoint('fetcher.download-recorded');
@@ -202,7 +200,7 @@ export class Fetcher {
     const previous = this.record.status.progress;
     // progress never goes back within a stage, even when the server makes us start over
     const progress = Math.max(previous, percent);
-    this.record = { ...this.record, checkpoint, status: { ...this.record.status, progress, message: downloadingMessage(job, pos.offset) } };
+    this.record = { ...this.record, checkpoint, status: { ...statuses.downloading(job.version, pos.offset, job.package_size), progress } };
     await this.d.store.write(this.record);
     failpoint('fetcher.checkpointed');
     if (Math.floor(progress / 5) > Math.floor(previous / 5)) {
@@ -212,7 +210,7 @@ export class Fetcher {
   }
 
   private async verify(job: PackageJob, got: Digests): Promise<void> {
-    await this.setStatus({ stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null }, {});
+    await this.setStatus(statuses.verifying(), {});
     const part = this.partFile(job);
     let error: string | null = null;
     if (got.md5 !== job.package_md5) error = `MD5_MISMATCH: expected ${job.package_md5}, got ${got.md5}`;
@@ -220,7 +218,7 @@ export class Fetcher {
     if (error) {
       await fsp.rm(part, { force: true });
       this.d.log.error({ version: job.version, error }, 'package rejected');
-      await this.setStatus({ stage: 'failed', progress: 100, message: 'MD5 verification failed', error }, { checkpoint: null });
+      await this.setStatus(statuses.failed(error, 'MD5 verification failed', 100), { checkpoint: null });
       return;
     }
     const fin = this.finalFile(job);
@@ -228,19 +226,19 @@ export class Fetcher {
     failpoint('fetcher.package-renamed');
     await fsyncDir(this.d.packagesDir);
     this.d.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
-    await this.setStatus({ stage: 'toInstall', progress: 100, message: `Package ready to install: ${job.version}`, error: null },
+    await this.setStatus(statuses.toInstall(job.version),
       { checkpoint: null, verifiedAt: this.now().toISOString(), packageFile: fin });
   }
 
   private async fail(job: PackageJob, e: unknown): Promise<void> {
-    const err = e instanceof UpdaterError ? e : new UpdaterError('DOWNLOAD_FAILED', `internal error: ${(e as Error).message}`);
+    const err = UpdaterError.from(e, 'DOWNLOAD_FAILED', 'internal error: ');
     // a partial file is kept for the next /download to resume, unless it is worthless
     const partSize = await fsp.stat(this.partFile(job)).then((s) => s.size, () => 0);
     const keepPartial = err.code === 'DOWNLOAD_FAILED' && partSize > 0;
     if (!keepPartial) await fsp.rm(this.partFile(job), { force: true });
     this.d.log.error({ version: job.version, error: err.wire }, 'download failed');
     const message = err.code === 'PACKAGE_SIZE_MISMATCH' ? 'Download validation failed' : 'Download failed';
-    await this.setStatus({ stage: 'failed', progress: this.record.status.progress, message, error: err.wire },
+    await this.setStatus(statuses.failed(err.wire, message, this.record.status.progress),
       keepPartial ? {} : { checkpoint: null });
   }
 
@@ -258,7 +256,7 @@ export class Fetcher {
 
   private async discardPackage(seq: number, reason: string): Promise<void> {
     await this.clearPackages();
-    this.record = { ...emptyRecord, seq, status: { stage: 'idle', progress: 0, message: reason, error: null } };
+    this.record = { ...emptyRecord, seq, status: statuses.idle(reason) };
     await this.persistAndReport();
   }
 

@@ -5,11 +5,12 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../../shared/config.js';
 import type { DurableJson } from '../../shared/durable-store.js';
-import { UpdaterError } from '../../shared/errors.js';
+import { expiredText, UpdaterError, wireOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
+import * as statuses from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import type { installerStateSchema, InstallerState, Journal } from './journal.js';
 import { planInstall, unitsInOrder } from './manifest.js';
@@ -35,8 +36,8 @@ export interface InstallerDeps {
   now?: () => number;
 }
 
-const empty: InstallerState = { seq: 0, version: '', status: { stage: 'idle', progress: 0, message: 'Updater ready', error: null }, journal: null };
-const wire = (e: unknown) => (e instanceof UpdaterError ? e.wire : `DEPLOYMENT_FAILED: ${(e as Error).message}`);
+const empty: InstallerState = { seq: 0, version: '', status: statuses.idle(), journal: null };
+const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 
 /** Owns install.json and the versions tree: takes install commands, one at a time, and recovers at start. */
 export class Installer {
@@ -75,9 +76,9 @@ export class Installer {
     }
     const now = this.d.now?.() ?? Date.now();
     if (fetched.verifiedAt && now - Date.parse(fetched.verifiedAt) > this.d.config.TOPE_TRUST_WINDOW_MS) {
-      return refuse('PACKAGE_EXPIRED', 'Package expired (>24h after verification)');
+      return refuse('PACKAGE_EXPIRED', expiredText(this.d.config.TOPE_TRUST_WINDOW_MS));
     }
-    this.state = { seq: command.seq, version: command.version, journal: null, status: { stage: 'installing', progress: 0, message: `Installing version ${command.version}...`, error: null } };
+    this.state = { seq: command.seq, version: command.version, journal: null, status: statuses.installing(0, `Installing version ${command.version}...`) };
     await this.persist();
     failpoint('installer.install-recorded');
     this.running = this.install(command.seq, job, fetched.packageFile).finally(() => { this.running = null; });
@@ -97,13 +98,13 @@ export class Installer {
       return;
     }
     this.d.log.warn({ journal: j }, 'recovering an interrupted install');
-    this.state = { ...this.state, status: { ...this.state.status, stage: 'installing', message: `Recovering the interrupted install of ${j.version}...` } };
+    this.state = { ...this.state, status: statuses.installing(this.state.status.progress, `Recovering the interrupted install of ${j.version}...`) };
     await this.persist();
     this.running = this.resume(new Transaction(this.context(), j))
       .catch(async (e) => {
         // the journal stays: the next start tries again; until then the status says so
         this.d.log.fatal({ err: wire(e) }, 'recovery failed');
-        this.state = { ...this.state, status: { ...this.state.status, stage: 'failed', message: 'Update failed; recovery incomplete, retried at next start', error: `INSTALL_INTERRUPTED: ${wire(e)}` } };
+        this.state = { ...this.state, status: statuses.failed(`INSTALL_INTERRUPTED: ${wire(e)}`, 'Update failed; recovery incomplete, retried at next start', this.state.status.progress) };
         await this.persist();
       })
       .finally(() => { this.running = null; });
@@ -171,7 +172,7 @@ export class Installer {
       } catch (undoError) {
         // the journal stays: the next start tries the undo again
         this.d.log.fatal({ err: wire(undoError) }, 'undo failed');
-        this.state = { ...this.state, status: { ...this.state.status, stage: 'failed', message: 'Update failed; undo incomplete, retried at next start', error: `${wire(e)}; ${wire(undoError)}` } };
+        this.state = { ...this.state, status: statuses.failed(`${wire(e)}; ${wire(undoError)}`, 'Update failed; undo incomplete, retried at next start', this.state.status.progress) };
         await this.persist();
       }
     }
@@ -204,7 +205,8 @@ export class Installer {
   }
 
   private async finish(stage: 'success' | 'failed', error: string | null, message: string): Promise<void> {
-    this.state = { ...this.state, journal: null, status: { stage, progress: stage === 'success' ? 100 : this.state.status.progress, message, error } };
+    const status = stage === 'success' ? statuses.succeeded(message) : statuses.failed(error ?? 'INSTALL_INTERRUPTED', message, this.state.status.progress);
+    this.state = { ...this.state, journal: null, status };
     await this.persist();
     // only now: until the journal is gone, an undo after a crash needs the backups in it
     await fsp.rm(this.d.workDir, { recursive: true, force: true });
@@ -213,7 +215,7 @@ export class Installer {
 
   private async progress(percent: number, message: string): Promise<void> {
     const progress = Math.max(this.state.status.progress, percent);
-    this.state = { ...this.state, status: { stage: 'installing', progress, message, error: null } };
+    this.state = { ...this.state, status: statuses.installing(progress, message) };
     await this.persist();
   }
 
