@@ -23,6 +23,12 @@ export const configSchema = z.object({
   // Where the device's file system begins: '/' on a printer, ./var/root under `make run`.
   TOPE_ROOT_PREFIX: absPath.default('/'),
   TOPE_ALLOW_HTTP: bool.default(false),
+  // The trust chain (device paths, under TOPE_ROOT_PREFIX like TOPE_VERSIONS_DIR): the vendor keys a
+  // package's signature must verify under, and the product id its `compatible` must name.
+  TOPE_TRUSTED_KEYS_DIR: absPath.default('/etc/tope-updater/keys.d'),
+  TOPE_PRODUCT_ID_FILE: absPath.default('/etc/tope-updater/product-id'),
+  // Development only: a package without manifest.sig is accepted (a bad signature never is).
+  TOPE_ALLOW_UNSIGNED: bool.default(false),
   TOPE_IDLE_EXIT_MS: ms.default(60_000),
   TOPE_HTTP_TIMEOUT_MS: ms.min(100).default(30_000),
   TOPE_RETRY_BASE_MS: ms.default(1000),

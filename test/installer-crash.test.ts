@@ -129,7 +129,7 @@ test('[systemctl stand-in] killed in the middle of a rollback: the rollback is f
 
 test('[systemctl stand-in] killed before the journal existed (while verifying the package): failed, nothing changed', async () => {
   const { d, installer } = await setUp();
-  const big = await buildPackage('2.0.0', modules, [{ name: 'blob', data: Buffer.alloc(50 * 1024 * 1024, 1), compress: false }]);
+  const big = await buildPackage('2.0.0', [...modules, { name: 'blob', dst: '/opt/tope/share/blob', data: Buffer.alloc(50 * 1024 * 1024, 1), compress: false }]);
   await d.verified(big, '2.0.0');
   await d.update('2.0.0');
   await waitFor('installing', async () => (await d.installerStore.read())?.status.stage === 'installing');

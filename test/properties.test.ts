@@ -6,13 +6,14 @@ import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { parseContentLength, parseContentRange, parseRetryAfter } from '../services/fetcher/http-headers.js';
 import { planInstall } from '../services/installer/manifest.js';
-import { PackageArchive } from '../services/installer/package-archive.js';
+import { PackageArchive } from '../shared/package-archive.js';
+import { checkPackageTrust, expectationOf } from '../shared/trust/package-trust.js';
 import { errorCodes, UpdaterError } from '../shared/errors.js';
 import { stages } from '../shared/status.js';
 import { call } from './helpers/api.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { Origin } from './helpers/origin.js';
-import { buildPackage, md5 } from './helpers/packages.js';
+import { buildPackage, md5, TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './helpers/packages.js';
 
 // Property and fuzz tests (fast-check): the header parsers, the manifest planner and the zip
 // reader against random and mutated input, and the gateway against random command sequences.
@@ -47,13 +48,13 @@ test('Content-Length and Retry-After: only clean numbers (or an HTTP date) count
 });
 
 // Path pieces that have broken installers: climbing out, doubling, roots that are prefixes.
-const pathPiece = fc.constantFrom('opt', 'tope', 'tope-data', 'etc', 'versions', 'current', '..', '.', '', 'bin', 'a', 'passwd', 'x\0y', ' ', 'v1.0.0');
+const pathPiece = fc.constantFrom('opt', 'tope', 'tope-data', 'etc', 'versions', 'current', '..', '.', '', 'bin', 'a', 'passwd', 'x\0y', ' ', 'v1.0.0', 'tope-updater', 'keys.d', 'k.pub');
 const devicePath = fc.oneof(
   fc.array(pathPiece, { minLength: 1, maxLength: 6 }).map((p) => `/${p.join('/')}`),
   fc.array(pathPiece, { minLength: 1, maxLength: 6 }).map((p) => p.join('/')),
   fc.string({ maxLength: 40 }),
 );
-const layout = { allowedRoots: ['/opt/tope', '/etc/tope'], versionsDir: '/opt/tope/versions' };
+const layout = { allowedRoots: ['/opt/tope', '/etc/tope'], versionsDir: '/opt/tope/versions', keysDir: '/etc/tope-updater/keys.d', trustedKeys: ['a.pub'] };
 const files = new Map([['bin/a', {}], ['bin/b', {}], ['etc/c', {}]]);
 
 test('the manifest planner: any manifest is refused with INVALID_MANIFEST or placed strictly inside the allowed roots', () => {
@@ -61,11 +62,16 @@ test('the manifest planner: any manifest is refused with INVALID_MANIFEST or pla
     name: fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.string({ maxLength: 5 })),
     src: fc.oneof(fc.constantFrom('bin/a', 'bin/b', 'etc/c', '../bin/a', 'bin/'), fc.string({ maxLength: 8 })),
     dst: devicePath,
+    size: fc.oneof(fc.nat(10), fc.constant(-1)),
+    sha256: fc.constantFrom('0'.repeat(64), 'not hex'),
     process_name: fc.option(fc.oneof(fc.constant('a.service'), fc.string({ maxLength: 10 })), { nil: undefined }),
     restart_order: fc.option(fc.integer({ min: -2000, max: 2000 }), { nil: undefined }),
-  }, { requiredKeys: ['name', 'src', 'dst'] });
+  }, { requiredKeys: ['name', 'src', 'dst', 'size', 'sha256'] });
   const manifest = fc.oneof(
-    fc.record({ version: fc.constantFrom('2.0.0', '2.0', '9.9.9'), modules: fc.array(module, { maxLength: 4 }) }),
+    fc.record({
+      version: fc.constantFrom('2.0.0', '2.0', '9.9.9'), compatible: fc.constantFrom(['tope-test'], []), security_version: fc.integer({ min: -1, max: 3 }),
+      modules: fc.array(module, { maxLength: 4 }), remove_keys: fc.option(fc.array(fc.constantFrom('a.pub', 'k.pub', '../x.pub'), { maxLength: 2 }), { nil: undefined }),
+    }),
     fc.anything(),
   );
   fc.assert(fc.property(manifest, (raw) => {
@@ -79,7 +85,8 @@ test('the manifest planner: any manifest is refused with INVALID_MANIFEST or pla
     for (const p of plan.placements) {
       const dst = p.kind === 'snapshot' ? path.posix.join('/opt', p.rel) : p.dst;
       assert.equal(path.posix.normalize(dst), dst);
-      assert.ok(layout.allowedRoots.some((r) => dst.startsWith(`${r}/`)), dst);
+      const keyFile = p.kind === 'in-place' && p.trustedKey && path.posix.dirname(dst) === layout.keysDir && dst.endsWith('.pub');
+      assert.ok(keyFile || layout.allowedRoots.some((r) => dst.startsWith(`${r}/`)), dst);
       assert.ok(!dst.startsWith('/opt/tope/versions/') && dst !== '/opt/tope/versions', dst);
       if (p.kind === 'snapshot') assert.ok(!p.rel.split('/').includes('..') && !path.posix.isAbsolute(p.rel), p.rel);
     }
@@ -100,7 +107,11 @@ test('the zip reader: mutated packages are refused with a package error or unpac
     fc.tuple(fc.nat(zip.length - 1), fc.uint8Array({ minLength: 1, maxLength: 64 }))
       .map(([at, bytes]) => (b: Buffer) => Buffer.concat([b.subarray(0, at), Buffer.from(bytes), b.subarray(at)])),
   );
-  const allowedCodes = new Set(['INVALID_PACKAGE', 'INVALID_MANIFEST']);
+  const allowedCodes = new Set(['INVALID_PACKAGE', 'INVALID_MANIFEST', 'SIGNATURE_MISSING', 'SIGNATURE_MALFORMED', 'SIGNATURE_INVALID', 'PAYLOAD_MISMATCH']);
+  const keysDir = path.join(work, 'keys.d');
+  await fsp.mkdir(keysDir);
+  await fsp.writeFile(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
+  const trust = { keysDir, productId: async () => TEST_PRODUCT_ID, allowUnsigned: false, floor: async () => 0 };
   let unpacked = 0;
   try {
     await fc.assert(fc.asyncProperty(mutation, async (mutate) => {
@@ -110,10 +121,11 @@ test('the zip reader: mutated packages are refused with a package error or unpac
       let archive: PackageArchive | null = null;
       try {
         archive = await PackageArchive.open(file, { maxBytes: 1024 * 1024, maxEntries: 50 });
-        const { placements } = planInstall(await archive.readManifest(), '2.0.0', archive.files, layout);
+        const { manifest } = await checkPackageTrust(archive, trust);
+        const { placements } = planInstall(manifest, '2.0.0', archive.files, layout);
         for (const p of placements) {
           const dst = p.kind === 'snapshot' ? path.join(sysroot, 'opt/tope/versions/.staging', p.rel) : path.join(sysroot, p.dst);
-          await archive.extractTo(p.module.src, dst);
+          await archive.extractTo(p.module.src, dst, expectationOf(p.module));
         }
         unpacked++;
       } catch (e) {
@@ -123,7 +135,7 @@ test('the zip reader: mutated packages are refused with a package error or unpac
       }
       const written = await fsp.readdir(work, { recursive: true });
       for (const w of written.map(String)) {
-        assert.ok(w === 'package.zip' || w === 'sysroot' || w.startsWith(`sysroot${path.sep}`), `written outside: ${w}`);
+        assert.ok(w === 'package.zip' || w === 'sysroot' || w.startsWith(`sysroot${path.sep}`) || w.startsWith('keys.d'), `written outside: ${w}`);
       }
       for (const w of (await fsp.readdir(sysroot, { recursive: true }).catch(() => [])).map(String)) {
         assert.ok(['opt', 'etc'].includes(w.split(path.sep)[0]), `outside the allowed roots: ${w}`);

@@ -16,8 +16,8 @@ const skip = available === true ? false : available;
 const sbx = skip ? null : new Sandbox('sys');
 
 async function publish(version: string, opts: { blob?: number; crash?: boolean } = {}) {
-  const zip = await buildPackage(version, [{ name: 'printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service', data: `printerd ${version}${opts.crash ? ' crash' : ''}\n` }],
-    opts.blob ? [{ name: 'blob', data: randomBytes(opts.blob), compress: false }] : []);
+  const zip = await buildPackage(version, [{ name: 'printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service', data: `printerd ${version}${opts.crash ? ' crash' : ''}\n` },
+    ...(opts.blob ? [{ name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(opts.blob), compress: false }] : [])]);
   sbx!.testFile(`packages/tope-${version}.zip`, zip);
   return { version, package_name: `tope-${version}.zip`, package_size: zip.length, package_md5: md5(zip) };
 }

@@ -11,6 +11,7 @@ import * as statuses from '../../shared/status.js';
 import { busyStages, clampPercent, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
+import { archiveLimits, checkPackageFile, type TrustSettings } from '../../shared/trust/package-trust.js';
 import { freeBytes } from './disk.js';
 import { transfer, type Digests, type Position } from './transfer.js';
 import { failpoint } from '../../shared/failpoint.js';
@@ -25,6 +26,8 @@ export interface FetcherDeps {
   status: StatusPublisher;
   notify: (text: string) => void;
   bootId: () => string;
+  /** What the device trusts: a package it would refuse fails here, at verifying, and is removed. */
+  trust: TrustSettings;
   now?: () => Date;
   random?: () => number;
 }
@@ -215,10 +218,12 @@ export class Fetcher {
     let error: string | null = null;
     if (got.md5 !== job.package_md5) error = `MD5_MISMATCH: expected ${job.package_md5}, got ${got.md5}`;
     else if (job.package_sha256 && got.sha256 !== job.package_sha256) error = `SHA256_MISMATCH: expected ${job.package_sha256}, got ${got.sha256}`;
+    const transferOk = !error;
+    if (transferOk) error = await this.trustError(job, part);
     if (error) {
       await fsp.rm(part, { force: true });
       this.d.log.error({ version: job.version, error }, 'package rejected');
-      await this.setStatus(statuses.failed(error, 'MD5 verification failed', 100), { checkpoint: null });
+      await this.setStatus(statuses.failed(error, transferOk ? 'Package verification failed' : 'MD5 verification failed', 100), { checkpoint: null });
       return;
     }
     const fin = this.finalFile(job);
@@ -228,6 +233,17 @@ export class Fetcher {
     this.d.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
     await this.setStatus(statuses.toInstall(job.version),
       { checkpoint: null, verifiedAt: this.now().toISOString(), packageFile: fin });
+  }
+
+  /** The trust chain's verdict on the downloaded file (signature, compatibility, floor, entries), or null. */
+  private async trustError(job: PackageJob, file: string): Promise<string | null> {
+    try {
+      const trusted = await checkPackageFile(file, archiveLimits(this.d.config), this.d.trust);
+      this.d.log.info({ version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version }, 'package trusted');
+      return null;
+    } catch (e) {
+      return UpdaterError.from(e, 'INVALID_PACKAGE').wire;
+    }
   }
 
   private async fail(job: PackageJob, e: unknown): Promise<void> {

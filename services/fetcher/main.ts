@@ -11,6 +11,8 @@ import { Reporter } from '../../shared/reporter.js';
 import { StatusPublisher } from '../../shared/status-publisher.js';
 import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
+import { trustSettings } from '../../shared/trust/package-trust.js';
+import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { Fetcher } from './fetcher.js';
 
 const config = loadConfigOrExit();
@@ -34,7 +36,10 @@ const dispatcher = new Agent({
   headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
   bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
 });
+// the floor is the installer's (it raises it after a probation); the fetcher only reads it
+const floor = new SecurityFloor(config.TOPE_INSTALLER_STATE_DIR);
 const fetcher = new Fetcher({
+  trust: trustSettings(config, () => floor.current()),
   config, log, packagesDir, dispatcher,
   store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
   status,

@@ -14,7 +14,10 @@ import * as statuses from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import type { installerStateSchema, InstallerState, Journal } from './journal.js';
 import { planInstall, unitsInOrder } from './manifest.js';
-import { PackageArchive } from './package-archive.js';
+import { PackageArchive } from '../../shared/package-archive.js';
+import { checkPackageTrust, type TrustSettings } from '../../shared/trust/package-trust.js';
+import type { SecurityFloor } from '../../shared/trust/security-floor.js';
+import { loadTrustedKeys } from '../../shared/trust/signature.js';
 import { Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
@@ -33,6 +36,9 @@ export interface InstallerDeps {
   status: StatusPublisher;
   notify: (text: string) => void;
   startGui: () => void;
+  /** What the device trusts; checked again here on the installer's own copy, whatever the fetcher said. */
+  trust: TrustSettings;
+  floor: SecurityFloor;
   now?: () => number;
 }
 
@@ -121,7 +127,7 @@ export class Installer {
     }
     try {
       await tx.bringUp(); // roll forward: the new version is in place, only its start was cut short
-      await this.succeed(tx.j.version);
+      await this.succeed(tx.j);
     } catch (e) {
       await this.rollBack(tx, wire(e));
     }
@@ -131,6 +137,7 @@ export class Installer {
     return {
       log: this.d.log, versions: this.d.versions, units: this.d.units,
       backupDir: path.join(this.d.workDir, 'backups'),
+      heldDir: path.join(this.d.workDir, 'held'),
       postCmdTimeoutMs: this.d.config.TOPE_POST_CMD_TIMEOUT_MS,
       hostPath: this.d.hostPath,
       journal: async (j) => {
@@ -150,21 +157,26 @@ export class Installer {
       failpoint('installer.package-copied');
       const archive = await PackageArchive.open(copy, { maxBytes: this.d.config.TOPE_ZIP_MAX_BYTES, maxEntries: this.d.config.TOPE_ZIP_MAX_ENTRIES });
       try {
-        const { manifest, placements } = planInstall(await archive.readManifest(), job.version, archive.files,
-          { allowedRoots: this.d.config.TOPE_ALLOWED_ROOTS, versionsDir: this.d.config.TOPE_VERSIONS_DIR });
+        const trusted = await checkPackageTrust(archive, this.d.trust);
+        this.d.log.info({ version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version }, 'package trusted');
+        const trustedKeys = (await loadTrustedKeys(this.d.trust.keysDir)).keys.map((k) => k.name);
+        const { manifest, placements, removals } = planInstall(trusted.manifest, job.version, archive.files, {
+          allowedRoots: this.d.config.TOPE_ALLOWED_ROOTS, versionsDir: this.d.config.TOPE_VERSIONS_DIR,
+          keysDir: this.d.config.TOPE_TRUSTED_KEYS_DIR, trustedKeys,
+        });
         const v = this.d.versions;
         const j: Journal = {
           phase: 'staging', version: job.version, targetDir: await v.freeDirName(job.version, seq), stagingDir: v.stagingName(seq),
           fromDir: await v.target('current'), previousBefore: await v.target('previous'),
-          units: unitsInOrder(manifest), backups: [], error: null,
+          units: unitsInOrder(manifest), backups: [], error: null, securityVersion: manifest.security_version,
         };
         tx = new Transaction(this.context(), j);
-        await tx.forward(archive, manifest, placements);
+        await tx.forward(archive, manifest, placements, removals);
       } finally {
         archive.close();
       }
       await tx.bringUp();
-      await this.succeed(job.version);
+      await this.succeed(tx.j);
     } catch (e) {
       this.d.log.error({ err: wire(e), phase: tx?.j.phase }, 'install failed');
       try {
@@ -197,7 +209,10 @@ export class Installer {
     await this.finish('failed', [error, ...outcomes].join('; '), message);
   }
 
-  private async succeed(version: string): Promise<void> {
+  private async succeed({ version, securityVersion }: Journal): Promise<void> {
+    // only now, after the probation: a package that failed it never raises the floor
+    if (await this.d.floor.raise(securityVersion, version)) this.d.log.info({ version, securityVersion }, 'security floor raised');
+    failpoint('installer.floor-raised');
     const pruned = await this.d.versions.prune();
     failpoint('installer.pruned');
     this.d.log.info({ version, pruned }, 'install succeeded');

@@ -23,6 +23,8 @@ export const journalSchema = z.object({
   units: z.array(z.string()),
   backups: z.array(z.object({ dst: z.string(), backup: z.string().nullable() })),
   error: z.string().nullable(),
+  /** The package's security_version: the floor rises to it once the probation succeeds (0 in older journals). */
+  securityVersion: z.number().int().min(0).default(0),
 });
 export type Journal = z.infer<typeof journalSchema>;
 

@@ -9,6 +9,8 @@ import { Reporter } from '../../shared/reporter.js';
 import { StatusPublisher } from '../../shared/status-publisher.js';
 import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD } from '../../shared/worker-records.js';
+import { trustSettings } from '../../shared/trust/package-trust.js';
+import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { Installer } from './installer.js';
 import { installerStateSchema } from './journal.js';
 import { startGui } from './ota-gui.js';
@@ -31,7 +33,9 @@ const notifier = new Notifier(log);
 const units = new Units(config.TOPE_SYSTEMCTL, {
   stopMs: config.TOPE_UNIT_STOP_TIMEOUT_MS, startMs: config.TOPE_UNIT_START_TIMEOUT_MS, probationMs: config.TOPE_PROBATION_MS,
 });
+const floor = new SecurityFloor(stateDir);
 const installer = new Installer({
+  trust: trustSettings(config, () => floor.current()), floor,
   config, log, versions, units, hostPath,
   store: new DurableJson(path.join(stateDir, INSTALLER_RECORD), installerStateSchema),
   fetcherStore: new DurableJson(path.join(config.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), fetcherRecordSchema),

@@ -1,37 +1,29 @@
 import path from 'node:path';
-import { z } from 'zod';
 import { UpdaterError } from '../../shared/errors.js';
-import { describeIssues, versionSchema } from '../../shared/package-job.js';
+import { describeIssues } from '../../shared/package-job.js';
+import { keyFileNameSchema, manifestSchema, type Manifest, type Module } from '../../shared/package-manifest.js';
 
-const unitName = z.string().regex(/^[A-Za-z0-9@._:-]{1,200}$/, 'must be a systemd unit name');
-
-export const moduleSchema = z.object({
-  name: z.string().min(1).max(128),
-  src: z.string().min(1).max(1024),
-  dst: z.string().min(2).max(1024),
-  process_name: unitName.nullish(),
-  restart_order: z.number().int().min(-1000).max(1000).nullish(),
-  post_cmds: z.array(z.string().min(1).max(4096)).max(32).nullish(),
-});
-
-export const manifestSchema = z.object({
-  version: versionSchema,
-  modules: z.array(moduleSchema).min(1).max(1000)
-    .refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, 'module names must be unique'),
-});
-
-export type Manifest = z.infer<typeof manifestSchema>;
-export type Module = z.infer<typeof moduleSchema>;
+export { manifestSchema, moduleSchema, type Manifest, type Module } from '../../shared/package-manifest.js';
 
 /** Where one module's file goes: inside the version snapshot, or in place (backed up) elsewhere. */
 export type Placement =
   | { module: Module; kind: 'snapshot'; rel: string }
-  | { module: Module; kind: 'in-place'; dst: string };
+  | { module: Module; kind: 'in-place'; dst: string; trustedKey?: boolean };
 
 export interface Layout {
   /** Device paths: the allowed roots and the versions directory. */
   allowedRoots: string[];
   versionsDir: string;
+  /** The trusted keys directory (a device path) and the key files in it now: an install root for key rotation only. */
+  keysDir: string;
+  trustedKeys: string[];
+}
+
+export interface InstallPlan {
+  manifest: Manifest;
+  placements: Placement[];
+  /** Device paths of the key files the package removes (key rotation), backed up like in-place files. */
+  removals: string[];
 }
 
 const bad = (message: string) => new UpdaterError('INVALID_MANIFEST', message);
@@ -42,7 +34,7 @@ const under = (p: string, root: string) => p === root || p.startsWith(root.endsW
  * goes. `dst` under the versions' parent (/opt/tope) lands in the snapshot; under another
  * allowed root it is replaced in place.
  */
-export function planInstall(raw: unknown, version: string, files: ReadonlyMap<string, unknown>, layout: Layout): { manifest: Manifest; placements: Placement[] } {
+export function planInstall(raw: unknown, version: string, files: ReadonlyMap<string, unknown>, layout: Layout): InstallPlan {
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) throw bad(describeIssues(parsed.error));
   const manifest = parsed.data;
@@ -55,13 +47,34 @@ export function planInstall(raw: unknown, version: string, files: ReadonlyMap<st
     if (!dst.startsWith('/') || path.posix.normalize(dst) !== dst || dst.endsWith('/') || dst.split('/').includes('..')) {
       throw bad(`module ${m.name}: dst ${dst} is not a normalised absolute file path`);
     }
-    if (!layout.allowedRoots.some((r) => under(dst, r) && dst !== r)) throw bad(`module ${m.name}: dst ${dst} is outside the allowed roots ${layout.allowedRoots.join(', ')}`);
-    if (under(dst, layout.versionsDir)) throw bad(`module ${m.name}: dst ${dst} is inside the versions directory`);
     if (seen.has(dst)) throw bad(`module ${m.name}: dst ${dst} is written by two modules`);
     seen.add(dst);
+    if (under(dst, layout.keysDir)) return keyPlacement(m, layout.keysDir);
+    if (!layout.allowedRoots.some((r) => under(dst, r) && dst !== r)) throw bad(`module ${m.name}: dst ${dst} is outside the allowed roots ${layout.allowedRoots.join(', ')}`);
+    if (under(dst, layout.versionsDir)) throw bad(`module ${m.name}: dst ${dst} is inside the versions directory`);
     return under(dst, snapshotRoot) ? { module: m, kind: 'snapshot', rel: path.posix.relative(snapshotRoot, dst) } : { module: m, kind: 'in-place', dst };
   });
-  return { manifest, placements };
+  const removals = (manifest.remove_keys ?? []).map((name) => path.posix.join(layout.keysDir, name));
+  for (const r of removals) if (seen.has(r)) throw bad(`remove_keys: ${r} is also installed by a module`);
+  const removed = new Set(manifest.remove_keys ?? []);
+  const added = placements.filter((p) => p.kind === 'in-place' && p.trustedKey).length;
+  if (added === 0 && layout.trustedKeys.every((k) => removed.has(k))) {
+    throw bad(`remove_keys would leave no trusted key in ${layout.keysDir}`);
+  }
+  return { manifest, placements, removals };
+}
+
+/**
+ * The keys directory is an install root for key rotation only: a module there is a `<name>.pub`
+ * directly inside it, with no unit and no command; its content is checked to be an Ed25519
+ * public key before anything changes.
+ */
+function keyPlacement(m: Module, keysDir: string): Placement {
+  if (path.posix.dirname(m.dst) !== keysDir || !keyFileNameSchema.safeParse(path.posix.basename(m.dst)).success) {
+    throw bad(`module ${m.name}: dst ${m.dst} is in the trusted keys directory but is not a <name>.pub directly in it`);
+  }
+  if (m.process_name || m.post_cmds?.length) throw bad(`module ${m.name}: a trusted key file takes no process_name or post_cmds`);
+  return { module: m, kind: 'in-place', dst: m.dst, trustedKey: true };
 }
 
 /** Units to control, in restart_order (manifest order breaks ties), each once. */

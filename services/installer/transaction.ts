@@ -5,7 +5,9 @@ import { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Journal } from './journal.js';
 import type { Manifest, Placement } from './manifest.js';
-import { partialName, type PackageArchive } from './package-archive.js';
+import { partialName, type PackageArchive } from '../../shared/package-archive.js';
+import { expectationOf } from '../../shared/trust/package-trust.js';
+import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
 import { runPostCmd } from './post-cmds.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
@@ -16,6 +18,8 @@ export interface TransactionContext {
   versions: VersionStore;
   units: Units;
   backupDir: string;
+  /** In-place files extracted (and checked) here while staging, so a bad one is refused before anything live changes. */
+  heldDir: string;
   postCmdTimeoutMs: number;
   hostPath: (devicePath: string) => string;
   /** Persists the journal (null: the transaction is over). */
@@ -38,7 +42,7 @@ export class Transaction {
   }
 
   /** Stage the snapshot while services run, stop them, place in-place files, post_cmds, switch. */
-  async forward(archive: PackageArchive, manifest: Manifest, placements: Placement[]): Promise<void> {
+  async forward(archive: PackageArchive, manifest: Manifest, placements: Placement[], removals: string[] = []): Promise<void> {
     const { versions } = this.c;
     await this.c.journal(this.j);
     failpoint('installer.journal-begun');
@@ -50,7 +54,8 @@ export class Transaction {
       const percent = 10 + Math.floor((50 * i) / n);
       if (percent !== reported) await this.c.progress(percent, `Installing module ${p.module.name} (${i + 1}/${n})`);
       reported = percent;
-      if (p.kind === 'snapshot') await archive.extractTo(p.module.src, path.join(staging, p.rel));
+      if (p.kind === 'snapshot') await archive.extractTo(p.module.src, path.join(staging, p.rel), expectationOf(p.module));
+      else await holdInPlace(archive, p, this.heldPath(i));
       failpoint('installer.module-staged');
     }
     await versions.finalize(this.j.stagingDir, this.j.targetDir);
@@ -63,12 +68,17 @@ export class Transaction {
       failpoint('installer.unit-stopped');
     }
 
-    for (const p of placements) {
+    for (const [i, p] of placements.entries()) {
       if (p.kind !== 'in-place') continue;
       const dst = this.c.hostPath(p.dst);
       await this.backUp(dst);
-      await archive.extractTo(p.module.src, dst);
+      await placeHeld(this.heldPath(i), dst);
       failpoint('installer.in-place-written');
+    }
+    for (const removal of removals) {
+      const dst = this.c.hostPath(removal);
+      await this.backUp(dst);
+      await removeDurably(dst);
     }
     const dir = versions.pathOf(this.j.targetDir);
     for (const m of manifest.modules) {
@@ -154,6 +164,10 @@ export class Transaction {
       }
     }
     return { ok: false, outcomes };
+  }
+
+  private heldPath(index: number): string {
+    return path.join(this.c.heldDir, String(index));
   }
 
   /** Copies a live file aside before it is replaced; restoring it is part of every undo. */

@@ -88,7 +88,8 @@ export class CrashScenario {
     await fsp.writeFile(path.join(this.d.sysroot, 'etc/tope/c.conf'), `c ${OLD}\n`);
     await this.d.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
     if (this.scenario === 'rollback') await this.d.behave({ 'a.service': { failStart: [NEW] } });
-    this.zip = await buildPackage(NEW, modulesFor(this.scenario), [{ name: 'blob', data: randomBytes(96 * 1024), compress: false }]);
+    // the blob makes the throttled download last; a module like the others, since every entry must be one
+    this.zip = await buildPackage(NEW, [...modulesFor(this.scenario), { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(96 * 1024), compress: false }]);
     this.origin.body = this.zip;
     this.origin.script(() => ({ kind: 'serve', throttle: { bytes: 8 * 1024, everyMs: 5 } }));
     await this.origin.start();

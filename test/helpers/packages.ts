@@ -1,8 +1,16 @@
 import { createHash } from 'node:crypto';
 import yazl from 'yazl';
+import { manifestBytesOf, newKeyPair, packPackage, writeSignedZip, type PayloadFile } from '../../scripts/tope-pack/pack.js';
 
-// Package zips built by the tests, and the byte-level damage the hostile ones need (yazl
-// itself refuses to write a bad name, so those are patched in after the fact).
+// Package zips built by the tests, through the packaging tool's own code (scripts/tope-pack),
+// signed with a key every test device trusts; and the byte-level damage the hostile ones need
+// (yazl itself refuses to write a bad name, so those are patched in after the fact).
+
+/** The vendor key of the tests: each test device (makeDevice) trusts its public half. */
+export const testKey = newKeyPair();
+export const TEST_KEY_FILE = 'tope-test.pub';
+/** The product id of every test device; packages name it in `compatible` unless told otherwise. */
+export const TEST_PRODUCT_ID = 'tope-test';
 
 export interface FileSpec {
   name: string;
@@ -27,31 +35,66 @@ export async function buildZip(files: FileSpec[]): Promise<Buffer> {
 export interface ModuleSpec {
   name: string;
   dst: string;
-  data?: string;
+  data?: string | Buffer;
   mode?: number;
+  compress?: boolean;
   process_name?: string;
   restart_order?: number;
   post_cmds?: string[];
+  /** A src of the author's choosing, with no payload file behind it (hostile cases). */
   src?: string;
 }
 
-/** A valid package: manifest.json plus one file per module under modules/<name>/. */
-export function buildPackage(version: string, modules: ModuleSpec[], extra: FileSpec[] = [], manifestOverride?: unknown): Promise<Buffer> {
-  const manifest = manifestOverride ?? {
+export interface PackageOptions {
+  security_version?: number;
+  compatible?: string[];
+  /** The signing key (PKCS#8 PEM); the trusted test key by default. */
+  privateKeyPem?: string;
+  remove_keys?: string[];
+}
+
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
+
+/**
+ * A valid signed package: one file per module under modules/<name>/, the manifest with sizes and
+ * hashes, signed. `extra` entries go into the zip too, named by no module.
+ */
+export async function buildPackage(version: string, modules: ModuleSpec[], extra: FileSpec[] = [], options: PackageOptions = {}): Promise<Buffer> {
+  const payload = new Map<string, PayloadFile>();
+  for (const m of modules) {
+    if (!m.src) payload.set(`modules/${m.name}/file`, { data: Buffer.from(m.data ?? `${m.name} ${version}\n`), mode: m.mode ?? 0o100755, compress: m.compress });
+  }
+  const description = {
     version,
+    compatible: options.compatible ?? [TEST_PRODUCT_ID],
+    security_version: options.security_version ?? 0,
+    ...(options.remove_keys ? { remove_keys: options.remove_keys } : {}),
     modules: modules.map((m) => ({
       name: m.name, src: m.src ?? `modules/${m.name}/file`, dst: m.dst,
+      // a src with no file behind it: the device must say so, not miss a hash
+      ...(m.src ? { size: 0, sha256: EMPTY_SHA256 } : {}),
       ...(m.process_name ? { process_name: m.process_name } : {}),
       ...(m.restart_order !== undefined ? { restart_order: m.restart_order } : {}),
       ...(m.post_cmds ? { post_cmds: m.post_cmds } : {}),
     })),
   };
-  return buildZip([
-    { name: 'manifest.json', data: JSON.stringify(manifest) },
-    ...modules.filter((m) => !m.src).map((m) => ({ name: `modules/${m.name}/file`, data: m.data ?? `${m.name} ${version}\n`, mode: m.mode ?? 0o100755 })),
-    ...extra,
-  ]);
+  const key = options.privateKeyPem ?? testKey.privateKeyPem;
+  if (!extra.length) return (await packPackage(description, payload, key)).zip!;
+  const { manifest } = await packPackage(description, payload, key);
+  const entries = [...[...payload].map(([name, f]) => ({ ...f, name })), ...extra.map(entryOf)];
+  return (await writeSignedZip(manifestBytesOf(manifest), { privateKeyPem: key }, entries))!;
 }
+
+const entryOf = (f: FileSpec) => ({ name: f.name, data: Buffer.from(f.data ?? ''), mode: f.mode, dir: f.dir, compress: f.compress });
+
+/** A package of these exact manifest bytes (or this object as the tool writes it), signed with the test key unless told otherwise. */
+export async function signedZip(manifest: string | Buffer | object, files: FileSpec[], privateKeyPem = testKey.privateKeyPem): Promise<Buffer> {
+  const bytes = Buffer.isBuffer(manifest) ? manifest : typeof manifest === 'string' ? Buffer.from(manifest) : manifestBytesOf(manifest);
+  return (await writeSignedZip(bytes, { privateKeyPem }, files.map(entryOf)))!;
+}
+
+/** A module's size and sha256 as the manifest carries them. */
+export const hashesOf = (data: string | Buffer) => ({ size: Buffer.byteLength(data), sha256: createHash('sha256').update(data).digest('hex') });
 
 /** Replaces a name in both the local header and the central directory (same length). */
 export function patchName(zip: Buffer, from: string, to: string): Buffer {

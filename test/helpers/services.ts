@@ -1,10 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, promises as fsp, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../shared/config.js';
+import { TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
 import { waitFor } from './wait.js';
+
+/** The product's own defaults: where a device keeps its trusted keys and product id (under the sysroot). */
+const productDefaults = loadConfig({});
 
 export const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const mainOf = (service: string) => path.join(distDir, 'services', service, 'main.js');
@@ -26,6 +31,15 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_LOG_LEVEL: 'debug',
     ...extra,
   };
+  // a device that trusts the tests' vendor key and is a `tope-test`, as a printer trusts its vendor's
+  const sysroot = env.TOPE_ROOT_PREFIX;
+  const keysDir = path.join(sysroot, env.TOPE_TRUSTED_KEYS_DIR ?? productDefaults.TOPE_TRUSTED_KEYS_DIR);
+  mkdirSync(keysDir, { recursive: true });
+  writeFileSync(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
+  const productIdFile = path.join(sysroot, env.TOPE_PRODUCT_ID_FILE ?? productDefaults.TOPE_PRODUCT_ID_FILE);
+  mkdirSync(path.dirname(productIdFile), { recursive: true });
+  writeFileSync(productIdFile, `${TEST_PRODUCT_ID}
+`);
   return { root, env };
 }
 

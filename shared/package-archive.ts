@@ -5,13 +5,14 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
-import { isErrnoException, UpdaterError } from '../../shared/errors.js';
-import { failpoint } from '../../shared/failpoint.js';
+import { isErrnoException, UpdaterError } from './errors.js';
+import { failpoint } from './failpoint.js';
+import { payloadCheck, type PayloadExpectation } from './trust/payload.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
-const MANIFEST = 'manifest.json';
+export const MANIFEST = 'manifest.json';
 const MANIFEST_MAX = 1024 * 1024;
 
 export interface ArchiveLimits {
@@ -40,7 +41,7 @@ const isZlibError = (e: unknown): boolean => typeof (e as { code?: unknown })?.c
 export const partialName = (dest: string): string => `${dest}.tope-partial`;
 
 export class PackageArchive {
-  private constructor(private readonly zip: yauzl.ZipFile, readonly files: Map<string, yauzl.Entry>) {}
+  private constructor(private readonly zip: yauzl.ZipFile, readonly files: Map<string, yauzl.Entry>, readonly dirs: ReadonlySet<string>) {}
 
   static async open(file: string, limits: ArchiveLimits): Promise<PackageArchive> {
     let zip: yauzl.ZipFile;
@@ -74,31 +75,32 @@ export class PackageArchive {
       zip.close();
       throw e instanceof UpdaterError ? e : invalid((e as Error).message);
     }
-    return new PackageArchive(zip, files);
+    return new PackageArchive(zip, files, dirs);
   }
 
   close(): void {
     this.zip.close();
   }
 
-  /** The manifest's JSON text parsed, or INVALID_MANIFEST. */
-  async readManifest(): Promise<unknown> {
+  /** The manifest's exact bytes (what its signature covers), or INVALID_MANIFEST. */
+  async readManifestBytes(): Promise<Buffer> {
     const entry = this.files.get(MANIFEST);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', 'manifest.json not found in package');
     if (entry.uncompressedSize > MANIFEST_MAX) throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX} bytes`);
+    return this.readSmall(entry);
+  }
+
+  /** A small entry's bytes, CRC-checked; the caller bounds its size from the central directory first. */
+  async readSmall(entry: yauzl.Entry): Promise<Buffer> {
     const chunks: Buffer[] = [];
     try {
       await pipeline(await this.stream(entry), this.crcCheck(entry), async function* (src: AsyncIterable<Buffer>) {
         for await (const c of src) chunks.push(c);
       });
     } catch (e) {
-      throw e instanceof UpdaterError ? e : invalid(`entry ${MANIFEST}: ${(e as Error).message}`);
+      throw e instanceof UpdaterError ? e : invalid(`entry ${entry.fileName}: ${(e as Error).message}`);
     }
-    try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch (e) {
-      throw new UpdaterError('INVALID_MANIFEST', `manifest.json is not valid JSON: ${(e as Error).message}`);
-    }
+    return Buffer.concat(chunks);
   }
 
   /** The entry's mode for the file we write: from the zip, without setuid/setgid/sticky or group/other write. */
@@ -110,8 +112,10 @@ export class PackageArchive {
   /**
    * Writes a file entry to `dest` the durable way: a temp name beside it, fsync, rename. The
    * rename replaces a hard link to the running version's file instead of writing through it.
+   * With `expected`, the bytes are checked against the signed manifest's size and SHA-256 on
+   * their way to the disk (no second pass): a mismatch is refused before the rename.
    */
-  async extractTo(name: string, dest: string): Promise<void> {
+  async extractTo(name: string, dest: string, expected?: PayloadExpectation): Promise<void> {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
     const tmp = partialName(dest);
@@ -119,7 +123,9 @@ export class PackageArchive {
     try {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
       out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
-      await pipeline(await this.stream(entry), this.crcCheck(entry), out);
+      const source = await this.stream(entry);
+      if (expected) await pipeline(source, this.crcCheck(entry), payloadCheck(expected), out);
+      else await pipeline(source, this.crcCheck(entry), out);
       const fh = await fsp.open(tmp, 'r+');
       try {
         await fh.chmod(PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
@@ -143,6 +149,19 @@ export class PackageArchive {
       if (isErrnoException(e, 'ENOSPC')) throw new UpdaterError('DISK_FULL', `no space left while writing ${dest}`);
       if (isErrnoException(e)) throw new UpdaterError('DEPLOYMENT_FAILED', `cannot write ${dest}: ${e.message}`);
       throw invalid(`entry ${name}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Reads a file entry through the payload check without writing it anywhere (the packaging tool's verify). */
+  async checkEntry(name: string, expected: PayloadExpectation): Promise<void> {
+    const entry = this.files.get(name);
+    if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
+    try {
+      await pipeline(await this.stream(entry), this.crcCheck(entry), payloadCheck(expected), async function* (src: AsyncIterable<Buffer>) {
+        for await (const _chunk of src) { /* the checks are the point */ }
+      });
+    } catch (e) {
+      throw e instanceof UpdaterError ? e : invalid(`entry ${name}: ${(e as Error).message}`);
     }
   }
 

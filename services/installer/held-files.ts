@@ -1,0 +1,56 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from '../../shared/durable-store.js';
+import { UpdaterError } from '../../shared/errors.js';
+import { failpoint } from '../../shared/failpoint.js';
+import { partialName, type PackageArchive } from '../../shared/package-archive.js';
+import { expectationOf } from '../../shared/trust/package-trust.js';
+import { parsePublicKey } from '../../shared/trust/signature.js';
+import type { Placement } from './manifest.js';
+
+// In-place files (outside the snapshot tree) are extracted into the installer's work directory
+// while the snapshot is staged, so their size and SHA-256 are checked, and a new trusted key
+// parsed, before any unit stops or any live file changes. After the units stop, each is copied
+// over its destination the durable way.
+
+export async function holdInPlace(archive: PackageArchive, p: Placement & { kind: 'in-place' }, held: string): Promise<void> {
+  await archive.extractTo(p.module.src, held, expectationOf(p.module));
+  if (!p.trustedKey) return;
+  try {
+    parsePublicKey(await fsp.readFile(held));
+  } catch (e) {
+    throw new UpdaterError('INVALID_PACKAGE', `module ${p.module.name}: ${p.module.src} is not a usable trusted key: ${(e as Error).message}`);
+  }
+}
+
+/** The held file over `dst`: a copy beside it (the name an undo removes), fsync, rename, fsync of the directory. */
+export async function placeHeld(held: string, dst: string): Promise<void> {
+  const tmp = partialName(dst);
+  try {
+    await fsp.mkdir(path.dirname(dst), { recursive: true, mode: 0o755 });
+    await fsp.copyFile(held, tmp);
+    const fh = await fsp.open(tmp, 'r+');
+    try {
+      await fh.chmod((await fsp.stat(held)).mode & 0o777);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    failpoint('installer.in-place-before-rename');
+    await fsp.rename(tmp, dst);
+    await fsyncDir(path.dirname(dst));
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw new UpdaterError('DISK_FULL', `no space left while writing ${dst}`);
+    throw new UpdaterError('DEPLOYMENT_FAILED', `cannot write ${dst}: ${(e as Error).message}`);
+  }
+}
+
+/** A key file a package retires (it was backed up first, so an undo brings it back). */
+export async function removeDurably(file: string): Promise<void> {
+  const removed = await fsp.rm(file).then(() => true, (e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return false;
+    throw new UpdaterError('DEPLOYMENT_FAILED', `cannot remove ${file}: ${e.message}`);
+  });
+  if (removed) await fsyncDir(path.dirname(file));
+}

@@ -1,0 +1,37 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { DurableJson } from '../durable-store.js';
+
+/** In the installer's state directory; the fetcher reads it too (through the tope-installer group). */
+export const SECURITY_FLOOR_RECORD = 'security-floor.json';
+
+const floorSchema = z.object({
+  security_version: z.number().int().min(0),
+  /** The version whose probation raised it, for the operator reading the file. */
+  version: z.string(),
+  raisedAt: z.iso.datetime(),
+});
+
+/**
+ * The security floor: the highest `security_version` of a package that completed its probation.
+ * A package below it is refused. Written durably (two generations) and only ever raised; with no
+ * file yet (a new device) the floor is 0. Rollbacks by the installer never lower it.
+ */
+export class SecurityFloor {
+  private readonly store: DurableJson<typeof floorSchema>;
+
+  constructor(installerStateDir: string) {
+    this.store = new DurableJson(path.join(installerStateDir, SECURITY_FLOOR_RECORD), floorSchema);
+  }
+
+  async current(): Promise<number> {
+    return (await this.store.read())?.security_version ?? 0;
+  }
+
+  /** After a probation that succeeded: the floor becomes `securityVersion` if that is higher. */
+  async raise(securityVersion: number, version: string, now = new Date()): Promise<boolean> {
+    if (securityVersion <= (await this.current())) return false;
+    await this.store.write({ security_version: securityVersion, version, raisedAt: now.toISOString() });
+    return true;
+  }
+}
