@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { InstallDevice } from './helpers/install-device.js';
-import { buildPackage, buildZip, patchField, patchName } from './helpers/packages.js';
+import { buildPackage, buildZip, hashesOf, patchField, patchName, signedZip, TEST_PRODUCT_ID } from './helpers/packages.js';
 
 // Each hostile package is refused with its code, and the device is exactly as it was: same
 // links, same snapshots, no unit touched, nothing written outside.
@@ -33,8 +33,12 @@ before(async () => {
 });
 after(() => d.stop());
 
-const zipOf = (files: Parameters<typeof buildZip>[0], manifest?: unknown) =>
-  buildZip([{ name: 'manifest.json', data: JSON.stringify(manifest ?? { version: '2.0.0', modules: [{ name: 'a', src: files[0].name, dst: '/opt/tope/bin/a' }] }) }, ...files]);
+// Hostile zips are signed by the trusted key over a manifest that names their first file with its
+// size and hash: what is wrong with them is the zip itself, and the device must find it.
+const trustFields = { compatible: [TEST_PRODUCT_ID], security_version: 0 };
+const zipOf = (files: Parameters<typeof buildZip>[0], manifest?: object) => signedZip(manifest ?? {
+  version: '2.0.0', ...trustFields, modules: [{ name: 'a', src: files[0].name, dst: '/opt/tope/bin/a', ...hashesOf(files[0].data ?? '') }],
+}, files);
 
 const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
   ['not a zip at all', async () => Buffer.from('PK but not really a zip file'), /^INVALID_PACKAGE: not a readable zip file/],
@@ -46,7 +50,8 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
   ['duplicate entries', async () => patchName(await zipOf([{ name: 'bin/a', data: '1' }, { name: 'bin/b', data: '2' }]), 'bin/b', 'bin/a'), /^INVALID_PACKAGE: duplicate entry bin\/a$/],
   ['a zip bomb over the size budget', async () => zipOf([{ name: 'bin/a', data: Buffer.alloc(2 * 1024 * 1024) }]), /^INVALID_PACKAGE: unpacks to more than 1048576 bytes$/],
   ['too many entries', async () => zipOf(Array.from({ length: 60 }, (_, i) => ({ name: `f/${i}`, data: 'x' }))), /^INVALID_PACKAGE: more than 50 entries$/],
-  ['a lying uncompressed size', async () => patchField(await zipOf([{ name: 'bin/a', data: 'x'.repeat(5000) }]), 'bin/a', 'uncompressed', 10), /^INVALID_PACKAGE: entry bin\/a: /],
+  // the signed manifest's size no longer matches the central directory's: refused before a byte is read
+  ['a lying uncompressed size', async () => patchField(await zipOf([{ name: 'bin/a', data: 'x'.repeat(5000) }]), 'bin/a', 'uncompressed', 10), /^PAYLOAD_MISMATCH: module a: bin\/a is 10 bytes, the signed manifest says 5000$/],
   ['corrupt deflate data (zlib fails, not the disk)', async () => {
     const z = await zipOf([{ name: 'bin/a', data: 'x'.repeat(3000) }]);
     const header = z.indexOf('bin/a') - 30;
@@ -55,9 +60,9 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
   }, /^INVALID_PACKAGE: entry bin\/a: /],
   ['a CRC error', async () => patchField(await zipOf([{ name: 'bin/a', data: 'payload', compress: false }]), 'bin/a', 'crc', 12345), /^INVALID_PACKAGE: CRC mismatch in bin\/a$/],
   ['no manifest', async () => buildZip([{ name: 'bin/a', data: 'x' }]), /^INVALID_MANIFEST: manifest\.json not found in package$/],
-  ['a manifest that is not JSON', async () => buildZip([{ name: 'manifest.json', data: '{"version":' }]), /^INVALID_MANIFEST: manifest\.json is not valid JSON/],
-  ['a manifest of the wrong shape', async () => zipOf([{ name: 'bin/a', data: 'x' }], { version: '2.0.0', modules: [] }), /^INVALID_MANIFEST: modules: /],
-  ['a bad manifest version', async () => zipOf([{ name: 'bin/a', data: 'x' }], { version: '2.0', modules: [{ name: 'a', src: 'bin/a', dst: '/opt/tope/bin/a' }] }), /^INVALID_MANIFEST: version: must look like 1\.2\.3$/],
+  ['a manifest that is not JSON', async () => signedZip('{"version":', []), /^INVALID_MANIFEST: manifest\.json is not valid JSON/],
+  ['a manifest of the wrong shape', async () => zipOf([{ name: 'bin/a', data: 'x' }], { version: '2.0.0', ...trustFields, modules: [] }), /^INVALID_MANIFEST: modules: /],
+  ['a bad manifest version', async () => zipOf([{ name: 'bin/a', data: 'x' }], { version: '2.0', ...trustFields, modules: [{ name: 'a', src: 'bin/a', dst: '/opt/tope/bin/a', ...hashesOf('x') }] }), /^INVALID_MANIFEST: version: must look like 1\.2\.3$/],
   ['a manifest for another version', async () => buildPackage('9.9.9', [ok]), /^INVALID_MANIFEST: package claims version 9\.9\.9, expected 2\.0\.0$/],
   ['a src that is not in the package', async () => buildPackage('2.0.0', [{ ...ok, src: 'missing/file' }]), /^INVALID_MANIFEST: module a: src missing\/file is not a regular file in the package$/],
   ['a src naming a directory', async () => buildPackage('2.0.0', [{ ...ok, src: 'dir/' }], [{ name: 'dir/', dir: true }]), /^INVALID_MANIFEST: module a: src dir\/ is not a regular file/],
