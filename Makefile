@@ -4,6 +4,7 @@ SHELL := /bin/bash
 NODE ?= node
 PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
+BINDIR ?= /usr/bin
 COVERAGE_LINES ?= 85
 
 .PHONY: all deps build run test bench campaign reliability clean install install-files tools sample
@@ -62,6 +63,10 @@ install-files:
 	rm -rf $(DESTDIR)$(PREFIX)
 	install -d $(DESTDIR)$(PREFIX)/dist
 	cp -r dist/shared dist/services $(DESTDIR)$(PREFIX)/dist/
+	install -d $(DESTDIR)$(PREFIX)/dist/scripts $(DESTDIR)$(BINDIR)
+	cp -r dist/scripts/tope-pack $(DESTDIR)$(PREFIX)/dist/scripts/
+	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/scripts/tope-pack/main.js "$$@"\n' > $(DESTDIR)$(BINDIR)/tope-pack
+	chmod 755 $(DESTDIR)$(BINDIR)/tope-pack
 	install -m644 package.json package-lock.json README.md $(DESTDIR)$(PREFIX)/
 	cd $(DESTDIR)$(PREFIX) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 	install -d $(DESTDIR)$(UNITDIR)
@@ -71,6 +76,7 @@ install-files:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 	  systemd-sysusers tope-updater.conf && systemd-tmpfiles --create tope-updater.conf && systemctl daemon-reload; fi
 
-# A small package to install under `make run` (see README).
+# A small package to install under `make run` (see README), built and signed by tope-pack with the
+# development key `make run` trusts.
 sample: build
 	@$(NODE) dist/scripts/sample-package.js $(VERSION)

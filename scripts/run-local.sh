@@ -12,6 +12,8 @@ export TOPE_FETCHER_SOCKET="${TOPE_FETCHER_SOCKET:-$var/run/fetcher.sock}"
 export TOPE_INSTALLER_SOCKET="${TOPE_INSTALLER_SOCKET:-$var/run/installer.sock}"
 export TOPE_ROOT_PREFIX="${TOPE_ROOT_PREFIX:-$var/root}"
 export TOPE_ALLOW_HTTP="${TOPE_ALLOW_HTTP:-1}"
+# a development signing key (var/dev-signing-key.pem) the simulated device trusts, and its product id
+node dist/scripts/dev-trust.js
 
 pids=()
 stop() {

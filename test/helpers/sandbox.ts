@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
 import { distDir } from './services.js';
 import { waitFor } from './wait.js';
 
@@ -32,6 +33,8 @@ export class Sandbox {
     this.persist = path.join(this.host, 'persist');
     for (const d of ['var-lib', 'opt-tope/versions', 'test/packages']) mkdirSync(path.join(this.persist, d), { recursive: true });
     execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${this.dest}`], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' } });
+    this.testFile(`trust/keys.d/${TEST_KEY_FILE}`, testKey.publicKeyPem);
+    this.testFile('trust/product-id', `${TEST_PRODUCT_ID}\n`);
   }
 
   /** A file in the persisted test directory (/var/lib/tope-test inside). */

@@ -8,6 +8,9 @@ install -Dm644 /mnt/dest/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/to
 install -Dm644 /mnt/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
 systemd-sysusers
 systemd-tmpfiles --create tope-updater.conf
+# the device trusts the tests' signing key and is a tope-test, as a vendor's image would set it up
+cp /var/lib/tope-test/trust/keys.d/*.pub /etc/tope-updater/keys.d/
+cp /var/lib/tope-test/trust/product-id /etc/tope-updater/product-id
 cat > /etc/default/tope-updater <<CONF
 TOPE_ALLOW_HTTP=1
 TOPE_RETRY_BASE_MS=200
