@@ -48,10 +48,11 @@ export const manifestBytesOf = (manifest: unknown): Buffer => Buffer.from(`${JSO
 
 /**
  * A zip of manifest.json (these exact bytes), manifest.sig (signed with `privateKeyPem`, or
- * the given text, or none when null) and `entries`, written to `out` or returned.
+ * the given text, or none when null) and `entries`, written to `out` or returned. `comment` is
+ * the zip's comment (not an entry; the device ignores it).
  */
 export async function writeSignedZip(manifest: Buffer, signature: { privateKeyPem: string | Buffer } | { text: string | Buffer } | null,
-  entries: ZipEntry[], out?: string): Promise<Buffer | null> {
+  entries: ZipEntry[], out?: string, comment?: string): Promise<Buffer | null> {
   const zip = new yazl.ZipFile();
   zip.addBuffer(manifest, MANIFEST, { mode: 0o100644 });
   if (signature) {
@@ -63,7 +64,7 @@ export async function writeSignedZip(manifest: Buffer, signature: { privateKeyPe
     else if (e.file) zip.addReadStream(createReadStream(e.file, { highWaterMark: 1024 * 1024 }), e.name, { mode: e.mode ?? 0o100644, compress: e.compress ?? true });
     else zip.addBuffer(e.data ?? Buffer.alloc(0), e.name, { mode: e.mode ?? 0o100644, compress: e.compress ?? true });
   }
-  zip.end();
+  zip.end({ forceZip64Format: false, comment: comment ?? '' });
   if (out) {
     await pipeline(zip.outputStream as Readable, createWriteStream(out));
     return null;

@@ -2,7 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { packageOfSize } from './packages.js';
 import { writeRangeHead } from './range-head.js';
+
+const MIN_PACKAGE_BYTES = 4096;
 
 // A real package server on loopback whose every answer the test scripts: honest Range
 // support by default, and each fault a test needs on request.
@@ -34,9 +37,11 @@ export class Origin {
   private server!: http.Server;
   private plan: (n: number, path: string) => Behaviour = () => ({ kind: 'serve' });
   private readonly sockets = new Set<import('node:net').Socket>();
+  private readonly placeholder: Buffer;
 
   constructor(size: number, private readonly tls?: { key: string; cert: string }) {
     this.body = randomBytes(size);
+    this.placeholder = this.body;
   }
 
   get md5(): string {
@@ -63,6 +68,9 @@ export class Origin {
   }
 
   async start(): Promise<this> {
+    // a body the test did not choose is a signed package of the size asked for: the fetcher
+    // accepts only those (a tiny one stays random bytes, for tests that never verify it)
+    if (this.body === this.placeholder && this.body.length >= MIN_PACKAGE_BYTES) this.body = await packageOfSize(this.body.length);
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res);
     this.server = this.tls ? https.createServer(this.tls, handler) : http.createServer(handler);
     this.server.on('connection', (s) => {

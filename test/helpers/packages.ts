@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { signManifest } from '../../shared/trust/signature.js';
 import yazl from 'yazl';
 import { manifestBytesOf, newKeyPair, packPackage, writeSignedZip, type PayloadFile } from '../../scripts/tope-pack/pack.js';
 
@@ -91,6 +92,27 @@ const entryOf = (f: FileSpec) => ({ name: f.name, data: Buffer.from(f.data ?? ''
 export async function signedZip(manifest: string | Buffer | object, files: FileSpec[], privateKeyPem = testKey.privateKeyPem): Promise<Buffer> {
   const bytes = Buffer.isBuffer(manifest) ? manifest : typeof manifest === 'string' ? Buffer.from(manifest) : manifestBytesOf(manifest);
   return (await writeSignedZip(bytes, { privateKeyPem }, files.map(entryOf)))!;
+}
+
+/**
+ * A signed package of exactly `size` bytes (a stored random payload, the zip's comment making up
+ * the last bytes), for the download tests that name their package's size up front.
+ */
+export async function packageOfSize(size: number, version = '1.0.0'): Promise<Buffer> {
+  const random = randomBytes(size);
+  let payloadBytes = Math.max(1, size - 2048);
+  for (;;) {
+    const data = random.subarray(0, payloadBytes);
+    const description = { version, compatible: [TEST_PRODUCT_ID], security_version: 0, modules: [{ name: 'blob', src: 'blob', dst: '/opt/tope/share/blob' }] };
+    const { manifest } = await packPackage(description, new Map([['blob', { data, compress: false }]]), testKey.privateKeyPem);
+    const bytes = manifestBytesOf(manifest);
+    const signature = { text: signManifest(bytes, testKey.privateKeyPem) };
+    const entries = [{ name: 'blob', data, compress: false }];
+    const short = size - (await writeSignedZip(bytes, signature, entries))!.length;
+    if (short >= 0 && short <= 60_000) return (await writeSignedZip(bytes, signature, entries, undefined, ' '.repeat(short)))!;
+    if (payloadBytes === 1) throw new Error(`no signed package is as small as ${size} bytes`);
+    payloadBytes = Math.max(1, payloadBytes + Math.min(short, 0) - 16);
+  }
 }
 
 /** A module's size and sha256 as the manifest carries them. */
