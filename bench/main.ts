@@ -9,6 +9,7 @@ import { benchIdle } from './benches/idle.js';
 import { benchInstall } from './benches/install.js';
 import { benchProgressLatency } from './benches/progress-latency.js';
 import { benchResume } from './benches/resume.js';
+import { benchTrust } from './benches/trust.js';
 import type { BenchContext } from './context.js';
 import { nowMs } from './lib/clock.js';
 import { requireTools } from './lib/commands.js';
@@ -27,7 +28,7 @@ import { makePlan } from './plan.js';
 // quiet machine follow it
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   capped: benchCapped, download: benchDownload, latency: benchProgressLatency, 'cold-start': benchColdStart,
-  resume: benchResume, install: benchInstall, idle: benchIdle,
+  resume: benchResume, install: benchInstall, trust: benchTrust, idle: benchIdle,
 };
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -1,11 +1,12 @@
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import yazl from 'yazl';
+import { packPackage } from '../../scripts/tope-pack/pack.js';
+import { TEST_PRODUCT_ID, testKey } from '../../test/helpers/packages.js';
 
-// Real packages for the benchmarks, written to disk: a zip with manifest.json and one big
-// payload module (the download benches), and zips of many small modules (the install bench).
+// Real packages for the benchmarks, signed and written by tope-pack's code with the key the
+// tests' devices trust: one big payload module (the download benches), and packages of many
+// small modules (the install bench).
 
 export interface PackageFile {
   file: string;
@@ -18,9 +19,9 @@ export interface PackageFile {
 
 export const UNIT_PREFIX = 'bench-unit-';
 
-/** `bytes` of incompressible data, fast: AES-CTR over zeros runs at GB/s with AES-NI. */
-export function randomStream(bytes: number): Readable {
-  const cipher = createCipheriv('aes-128-ctr', randomBytes(16), randomBytes(16));
+/** `bytes` of incompressible data, fast: AES-CTR over zeros runs at GB/s with AES-NI. The same `seed`, the same bytes. */
+export function randomStream(bytes: number, seed = randomBytes(32)): Readable {
+  const cipher = createCipheriv('aes-128-ctr', seed.subarray(0, 16), seed.subarray(16, 32));
   const zeros = Buffer.alloc(1024 * 1024);
   return Readable.from((function* () {
     for (let left = bytes; left > 0; left -= zeros.length) yield cipher.update(zeros.subarray(0, Math.min(left, zeros.length)));
@@ -37,20 +38,21 @@ export async function digestFile(file: string): Promise<{ md5: string; sha256: s
   return { md5: md5.digest('hex'), sha256: sha.digest('hex') };
 }
 
-async function writeZip(zip: yazl.ZipFile, file: string, payloadBytes: number): Promise<PackageFile> {
-  zip.end();
-  await pipeline(zip.outputStream as Readable, createWriteStream(file));
+/**
+ * A package whose one module is `payloadBytes` of random data, stored (as a firmware image would
+ * compress), signed by the tests' key through tope-pack's code: the stream is generated twice
+ * from one seed, once for the manifest's hash and once into the zip.
+ */
+export async function writeBigPackage(file: string, version: string, payloadBytes: number): Promise<PackageFile> {
+  const seed = randomBytes(32);
+  const description = {
+    version, compatible: [TEST_PRODUCT_ID], security_version: 0,
+    modules: [{ name: 'payload', src: 'modules/payload', dst: '/opt/tope/bin/payload', process_name: `${UNIT_PREFIX}0.service`, restart_order: 1 }],
+  };
+  const payload = new Map([['modules/payload', { open: () => randomStream(payloadBytes, seed), compress: false, mode: 0o100755 }]]);
+  await packPackage(description, payload, testKey.privateKeyPem, file);
   const { size } = await fsp.stat(file);
   return { file, size, payloadBytes, ...(await digestFile(file)) };
-}
-
-/** A package whose one module is `payloadBytes` of random data, stored (as a firmware image would compress). */
-export function writeBigPackage(file: string, version: string, payloadBytes: number): Promise<PackageFile> {
-  const zip = new yazl.ZipFile();
-  const manifest = { version, modules: [{ name: 'payload', src: 'modules/payload', dst: '/opt/tope/bin/payload', process_name: `${UNIT_PREFIX}0.service`, restart_order: 1 }] };
-  zip.addBuffer(Buffer.from(JSON.stringify(manifest)), 'manifest.json');
-  zip.addReadStream(randomStream(payloadBytes), 'modules/payload', { size: payloadBytes, compress: false, mode: 0o100755 });
-  return writeZip(zip, file, payloadBytes);
 }
 
 /** Where the i-th file of a many-file package lives under /opt/tope: 100 files a directory. */
@@ -61,15 +63,11 @@ export const treePath = (i: number) => `app/d${String(Math.floor(i / 100)).padSt
  * a systemd unit to stop and start. Returns it in memory (a few MiB at most).
  */
 export async function buildTreePackage(version: string, count: number, fileBytes: number, units: number): Promise<Buffer> {
-  const zip = new yazl.ZipFile();
   const modules = Array.from({ length: count }, (_, i) => ({
     name: `m${i}`, src: `files/${treePath(i)}`, dst: `/opt/tope/${treePath(i)}`,
     ...(i < units ? { process_name: `${UNIT_PREFIX}${i}.service`, restart_order: i + 1 } : {}),
   }));
-  zip.addBuffer(Buffer.from(JSON.stringify({ version, modules })), 'manifest.json');
-  for (const m of modules) zip.addBuffer(randomBytes(fileBytes), m.src, { compress: false, mode: 0o100755 });
-  zip.end();
-  const chunks: Buffer[] = [];
-  for await (const c of zip.outputStream as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks);
+  const payload = new Map(modules.map((m) => [m.src, { data: randomBytes(fileBytes), compress: false, mode: 0o100755 }]));
+  const description = { version, compatible: [TEST_PRODUCT_ID], security_version: 0, modules };
+  return (await packPackage(description, payload, testKey.privateKeyPem)).zip!;
 }

@@ -16,10 +16,11 @@ import { SIGNATURE_ENTRY, signManifest } from '../../shared/trust/signature.js';
 export type ModuleDescription = Omit<Module, 'size' | 'sha256'> & Partial<Pick<Module, 'size' | 'sha256'>>;
 export type PackageDescription = Omit<Manifest, 'modules'> & { modules: ModuleDescription[] };
 
-/** A file to put in the zip: bytes in memory or a file on disk (streamed, for big payloads). */
+/** A file to put in the zip: bytes in memory, a file on disk, or a stream opened anew for each pass (big payloads). */
 export interface PayloadFile {
   data?: Buffer;
   file?: string;
+  open?: () => Readable;
   /** st_mode with its type bits (0o100755); default 0o100644. */
   mode?: number;
   compress?: boolean;
@@ -30,7 +31,8 @@ export interface ZipEntry extends PayloadFile {
   dir?: boolean;
 }
 
-const source = (f: PayloadFile): Readable | Buffer => (f.file ? createReadStream(f.file, { highWaterMark: 1024 * 1024 }) : f.data ?? Buffer.alloc(0));
+const source = (f: PayloadFile): Readable | Buffer =>
+  f.open ? f.open() : f.file ? createReadStream(f.file, { highWaterMark: 1024 * 1024 }) : f.data ?? Buffer.alloc(0);
 
 async function digest(f: PayloadFile): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
@@ -61,8 +63,12 @@ export async function writeSignedZip(manifest: Buffer, signature: { privateKeyPe
   }
   for (const e of entries) {
     if (e.dir) zip.addEmptyDirectory(e.name, { mode: e.mode ?? 0o40755 });
-    else if (e.file) zip.addReadStream(createReadStream(e.file, { highWaterMark: 1024 * 1024 }), e.name, { mode: e.mode ?? 0o100644, compress: e.compress ?? true });
-    else zip.addBuffer(e.data ?? Buffer.alloc(0), e.name, { mode: e.mode ?? 0o100644, compress: e.compress ?? true });
+    else {
+      const bytes = source(e);
+      const options = { mode: e.mode ?? 0o100644, compress: e.compress ?? true };
+      if (Buffer.isBuffer(bytes)) zip.addBuffer(bytes, e.name, options);
+      else zip.addReadStream(bytes, e.name, options);
+    }
   }
   zip.end({ forceZip64Format: false, comment: comment ?? '' });
   if (out) {
