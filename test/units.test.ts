@@ -41,6 +41,11 @@ test('the units tell the deployment: who runs as whom, which sockets, which path
   assert.match(users, /^u tope-gateway /m);
   assert.match(users, /^u tope-fetcher /m);
   for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), /^SystemCallFilter=@system-service @pkey$/m);
+  // the trust chain: only the installer may write the keys (rotation); the fetcher reads the floor in the installer's state
+  assert.match(read('tope-installer.service'), /^ReadWritePaths=\/opt\/tope -\/etc\/tope-updater\/keys\.d$/m);
+  assert.match(read('tope-fetcher.service'), /^SupplementaryGroups=tope-installer$/m);
+  assert.match(users, /^m tope-fetcher +tope-installer$/m);
+  assert.match(read('tope-updater.tmpfiles'), /^d \/etc\/tope-updater\/keys\.d +0755 root root -$/m);
 });
 
 test('make install puts the code, its production dependencies and the units under DESTDIR', { timeout: 300_000 }, () => {
@@ -55,6 +60,12 @@ test('make install puts the code, its production dependencies and the units unde
   assert.deepEqual(readdirSync(path.join(dest, 'lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
   assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
   assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
+  // the packaging tool, with its dependency
+  assert.ok(readdirSync(path.join(lib, 'node_modules')).includes('yazl'));
+  assert.match(readFileSync(path.join(dest, 'usr/bin/tope-pack'), 'utf8'), /^exec \/usr\/bin\/node \/usr\/lib\/tope-updater\/dist\/scripts\/tope-pack\/main\.js "\$@"$/m);
+  const pack = spawnSync(process.execPath, [path.join(lib, 'dist/scripts/tope-pack/main.js')], { encoding: 'utf8' });
+  assert.equal(pack.status, 2);
+  assert.match(pack.stderr, /^usage:\n  tope-pack keygen/);
   // the installed gateway runs from there
   const r = spawnSync(process.execPath, [path.join(lib, 'dist/services/api-gateway/main.js')], { env: { TOPE_LISTEN_PORT: 'x' }, encoding: 'utf8' });
   assert.equal(r.status, 78, 'it loads and validates its configuration');
