@@ -17,7 +17,6 @@ import { planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from '../../shared/package-archive.js';
 import { checkPackageTrust, type TrustSettings } from '../../shared/trust/package-trust.js';
 import type { SecurityFloor } from '../../shared/trust/security-floor.js';
-import { loadTrustedKeys } from '../../shared/trust/signature.js';
 import { Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
@@ -159,10 +158,9 @@ export class Installer {
       try {
         const trusted = await checkPackageTrust(archive, this.d.trust);
         this.d.log.info({ version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version }, 'package trusted');
-        const trustedKeys = (await loadTrustedKeys(this.d.trust.keysDir)).keys.map((k) => k.name);
         const { manifest, placements, removals } = planInstall(trusted.manifest, job.version, archive.files, {
           allowedRoots: this.d.config.TOPE_ALLOWED_ROOTS, versionsDir: this.d.config.TOPE_VERSIONS_DIR,
-          keysDir: this.d.config.TOPE_TRUSTED_KEYS_DIR, trustedKeys,
+          keysDir: this.d.config.TOPE_TRUSTED_KEYS_DIR, trustedKeys: trusted.trustedKeys,
         });
         const v = this.d.versions;
         const j: Journal = {

@@ -34,6 +34,8 @@ export interface TrustedPackage {
   manifest: Manifest;
   /** The trusted key file that verified it; null for an unsigned package under TOPE_ALLOW_UNSIGNED. */
   signedBy: string | null;
+  /** The usable key files of the trusted keys directory now (what a key rotation starts from). */
+  trustedKeys: string[];
 }
 
 /** What extraction checks a module's bytes against. */
@@ -54,13 +56,13 @@ const parentsOf = (name: string): string[] => {
 export async function checkPackageTrust(archive: PackageArchive, settings: TrustSettings): Promise<TrustedPackage> {
   const bytes = await archive.readManifestBytes();
   const sigEntry = archive.files.get(SIGNATURE_ENTRY);
+  const { keys } = await loadTrustedKeys(settings.keysDir);
   let signedBy: string | null = null;
   if (sigEntry) {
     if (sigEntry.uncompressedSize > SIGNATURE_MAX_BYTES) {
       throw new UpdaterError('SIGNATURE_MALFORMED', `${SIGNATURE_ENTRY} is ${sigEntry.uncompressedSize} bytes; a signature is 88 characters of base64`);
     }
     const signature = decodeSignature(await archive.readSmall(sigEntry));
-    const { keys } = await loadTrustedKeys(settings.keysDir);
     signedBy = verifyManifest(bytes, signature, keys, settings.keysDir);
   } else if (!settings.allowUnsigned) {
     throw new UpdaterError('SIGNATURE_MISSING', `${SIGNATURE_ENTRY} not found in package: unsigned packages are refused`);
@@ -96,7 +98,7 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
   for (const dir of archive.dirs) {
     if (!parents.has(dir)) throw new UpdaterError('INVALID_PACKAGE', `directory entry ${dir}/ holds no module of the signed manifest`);
   }
-  return { manifest, signedBy };
+  return { manifest, signedBy, trustedKeys: keys.map((k) => k.name) };
 }
 
 /** The trust check of a package file on its own (the fetcher's, right after the download). */
