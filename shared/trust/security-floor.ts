@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { DurableJson } from '../durable-store.js';
+import { UpdaterError } from '../errors.js';
 
 /** In the installer's state directory; the fetcher reads it too (through the tope-installer group). */
 export const SECURITY_FLOOR_RECORD = 'security-floor.json';
@@ -24,13 +25,20 @@ export class SecurityFloor {
     this.store = new DurableJson(path.join(installerStateDir, SECURITY_FLOOR_RECORD), floorSchema);
   }
 
+  /** The floor now; unreadable (not missing: a permission, an I/O error), nothing passes it. */
   async current(): Promise<number> {
-    return (await this.store.read())?.security_version ?? 0;
+    try {
+      return (await this.store.read())?.security_version ?? 0;
+    } catch (e) {
+      throw new UpdaterError('DOWNGRADE_REFUSED', `the security floor in ${this.store.file} cannot be read, so no package can be shown to be at or above it: ${(e as Error).message}`);
+    }
   }
 
   /** After a probation that succeeded: the floor becomes `securityVersion` if that is higher. */
   async raise(securityVersion: number, version: string, now = new Date()): Promise<boolean> {
-    if (securityVersion <= (await this.current())) return false;
+    // an unreadable floor is rewritten rather than failing an install that passed its probation
+    const floor = await this.current().catch(() => -1);
+    if (securityVersion <= floor) return false;
     await this.store.write({ security_version: securityVersion, version, raisedAt: now.toISOString() });
     return true;
   }
