@@ -96,12 +96,15 @@ test('the fetcher: no privileges, writes only its state, reaches origins but not
     'connect 127.0.0.1:8009': 'ok', 'connect 192.0.2.7:8009': 'ok', 'connect 169.254.7.7:8009': p['connect 169.254.7.7:8009'],
   });
   assert.notEqual(p['connect 169.254.7.7:8009'], 'ok', 'IPAddressDeny=link-local');
+  assert.equal(probeInUnit('tope-fetcher.service', '/etc/tope-updater/keys.d').writeOwnState, 'EROFS', 'the trusted keys are not the fetcher\'s to change');
 });
 
 test('the installer: root without capabilities, writes only its state and the install roots, loopback only', { skip }, () => {
   const p = probeInUnit('tope-installer.service', '/var/lib/tope-updater/installer');
   const installRoot = probeInUnit('tope-installer.service', '/opt/tope');
   assert.equal(installRoot.writeOwnState, 'ok', 'the install roots are writable');
+  assert.equal(probeInUnit('tope-installer.service', '/etc/tope-updater/keys.d').writeOwnState, 'ok', 'key rotation writes the trusted keys');
+  assert.equal(probeInUnit('tope-installer.service', '/etc/tope-updater').writeOwnState, 'EROFS', 'but not the product id beside them');
   assert.deepEqual(p, {
     ...locked, writeOwnState: 'ok', seePid1: 'visible', seeMeminfo: 'visible', syscallPrivileged: 'ok',
     'connect 127.0.0.1:8009': 'ok', 'connect 192.0.2.7:8009': p['connect 192.0.2.7:8009'], 'connect 169.254.7.7:8009': p['connect 169.254.7.7:8009'],
