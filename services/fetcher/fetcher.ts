@@ -12,7 +12,8 @@ import { busyStages, clampPercent, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
-import { transfer, type Digests, type Position } from './transfer.js';
+import { packageProblem, type Digests } from '../../shared/package-check.js';
+import { transfer, type Position } from './transfer.js';
 import { failpoint } from '../../shared/failpoint.js';
 
 export interface FetcherDeps {
@@ -212,10 +213,9 @@ export class Fetcher {
   private async verify(job: PackageJob, got: Digests): Promise<void> {
     await this.setStatus(statuses.verifying(), {});
     const part = this.partFile(job);
-    let error: string | null = null;
-    if (got.md5 !== job.package_md5) error = `MD5_MISMATCH: expected ${job.package_md5}, got ${got.md5}`;
-    else if (job.package_sha256 && got.sha256 !== job.package_sha256) error = `SHA256_MISMATCH: expected ${job.package_sha256}, got ${got.sha256}`;
-    if (error) {
+    const problem = packageProblem(job, { digests: got });
+    if (problem) {
+      const error = problem.wire;
       await fsp.rm(part, { force: true });
       this.d.log.error({ version: job.version, error }, 'package rejected');
       await this.setStatus(statuses.failed(error, 'MD5 verification failed', 100), { checkpoint: null });

@@ -1,10 +1,10 @@
-import { createHash, type Hash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { request, type Dispatcher } from 'undici';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { header, ifRangeValue, parseContentLength, parseContentRange, parseRetryAfter } from './http-headers.js';
 import { failpoint } from '../../shared/failpoint.js';
+import { hashFilePrefix, PackageHasher, type Digests } from '../../shared/package-check.js';
 
 /** The resumable position: how many bytes of the part file are good, and what they came from. */
 export interface Position {
@@ -31,11 +31,6 @@ export interface TransferOptions {
   onRequest?: (info: { url: string; range: string | null }) => void;
 }
 
-export interface Digests {
-  md5: string;
-  sha256: string;
-}
-
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -60,17 +55,6 @@ function diskError(e: unknown): Error {
   return new UpdaterError('DOWNLOAD_FAILED', `cannot write the package: ${(e as Error).message}`);
 }
 
-async function hashPrefix(fh: fsp.FileHandle, length: number, hashes: Hash[]): Promise<void> {
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  let pos = 0;
-  while (pos < length) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - pos), pos);
-    if (bytesRead === 0) throw new Error(`part file shorter than ${length} bytes`);
-    for (const h of hashes) h.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-  }
-}
-
 async function writeAll(fh: fsp.FileHandle, chunk: Buffer, position: number): Promise<void> {
   let done = 0;
   try {
@@ -89,8 +73,7 @@ async function writeAll(fh: fsp.FileHandle, chunk: Buffer, position: number): Pr
  * not start exactly at the offset, retries transient failures with backoff. Throws UpdaterError.
  */
 export async function transfer(o: TransferOptions): Promise<Digests> {
-  let md5 = createHash('md5');
-  let sha = createHash('sha256');
+  let hasher = new PackageHasher();
   const pos: Position = { ...o.start };
   let fh: fsp.FileHandle;
   try {
@@ -103,12 +86,11 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
     pos.offset = 0;
     pos.etag = null;
     pos.lastModified = null;
-    md5 = createHash('md5');
-    sha = createHash('sha256');
+    hasher = new PackageHasher();
     await fh.truncate(0).catch((e) => { throw diskError(e); });
   };
   try {
-    if (pos.offset > 0) await hashPrefix(fh, pos.offset, [md5, sha]);
+    if (pos.offset > 0) await hashFilePrefix(fh, pos.offset, hasher);
     let failures = 0;
     let fullNext = false; // the last ranged answer was unusable: ask for the whole file
     while (pos.offset < o.size) {
@@ -161,8 +143,7 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
           }
           // hash while the write is under way: the CPU and the disk overlap
           const written = writeAll(fh, chunk, pos.offset);
-          md5.update(chunk);
-          sha.update(chunk);
+          hasher.update(chunk);
           await written;
           failpoint('fetcher.chunk-written');
           pos.offset += chunk.length;
@@ -185,7 +166,7 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
       await sleep(delayMs, o.signal);
     }
     await fh.sync().catch((e) => { throw diskError(e); });
-    return { md5: md5.digest('hex'), sha256: sha.digest('hex') };
+    return hasher.digests();
   } finally {
     await fh.close().catch(() => undefined);
   }

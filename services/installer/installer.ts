@@ -1,7 +1,5 @@
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../../shared/config.js';
 import type { DurableJson } from '../../shared/durable-store.js';
@@ -19,6 +17,7 @@ import { Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
 import { failpoint } from '../../shared/failpoint.js';
+import { checkPackage, hashingStream, PackageHasher } from '../../shared/package-check.js';
 
 export interface InstallerDeps {
   config: Config;
@@ -230,18 +229,13 @@ export class Installer {
   private async takePackage(job: PackageJob, packageFile: string): Promise<string> {
     await fsp.mkdir(this.d.workDir, { recursive: true, mode: 0o700 });
     const copy = path.join(this.d.workDir, 'package.zip');
-    const md5 = createHash('md5');
-    const sha = createHash('sha256');
-    const hash = new Transform({ transform(c: Buffer, _e, cb) { md5.update(c); sha.update(c); cb(null, c); } });
+    const hasher = new PackageHasher();
     try {
-      await pipeline(createReadStream(packageFile), hash, createWriteStream(copy, { mode: 0o600 }));
+      await pipeline(createReadStream(packageFile), hashingStream(hasher), createWriteStream(copy, { mode: 0o600 }));
     } catch (e) {
       throw new UpdaterError('PACKAGE_NOT_FOUND', `cannot read the verified package: ${(e as Error).message}`);
     }
-    const gotMd5 = md5.digest('hex');
-    const gotSha = sha.digest('hex');
-    if (gotMd5 !== job.package_md5) throw new UpdaterError('MD5_MISMATCH', `expected ${job.package_md5}, got ${gotMd5}`);
-    if (job.package_sha256 && gotSha !== job.package_sha256) throw new UpdaterError('SHA256_MISMATCH', `expected ${job.package_sha256}, got ${gotSha}`);
+    checkPackage(job, { digests: hasher.digests() });
     return copy;
   }
 }
