@@ -37,7 +37,7 @@ const dispatcher = new Agent({
 const fetcher = new Fetcher({
   config, log, packagesDir, dispatcher,
   store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
-  status,
+  publisher: status,
   notify: (t) => notifier.status(t),
   bootId: () => bootId,
 });
