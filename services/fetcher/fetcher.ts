@@ -8,7 +8,7 @@ import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import * as statuses from '../../shared/status.js';
-import { busyStages, clampPercent, type Status } from '../../shared/status.js';
+import { busyStages, clampPercent, type Stage, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
@@ -33,6 +33,35 @@ export interface FetcherDeps {
 const emptyRecord: FetcherRecord = {
   seq: 0, status: statuses.idle(),
   job: null, checkpoint: null, verifiedAt: null, packageFile: null,
+};
+
+/** What the fetcher makes of each stage its record can hold. */
+interface StageRule {
+  /** A download or its verification is unfinished: a start resumes it; a command for another package is refused. */
+  underWay: boolean;
+  /** The record's checkpoint can be resumed by the next download command for the same package. */
+  resumable: boolean;
+  /** A verified package is on disk: a start checks it is still there and still within the trust window. */
+  holdsPackage: boolean;
+}
+
+const rule = (underWay: boolean, resumable: boolean, holdsPackage: boolean): StageRule =>
+  ({ underWay, resumable, holdsPackage });
+
+/**
+ * The fetcher's rows of the recovery table and its command rules, per stage. A Record, so a new
+ * stage does not compile until someone decides what the fetcher does with it. The fetcher never
+ * records `installing`, `rebooting` or `success` (the installer's), so they mean nothing here.
+ */
+const stageRules: Record<Stage, StageRule> = {
+  idle: rule(false, false, false),
+  downloading: rule(true, true, false),
+  verifying: rule(true, true, false),
+  toInstall: rule(false, false, true),
+  installing: rule(false, false, false),
+  rebooting: rule(false, false, false),
+  success: rule(false, false, false),
+  failed: rule(false, true, false),
 };
 
 /** A checkpoint at least this often (and at every 5 % step): /progress moves at least as often as ota-gui polls. */
@@ -71,11 +100,11 @@ export class Fetcher {
     const { stage } = this.record.status;
     const job = this.record.job;
     await this.removeStrayFiles();
-    if (job && (stage === 'downloading' || stage === 'verifying')) {
+    if (job && stageRules[stage].underWay) {
       this.deps.log.info({ stage, version: job.version, checkpoint: this.record.checkpoint }, 'resuming the interrupted download');
       this.deps.publisher.report(this.record.status);
       this.begin(job, this.record.checkpoint);
-    } else if (stage === 'toInstall' && job) {
+    } else if (job && stageRules[stage].holdsPackage) {
       if (this.expired()) {
         await this.discardPackage(this.record.seq, `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`);
       } else if (!(await this.packagePresent())) {
@@ -108,13 +137,13 @@ export class Fetcher {
 
   private async startDownload(seq: number, job: PackageJob): Promise<Reply> {
     const { stage } = this.record.status;
-    if (this.running && (stage === 'downloading' || stage === 'verifying')) {
+    if (this.running && stageRules[stage].underWay) {
       return sameJob(this.running.job, job) ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `downloading ${this.running.job.version}`);
     }
     // the last one has its end written and is only reporting it: the new one waits for that
     await this.running?.done;
     const resumable = sameJob(this.record.job, job) && this.record.checkpoint !== null &&
-      ['failed', 'downloading', 'verifying'].includes(this.record.status.stage);
+      stageRules[this.record.status.stage].resumable; // read again: the await above can end the last download
     const checkpoint = resumable ? this.record.checkpoint : null;
     if (!checkpoint) await this.clearPackages();
     const offset = checkpoint?.offset ?? 0;
