@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UpdaterError } from '../shared/errors.js';
-import { classifyResponse, type RequestState, type ResponseHead, type ResponseStep } from '../services/fetcher/response-step.js';
+import {
+  classifyResponse, type RequestState, type ResponseHead, type ResponseStep,
+} from '../services/fetcher/response-step.js';
 import { decideRetry, RETRY_STATUSES, type RetryPolicy } from '../services/fetcher/retry-policy.js';
 
 // The resume loop's decisions, one row per answer a package server (or a proxy, or a CDN) can give.
@@ -21,44 +23,48 @@ const retry = (reason: string, fromZero: boolean, retryAfterMs: number | null = 
   ({ kind: 'retry', reason, retryAfterMs, fromZero });
 const fail = (wire: string): Expected => ({ kind: 'fail', wire });
 const answer = (status: number, headers: ResponseHead['headers'] = {}): ResponseHead => ({ status, headers });
+/** A 206 with this Content-Range. */
+const partial = (contentRange: string, headers: ResponseHead['headers'] = {}): ResponseHead =>
+  answer(206, { 'content-range': contentRange, ...headers });
+const append: Expected = { kind: 'append' };
+const restart = (etag: string | null, lastModified: string | null): Expected =>
+  ({ kind: 'restart', etag, lastModified });
 
 const cases: Array<[name: string, request: RequestState, response: ResponseHead, expected: Expected]> = [
   // 200: the whole file, whatever was asked
   ['200 to a first request', fresh, answer(200, { 'content-length': '1000', etag: ETAG, 'last-modified': DATE }),
-    { kind: 'restart', etag: ETAG, lastModified: DATE }],
-  ['200 without validators or length (chunked)', fresh, answer(200), { kind: 'restart', etag: null, lastModified: null }],
+    restart(ETAG, DATE)],
+  ['200 without validators or length (chunked)', fresh, answer(200), restart(null, null)],
   ['200 to a Range (server ignores Range, or If-Range saw a new build)', resumed,
-    answer(200, { 'content-length': '1000', etag: '"build-2"' }), { kind: 'restart', etag: '"build-2"', lastModified: null }],
+    answer(200, { 'content-length': '1000', etag: '"build-2"' }), restart('"build-2"', null)],
   ['200 with a Content-Length other than the package size', resumed, answer(200, { 'content-length': '999' }),
     fail('PACKAGE_SIZE_MISMATCH: expected 1000 bytes, but the server offers 999')],
   ['200 with an unreadable Content-Length: the end of the body decides', fresh,
-    answer(200, { 'content-length': '1 000' }), { kind: 'restart', etag: null, lastModified: null }],
+    answer(200, { 'content-length': '1 000' }), restart(null, null)],
 
   // 206: appended only when it continues exactly our bytes
-  ['206 at the right offset', resumed, answer(206, { 'content-range': 'bytes 400-999/1000', etag: ETAG }), { kind: 'append' }],
-  ['206 at the right offset, total unknown', resumed, answer(206, { 'content-range': 'bytes 400-999/*' }), { kind: 'append' }],
-  ['206 at the right offset, no ETag in the answer', resumed, answer(206, { 'content-range': 'bytes 400-999/1000' }),
-    { kind: 'append' }],
+  ['206 at the right offset', resumed, partial('bytes 400-999/1000', { etag: ETAG }), append],
+  ['206 at the right offset, total unknown', resumed, partial('bytes 400-999/*'), append],
+  ['206 at the right offset, no ETag in the answer', resumed, partial('bytes 400-999/1000'), append],
   ['206 carrying an ETag when ours had none (If-Range by date)', resumedByDate,
-    answer(206, { 'content-range': 'bytes 400-999/1000', etag: ETAG }), { kind: 'append' }],
+    partial('bytes 400-999/1000', { etag: ETAG }), append],
   ['206 with another Last-Modified: the server evaluated If-Range by date, the digests judge the result',
-    resumedByDate, answer(206, { 'content-range': 'bytes 400-999/1000', 'last-modified': 'Fri, 27 Nov 2026 10:00:00 GMT' }),
-    { kind: 'append' }],
-  ['206 starting before the offset', resumed, answer(206, { 'content-range': 'bytes 10-999/1000', etag: ETAG }),
+    resumedByDate, partial('bytes 400-999/1000', { 'last-modified': 'Fri, 27 Nov 2026 10:00:00 GMT' }), append],
+  ['206 starting before the offset', resumed, partial('bytes 10-999/1000', { etag: ETAG }),
     retry('unusable 206 (Content-Range bytes 10-999/1000) for offset 400', true)],
-  ['206 starting after the offset', resumed, answer(206, { 'content-range': 'bytes 500-999/1000', etag: ETAG }),
+  ['206 starting after the offset', resumed, partial('bytes 500-999/1000', { etag: ETAG }),
     retry('unusable 206 (Content-Range bytes 500-999/1000) for offset 400', true)],
-  ['206 with a changed ETag', resumed, answer(206, { 'content-range': 'bytes 400-999/1000', etag: '"build-2"' }),
+  ['206 with a changed ETag', resumed, partial('bytes 400-999/1000', { etag: '"build-2"' }),
     retry('unusable 206 (Content-Range bytes 400-999/1000) for offset 400', true)],
   ['206 without Content-Range', resumed, answer(206, { etag: ETAG }),
     retry('unusable 206 (Content-Range missing) for offset 400', true)],
-  ['206 with a malformed Content-Range', resumed, answer(206, { 'content-range': 'bytes 400-999' }),
+  ['206 with a malformed Content-Range', resumed, partial('bytes 400-999'),
     retry('unusable 206 (Content-Range bytes 400-999) for offset 400', true)],
-  ['206 with a multipart range list', resumed, answer(206, { 'content-range': 'bytes 400-499/1000, bytes 500-999/1000' }),
+  ['206 with a multipart range list', resumed, partial('bytes 400-499/1000, bytes 500-999/1000'),
     retry('unusable 206 (Content-Range bytes 400-499/1000, bytes 500-999/1000) for offset 400', true)],
-  ['206 whose total is not the package size', resumed, answer(206, { 'content-range': 'bytes 400-1099/1100' }),
+  ['206 whose total is not the package size', resumed, partial('bytes 400-1099/1100'),
     fail('PACKAGE_SIZE_MISMATCH: expected 1000 bytes, but the server offers 1100')],
-  ['206 to a first request, from byte 0', fresh, answer(206, { 'content-range': 'bytes 0-999/1000' }), { kind: 'append' }],
+  ['206 to a first request, from byte 0', fresh, partial('bytes 0-999/1000'), append],
 
   // 416: nothing to send from that offset
   ['416 with every byte held', { ...resumed, offset: SIZE }, answer(416, { 'content-range': 'bytes */1000' }),
@@ -109,7 +115,7 @@ const policy: RetryPolicy = {
   maxRetries: 3, baseMs: 100, retryAfterMaxMs: 5000, retryStatuses: RETRY_STATUSES, random: () => 0.5,
 };
 
-test('retry decisions: backoff doubles per failure, Retry-After is honoured up to its cap, then the download gives up', () => {
+test('retry decisions: backoff doubles per failure, Retry-After honoured up to its cap, then it gives up', () => {
   const rows: Array<[failures: number, retryAfterMs: number | null, expected: ReturnType<typeof decideRetry>]> = [
     [1, null, { kind: 'wait', delayMs: 100 }],
     [2, null, { kind: 'wait', delayMs: 200 }],

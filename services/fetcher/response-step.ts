@@ -41,7 +41,8 @@ export function classifyResponse(
   if (status === 200) {
     const length = parseContentLength(header(headers, 'content-length'));
     if (length !== null && length !== request.size) return { kind: 'fail', error: sizeMismatch(request.size, length) };
-    return { kind: 'restart', etag: header(headers, 'etag') ?? null, lastModified: header(headers, 'last-modified') ?? null };
+    const etag = header(headers, 'etag') ?? null;
+    return { kind: 'restart', etag, lastModified: header(headers, 'last-modified') ?? null };
   }
   if (status === 206) {
     const contentRange = header(headers, 'content-range');
@@ -59,7 +60,9 @@ export function classifyResponse(
   }
   if (status === 416) {
     if (request.offset === request.size) return { kind: 'complete' };
-    if (request.offset === 0) return { kind: 'fail', error: new UpdaterError('DOWNLOAD_FAILED', 'HTTP 416 for the whole file') };
+    if (request.offset === 0) {
+      return { kind: 'fail', error: new UpdaterError('DOWNLOAD_FAILED', 'HTTP 416 for the whole file') };
+    }
     return { kind: 'retry', reason: `HTTP 416 at offset ${request.offset}`, retryAfterMs: null, fromZero: true };
   }
   if (isRetryStatus(retryStatuses, status)) {

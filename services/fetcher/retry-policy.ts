@@ -36,9 +36,12 @@ export type RetryDecision =
  * After the `failures`-th failed attempt in a row: how long to wait before the next one, or the
  * error to fail with. `retryAfterMs` is the server's Retry-After, if it sent one.
  */
-export function decideRetry(policy: RetryPolicy, failures: number, reason: string, retryAfterMs: number | null): RetryDecision {
+export function decideRetry(
+  policy: RetryPolicy, failures: number, reason: string, retryAfterMs: number | null,
+): RetryDecision {
   if (failures > policy.maxRetries) {
-    return { kind: 'give-up', error: new UpdaterError('DOWNLOAD_FAILED', `${reason} (gave up after ${failures} attempts)`) };
+    const error = new UpdaterError('DOWNLOAD_FAILED', `${reason} (gave up after ${failures} attempts)`);
+    return { kind: 'give-up', error };
   }
   const backoff = backoffDelay(failures, policy.baseMs, policy.random);
   return { kind: 'wait', delayMs: Math.max(backoff, Math.min(retryAfterMs ?? 0, policy.retryAfterMaxMs)) };

@@ -121,7 +121,8 @@ async function attempt(options: TransferOptions, part: PartFile, policy: RetryPo
     await options.onProgress({ ...position }, () => part.dataSync());
   }
   if (position.offset < options.size) {
-    return { kind: 'retry', reason: `connection closed at ${position.offset} of ${options.size} bytes`, retryAfterMs: null, fromZero: false };
+    const reason = `connection closed at ${position.offset} of ${options.size} bytes`;
+    return { kind: 'retry', reason, retryAfterMs: null, fromZero: false };
   }
   return { kind: 'body-read' };
 }
