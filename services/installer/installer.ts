@@ -5,6 +5,7 @@ import type { Config } from '../../shared/config.js';
 import type { DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError, wireOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import { checkPackage, hashingStream, PackageHasher } from '../../shared/package-check.js';
 import type { PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
@@ -17,7 +18,6 @@ import { Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
 import { failpoint } from '../../shared/failpoint.js';
-import { checkPackage, hashingStream, PackageHasher } from '../../shared/package-check.js';
 
 export interface InstallerDeps {
   config: Config;
