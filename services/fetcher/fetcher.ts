@@ -219,7 +219,8 @@ export class Fetcher {
   private async onProgress(job: PackageJob, position: Position, sync: () => Promise<void>): Promise<void> {
     const percent = clampPercent((position.offset * 100) / job.package_size);
     const last = this.record.checkpoint;
-    const validatorChanged = !last || last.etag !== position.etag || last.lastModified !== position.lastModified || position.offset < last.offset;
+    const validatorChanged = !last || last.etag !== position.etag || last.lastModified !== position.lastModified ||
+      position.offset < last.offset;
     if (percent <= this.record.status.progress && !validatorChanged) return;
     // on a fast link, a checkpoint (two fsyncs) per percent costs more than the bytes it saves
     const step = Math.floor(percent / 5) > Math.floor(this.record.status.progress / 5);
