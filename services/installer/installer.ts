@@ -14,7 +14,7 @@ import * as statuses from '../../shared/status.js';
 import type { Status } from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Backups } from './backups.js';
-import { recoveryFor, recoveryLabel, type RecoveryAction, type installerStateSchema, type InstallerState, type Journal } from './journal.js';
+import { recoveryExhausted, recoveryFor, recoveryLabel, type RecoveryAction, type installerStateSchema, type InstallerState, type Journal } from './journal.js';
 import { planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from './package-archive.js';
 import { recoveringMessage, step } from './steps.js';
@@ -90,9 +90,13 @@ export class Installer {
     }
     // the last one has its end written and is only reporting it: the new one waits for that
     await this.running;
-    if (this.state.journal) {
+    const { journal } = this.state;
+    if (journal && recoveryExhausted(journal)) {
+      return refuse('OPERATION_IN_PROGRESS', `the recovery of the interrupted install of ${journal.version} was abandoned; the device needs manual intervention`);
+    }
+    if (journal) {
       // an undo that failed keeps its journal for the next start; a new install must not replace it
-      return refuse('OPERATION_IN_PROGRESS', `the interrupted install of ${this.state.journal.version} is not undone yet; it is retried when the installer restarts`);
+      return refuse('OPERATION_IN_PROGRESS', `the interrupted install of ${journal.version} is not undone yet; it is retried when the installer restarts`);
     }
     const fetched = await this.deps.fetcherStore.read();
     const job = fetched?.job;
@@ -123,18 +127,37 @@ export class Installer {
       else await this.deps.publisher.reportAgainIfLeft(this.state.status);
       return;
     }
+    if (recoveryExhausted(journal)) return this.abandon(journal);
     this.deps.log.warn({ journal }, 'recovering an interrupted install');
-    this.state = { ...this.state, status: statuses.installing(this.state.status.progress, recoveringMessage(journal.version)) };
+    // counted before it runs: an attempt that crashes the installer counts all the same
+    const attempt = { ...journal, recoveryAttempts: journal.recoveryAttempts + 1 };
+    this.state = { ...this.state, journal: attempt, status: statuses.installing(this.state.status.progress, recoveringMessage(journal.version)) };
     await this.persist();
-    this.running = this.conclude(new Transaction(this.context(), journal))
+    this.running = this.conclude(new Transaction(this.context(), attempt))
       .catch(async (e) => {
-        // the journal stays: the next start tries again; until then the status says so
         this.deps.log.fatal({ err: wire(e) }, 'recovery failed');
+        const journalNow = this.state.journal;
+        if (journalNow && recoveryExhausted(journalNow)) return this.abandon(journalNow);
+        // the journal stays: the next start tries again; until then the status says so
         const message = 'Update failed; recovery incomplete, retried at next start';
         this.state = { ...this.state, status: statuses.failed(`INSTALL_INTERRUPTED: ${wire(e)}`, message, this.state.status.progress) };
         await this.persist();
       })
       .finally(() => { this.running = null; });
+  }
+
+  /**
+   * The recovery ran out of attempts: failed with RECOVERY_ABANDONED, and nothing more is done.
+   * The journal and the backups stay for whoever repairs the device; installs are refused.
+   */
+  private async abandon(journal: Journal): Promise<void> {
+    const error = `RECOVERY_ABANDONED: the recovery of the install of ${journal.version} (journal phase ${journal.phase}) `
+      + `did not finish in ${journal.recoveryAttempts} attempts; the device is left as it is`;
+    if (this.state.status.error === error) return this.deps.publisher.reportAgainIfLeft(this.state.status);
+    this.deps.log.fatal({ journal }, 'recovery abandoned');
+    const message = 'Update failed; recovery abandoned - manual intervention required';
+    this.state = { ...this.state, status: statuses.failed(error, message, this.state.status.progress) };
+    await this.persist();
   }
 
   /**
@@ -208,7 +231,7 @@ export class Installer {
           phase: 'staging', version: job.version,
           targetDir: await versions.freeDirName(job.version, seq), stagingDir: versions.stagingName(seq),
           fromDir: await versions.target('current'), previousBefore: await versions.target('previous'),
-          units: unitsInOrder(manifest), backups: [], error: null,
+          units: unitsInOrder(manifest), backups: [], error: null, recoveryAttempts: 0,
         };
         tx = new Transaction(this.context(), journal);
         await tx.forward(archive, manifest, placements);
@@ -262,7 +285,9 @@ export class Installer {
   private async persist(): Promise<void> {
     const state = this.state;
     const { stage, progress, message } = state.status;
-    await this.deps.publisher.publish(state.status, stage === 'installing' || state.journal !== null, () => this.deps.store.write(state));
+    // a journal is work left for the next start, unless its recovery was given up
+    const workLeft = state.journal !== null && !recoveryExhausted(state.journal);
+    await this.deps.publisher.publish(state.status, stage === 'installing' || workLeft, () => this.deps.store.write(state));
     this.deps.notify(stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
   }
 

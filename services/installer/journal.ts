@@ -90,8 +90,18 @@ export const journalSchema = z.object({
   units: z.array(z.string()),
   backups: z.array(z.object({ dst: z.string(), backup: z.string().nullable() })),
   error: z.string().nullable(),
+  /** Recoveries started at a start of the installer, counted durably before each one runs. */
+  recoveryAttempts: z.number().int().min(0).default(0),
 });
 export type Journal = z.infer<typeof journalSchema>;
+
+/**
+ * A recovery that crashes the installer every time (a bug, a unit that takes the machine down)
+ * would otherwise run again at every start for ever under Restart=on-failure: after this many
+ * attempts the installer stops trying, reports RECOVERY_ABANDONED and leaves the device as it is.
+ */
+export const MAX_RECOVERY_ATTEMPTS = 5;
+export const recoveryExhausted = (journal: Journal): boolean => journal.recoveryAttempts >= MAX_RECOVERY_ATTEMPTS;
 export type BackupEntry = Journal['backups'][number];
 
 export const installerStateSchema = installerRecordSchema.extend({ journal: journalSchema.nullable() });
