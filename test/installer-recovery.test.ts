@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  journalPhases, phaseNames, recoveryFor, recoveryLabel, type Phase, type RecoveryAction, type RecoveryCause, type SwitchSide,
+  journalPhases, MAX_RECOVERY_ATTEMPTS, phaseNames, recoveryFor, recoveryLabel, type Phase, type RecoveryAction, type RecoveryCause, type SwitchSide,
 } from '../services/installer/journal.js';
 
 // The installer's recovery table, row by row: every journal phase (and none yet) x whether
@@ -87,4 +87,6 @@ test("recovery: README's recovery table names the same phases, in order, with th
       assert.ok(named.includes(label), `the row of ${phase ?? 'no journal'} names "${label}": ${line}`);
     }
   }
+  const bound = rows.find((line) => line.includes('RECOVERY_ABANDONED'));
+  assert.ok(bound?.includes(`started ${MAX_RECOVERY_ATTEMPTS} times`), `the bound on recoveries: ${bound}`);
 });
