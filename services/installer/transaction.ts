@@ -3,7 +3,7 @@ import { wireOf } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import type { Logger } from '../../shared/log.js';
 import type { Backups } from './backups.js';
-import type { Journal, Phase } from './journal.js';
+import { phaseNames, type Journal, type Phase } from './journal.js';
 import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from './package-archive.js';
 import { runPostCmd } from './post-cmds.js';
@@ -59,7 +59,11 @@ export class Transaction {
     await this.context.journal(journal);
   }
 
+  /** Phases only go forward along journalPhases: that order is what recoveryFor relies on. */
   private phase(phase: Phase): Promise<void> {
+    if (phaseNames.indexOf(phase) < phaseNames.indexOf(this.recorded.phase)) {
+      throw new Error(`journal phase ${phase} after ${this.recorded.phase}: phases only go forward`);
+    }
     return this.record({ ...this.recorded, phase });
   }
 
