@@ -4,7 +4,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  journalPhases, MAX_RECOVERY_ATTEMPTS, phaseNames, recoveryFor, recoveryLabel, type Phase, type RecoveryAction, type RecoveryCause, type SwitchSide,
+  journalPhases, MAX_RECOVERY_ATTEMPTS, phaseNames, recoveryFor, recoveryLabel,
+  type Phase, type RecoveryAction, type RecoveryCause, type SwitchSide,
 } from '../services/installer/journal.js';
 
 // The installer's recovery table, row by row: every journal phase (and none yet) x whether
@@ -45,16 +46,20 @@ const table: Row[] = [
 ];
 
 for (const [phase, currentIsTarget, cause, action] of table) {
-  test(`recovery: journal ${phase ?? 'none'}, current ${currentIsTarget ? 'is' : 'is not'} the new snapshot, ${cause} -> ${action}`, () => {
+  const current = currentIsTarget ? 'is' : 'is not';
+  test(`recovery: journal ${phase ?? 'none'}, current ${current} the new snapshot, ${cause} -> ${action}`, () => {
     assert.equal(recoveryFor(phase, currentIsTarget, cause), action);
   });
 }
 
 test('recovery: the table has one row for every phase x currentIsTarget x cause, and no other', () => {
-  const key = (phase: Phase | null, currentIsTarget: boolean, cause: RecoveryCause) => `${phase} ${currentIsTarget} ${cause}`;
+  const key = (phase: Phase | null, currentIsTarget: boolean, cause: RecoveryCause) =>
+    `${phase} ${currentIsTarget} ${cause}`;
+  const causes: RecoveryCause[] = ['crash', 'failure'];
   const all = [null, ...phaseNames].flatMap((phase) =>
-    [false, true].flatMap((currentIsTarget) => (['crash', 'failure'] as const).map((cause) => key(phase, currentIsTarget, cause))));
-  assert.deepEqual(table.map(([phase, currentIsTarget, cause]) => key(phase, currentIsTarget, cause)).sort(), all.sort());
+    [false, true].flatMap((currentIsTarget) => causes.map((cause) => key(phase, currentIsTarget, cause))));
+  const rows = table.map(([phase, currentIsTarget, cause]) => key(phase, currentIsTarget, cause));
+  assert.deepEqual(rows.sort(), all.sort());
 });
 
 test('recovery: along the ordered phases, the place against the switch never goes back', () => {
@@ -74,7 +79,8 @@ test("recovery: README's recovery table names the same phases, in order, with th
   const readme = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../README.md'), 'utf8');
   const rows = readme.split('\n').filter((line) => line.startsWith('| installer | '));
   const journalRows = rows.filter((line) => /^\| installer \| journal `/.test(line));
-  assert.deepEqual(journalRows.map((line) => /journal `([\w-]+)`/.exec(line)![1]), phaseNames, 'one row per phase, in order');
+  const phasesInReadme = journalRows.map((line) => /journal `([\w-]+)`/.exec(line)![1]);
+  assert.deepEqual(phasesInReadme, phaseNames, 'one row per phase, in order');
   const expectations: Array<[string, Phase | null]> = [
     [rows.find((line) => line.includes('with no journal yet'))!, null],
     ...journalRows.map((line, index): [string, Phase] => [line, phaseNames[index]]),

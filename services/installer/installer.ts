@@ -14,7 +14,9 @@ import * as statuses from '../../shared/status.js';
 import type { Status } from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Backups } from './backups.js';
-import { recoveryExhausted, recoveryFor, recoveryLabel, type RecoveryAction, type installerStateSchema, type InstallerState, type Journal } from './journal.js';
+import {
+  recoveryExhausted, recoveryFor, recoveryLabel, type installerStateSchema, type InstallerState, type Journal, type RecoveryAction,
+} from './journal.js';
 import { planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from './package-archive.js';
 import { recoveringMessage, step } from './steps.js';
@@ -92,11 +94,13 @@ export class Installer {
     await this.running;
     const { journal } = this.state;
     if (journal && recoveryExhausted(journal)) {
-      return refuse('OPERATION_IN_PROGRESS', `the recovery of the interrupted install of ${journal.version} was abandoned; the device needs manual intervention`);
+      const abandoned = `the recovery of the interrupted install of ${journal.version} was abandoned; the device needs manual intervention`;
+      return refuse('OPERATION_IN_PROGRESS', abandoned);
     }
     if (journal) {
       // an undo that failed keeps its journal for the next start; a new install must not replace it
-      return refuse('OPERATION_IN_PROGRESS', `the interrupted install of ${journal.version} is not undone yet; it is retried when the installer restarts`);
+      const pending = `the interrupted install of ${journal.version} is not undone yet; it is retried when the installer restarts`;
+      return refuse('OPERATION_IN_PROGRESS', pending);
     }
     const fetched = await this.deps.fetcherStore.read();
     const job = fetched?.job;
@@ -108,7 +112,8 @@ export class Installer {
       return refuse('PACKAGE_EXPIRED', expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS));
     }
     const accepted = step('accepted', command.version);
-    this.state = { seq: command.seq, version: command.version, journal: null, status: statuses.installing(accepted.percent, accepted.message) };
+    const status = statuses.installing(accepted.percent, accepted.message);
+    this.state = { seq: command.seq, version: command.version, journal: null, status };
     await this.persist();
     failpoint('installer.install-recorded');
     this.running = this.install(command.seq, job, fetched.packageFile).finally(() => { this.running = null; });
@@ -131,7 +136,8 @@ export class Installer {
     this.deps.log.warn({ journal }, 'recovering an interrupted install');
     // counted before it runs: an attempt that crashes the installer counts all the same
     const attempt = { ...journal, recoveryAttempts: journal.recoveryAttempts + 1 };
-    this.state = { ...this.state, journal: attempt, status: statuses.installing(this.state.status.progress, recoveringMessage(journal.version)) };
+    const status = statuses.installing(this.state.status.progress, recoveringMessage(journal.version));
+    this.state = { ...this.state, journal: attempt, status };
     await this.persist();
     this.running = this.conclude(new Transaction(this.context(), attempt))
       .catch(async (e) => {
@@ -140,7 +146,8 @@ export class Installer {
         if (journalNow && recoveryExhausted(journalNow)) return this.abandon(journalNow);
         // the journal stays: the next start tries again; until then the status says so
         const message = 'Update failed; recovery incomplete, retried at next start';
-        this.state = { ...this.state, status: statuses.failed(`INSTALL_INTERRUPTED: ${wire(e)}`, message, this.state.status.progress) };
+        const status = statuses.failed(`INSTALL_INTERRUPTED: ${wire(e)}`, message, this.state.status.progress);
+        this.state = { ...this.state, status };
         await this.persist();
       })
       .finally(() => { this.running = null; });
@@ -248,7 +255,8 @@ export class Installer {
         // the journal stays: the next start tries the undo again
         this.deps.log.fatal({ err: wire(undoError) }, 'undo failed');
         const message = 'Update failed; undo incomplete, retried at next start';
-        this.state = { ...this.state, status: statuses.failed(`${wire(e)}; ${wire(undoError)}`, message, this.state.status.progress) };
+        const status = statuses.failed(`${wire(e)}; ${wire(undoError)}`, message, this.state.status.progress);
+        this.state = { ...this.state, status };
         await this.persist();
       }
     }
@@ -256,7 +264,9 @@ export class Installer {
 
   private async rollBack(tx: Transaction, error: string): Promise<void> {
     const { reached, levels } = await tx.rollBack(error);
-    const message = reached !== null ? `Update failed; rolled back to version ${reached}` : 'Both rollbacks failed - manual intervention required';
+    const message = reached !== null
+      ? `Update failed; rolled back to version ${reached}`
+      : 'Both rollbacks failed - manual intervention required';
     await this.finish(statuses.failed([error, ...levels.map(levelText)].join('; '), message, this.state.status.progress));
   }
 

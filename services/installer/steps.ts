@@ -7,7 +7,10 @@ export const installSteps = {
   accepted: { percent: 0, message: (version: string) => `Installing version ${version}...` },
   verifying: { percent: 5, message: () => 'Verifying package...' },
   /** From this percent up to the next step's, one figure per module placed in the snapshot. */
-  staging: { percent: 10, message: (module: string, index: number, count: number) => `Installing module ${module} (${index}/${count})` },
+  staging: {
+    percent: 10,
+    message: (module: string, index: number, count: number) => `Installing module ${module} (${index}/${count})`,
+  },
   stopping: { percent: 60, message: () => 'Stopping services...' },
   postCmds: { percent: 65, message: (module: string) => `Running post command of ${module}` },
   switching: { percent: 70, message: (version: string) => `Switching to version ${version}...` },
@@ -33,7 +36,9 @@ export interface StepProgress {
 }
 
 /** A step's figure and its message with the step's details. */
-export function step<S extends InstallStep>(name: S, ...args: Parameters<(typeof installSteps)[S]['message']>): StepProgress {
+type StepArgs<S extends InstallStep> = Parameters<(typeof installSteps)[S]['message']>;
+
+export function step<S extends InstallStep>(name: S, ...args: StepArgs<S>): StepProgress {
   const { percent, message } = installSteps[name];
   return { percent, message: (message as (...a: unknown[]) => string)(...args) };
 }

@@ -37,8 +37,8 @@ export interface RollbackResult {
 }
 
 /** A level's outcome as the `error` field names it ("ROLLBACK_LEVEL_1_SUCCESS: 1.0.0"). */
-export const levelText = (level: RollbackLevel): string =>
-  level.reached !== null ? `ROLLBACK_LEVEL_${level.level}_SUCCESS: ${level.reached}` : `ROLLBACK_LEVEL_${level.level}_FAILED: ${level.error}`;
+export const levelText = ({ level, reached, error }: RollbackLevel): string =>
+  reached !== null ? `ROLLBACK_LEVEL_${level}_SUCCESS: ${reached}` : `ROLLBACK_LEVEL_${level}_FAILED: ${error}`;
 
 const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 
@@ -87,7 +87,9 @@ export class Transaction {
     for (const [index, placement] of placements.entries()) {
       // one durable write per percent, not per module: a package of 1000 files is 50 writes
       const percent = stagingPercent(index, count);
-      if (percent !== reported) await this.context.progress({ ...step('staging', placement.module.name, index + 1, count), percent });
+      if (percent !== reported) {
+        await this.context.progress({ ...step('staging', placement.module.name, index + 1, count), percent });
+      }
       reported = percent;
       if (placement.kind === 'snapshot') await archive.extractTo(placement.module.src, path.join(staging, placement.rel));
       failpoint('installer.module-staged');
@@ -121,7 +123,8 @@ export class Transaction {
     for (const module of manifest.modules) {
       for (const cmd of module.post_cmds ?? []) {
         await this.context.progress(step('postCmds', module.name));
-        await runPostCmd(cmd, dir, this.context.postCmdTimeoutMs, { TOPE_VERSION: this.recorded.version, TOPE_VERSION_DIR: dir });
+        const env = { TOPE_VERSION: this.recorded.version, TOPE_VERSION_DIR: dir };
+        await runPostCmd(cmd, dir, this.context.postCmdTimeoutMs, env);
         failpoint('installer.post-cmd-done');
       }
     }
