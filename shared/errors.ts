@@ -11,6 +11,8 @@ export const errorCodes = [
   // install: steps that fail
   'SERVICE_STOP_FAILED', 'SERVICE_STOP_TIMEOUT', 'SERVICE_START_FAILED', 'SERVICE_START_TIMEOUT', 'SERVICE_UNHEALTHY',
   'POST_CMD_FAILED', 'POST_CMD_TIMEOUT', 'DEPLOYMENT_FAILED', 'INSTALL_INTERRUPTED',
+  // install: a recovery that did not finish in its attempts; the device is left as it is
+  'RECOVERY_ABANDONED',
   // install: what the rollback did, each level named in the final error
   'ROLLBACK_LEVEL_1_SUCCESS', 'ROLLBACK_LEVEL_1_FAILED', 'ROLLBACK_LEVEL_2_SUCCESS', 'ROLLBACK_LEVEL_2_FAILED',
 ] as const;
@@ -67,6 +69,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
   POST_CMD_TIMEOUT: 500,
   DEPLOYMENT_FAILED: 500,
   INSTALL_INTERRUPTED: 500,
+  RECOVERY_ABANDONED: 500,
   ROLLBACK_LEVEL_1_SUCCESS: 500,
   ROLLBACK_LEVEL_1_FAILED: 500,
   ROLLBACK_LEVEL_2_SUCCESS: 500,

@@ -36,7 +36,7 @@ const installer = new Installer({
   store: new DurableJson(path.join(stateDir, INSTALLER_RECORD), installerStateSchema),
   fetcherStore: new DurableJson(path.join(config.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), fetcherRecordSchema),
   workDir: path.join(stateDir, 'work'),
-  status,
+  publisher: status,
   notify: (t) => notifier.status(t),
   startGui: () => startGui(units, hostPath, log),
 });
