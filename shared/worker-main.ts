@@ -42,7 +42,9 @@ export interface WorkerProcess {
  * then the worker's own wiring (`build`), its recovery, its command socket (inherited from systemd
  * or its own path), READY=1, the idle exit and a clean SIGTERM.
  */
-export async function runWorker(name: WorkerName, build: (context: WorkerContext) => Promise<WorkerProcess>): Promise<void> {
+export async function runWorker(
+  name: WorkerName, build: (context: WorkerContext) => Promise<WorkerProcess>,
+): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger(name, config.TOPE_LOG_LEVEL);
   const stateDir = workers[name].stateDir(config);
@@ -57,7 +59,9 @@ export async function runWorker(name: WorkerName, build: (context: WorkerContext
     notify: (text) => notifier.status(text),
   });
   await worker.recover();
-  await serveCommands(name, worker, { log, reporter, notifier, idleMs: config.TOPE_IDLE_EXIT_MS, socketPath: workers[name].socket(config) });
+  await serveCommands(name, worker, {
+    log, reporter, notifier, idleMs: config.TOPE_IDLE_EXIT_MS, socketPath: workers[name].socket(config),
+  });
 }
 
 interface ServeDeps {

@@ -54,7 +54,12 @@ const updateWhileFetching = (facts: UpdateFacts): Decision => (facts.downloaded
 // An install in progress: the same /update again is answered 200.
 const updateWhileInstalling = (facts: UpdateFacts): Decision => (facts.installedLast ? repeat : busy(facts.stage));
 
-export const commandRules: Record<Stage, { download: (facts: DownloadFacts) => Decision; update: (facts: UpdateFacts) => Decision }> = {
+export interface StageRules {
+  download: (facts: DownloadFacts) => Decision;
+  update: (facts: UpdateFacts) => Decision;
+}
+
+export const commandRules: Record<Stage, StageRules> = {
   idle: {
     download: () => start,
     update: (facts) => notFound(facts.version),
@@ -77,7 +82,9 @@ export const commandRules: Record<Stage, { download: (facts: DownloadFacts) => D
     update: (facts) => {
       // an install that failed may be tried again while its package is still verified
       if (facts.installedLast && facts.verified) return installIfFresh(facts);
-      if (facts.fetcherLast && facts.downloaded) return incomplete(`Download of ${facts.version} failed; download it again`);
+      if (facts.fetcherLast && facts.downloaded) {
+        return incomplete(`Download of ${facts.version} failed; download it again`);
+      }
       return notFound(facts.version);
     },
   },

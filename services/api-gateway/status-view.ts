@@ -32,7 +32,9 @@ export class StatusView {
     const records = Object.fromEntries(read) as WorkerRecords;
     let view: View = { seq: 0, status: idleStatus, active: null, records };
     for (const [name, record] of read) {
-      if (record && (view.active === null || record.seq > view.seq)) view = { seq: record.seq, status: record.status, active: name, records };
+      if (record && (view.active === null || record.seq > view.seq)) {
+        view = { seq: record.seq, status: record.status, active: name, records };
+      }
     }
     return view;
   }

@@ -15,7 +15,9 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
   const versions = new VersionStore(hostPath(config.TOPE_VERSIONS_DIR));
   await fsp.mkdir(versions.dir, { recursive: true, mode: 0o755 });
   const units = new Units(config.TOPE_SYSTEMCTL, {
-    stopMs: config.TOPE_UNIT_STOP_TIMEOUT_MS, startMs: config.TOPE_UNIT_START_TIMEOUT_MS, probationMs: config.TOPE_PROBATION_MS,
+    stopMs: config.TOPE_UNIT_STOP_TIMEOUT_MS,
+    startMs: config.TOPE_UNIT_START_TIMEOUT_MS,
+    probationMs: config.TOPE_PROBATION_MS,
   });
   const installer = new Installer({
     config, log, versions, units, hostPath, notify,
