@@ -19,7 +19,7 @@ const deviceApi = new DeviceApi();
 before(() => deviceApi.start());
 after(() => deviceApi.stop());
 
-test('reports reach device-api with the original payload', async () => {
+test('reports reach device-api with the contract\'s payload {stage, progress, message, error}', async () => {
   deviceApi.reports.length = 0;
   const r = new Reporter(deviceApi.url, 500, log);
   r.report({ stage: 'failed', progress: 12, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' });

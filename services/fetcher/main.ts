@@ -4,11 +4,11 @@ import path from 'node:path';
 import { Agent } from 'undici';
 import { DurableJson } from '../../shared/durable-store.js';
 import { runWorker } from '../../shared/worker-main.js';
-import { fetcherRecordSchema } from '../../shared/worker-records.js';
+import { fetcherRecordSchema, PACKAGES_DIR } from '../../shared/worker-records.js';
 import { Fetcher } from './fetcher.js';
 
 await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify }) => {
-  const packagesDir = path.join(stateDir, 'packages');
+  const packagesDir = path.join(stateDir, PACKAGES_DIR);
   await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
   // Unreadable, every start counts as a reboot: only checkpointed bytes are trusted (the safe side).
   const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => s.trim(), (e: Error) => {

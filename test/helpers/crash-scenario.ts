@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { FETCHER_RECORD, INSTALLER_RECORD, PACKAGES_DIR } from '../../shared/worker-records.js';
 import { call } from './api.js';
 import { DeviceApi } from './device-api.js';
 import { InstallDevice } from './install-device.js';
@@ -221,8 +222,8 @@ export class CrashScenario {
     const leftovers = async () => [
       ...(await fsp.readdir(d.versionsDir)).filter((n) => n.startsWith('.') || !['current', 'previous', `v${OLD}`, `v${NEW}`].includes(n)),
       ...(await fsp.readdir(path.join(d.sysroot, 'etc/tope'))).filter((n) => n !== 'c.conf'),
-      ...(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter((n) => !['install.json', 'install.json.prev'].includes(n)),
-      ...(await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR)).filter((n) => !['download.json', 'download.json.prev', 'packages'].includes(n)),
+      ...(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter((n) => ![INSTALLER_RECORD, `${INSTALLER_RECORD}.prev`].includes(n)),
+      ...(await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR)).filter((n) => ![FETCHER_RECORD, `${FETCHER_RECORD}.prev`, PACKAGES_DIR].includes(n)),
     ];
     const left = await waitFor('the clean-up', async () => ((await leftovers()).length === 0), 5000).then(() => [], () => leftovers());
     if (left.length) v.push(`leftovers: ${left.join(', ')}`);

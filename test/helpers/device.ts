@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { DurableJson } from '../../shared/durable-store.js';
 import {
-  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema,
+  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema, PACKAGES_DIR,
   type FetcherRecord, type InstallerRecord,
 } from '../../shared/worker-records.js';
 import { call } from './api.js';
@@ -28,7 +28,7 @@ export class TestDevice {
   }
 
   get packagesDir(): string {
-    return path.join(this.env.TOPE_FETCHER_STATE_DIR, 'packages');
+    return path.join(this.env.TOPE_FETCHER_STATE_DIR, PACKAGES_DIR);
   }
 
   seedFetcher(r: FetcherRecord) {
