@@ -39,8 +39,8 @@ export interface WorkerProcess {
 
 /**
  * A worker process from start to exit: configuration, logger, state directory, status publisher,
- * then the worker's own wiring (`build`), its recovery, its command socket (inherited from systemd
- * or its own path), READY=1, the idle exit and a clean SIGTERM.
+ * the watchdog's pings, then the worker's own wiring (`build`), its recovery, its command socket
+ * (inherited from systemd or its own path), READY=1, the idle exit and a clean SIGTERM.
  */
 export async function runWorker(
   name: WorkerName, build: (context: WorkerContext) => Promise<WorkerProcess>,
@@ -53,6 +53,7 @@ export async function runWorker(
   const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
   const publisher = await StatusPublisher.open(new BusyMarker(stateDir), reporter, log);
   const notifier = new Notifier(log);
+  notifier.startWatchdog();
   const worker = await build({
     config, log, stateDir, publisher,
     recordPath: recordPathOf(name, config),

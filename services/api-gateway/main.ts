@@ -16,6 +16,7 @@ const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 const view = new StatusView(recordPaths(config));
 const notifier = new Notifier(log);
+notifier.startWatchdog();
 
 const app = createApp({
   log, version,
