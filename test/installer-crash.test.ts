@@ -4,9 +4,7 @@ import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import type { Service } from './helpers/services.js';
 import { installerStateSchema } from '../services/installer/journal.js';
-import { BUSY_MARKER } from '../shared/busy-marker.js';
 import { DurableJson } from '../shared/durable-store.js';
-import { INSTALLER_RECORD } from '../shared/worker-records.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { buildPackage, type ModuleSpec } from './helpers/packages.js';
 import { waitFor } from './helpers/wait.js';
@@ -34,11 +32,11 @@ async function setUp(extra: Record<string, string> = {}) {
 }
 
 async function kill(d: InstallDevice, installer: Service) {
-  assert.ok((await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes(BUSY_MARKER), 'the marker for the resume path unit is there');
+  assert.ok((await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'), 'the marker for the resume path unit is there');
   await d.kill(installer);
 }
 
-const journalOf = (d: InstallDevice) => new DurableJson(path.join(d.env.TOPE_INSTALLER_STATE_DIR, INSTALLER_RECORD), installerStateSchema).read();
+const journalOf = (d: InstallDevice) => new DurableJson(path.join(d.env.TOPE_INSTALLER_STATE_DIR, 'install.json'), installerStateSchema).read();
 
 async function phase(d: InstallDevice, want: string) {
   return waitFor(`journal phase ${want}`, async () => (await journalOf(d))?.journal?.phase === want);
@@ -54,7 +52,7 @@ async function assertWhole(d: InstallDevice, version: string) {
   assert.ok(units['a.service'].active && units['b.service'].active, 'the units run again');
   assert.ok(!(await fsp.readdir(d.versionsDir)).some((n) => n.startsWith('.')), 'no staging leftovers');
   // the record says the end before its report is out; the marker goes after the report
-  await waitFor('no marker once the install is over and reported', async () => !(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes(BUSY_MARKER));
+  await waitFor('no marker once the install is over and reported', async () => !(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'));
   return end;
 }
 
