@@ -51,8 +51,9 @@ export class Notifier {
     const ping = () => {
       if (inFlight) return; // the last one is still waiting for systemd: one is enough
       inFlight = true;
-      // systemd-notify waits until systemd has read the message, so it is counted for this unit
-      execFile('systemd-notify', ['WATCHDOG=1'], { env: this.env }, (e) => {
+      // systemd-notify waits until systemd has read the message, so it is counted for this unit;
+      // one that never returns is killed by the next ping's time, so the pings go on
+      execFile('systemd-notify', ['WATCHDOG=1'], { env: this.env, timeout: everyMs }, (e) => {
         inFlight = false;
         if (e) this.log.warn({ err: e.message }, 'watchdog ping failed');
       });
