@@ -132,8 +132,9 @@ test('no watchdog without WATCHDOG_USEC, or when WATCHDOG_PID names another proc
   const base = { NOTIFY_SOCKET: '/nonexistent/notify.sock' };
   assert.equal(new Notifier(log, base).watchdogPingMs, null);
   assert.equal(new Notifier(log, { ...base, WATCHDOG_USEC: '0' }).watchdogPingMs, null);
-  assert.equal(new Notifier(log, { ...base, WATCHDOG_USEC: '30000000', WATCHDOG_PID: String(process.pid + 1) }).watchdogPingMs, null);
-  assert.equal(new Notifier(log, { ...base, WATCHDOG_USEC: '30000000', WATCHDOG_PID: String(process.pid) }).watchdogPingMs, 15_000);
+  const thirtySeconds = { ...base, WATCHDOG_USEC: '30000000' };
+  assert.equal(new Notifier(log, { ...thirtySeconds, WATCHDOG_PID: String(process.pid + 1) }).watchdogPingMs, null);
+  assert.equal(new Notifier(log, { ...thirtySeconds, WATCHDOG_PID: String(process.pid) }).watchdogPingMs, 15_000);
   assert.equal(new Notifier(log, { WATCHDOG_USEC: '30000000' }).watchdogPingMs, null, 'outside systemd');
 });
 

@@ -37,8 +37,8 @@ export class CommandPath {
     return this.oneAtATime(async () => {
       const view = await this.deps.readView();
       const decision = decideDownload(view, job, this.deps.now(), this.deps.trustWindowMs);
-      this.deps.log.info(
-        { route: 'download', version: job.version, stage: view.status.stage, decision: decision.kind }, 'download requested');
+      const stage = view.status.stage;
+      this.deps.log.info({ route: 'download', version: job.version, stage, decision: decision.kind }, 'download requested');
       return this.answer(decision, view, { type: 'download', seq: view.seq + 1, job });
     });
   }
