@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { loadConfig } from '../shared/config.js';
 import { Service } from './helpers/services.js';
 
-test('defaults are the original product values', () => {
+test('defaults are the production values README lists', () => {
   const c = loadConfig({});
   assert.equal(c.TOPE_LISTEN_PORT, 12315);
   assert.equal(c.TOPE_LISTEN_HOST, '127.0.0.1');

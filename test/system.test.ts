@@ -122,6 +122,28 @@ test('self-healing: each unit killed with SIGKILL mid-work is restarted by syste
   assert.equal(s.active('printerd.service'), 'active');
 });
 
+test('watchdog: a worker at work pings systemd; one whose event loop stops is killed, restarted, and finishes the job', { skip }, async () => {
+  const s = sbx!;
+  const unit = 'tope-fetcher.service';
+  const pkg = await publish('3.5.0', { blob: 20_000_000 });
+  s.api('POST', '/api/v1.0/download', { ...pkg, package_url: url(true, pkg.package_name) });
+  await waitFor('the download under way', () => s.api('GET', '/api/v1.0/progress').data.progress >= 5, 30_000, 100);
+  assert.equal(s.prop(unit, 'WatchdogUSec'), '30s');
+  const pingedAt = () => Number(s.prop(unit, 'WatchdogTimestampMonotonic'));
+  const first = pingedAt();
+  assert.ok(first > 0, 'systemd has counted a WATCHDOG=1 from the fetcher');
+  await waitFor('a later ping', () => pingedAt() > first, 20_000, 200);
+  // a stopped process runs no timer: the pings end, as they would for a blocked event loop
+  const pid = mainPid(unit);
+  const restarts = Number(s.prop(unit, 'NRestarts'));
+  s.sh(`kill -STOP ${pid}`);
+  // systemd sends SIGABRT (with a SIGCONT) once 30 s pass without a ping, then restarts the unit
+  await waitFor('systemd to restart the fetcher', () => Number(s.prop(unit, 'NRestarts')) > restarts && mainPid(unit) > 0, 60_000, 500);
+  assert.notEqual(mainPid(unit), pid);
+  assert.match(s.sh(`journalctl --no-pager -o cat -u ${unit} | grep 'Watchdog timeout' || true`), /Watchdog timeout \(limit 30s\)/);
+  await s.stage('toInstall', 120_000);
+});
+
 test('a power cut mid-download: at boot the download resumes with no API call', { skip }, async () => {
   const s = sbx!;
   const pkg = await publish('4.0.0', { blob: 3_000_000 });

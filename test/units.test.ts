@@ -41,6 +41,10 @@ test('the units tell the deployment: who runs as whom, which sockets, which path
   assert.match(users, /^u tope-gateway /m);
   assert.match(users, /^u tope-fetcher /m);
   for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), /^SystemCallFilter=@system-service @pkey$/m);
+  // a hung event loop is restarted: each process pings (shared/notify.ts) and systemd watches
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) {
+    assert.match(read(`${svc}.service`), /^WatchdogSec=30$/m);
+  }
 });
 
 test('make install puts the code, its production dependencies and the units under DESTDIR', { timeout: 300_000 }, () => {

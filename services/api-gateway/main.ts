@@ -8,21 +8,22 @@ import { sendCommand } from '../../shared/protocol.js';
 import { busyStages } from '../../shared/status.js';
 import { createApp } from './app.js';
 import { IdleExit } from '../../shared/idle-exit.js';
+import { recordPaths, workers } from '../../shared/workers.js';
 import { StatusView } from './status-view.js';
 
 const config = loadConfigOrExit();
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-const view = new StatusView(config.TOPE_FETCHER_STATE_DIR, config.TOPE_INSTALLER_STATE_DIR);
+const view = new StatusView(recordPaths(config));
 const notifier = new Notifier(log);
+notifier.startWatchdog();
 
 const app = createApp({
   log, version,
   allowHttp: config.TOPE_ALLOW_HTTP,
   trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
   readView: () => view.read(),
-  toFetcher: (c) => sendCommand(config.TOPE_FETCHER_SOCKET, c),
-  toInstaller: (c) => sendCommand(config.TOPE_INSTALLER_SOCKET, c),
+  sendTo: (worker, command) => sendCommand(workers[worker].socket(config), command),
 });
 const server = http.createServer().on('request', app.attach);
 server.keepAliveTimeout = 5000;

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Stage } from '../../shared/status.js';
 import { distDir } from './services.js';
 import { waitFor } from './wait.js';
 
@@ -95,7 +96,7 @@ export class Sandbox {
     return this.sh(`systemctl show -p ${name} --value ${unit}`);
   }
 
-  async stage(want: string, timeoutMs = 60_000): Promise<any> {
+  async stage(want: Stage, timeoutMs = 60_000): Promise<any> {
     return waitFor(`stage ${want} inside the sandbox`, () => {
       const p = this.api('GET', '/api/v1.0/progress');
       if (p.data.stage === 'failed' && want !== 'failed') throw new Error(`failed: ${p.data.error}`);
