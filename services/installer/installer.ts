@@ -12,7 +12,7 @@ import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import type { installerStateSchema, InstallerState, Journal } from './journal.js';
-import { planInstall, unitsInOrder } from './manifest.js';
+import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from './package-archive.js';
 import { Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
@@ -151,6 +151,7 @@ export class Installer {
       try {
         const { manifest, placements } = planInstall(await archive.readManifest(), job.version, archive.files,
           { allowedRoots: this.d.config.TOPE_ALLOWED_ROOTS, versionsDir: this.d.config.TOPE_VERSIONS_DIR });
+        await checkUnitsExist(manifest, (unit) => this.d.units.exists(unit));
         const v = this.d.versions;
         const j: Journal = {
           phase: 'staging', version: job.version, targetDir: await v.freeDirName(job.version, seq), stagingDir: v.stagingName(seq),
