@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Agent } from 'undici';
-import { loadConfigOrExit } from '../../shared/config.js';
+import { degradedWorker, loadConfigOrServeDegraded } from '../../shared/degraded.js';
 import { BusyMarker } from '../../shared/busy-marker.js';
 import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
@@ -13,7 +13,7 @@ import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Fetcher } from './fetcher.js';
 
-const config = loadConfigOrExit();
+const config = await loadConfigOrServeDegraded('fetcher', degradedWorker);
 const log = createLogger('fetcher', config.TOPE_LOG_LEVEL);
 const stateDir = config.TOPE_FETCHER_STATE_DIR;
 const packagesDir = path.join(stateDir, 'packages');

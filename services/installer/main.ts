@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { loadConfigOrExit } from '../../shared/config.js';
+import { degradedWorker, loadConfigOrServeDegraded } from '../../shared/degraded.js';
 import { BusyMarker } from '../../shared/busy-marker.js';
 import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
 import { createLogger } from '../../shared/log.js';
@@ -15,7 +15,7 @@ import { startGui } from './ota-gui.js';
 import { Units } from './units.js';
 import { VersionStore } from './versions.js';
 
-const config = loadConfigOrExit();
+const config = await loadConfigOrServeDegraded('installer', degradedWorker);
 const log = createLogger('installer', config.TOPE_LOG_LEVEL);
 const hostPath = (p: string) => path.join(config.TOPE_ROOT_PREFIX, p);
 const stateDir = config.TOPE_INSTALLER_STATE_DIR;
