@@ -54,7 +54,7 @@ test('make install puts the code, its production dependencies and the units unde
   }
   assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
   assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
-  assert.deepEqual(readdirSync(path.join(dest, 'lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
+  assert.deepEqual(readdirSync(path.join(dest, 'usr/lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
   assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
   assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
   // the installed gateway runs from there: it loads, validates its configuration and says what is wrong

@@ -3,7 +3,7 @@
 # as `make install` laid them out under /mnt/dest, the test's helper units, and enables the
 # target. /var/lib/tope-updater, /opt/tope and /var/lib/tope-test persist across reboots.
 set -eu
-cp /mnt/dest/lib/systemd/system/* /etc/systemd/system/
+cp /mnt/dest/usr/lib/systemd/system/* /etc/systemd/system/
 install -Dm644 /mnt/dest/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/tope-updater.conf
 install -Dm644 /mnt/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
 systemd-sysusers
