@@ -4,6 +4,8 @@ export const errorCodes = [
   // API
   'VALIDATION_ERROR', 'NOT_FOUND', 'OPERATION_IN_PROGRESS', 'DOWNLOAD_INCOMPLETE', 'PACKAGE_NOT_FOUND',
   'PACKAGE_EXPIRED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR',
+  // any answer while the environment (/etc/default/tope-updater) holds a bad value
+  'CONFIG_INVALID',
   // download
   'DOWNLOAD_FAILED', 'PACKAGE_SIZE_MISMATCH', 'MD5_MISMATCH', 'SHA256_MISMATCH', 'DISK_FULL',
   // install: refusals before anything is touched
@@ -53,6 +55,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
   PACKAGE_EXPIRED: 410,
   SERVICE_UNAVAILABLE: 500,
   INTERNAL_ERROR: 500,
+  CONFIG_INVALID: 500,
   DOWNLOAD_FAILED: 500,
   PACKAGE_SIZE_MISMATCH: 500,
   MD5_MISMATCH: 500,

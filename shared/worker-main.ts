@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { BusyMarker } from './busy-marker.js';
-import { loadConfigOrExit, type Config } from './config.js';
+import type { Config } from './config.js';
+import { degradedWorker, loadConfigOrServeDegraded } from './degraded.js';
 import { sweepTemps } from './durable-store.js';
 import { IdleExit } from './idle-exit.js';
 import { listen } from './listen.js';
@@ -45,7 +46,7 @@ export interface WorkerProcess {
 export async function runWorker(
   name: WorkerName, build: (context: WorkerContext) => Promise<WorkerProcess>,
 ): Promise<void> {
-  const config = loadConfigOrExit();
+  const config = await loadConfigOrServeDegraded(name, degradedWorker);
   const log = createLogger(name, config.TOPE_LOG_LEVEL);
   const stateDir = workers[name].stateDir(config);
   await fsp.mkdir(stateDir, { recursive: true, mode: 0o750 });

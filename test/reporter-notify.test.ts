@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -160,12 +160,16 @@ test('under a NOTIFY_SOCKET the fetcher sends READY=1 and STATUS= lines, through
   try {
     await waitFor('the notify listener', () => out.includes('listening'));
     device.env.NOTIFY_SOCKET = sock;
+    await fsp.symlink('v1.0.0~2', path.join(device.env.TOPE_ROOT_PREFIX, 'opt/tope/versions/current'));
     await device.start('fetcher', 'api-gateway');
     await waitFor('READY=1 from both', () => (out.match(/READY=1/g) ?? []).length >= 2);
     assert.match(out, /STATUS=Ready: idle/);
-    assert.match(out, /STATUS=Serving on 127\.0\.0\.1:\d+/);
+    // the gateway's: the stage and the version the printer runs
+    assert.match(out, /READY=1\|STATUS=idle; running 1\.0\.0\|/);
     await call(device.base, 'POST', '/api/v1.0/download', { version: '1.0.0', package_url: 'http://127.0.0.1:9/p', package_name: 'p', package_size: 5, package_md5: 'c'.repeat(32) });
     await waitFor('a STATUS line about the failure', () => /STATUS=failed: Download failed/.test(out));
+    await call(device.base, 'GET', '/api/v1.0/progress');
+    await waitFor("the gateway's STATUS line about the failure", () => /^STATUS=failed 1\.0\.0 \(DOWNLOAD_FAILED: .*\); running 1\.0\.0\|/m.test(out));
   } finally {
     await device.stop();
     listener.kill();

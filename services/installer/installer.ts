@@ -16,7 +16,7 @@ import { Backups } from './backups.js';
 import {
   recoveryExhausted, recoveryFor, recoveryLabel, type installerStateSchema, type InstallerState, type Journal, type RecoveryAction,
 } from './journal.js';
-import { planInstall, unitsInOrder } from './manifest.js';
+import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from './package-archive.js';
 import { recoveringMessage, step } from './steps.js';
 import { levelText, Transaction, type TransactionContext } from './transaction.js';
