@@ -1,6 +1,13 @@
 # tope-updater: `make run` runs the three services locally, `make test` installs what it needs
 # and passes every test. `make install` puts the code and units on a device (DESTDIR aware).
 SHELL := /bin/bash
+# Every node, npx and npm below runs on the Node scripts/node.sh picks: this machine's own when it
+# meets package.json's engines.node, else the pinned release it installs into ~/.cache once.
+NODE_BIN := $(shell bash scripts/node.sh --check)
+ifeq ($(NODE_BIN),)
+$(error no usable Node (scripts/node.sh said why above))
+endif
+export PATH := $(NODE_BIN):$(PATH)
 NODE ?= node
 PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
@@ -27,6 +34,7 @@ run: build
 	@bash scripts/run-local.sh
 
 test: build tools
+	@echo "make test: Node $$($(NODE) --version) ($$(command -v $(NODE)))"
 	npx c8 --reporter=text-summary --reporter=text --all --src . \
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
