@@ -115,10 +115,11 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
       const before = pos.offset;
       let reason: string;
       let retryAfterMs: number | null = null;
+      let res: Dispatcher.ResponseData | null = null;
       try {
         if (fullNext && pos.offset > 0) await restartFromZero();
         fullNext = false;
-        const res = await get(o, pos);
+        res = await get(o, pos);
         const status = res.statusCode;
         if (status === 200) {
           if (pos.offset > 0) await restartFromZero();
@@ -171,6 +172,9 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
         if (pos.offset < o.size) throw new Transient(`connection closed at ${pos.offset} of ${o.size} bytes`);
         continue;
       } catch (e) {
+        // an answer left open by any failure (a disk error before its body was read, say) would
+        // later emit 'error' with no listener: an uncaught exception that ends the process
+        if (res) discard(res);
         if (o.signal.aborted) throw o.signal.reason;
         if (e instanceof UpdaterError) throw e;
         reason = e instanceof Transient ? e.message : `network error: ${(e as Error).message}`;

@@ -10,7 +10,7 @@
 #                                        overlay) and a payload disk; prints the results
 #
 # The payload disk, made per run, holds `make install-files` (dist/ must be built), the host's
-# node binary, ENTRY and each SRC copied to DST (relative to the payload). At boot the base
+# node binary (the one scripts/node.sh picks for the make targets), ENTRY and each SRC copied to DST (relative to the payload). At boot the base
 # image's tope-vm-payload.service mounts it on /mnt/payload, binds node on /usr/bin/node and
 # the install tree on /usr/lib/tope-updater (units under /mnt/payload/dest), runs ENTRY with
 # sh, its stdout on the second serial port, then powers off. `run` prints the lines of that
@@ -25,6 +25,7 @@ CACHE=${TOPE_VM_CACHE:-/var/cache/tope-updater-vm}
 SANDBOX_ROOT=${TOPE_SANDBOX_CACHE:-/var/cache/tope-updater-sandbox}/root-bookworm
 # bump when the recipe below changes: a new directory is built, the old one can be deleted
 BASE=$CACHE/base-v1
+NODE_BIN=${TOPE_NODE_BIN:-$(bash "$REPO/scripts/node.sh")/node}
 die() { echo "vm: $*" >&2; exit 1; }
 
 # The unit the base image runs at boot (the payload decides everything else).
@@ -118,7 +119,7 @@ run() {
   mkdir -p "$stage"
   make -s -C "$REPO" install-files DESTDIR="$stage/dest" MAKEFLAGS= > "$work/install.log" 2>&1 \
     || { cat "$work/install.log" >&2; die "make install-files failed"; }
-  cp "$(readlink -f "$(command -v node)")" "$stage/node"
+  cp "$(readlink -f "$NODE_BIN")" "$stage/node"
   cp "$entry" "$stage/entry"
   local f
   for f in "$@"; do
