@@ -12,6 +12,8 @@ NODE ?= node
 PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
 COVERAGE_LINES ?= 85
+# a selection: make test TESTS=dist/test/transfer.test.js COVERAGE_LINES=0
+TESTS ?= dist/test/*.test.js
 
 .PHONY: all deps build run test bench campaign reliability clean install install-files tools sample
 
@@ -39,7 +41,7 @@ test: build tools
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
-	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 dist/test/*.test.js
+	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 $(TESTS)
 
 # Benchmarks, not tests (make test never runs them): real service processes, one table on stdout
 # and in BENCHMARKS.md, in about an hour (three 1 GiB updates at 10 Mbit/s are ~45 min of it).
