@@ -12,8 +12,9 @@
 # The payload disk, made per run, holds `make install-files` (dist/ must be built), the node
 # binary scripts/node.sh picks for the make targets (TOPE_NODE_BIN overrides), ENTRY and each
 # SRC copied to DST (relative to the payload). At boot the base image's tope-vm-payload.service
-# mounts it on /mnt/payload, binds node on /usr/bin/node and the install tree on /usr/lib/tope-updater (units under /mnt/payload/dest), runs ENTRY with
-# sh, its stdout on the second serial port, then powers off. `run` prints the lines of that
+# mounts it on /mnt/payload, binds node on /usr/bin/node and the install tree on
+# /usr/lib/tope-updater (units under /mnt/payload/dest), runs ENTRY with sh, its stdout on the
+# second serial port, then powers off. `run` prints the lines of that
 # port that start with TOPE-RESULT and exits 0 when ENTRY exited 0 (`TOPE-EXIT 0`). OUT gets
 # console.log (the first serial port: kernel and systemd) and results.log. qemu is killed
 # after TOPE_VM_TIMEOUT seconds (default 300), so a run can never hang.
