@@ -1,13 +1,26 @@
 # tope-updater: `make run` runs the three services locally, `make test` installs what it needs
-# and passes every test. `make install` puts the code and units on a device (DESTDIR aware).
+# and passes every test. `make install` puts the code and units on a device (DESTDIR aware);
+# `make deb` builds the Debian package of the same tree.
 SHELL := /bin/bash
+# Every node, npx and npm below runs on the Node scripts/node.sh picks: this machine's own when it
+# meets package.json's engines.node, else the pinned release it installs into ~/.cache once.
+NODE_BIN := $(shell bash scripts/node.sh --check)
+ifeq ($(NODE_BIN),)
+$(error no usable Node (scripts/node.sh said why above))
+endif
+export PATH := $(NODE_BIN):$(PATH)
 NODE ?= node
 PREFIX ?= /usr/lib/tope-updater
-UNITDIR ?= /lib/systemd/system
+# /usr/lib, not /lib: on a merged-/usr root /lib is a symlink, which a tree unpacked from
+# DESTDIR must not replace with a real directory
+UNITDIR ?= /usr/lib/systemd/system
+DEB_DIR ?= var/deb
 BINDIR ?= /usr/bin
 COVERAGE_LINES ?= 85
+# a selection: make test TESTS=dist/test/transfer.test.js COVERAGE_LINES=0
+TESTS ?= dist/test/*.test.js
 
-.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample
+.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample deb deb-package
 
 all: build
 
@@ -28,11 +41,12 @@ run: build
 	@bash scripts/run-local.sh
 
 test: build tools
+	@echo "make test: Node $$($(NODE) --version) ($$(command -v $(NODE)))"
 	npx c8 --reporter=text-summary --reporter=text --all --src . \
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
-	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 dist/test/*.test.js
+	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 $(TESTS)
 
 # Benchmarks, not tests (make test never runs them): real service processes, one table on stdout
 # and in BENCHMARKS.md, in about an hour (three 1 GiB updates at 10 Mbit/s are ~45 min of it).
@@ -75,6 +89,14 @@ install-files:
 	install -Dm644 units/tope-updater.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/tope-updater.conf
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 	  systemd-sysusers tope-updater.conf && systemd-tmpfiles --create tope-updater.conf && systemctl daemon-reload; fi
+
+# The Debian package (var/deb/tope-updater_<version>_all.deb): the tree of install-files, the
+# units in /usr/lib/systemd/system, the conffile /etc/default/tope-updater and maintainer scripts
+# that create the users and directories and enable the target. DEB_VERSION overrides the version.
+deb: build deb-package
+
+deb-package:
+	@bash packaging/deb/build.sh $(DEB_DIR) $(DEB_VERSION)
 
 # A small package to install under `make run` (see README), built and signed by tope-pack with the
 # development key `make run` trusts.

@@ -7,28 +7,35 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../shared/config.js';
+import { configSchema } from '../shared/config.js';
 import { newKeyPair } from './tope-pack/pack.js';
 
 export const DEV_SIGNING_KEY = 'var/dev-signing-key.pem';
 export const DEV_PRODUCT_ID = 'tope-dev';
 const DEV_KEY_FILE = 'tope-dev.pub';
 
+/** A setting as the services read it; an invalid one is theirs to report (CONFIG_INVALID), not this script's. */
+function setting(env: NodeJS.ProcessEnv, key: 'TOPE_ROOT_PREFIX' | 'TOPE_TRUSTED_KEYS_DIR' | 'TOPE_PRODUCT_ID_FILE'): string {
+  const parsed = configSchema.shape[key].safeParse(env[key] || undefined);
+  return parsed.success ? parsed.data : configSchema.shape[key].parse(undefined);
+}
+
 /** Creates what is missing; returns the private key's path. */
-export function ensureDevTrust(env: NodeJS.ProcessEnv = process.env): string {
-  const config = loadConfig({ TOPE_ROOT_PREFIX: path.resolve('var/root'), ...env });
-  const host = (devicePath: string) => path.join(config.TOPE_ROOT_PREFIX, devicePath);
-  const privateFile = path.resolve(DEV_SIGNING_KEY);
+export function ensureDevTrust(env: NodeJS.ProcessEnv = process.env, keyFile = DEV_SIGNING_KEY): string {
+  const root = env.TOPE_ROOT_PREFIX ? setting(env, 'TOPE_ROOT_PREFIX') : path.resolve('var/root');
+  const host = (devicePath: string) => path.join(root, devicePath);
+  const privateFile = path.resolve(keyFile);
   mkdirSync(path.dirname(privateFile), { recursive: true });
   if (!existsSync(privateFile)) writeFileSync(privateFile, newKeyPair().privateKeyPem, { mode: 0o600 });
   const publicPem = createPublicKey(createPrivateKey(readFileSync(privateFile))).export({ type: 'spki', format: 'pem' }).toString();
-  const keysDir = host(config.TOPE_TRUSTED_KEYS_DIR);
+  const keysDir = host(setting(env, 'TOPE_TRUSTED_KEYS_DIR'));
   mkdirSync(keysDir, { recursive: true });
   writeFileSync(path.join(keysDir, DEV_KEY_FILE), publicPem);
-  const productIdFile = host(config.TOPE_PRODUCT_ID_FILE);
+  const productIdFile = host(setting(env, 'TOPE_PRODUCT_ID_FILE'));
   mkdirSync(path.dirname(productIdFile), { recursive: true });
   if (!existsSync(productIdFile)) writeFileSync(productIdFile, `${DEV_PRODUCT_ID}\n`);
   return privateFile;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) ensureDevTrust();
+// run by `make run` with where its var directory keeps the key
+if (process.argv[1] === fileURLToPath(import.meta.url)) ensureDevTrust(process.env, process.argv[2]);

@@ -4,6 +4,8 @@ export const errorCodes = [
   // API
   'VALIDATION_ERROR', 'NOT_FOUND', 'OPERATION_IN_PROGRESS', 'DOWNLOAD_INCOMPLETE', 'PACKAGE_NOT_FOUND',
   'PACKAGE_EXPIRED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR',
+  // any answer while the environment (/etc/default/tope-updater) holds a bad value
+  'CONFIG_INVALID',
   // download
   'DOWNLOAD_FAILED', 'PACKAGE_SIZE_MISMATCH', 'MD5_MISMATCH', 'SHA256_MISMATCH', 'DISK_FULL',
   // install: refusals before anything is touched
@@ -14,6 +16,8 @@ export const errorCodes = [
   // install: steps that fail
   'SERVICE_STOP_FAILED', 'SERVICE_STOP_TIMEOUT', 'SERVICE_START_FAILED', 'SERVICE_START_TIMEOUT', 'SERVICE_UNHEALTHY',
   'POST_CMD_FAILED', 'POST_CMD_TIMEOUT', 'DEPLOYMENT_FAILED', 'INSTALL_INTERRUPTED',
+  // install: a recovery that did not finish in its attempts; the device is left as it is
+  'RECOVERY_ABANDONED',
   // install: what the rollback did, each level named in the final error
   'ROLLBACK_LEVEL_1_SUCCESS', 'ROLLBACK_LEVEL_1_FAILED', 'ROLLBACK_LEVEL_2_SUCCESS', 'ROLLBACK_LEVEL_2_FAILED',
 ] as const;
@@ -54,6 +58,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
   PACKAGE_EXPIRED: 410,
   SERVICE_UNAVAILABLE: 500,
   INTERNAL_ERROR: 500,
+  CONFIG_INVALID: 500,
   DOWNLOAD_FAILED: 500,
   PACKAGE_SIZE_MISMATCH: 500,
   MD5_MISMATCH: 500,
@@ -76,6 +81,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
   POST_CMD_TIMEOUT: 500,
   DEPLOYMENT_FAILED: 500,
   INSTALL_INTERRUPTED: 500,
+  RECOVERY_ABANDONED: 500,
   ROLLBACK_LEVEL_1_SUCCESS: 500,
   ROLLBACK_LEVEL_1_FAILED: 500,
   ROLLBACK_LEVEL_2_SUCCESS: 500,

@@ -5,6 +5,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
+import { fsyncFile } from './durable-store.js';
 import { isErrnoException, UpdaterError } from './errors.js';
 import { failpoint } from './failpoint.js';
 import { payloadCheck, type PayloadExpectation } from './trust/payload.js';
@@ -126,13 +127,7 @@ export class PackageArchive {
       const source = await this.stream(entry);
       if (expected) await pipeline(source, this.crcCheck(entry), payloadCheck(expected), out);
       else await pipeline(source, this.crcCheck(entry), out);
-      const fh = await fsp.open(tmp, 'r+');
-      try {
-        await fh.chmod(PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await fsyncFile(tmp, PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
       failpoint('installer.extracted-before-rename');
       await fsp.rename(tmp, dest);
     } catch (e) {

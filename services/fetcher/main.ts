@@ -2,56 +2,41 @@ import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Agent } from 'undici';
-import { loadConfigOrExit } from '../../shared/config.js';
-import { BusyMarker } from '../../shared/busy-marker.js';
-import { DurableJson, sweepTemps } from '../../shared/durable-store.js';
-import { createLogger } from '../../shared/log.js';
-import { Notifier } from '../../shared/notify.js';
-import { Reporter } from '../../shared/reporter.js';
-import { StatusPublisher } from '../../shared/status-publisher.js';
-import { serveWorker } from '../../shared/worker-server.js';
-import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
+import { DurableJson } from '../../shared/durable-store.js';
+import { runWorker } from '../../shared/worker-main.js';
+import { fetcherRecordSchema, PACKAGES_DIR } from '../../shared/worker-records.js';
 import { trustSettings } from '../../shared/trust/package-trust.js';
 import { SecurityFloor } from '../../shared/trust/security-floor.js';
+import { workers } from '../../shared/workers.js';
 import { Fetcher } from './fetcher.js';
 
-const config = loadConfigOrExit();
-const log = createLogger('fetcher', config.TOPE_LOG_LEVEL);
-const stateDir = config.TOPE_FETCHER_STATE_DIR;
-const packagesDir = path.join(stateDir, 'packages');
-await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
-await sweepTemps(stateDir);
-
-const marker = new BusyMarker(stateDir);
-// Unreadable, every start counts as a reboot: only checkpointed bytes are trusted (the safe side).
-const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => s.trim(), (e: Error) => {
-  log.warn({ err: e.message }, 'boot id unreadable; resuming from checkpoints only');
-  return `unknown-${randomUUID()}`;
+await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify }) => {
+  const packagesDir = path.join(stateDir, PACKAGES_DIR);
+  await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
+  // Unreadable, every start counts as a reboot: only checkpointed bytes are trusted (the safe side).
+  const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => s.trim(), (e: Error) => {
+    log.warn({ err: e.message }, 'boot id unreadable; resuming from checkpoints only');
+    return `unknown-${randomUUID()}`;
+  });
+  const dispatcher = new Agent({
+    connect: { timeout: config.TOPE_HTTP_TIMEOUT_MS },
+    headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
+    bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
+  });
+  // the security floor is the installer's (it raises it after a probation); the fetcher only reads it
+  const floor = new SecurityFloor(workers.installer.stateDir(config));
+  const fetcher = new Fetcher({
+    config, log, packagesDir, dispatcher, notify,
+    trust: trustSettings(config, () => floor.current()),
+    store: new DurableJson(recordPath, fetcherRecordSchema),
+    publisher,
+    bootId: () => bootId,
+  });
+  return {
+    recover: () => fetcher.recover(),
+    stage: () => fetcher.current.status.stage,
+    handle: (command) => fetcher.handle(command),
+    stop: () => fetcher.stop(), // the download resumes at the next start
+    busy: () => fetcher.busy,
+  };
 });
-const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
-const status = await StatusPublisher.open(marker, reporter, log);
-const notifier = new Notifier(log);
-const dispatcher = new Agent({
-  connect: { timeout: config.TOPE_HTTP_TIMEOUT_MS },
-  headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
-  bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
-});
-// the floor is the installer's (it raises it after a probation); the fetcher only reads it
-const floor = new SecurityFloor(config.TOPE_INSTALLER_STATE_DIR);
-const fetcher = new Fetcher({
-  trust: trustSettings(config, () => floor.current()),
-  config, log, packagesDir, dispatcher,
-  store: new DurableJson(path.join(stateDir, FETCHER_RECORD), fetcherRecordSchema),
-  status,
-  notify: (t) => notifier.status(t),
-  bootId: () => bootId,
-});
-await fetcher.recover();
-
-await serveWorker({
-  name: 'fetcher', socketPath: config.TOPE_FETCHER_SOCKET,
-  stage: () => fetcher.current.status.stage,
-  handle: (c) => fetcher.handle(c),
-  stop: () => fetcher.stop(), // the download resumes at the next start
-  busy: () => fetcher.busy,
-}, log, reporter, notifier, config.TOPE_IDLE_EXIT_MS);

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../../shared/durable-store.js';
+import { fsyncDir, fsyncFile } from '../../shared/durable-store.js';
 import { UpdaterError } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import { partialName, type PackageArchive } from '../../shared/package-archive.js';
@@ -29,13 +29,7 @@ export async function placeHeld(held: string, dst: string): Promise<void> {
   try {
     await fsp.mkdir(path.dirname(dst), { recursive: true, mode: 0o755 });
     await fsp.copyFile(held, tmp);
-    const fh = await fsp.open(tmp, 'r+');
-    try {
-      await fh.chmod((await fsp.stat(held)).mode & 0o777);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fsyncFile(tmp, (await fsp.stat(held)).mode & 0o777);
     failpoint('installer.in-place-before-rename');
     await fsp.rename(tmp, dst);
     await fsyncDir(path.dirname(dst));
