@@ -19,7 +19,7 @@ COVERAGE_LINES ?= 85
 # a selection: make test TESTS=dist/test/transfer.test.js COVERAGE_LINES=0
 TESTS ?= dist/test/*.test.js
 
-.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample deb deb-package
+.PHONY: all deps build run test lint format bench campaign reliability clean install install-files tools sample deb deb-package
 
 all: build
 
@@ -39,7 +39,16 @@ tools:
 run: build
 	@bash scripts/run-local.sh
 
-test: build tools
+# The formatter's and the linter's verdict (.prettierrc.json: 120 columns; eslint.config.js: correctness
+# checks and the naming rule). `make format` rewrites the files the formatter would change.
+LINTED := services shared test bench scripts
+lint: deps
+	npx eslint $(LINTED)
+
+format: deps
+	npx prettier --write --log-level warn $(LINTED)
+
+test: build tools lint
 	@echo "make test: Node $$($(NODE) --version) ($$(command -v $(NODE)))"
 	npx c8 --reporter=text-summary --reporter=text --all --src . \
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
