@@ -6,7 +6,7 @@ PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /lib/systemd/system
 COVERAGE_LINES ?= 85
 
-.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample
+.PHONY: all deps build run test bench campaign powercut reliability clean install install-files tools sample
 
 all: build
 
@@ -44,6 +44,12 @@ bench: build
 N ?= 1000
 campaign: build
 	$(NODE) dist/test/reliability/main.js campaign $(N)
+
+# Real power cuts: N whole updates in the QEMU VM, each cut by a SIGKILL of the emulator, then
+# booted again and checked (make powercut N=40; root, the VM prepared by make tools). The table
+# goes into RELIABILITY.md. It holds the system tests' lock: never two VMs or sandboxes at once.
+powercut: build
+	flock /tmp/tope-system-tests.lock env RELIABILITY_FILE=RELIABILITY.md $(NODE) dist/test/reliability/main.js powercut $(if $(filter command line,$(origin N)),$(N),40)
 
 # Every campaign (failpoints, random SIGKILL, network faults, property tests) and one table of
 # their figures, also written into RELIABILITY.md.
