@@ -18,9 +18,17 @@ export interface Worker {
 
 /** A worker's command socket (inherited from systemd or its own), READY=1, and a clean SIGTERM. */
 export async function serveWorker(w: Worker, log: Logger, reporter: Reporter, notifier: Notifier, idleMs = 0): Promise<void> {
-  const server = createCommandServer(async (command) => {
-    log.info({ command: command.type, seq: command.seq }, 'command received');
-    return w.handle(command);
+  // One command at a time: a worker's checks (is one running?) and the write that starts it must
+  // not interleave with the next command's. A gateway that gave up on a worker still starting
+  // and was asked again queues copies of one command, which arrive together at its start.
+  let turn: Promise<unknown> = Promise.resolve();
+  const server = createCommandServer((command) => {
+    const reply = turn.then(() => {
+      log.info({ command: command.type, seq: command.seq }, 'command received');
+      return w.handle(command);
+    });
+    turn = reply.catch(() => undefined);
+    return reply;
   }, (e) => log.error({ err: e }, 'command connection failed'));
   const where = await listen(server, { socketPath: w.socketPath, mode: 0o660 });
   log.info({ where, stage: w.stage() }, `${w.name} ready`);
