@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildPackage, md5 } from './packages.js';
@@ -109,6 +109,8 @@ export class PowercutVm {
   boot(cut: CutPlan | null, endWhen: (b: Boot) => boolean = () => false, timeoutMs = 900_000): Promise<Boot> {
     const n = ++this.boots;
     const consoleFile = path.join(this.work, `boot-${n}.console.log`);
+    // the results port as it came, with the host's ms: to follow a campaign while it runs
+    const resultsFile = path.join(this.work, `boot-${n}.results.log`);
     const t0 = Date.now();
     const b: Boot = { marks: [], findings: [], cut: null, console: consoleFile, ms: 0 };
     return new Promise((resolve, reject) => {
@@ -129,6 +131,7 @@ export class PowercutVm {
       const deadline = setTimeout(() => { powerOff('end'); stderr += `\nthe VM ran past its ${timeoutMs} ms deadline`; }, timeoutMs);
       createInterface({ input: qemu.stdout }).on('line', (raw) => {
         const text = raw.replace(/\r$/, '');
+        appendFileSync(resultsFile, `${Date.now() - t0} ${text}\n`);
         const m = /^TOPE-(MARK|RESULT) (\{.*\})$/.exec(text);
         if (!m || ended) return;
         let json: Record<string, unknown>;

@@ -52,7 +52,9 @@ if (what === 'one') {
     writeFileSync(file, readFileSync(file, 'utf8').replace(/<!-- powercut -->[\s\S]*<!-- \/powercut -->/, block));
     console.log(`written to ${file}`);
   }
-  rmSync(work, { recursive: true, force: true });
+  // the boots' consoles and results stay for a campaign that found something
+  if (r.violations.length) console.log(`each boot's console and results port: ${work}`);
+  else rmSync(work, { recursive: true, force: true });
   process.exitCode = r.violations.length ? 1 : 0;
 } else if (what === 'reliability') {
   const t0 = Date.now();

@@ -68,10 +68,17 @@ function provision(): void {
     install -Dm644 /mnt/payload/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
     systemd-sysusers && systemd-tmpfiles --create tope-updater.conf`);
   sh(`mkdir -p ${testDir}/packages && cp /mnt/payload/packages/*.zip ${testDir}/packages/ && touch ${reportsFile}`);
-  // generous timeouts: every node start is emulated on a loaded host
+  // generous timeouts: every node start is emulated on a loaded host, and the device-api
+  // stand-in fsyncs each report before it answers (seconds, under emulation, not 500 ms)
   writeDurable('/etc/default/tope-updater', [
-    'TOPE_ALLOW_HTTP=1', 'TOPE_RETRY_BASE_MS=200', 'TOPE_PROBATION_MS=4000', 'TOPE_UNIT_START_TIMEOUT_MS=60000',
+    'TOPE_ALLOW_HTTP=1', 'TOPE_RETRY_BASE_MS=200', 'TOPE_PROBATION_MS=4000', 'TOPE_UNIT_START_TIMEOUT_MS=60000', 'TOPE_REPORT_TIMEOUT_MS=10000',
     'TOPE_ALLOWED_ROOTS=/opt/tope:/etc/tope', ''].join('\n'));
+  // systemd's default 90 s to READY=1 is less than a cold node start can take here (emulated, on a
+  // loaded host): without this, a slow start would be killed and counted against the recovery
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) {
+    sh(`mkdir -p /etc/systemd/system/${svc}.service.d`);
+    writeDurable(`/etc/systemd/system/${svc}.service.d/emulated.conf`, '[Service]\nTimeoutStartSec=900\n');
+  }
   // the origin and device-api come up before a worker that resumes at boot needs them
   const before = 'Before=tope-fetcher.service tope-installer.service\n';
   unit('tope-test-origin.service', `[Unit]\n${before}[Service]\nEnvironment=ORIGIN_DIR=${testDir}/packages ORIGIN_RATE=${process.env.ORIGIN_RATE ?? 262144}\nExecStart=/usr/bin/node /usr/lib/tope-test/origin-server.js\n[Install]\nWantedBy=multi-user.target\n`);
