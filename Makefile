@@ -47,7 +47,8 @@ campaign: build
 
 # Real power cuts: N whole updates in the QEMU VM, each cut by a SIGKILL of the emulator, then
 # booted again and checked (make powercut N=40; root, the VM prepared by make tools). The table
-# goes into RELIABILITY.md. It holds the system tests' lock: never two VMs or sandboxes at once.
+# goes into RELIABILITY.md. POWERCUT_MINUTES=50: begin no new cut after that long. It holds the
+# system tests' lock: never two VMs or sandboxes at once.
 powercut: build
 	flock /tmp/tope-system-tests.lock env RELIABILITY_FILE=RELIABILITY.md $(NODE) dist/test/reliability/main.js powercut $(if $(filter command line,$(origin N)),$(N),40)
 

@@ -10,6 +10,8 @@ export interface PowercutOptions {
   plans: Array<(ctx: PlanContext) => CutPlan>;
   work: string;
   log: (line: string) => void;
+  /** Begin no new cut after this long (the figures then say how many fitted). */
+  budgetMs?: number;
 }
 
 export interface PlanContext {
@@ -95,6 +97,10 @@ export async function powercutCampaign(opts: PowercutOptions, seed: number, vers
   };
 
   for (let i = 0; i < opts.plans.length; i++) {
+    if (opts.budgetMs !== undefined && Date.now() - t0 > opts.budgetMs) {
+      opts.log(`the time budget is spent: ${i} of ${opts.plans.length} cuts`);
+      break;
+    }
     // a recovery-boot cut needs a cut to recover from
     let plan = opts.plans[i](ctx);
     if (plan.what === 'recovery boot' && pendingCuts.length === 0) plan = randomUpdateCut(ctx);
