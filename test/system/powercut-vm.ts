@@ -74,10 +74,11 @@ function provision(): void {
     'TOPE_ALLOW_HTTP=1', 'TOPE_RETRY_BASE_MS=200', 'TOPE_PROBATION_MS=4000', 'TOPE_UNIT_START_TIMEOUT_MS=60000', 'TOPE_REPORT_TIMEOUT_MS=10000',
     'TOPE_ALLOWED_ROOTS=/opt/tope:/etc/tope', ''].join('\n'));
   // systemd's default 90 s to READY=1 is less than a cold node start can take here (emulated, on a
-  // loaded host): without this, a slow start would be killed and counted against the recovery
+  // loaded host): without this, a slow start would be killed and counted against the recovery.
+  // The installer may write the in-place files' root, as README's operators section says
   for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) {
     sh(`mkdir -p /etc/systemd/system/${svc}.service.d`);
-    writeDurable(`/etc/systemd/system/${svc}.service.d/emulated.conf`, '[Service]\nTimeoutStartSec=900\n');
+    writeDurable(`/etc/systemd/system/${svc}.service.d/powercut.conf`, `[Service]\nTimeoutStartSec=900\n${svc === 'tope-installer' ? 'ReadWritePaths=/etc/tope\n' : ''}`);
   }
   // the origin and device-api come up before a worker that resumes at boot needs them
   const before = 'Before=tope-fetcher.service tope-installer.service\n';
