@@ -106,7 +106,7 @@ export class PowercutVm {
    * One boot. `cut`: SIGKILL qemu as planned. `endWhen`: stop it (also by SIGKILL, not counted as
    * a cut) once the guest printed what the caller waited for. Rejects after `timeoutMs`.
    */
-  boot(cut: CutPlan | null, endWhen: (b: Boot) => boolean = () => false, timeoutMs = 900_000): Promise<Boot> {
+  boot(cut: CutPlan | null, endWhen: (b: Boot) => boolean = () => false, timeoutMs = 1_800_000): Promise<Boot> {
     const n = ++this.boots;
     const consoleFile = path.join(this.work, `boot-${n}.console.log`);
     // the results port as it came, with the host's ms: to follow a campaign while it runs
@@ -128,7 +128,11 @@ export class PowercutVm {
       };
       const arm = () => { armed = setTimeout(() => powerOff('cut'), cut!.delayMs); };
       if (cut?.from === 'spawn') arm();
-      const deadline = setTimeout(() => { powerOff('end'); stderr += `\nthe VM ran past its ${timeoutMs} ms deadline`; }, timeoutMs);
+      // a guest that never gets to its checks is a finding of its own, not a boot without news
+      const deadline = setTimeout(() => {
+        b.findings.push({ kind: 'timeout', violations: [`the VM ran past its ${timeoutMs} ms deadline; its last mark: ${JSON.stringify(b.marks.at(-1) ?? null)}`] });
+        powerOff('end');
+      }, timeoutMs);
       createInterface({ input: qemu.stdout }).on('line', (raw) => {
         const text = raw.replace(/\r$/, '');
         appendFileSync(resultsFile, `${Date.now() - t0} ${text}\n`);
