@@ -78,6 +78,8 @@ export class Transaction {
         failpoint('installer.post-cmd-done');
       }
     }
+    // the post_cmds wrote into the snapshot after it was made durable: again, before the switch
+    if (manifest.modules.some((m) => m.post_cmds?.length)) await versions.syncFiles(this.j.targetDir);
 
     await this.c.progress(70, `Switching to version ${this.j.version}...`);
     await this.phase('switching');
