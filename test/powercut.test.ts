@@ -13,9 +13,8 @@ import { cutAtStage, describe, powercutCampaign } from './reliability/powercut-c
 // files and post_cmds), mid-probation. After each, the VM boots again with no API call; the
 // guest checks that current is a complete old or new snapshot, byte-exact, the in-place files
 // all old or all new, /progress agrees with it, the state files parse, device-api's last report
-// is the status, and that the same package then downloads and installs. Four boots: on the
-// shared 2-core host at a load average near 20 the first three took 733 s (about 4 min a boot);
-// a quiet host should take a fraction of that, not measured yet.
+// is the status, and that the same package then downloads and installs. Four boots, 537 s on
+// the shared 2-core host at a load average near 13 (733 s for the first three near 20).
 
 const available = vmAvailable();
 const skip = available === true ? false : available;
