@@ -1,3 +1,4 @@
+import { sendCommand } from '../shared/protocol.js';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -28,8 +29,8 @@ async function setUp(size: number, env: Record<string, string> = {}) {
 
 test('download: accepted, stage changed before the reply, reports every 5 % step, ends in toInstall', async () => {
   const { origin, deviceApi, device, request } = await setUp(2_000_000);
-  // 5 % per 40 ms: slow enough that no report has to be coalesced
-  origin.script(() => ({ kind: 'serve', throttle: { bytes: 100_000, everyMs: 40 } }));
+  // 5 % per 120 ms: slow enough that no report has to be coalesced, even on a loaded machine
+  origin.script(() => ({ kind: 'serve', throttle: { bytes: 100_000, everyMs: 120 } }));
   const r = await call(device.base, 'POST', '/api/v1.0/download', request({ package_sha256: origin.sha256 }));
   assert.deepEqual(r, { http: 200, body: { code: 200, msg: 'success', data: null } });
   const during = await device.progress();
@@ -167,4 +168,14 @@ test('a new download sent the moment /progress says toInstall is accepted, even 
   assert.equal(r.body.code, 200, JSON.stringify(r.body));
   assert.equal((await device.waitStage('toInstall')).data.message, 'Package ready to install: 1.2.4');
   assert.equal(origin.requests.length, 2);
+});
+
+test('the same download command arriving several times at once (a gateway retrying a slow-starting fetcher) runs one download', async () => {
+  const { origin, device, request } = await setUp(300_000);
+  origin.script(() => ({ kind: 'serve', throttle: { bytes: 10_000, everyMs: 10 } }));
+  const job = request();
+  const replies = await Promise.all(Array.from({ length: 4 }, () => sendCommand(device.env.TOPE_FETCHER_SOCKET, { type: 'download', seq: 3, job })));
+  assert.deepEqual(replies, Array(4).fill({ ok: true }));
+  await device.waitStage('toInstall');
+  assert.equal(origin.requests.length, 1, 'one download, one request');
 });
