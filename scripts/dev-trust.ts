@@ -15,7 +15,10 @@ export const DEV_PRODUCT_ID = 'tope-dev';
 const DEV_KEY_FILE = 'tope-dev.pub';
 
 /** A setting as the services read it; an invalid one is theirs to report (CONFIG_INVALID), not this script's. */
-function setting(env: NodeJS.ProcessEnv, key: 'TOPE_ROOT_PREFIX' | 'TOPE_TRUSTED_KEYS_DIR' | 'TOPE_PRODUCT_ID_FILE'): string {
+function setting(
+  env: NodeJS.ProcessEnv,
+  key: 'TOPE_ROOT_PREFIX' | 'TOPE_TRUSTED_KEYS_DIR' | 'TOPE_PRODUCT_ID_FILE',
+): string {
   const parsed = configSchema.shape[key].safeParse(env[key] || undefined);
   return parsed.success ? parsed.data : configSchema.shape[key].parse(undefined);
 }
@@ -27,7 +30,9 @@ export function ensureDevTrust(env: NodeJS.ProcessEnv = process.env, keyFile = D
   const privateFile = path.resolve(keyFile);
   mkdirSync(path.dirname(privateFile), { recursive: true });
   if (!existsSync(privateFile)) writeFileSync(privateFile, newKeyPair().privateKeyPem, { mode: 0o600 });
-  const publicPem = createPublicKey(createPrivateKey(readFileSync(privateFile))).export({ type: 'spki', format: 'pem' }).toString();
+  const publicPem = createPublicKey(createPrivateKey(readFileSync(privateFile)))
+    .export({ type: 'spki', format: 'pem' })
+    .toString();
   const keysDir = host(setting(env, 'TOPE_TRUSTED_KEYS_DIR'));
   mkdirSync(keysDir, { recursive: true });
   writeFileSync(path.join(keysDir, DEV_KEY_FILE), publicPem);

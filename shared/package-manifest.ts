@@ -6,9 +6,13 @@ import { versionSchema } from './package-job.js';
 // installer to decide trust again and to plan the install.
 
 const unitName = z.string().regex(/^[A-Za-z0-9@._:-]{1,200}$/, 'must be a systemd unit name');
-export const productIdSchema = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+export const productIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 /** A key file in the trusted keys directory, as a package names one to remove. */
-export const keyFileNameSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}\.pub$/, 'must be a file name ending in .pub');
+export const keyFileNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}\.pub$/, 'must be a file name ending in .pub');
 
 export const moduleSchema = z.object({
   name: z.string().min(1).max(128),
@@ -27,8 +31,15 @@ export const manifestSchema = z.object({
   /** The product ids this package is for; the device's must be among them. */
   compatible: z.array(productIdSchema).min(1).max(64),
   /** Raised by the vendor when a package fixes a vulnerability; a device never installs below the highest it ran. */
-  security_version: z.number().int().min(0).max(2 ** 31 - 1),
-  modules: z.array(moduleSchema).min(1).max(1000)
+  security_version: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1),
+  modules: z
+    .array(moduleSchema)
+    .min(1)
+    .max(1000)
     .refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, 'module names must be unique'),
   /** Key rotation: files of the trusted keys directory this package removes (a new key is a module). */
   remove_keys: z.array(keyFileNameSchema).max(16).nullish(),

@@ -13,26 +13,47 @@ import { distDir } from './helpers/services.js';
 const tool = path.join(distDir, 'scripts/tope-pack/main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [tool, ...args], { encoding: 'utf8' });
 
-test('keygen, build from a directory, verify; verify refuses with the device\'s codes; bad input is exit 2', async () => {
+test("keygen, build from a directory, verify; verify refuses with the device's codes; bad input is exit 2", async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tope-pack-'));
   const keys = path.join(dir, 'keys.d');
   const otherKeys = path.join(dir, 'other.d');
   assert.equal(run('keygen', path.join(dir, 'vendor.pem'), path.join(keys, 'vendor.pub')).status, 0);
   assert.equal(run('keygen', path.join(dir, 'other.pem'), path.join(otherKeys, 'other.pub')).status, 0);
   assert.equal((await fsp.stat(path.join(dir, 'vendor.pem'))).mode & 0o777, 0o600, 'the private key is private');
-  assert.match((await fsp.readFile(path.join(dir, 'vendor.pem'), 'utf8')), /^-----BEGIN PRIVATE KEY-----/);
-  assert.equal(run('keygen', path.join(dir, 'vendor.pem'), path.join(dir, 'x.pub')).status, 2, 'never overwrites a private key');
+  assert.match(await fsp.readFile(path.join(dir, 'vendor.pem'), 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+  assert.equal(
+    run('keygen', path.join(dir, 'vendor.pem'), path.join(dir, 'x.pub')).status,
+    2,
+    'never overwrites a private key',
+  );
 
   const src = path.join(dir, 'src');
   await fsp.mkdir(path.join(src, 'bin'), { recursive: true });
   await fsp.writeFile(path.join(src, 'bin/printerd'), '#!/bin/sh\necho printerd\n', { mode: 0o755 });
   const description = path.join(dir, 'description.json');
-  await fsp.writeFile(description, JSON.stringify({
-    version: '0.0.0', compatible: ['tope-x1'], security_version: 4,
-    modules: [{ name: 'printerd', src: 'bin/printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service' }],
-  }));
+  await fsp.writeFile(
+    description,
+    JSON.stringify({
+      version: '0.0.0',
+      compatible: ['tope-x1'],
+      security_version: 4,
+      modules: [
+        { name: 'printerd', src: 'bin/printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service' },
+      ],
+    }),
+  );
   const out = path.join(dir, 'tope-1.2.3.zip');
-  const built = run('build', description, src, '--key', path.join(dir, 'vendor.pem'), '--out', out, '--version', '1.2.3');
+  const built = run(
+    'build',
+    description,
+    src,
+    '--key',
+    path.join(dir, 'vendor.pem'),
+    '--out',
+    out,
+    '--version',
+    '1.2.3',
+  );
   assert.equal(built.status, 0, built.stderr);
   const printed = JSON.parse(built.stdout);
   assert.equal(printed.package_size, (await fsp.stat(out)).size);
@@ -49,11 +70,23 @@ test('keygen, build from a directory, verify; verify refuses with the device\'s 
 
   const ok = run('verify', out, '--keys', keys, '--product', 'tope-x1', '--floor', '4');
   assert.equal(ok.status, 0, ok.stderr);
-  assert.deepEqual(JSON.parse(ok.stdout), { ok: true, version: '1.2.3', security_version: 4, compatible: ['tope-x1'], signed_by: 'vendor.pub' });
+  assert.deepEqual(JSON.parse(ok.stdout), {
+    ok: true,
+    version: '1.2.3',
+    security_version: 4,
+    compatible: ['tope-x1'],
+    signed_by: 'vendor.pub',
+  });
   const refusals: Array<[string[], RegExp]> = [
     [['--keys', otherKeys], /^SIGNATURE_INVALID: .*\(other\.pub\)\n$/],
-    [['--keys', keys, '--product', 'tope-x2'], /^INCOMPATIBLE_PACKAGE: the package is for tope-x1; this device is tope-x2\n$/],
-    [['--keys', keys, '--floor', '5'], /^DOWNGRADE_REFUSED: version 1\.2\.3 has security_version 4, below this device's security floor 5\n$/],
+    [
+      ['--keys', keys, '--product', 'tope-x2'],
+      /^INCOMPATIBLE_PACKAGE: the package is for tope-x1; this device is tope-x2\n$/,
+    ],
+    [
+      ['--keys', keys, '--floor', '5'],
+      /^DOWNGRADE_REFUSED: version 1\.2\.3 has security_version 4, below this device's security floor 5\n$/,
+    ],
   ];
   for (const [args, error] of refusals) {
     const r = run('verify', out, ...args);

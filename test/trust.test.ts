@@ -13,7 +13,15 @@ import { DeviceApi } from './helpers/device-api.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { Origin } from './helpers/origin.js';
 import {
-  buildPackage, hashesOf, md5, patchField, TEST_KEY_FILE, TEST_PRODUCT_ID, testKey, type ModuleSpec, type PackageOptions,
+  buildPackage,
+  hashesOf,
+  md5,
+  patchField,
+  TEST_KEY_FILE,
+  TEST_PRODUCT_ID,
+  testKey,
+  type ModuleSpec,
+  type PackageOptions,
 } from './helpers/packages.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -39,7 +47,13 @@ async function tree(d: InstallDevice): Promise<string> {
     for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       const st = await fsp.lstat(p);
-      const what = e.isSymbolicLink() ? `-> ${await fsp.readlink(p)}` : e.isFile() ? createHash('sha256').update(await fsp.readFile(p)).digest('hex') : 'dir';
+      const what = e.isSymbolicLink()
+        ? `-> ${await fsp.readlink(p)}`
+        : e.isFile()
+          ? createHash('sha256')
+              .update(await fsp.readFile(p))
+              .digest('hex')
+          : 'dir';
       out.push(`${path.relative(d.sysroot, p)} ${(st.mode & 0o7777).toString(8)} ${what}`);
       if (e.isDirectory()) out.push(...(await walk(p)));
     }
@@ -66,17 +80,26 @@ after(async () => {
   await deviceApi.stop();
 });
 
-const jobOf = (zip: Buffer, version: string) =>
-  ({ version, package_url: origin.url(`/tope-${version}.zip`), package_name: `tope-${version}.zip`, package_size: zip.length, package_md5: md5(zip) });
+const jobOf = (zip: Buffer, version: string) => ({
+  version,
+  package_url: origin.url(`/tope-${version}.zip`),
+  package_name: `tope-${version}.zip`,
+  package_size: zip.length,
+  package_md5: md5(zip),
+});
 
 /** Serves `zip` and asks `full` to download it; resolves with the stage it ends in. */
 async function download(zip: Buffer, version: string) {
   origin.body = zip;
   assert.equal((await call(full.base, 'POST', '/api/v1.0/download', jobOf(zip, version))).body.code, 200);
-  return waitFor('the download to end', async () => {
-    const p = (await full.progress()).body;
-    return ['toInstall', 'failed'].includes(p.data.stage) ? p : null;
-  }, 20_000);
+  return waitFor(
+    'the download to end',
+    async () => {
+      const p = (await full.progress()).body;
+      return ['toInstall', 'failed'].includes(p.data.stage) ? p : null;
+    },
+    20_000,
+  );
 }
 
 async function install(d: InstallDevice, version: string) {
@@ -91,7 +114,9 @@ async function assertRefused(d: InstallDevice, before: string, error: RegExp, re
   assert.match(p.data.error, error);
   assert.equal(p.code, 500);
   assert.equal(p.msg, `Update failed: ${p.data.error}`);
-  const report = await waitFor('the failure report', () => deviceApi.reports.slice(reportsBefore).find((r) => r.stage === 'failed'));
+  const report = await waitFor('the failure report', () =>
+    deviceApi.reports.slice(reportsBefore).find((r) => r.stage === 'failed'),
+  );
   assert.match(report.error!, error);
   assert.equal(await tree(d), before, 'the device tree is byte for byte as it was');
 }
@@ -102,7 +127,10 @@ async function assertRefusedEverywhere(zip: Buffer, error: RegExp, version = '2.
   let reports = deviceApi.reports.length;
   await download(zip, version);
   await assertRefused(full, before, error, reports);
-  assert.ok(deviceApi.reports.slice(reports).some((r) => r.stage === 'verifying'), 'refused at verifying');
+  assert.ok(
+    deviceApi.reports.slice(reports).some((r) => r.stage === 'verifying'),
+    'refused at verifying',
+  );
   assert.deepEqual(await fsp.readdir(full.packagesDir), [], 'the refused package is removed');
 
   before = await tree(bare);
@@ -110,15 +138,23 @@ async function assertRefusedEverywhere(zip: Buffer, error: RegExp, version = '2.
   await bare.verified(zip, version);
   await install(bare, version);
   await assertRefused(bare, before, error, reports);
-  assert.deepEqual((await bare.calls()).filter((c) => /^(stop|start|restart) a\.service/.test(c)), [], 'no unit touched');
+  assert.deepEqual(
+    (await bare.calls()).filter((c) => /^(stop|start|restart) a\.service/.test(c)),
+    [],
+    'no unit touched',
+  );
 }
 
 /** A valid package's manifest bytes, its payload entry and the signature text over `signed` (its own bytes by default). */
 function parts(version = '2.0.0') {
   const data = Buffer.from(`a ${version}\n`);
   const manifest = {
-    version, compatible: [TEST_PRODUCT_ID], security_version: 0,
-    modules: [{ name: 'a', src: 'modules/a/file', dst: '/opt/tope/bin/a', ...hashesOf(data), process_name: 'a.service' }],
+    version,
+    compatible: [TEST_PRODUCT_ID],
+    security_version: 0,
+    modules: [
+      { name: 'a', src: 'modules/a/file', dst: '/opt/tope/bin/a', ...hashesOf(data), process_name: 'a.service' },
+    ],
   };
   return { manifest, bytes: manifestBytesOf(manifest), entries: [{ name: 'modules/a/file', data, mode: 0o100755 }] };
 }
@@ -129,34 +165,81 @@ const withSignature = async (text: string | null, bytes?: Buffer) => {
 const signedBy = (bytes: Buffer) => signManifest(bytes, testKey.privateKeyPem);
 
 const signatureCases: Array<[string, () => Promise<Buffer>, RegExp]> = [
-  ['signed by a key the device does not trust', () => buildPackage('2.0.0', [a], [], { privateKeyPem: otherKey.privateKeyPem }),
-    /^SIGNATURE_INVALID: the signature of manifest\.json verifies under none of the 1 trusted keys in .*keys\.d \(tope-test\.pub\)$/],
-  ['a trusted signature over other bytes', () => withSignature(signedBy(Buffer.from('{"version":"2.0.0"}'))), /^SIGNATURE_INVALID: /],
-  ['the manifest edited after signing: one byte', async () => {
-    const { bytes } = parts();
-    const edited = Buffer.from(bytes.toString().replace('"security_version": 0', '"security_version": 9'));
-    assert.notDeepEqual(edited, bytes);
-    return withSignature(signedBy(bytes), edited);
-  }, /^SIGNATURE_INVALID: /],
-  ['the manifest edited after signing: whitespace only', async () => {
-    const { bytes } = parts();
-    return withSignature(signedBy(bytes), Buffer.concat([bytes, Buffer.from(' ')]));
-  }, /^SIGNATURE_INVALID: /],
-  ['the manifest edited after signing: the same JSON with its keys in another order', async () => {
-    const { manifest, bytes } = parts();
-    const reordered = Buffer.from(JSON.stringify({ modules: manifest.modules, security_version: 0, compatible: manifest.compatible, version: '2.0.0' }, null, 2) + '\n');
-    assert.deepEqual(JSON.parse(reordered.toString()), JSON.parse(bytes.toString()));
-    return withSignature(signedBy(bytes), reordered);
-  }, /^SIGNATURE_INVALID: /],
-  ['manifest.sig missing', () => withSignature(null), /^SIGNATURE_MISSING: manifest\.sig not found in package: unsigned packages are refused$/],
+  [
+    'signed by a key the device does not trust',
+    () => buildPackage('2.0.0', [a], [], { privateKeyPem: otherKey.privateKeyPem }),
+    /^SIGNATURE_INVALID: the signature of manifest\.json verifies under none of the 1 trusted keys in .*keys\.d \(tope-test\.pub\)$/,
+  ],
+  [
+    'a trusted signature over other bytes',
+    () => withSignature(signedBy(Buffer.from('{"version":"2.0.0"}'))),
+    /^SIGNATURE_INVALID: /,
+  ],
+  [
+    'the manifest edited after signing: one byte',
+    async () => {
+      const { bytes } = parts();
+      const edited = Buffer.from(bytes.toString().replace('"security_version": 0', '"security_version": 9'));
+      assert.notDeepEqual(edited, bytes);
+      return withSignature(signedBy(bytes), edited);
+    },
+    /^SIGNATURE_INVALID: /,
+  ],
+  [
+    'the manifest edited after signing: whitespace only',
+    async () => {
+      const { bytes } = parts();
+      return withSignature(signedBy(bytes), Buffer.concat([bytes, Buffer.from(' ')]));
+    },
+    /^SIGNATURE_INVALID: /,
+  ],
+  [
+    'the manifest edited after signing: the same JSON with its keys in another order',
+    async () => {
+      const { manifest, bytes } = parts();
+      const reordered = Buffer.from(
+        JSON.stringify(
+          { modules: manifest.modules, security_version: 0, compatible: manifest.compatible, version: '2.0.0' },
+          null,
+          2,
+        ) + '\n',
+      );
+      assert.deepEqual(JSON.parse(reordered.toString()), JSON.parse(bytes.toString()));
+      return withSignature(signedBy(bytes), reordered);
+    },
+    /^SIGNATURE_INVALID: /,
+  ],
+  [
+    'manifest.sig missing',
+    () => withSignature(null),
+    /^SIGNATURE_MISSING: manifest\.sig not found in package: unsigned packages are refused$/,
+  ],
   ['manifest.sig empty', () => withSignature(''), /^SIGNATURE_MISSING: manifest\.sig is empty$/],
-  ['manifest.sig huge', () => withSignature('A'.repeat(200_000)), /^SIGNATURE_MALFORMED: manifest\.sig is 200000 bytes; a signature is 88 characters of base64$/],
-  ['manifest.sig not base64', () => withSignature(`${'*'.repeat(86)}==\n`), /^SIGNATURE_MALFORMED: manifest\.sig is not the base64 of a 64-byte Ed25519 signature$/],
-  ['manifest.sig the base64 of something shorter than a signature', () => withSignature(Buffer.alloc(32, 7).toString('base64')), /^SIGNATURE_MALFORMED: /],
-  ['an entry that no module names', () => buildPackage('2.0.0', [a], [{ name: 'bin/extra.sh', data: '#!/bin/sh\nid\n' }]),
-    /^INVALID_PACKAGE: entry bin\/extra\.sh is named by no module of the signed manifest$/],
-  ['for another product', () => buildPackage('2.0.0', [a], [], { compatible: ['tope-x9', 'tope-x10'] }),
-    /^INCOMPATIBLE_PACKAGE: the package is for tope-x9, tope-x10; this device is tope-test$/],
+  [
+    'manifest.sig huge',
+    () => withSignature('A'.repeat(200_000)),
+    /^SIGNATURE_MALFORMED: manifest\.sig is 200000 bytes; a signature is 88 characters of base64$/,
+  ],
+  [
+    'manifest.sig not base64',
+    () => withSignature(`${'*'.repeat(86)}==\n`),
+    /^SIGNATURE_MALFORMED: manifest\.sig is not the base64 of a 64-byte Ed25519 signature$/,
+  ],
+  [
+    'manifest.sig the base64 of something shorter than a signature',
+    () => withSignature(Buffer.alloc(32, 7).toString('base64')),
+    /^SIGNATURE_MALFORMED: /,
+  ],
+  [
+    'an entry that no module names',
+    () => buildPackage('2.0.0', [a], [{ name: 'bin/extra.sh', data: '#!/bin/sh\nid\n' }]),
+    /^INVALID_PACKAGE: entry bin\/extra\.sh is named by no module of the signed manifest$/,
+  ],
+  [
+    'for another product',
+    () => buildPackage('2.0.0', [a], [], { compatible: ['tope-x9', 'tope-x10'] }),
+    /^INCOMPATIBLE_PACKAGE: the package is for tope-x9, tope-x10; this device is tope-test$/,
+  ],
 ];
 
 for (const [name, make, error] of signatureCases) {
@@ -175,9 +258,18 @@ test('[systemctl stand-in] a payload byte flipped under an intact signed manifes
   const reports = deviceApi.reports.length;
   await bare.verified(zip, '2.0.0');
   await install(bare, '2.0.0');
-  await assertRefused(bare, before, /^PAYLOAD_MISMATCH: module a: modules\/a\/file has SHA-256 [0-9a-f]{64}, the signed manifest says [0-9a-f]{64}$/, reports);
+  await assertRefused(
+    bare,
+    before,
+    /^PAYLOAD_MISMATCH: module a: modules\/a\/file has SHA-256 [0-9a-f]{64}, the signed manifest says [0-9a-f]{64}$/,
+    reports,
+  );
   // refused while staging, with the services running: no unit stopped (the undo's start of a running unit is a no-op)
-  assert.deepEqual((await bare.calls()).filter((c) => /^(stop|restart) a\.service/.test(c)), [], 'no unit stopped');
+  assert.deepEqual(
+    (await bare.calls()).filter((c) => /^(stop|restart) a\.service/.test(c)),
+    [],
+    'no unit stopped',
+  );
 });
 
 test('[systemctl stand-in] an in-place file whose bytes do not match is refused before any unit stops', async () => {
@@ -198,7 +290,11 @@ test('[systemctl stand-in] an in-place file whose bytes do not match is refused 
     await d.verified(zip, '2.0.0');
     await install(d, '2.0.0');
     await assertRefused(d, before, /^PAYLOAD_MISMATCH: module c: /, reports);
-    assert.deepEqual((await d.calls()).filter((c) => /^(stop|restart) a\.service/.test(c)), [], 'no unit stopped');
+    assert.deepEqual(
+      (await d.calls()).filter((c) => /^(stop|restart) a\.service/.test(c)),
+      [],
+      'no unit stopped',
+    );
   } finally {
     await d.stop();
   }
@@ -206,7 +302,8 @@ test('[systemctl stand-in] an in-place file whose bytes do not match is refused 
 
 test('[systemctl stand-in] the security floor: a failed install leaves it, a probation that succeeds raises it, an older signed package is refused below it', async () => {
   const floorOf = (d: InstallDevice) => new SecurityFloor(d.env.TOPE_INSTALLER_STATE_DIR).current();
-  const pkg = (version: string, security_version: number) => buildPackage(version, [a], [], { security_version } satisfies PackageOptions);
+  const pkg = (version: string, security_version: number) =>
+    buildPackage(version, [a], [], { security_version } satisfies PackageOptions);
   const older = await pkg('1.5.0', 2);
 
   // an older package is fine while the floor is below it (it reaches toInstall), then replaced
@@ -253,14 +350,34 @@ test('[systemctl stand-in] key rotation by a signed package: the new key is trus
     await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
     await d.setUnits({ 'a.service': { active: true } });
     await d.start('installer', 'api-gateway');
-    const keyModule = (data: string): ModuleSpec => ({ name: 'vendor-key-2027', dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/vendor-2027.pub`, data, mode: 0o100644 });
+    const keyModule = (data: string): ModuleSpec => ({
+      name: 'vendor-key-2027',
+      dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/vendor-2027.pub`,
+      data,
+      mode: 0o100644,
+    });
 
     // what a rotation package may not do: leave no key, install something that is not a key, run a command from there
     const refusals: Array<[Buffer, RegExp]> = [
-      [await buildPackage('2.0.0', [a], [], { remove_keys: [TEST_KEY_FILE] }), /^INVALID_MANIFEST: remove_keys would leave no trusted key in /],
-      [await buildPackage('2.0.0', [a, keyModule('not a key\n')]), /^INVALID_PACKAGE: module vendor-key-2027: .* is not a usable trusted key: not a PEM public key/],
-      [await buildPackage('2.0.0', [a, { ...keyModule(next.publicKeyPem), post_cmds: ['id'] }]), /^INVALID_MANIFEST: module vendor-key-2027: a trusted key file takes no process_name or post_cmds$/],
-      [await buildPackage('2.0.0', [a, { ...keyModule(next.publicKeyPem), dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/sub/x.pub` }]), /^INVALID_MANIFEST: .* is in the trusted keys directory but is not a <name>\.pub directly in it$/],
+      [
+        await buildPackage('2.0.0', [a], [], { remove_keys: [TEST_KEY_FILE] }),
+        /^INVALID_MANIFEST: remove_keys would leave no trusted key in /,
+      ],
+      [
+        await buildPackage('2.0.0', [a, keyModule('not a key\n')]),
+        /^INVALID_PACKAGE: module vendor-key-2027: .* is not a usable trusted key: not a PEM public key/,
+      ],
+      [
+        await buildPackage('2.0.0', [a, { ...keyModule(next.publicKeyPem), post_cmds: ['id'] }]),
+        /^INVALID_MANIFEST: module vendor-key-2027: a trusted key file takes no process_name or post_cmds$/,
+      ],
+      [
+        await buildPackage('2.0.0', [
+          a,
+          { ...keyModule(next.publicKeyPem), dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/sub/x.pub` },
+        ]),
+        /^INVALID_MANIFEST: .* is in the trusted keys directory but is not a <name>\.pub directly in it$/,
+      ],
     ];
     for (const [zip, error] of refusals) {
       const before = await tree(d);
@@ -272,7 +389,9 @@ test('[systemctl stand-in] key rotation by a signed package: the new key is trus
 
     // a rotation whose install fails its probation is undone with the rest: the old key stays, the new one goes
     await d.behave({ 'a.service': { unhealthy: ['2.0.0'] } });
-    const rotation = await buildPackage('2.0.0', [a, keyModule(next.publicKeyPem)], [], { remove_keys: [TEST_KEY_FILE] });
+    const rotation = await buildPackage('2.0.0', [a, keyModule(next.publicKeyPem)], [], {
+      remove_keys: [TEST_KEY_FILE],
+    });
     await d.verified(rotation, '2.0.0');
     assert.match((await install(d, '2.0.0')).error!, /ROLLBACK_LEVEL_1_SUCCESS/);
     assert.deepEqual(await fsp.readdir(keysDir), [TEST_KEY_FILE]);
@@ -313,7 +432,12 @@ test('[systemctl stand-in] key rotation by a signed package: the new key is trus
 test('[systemctl stand-in] key rotation over the whole path: the fetcher refuses the old key once the installer rotated it', async () => {
   const keysDir = keysDirOf(full);
   const next = newKeyPair();
-  const rotation = await buildPackage('4.0.0', [a, { name: 'key', dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/next.pub`, data: next.publicKeyPem }], [], { remove_keys: [TEST_KEY_FILE], security_version: 3 });
+  const rotation = await buildPackage(
+    '4.0.0',
+    [a, { name: 'key', dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/next.pub`, data: next.publicKeyPem }],
+    [],
+    { remove_keys: [TEST_KEY_FILE], security_version: 3 },
+  );
   try {
     assert.equal((await download(rotation, '4.0.0')).data.stage, 'toInstall');
     assert.equal((await install(full, '4.0.0')).stage, 'success');
@@ -321,7 +445,15 @@ test('[systemctl stand-in] key rotation over the whole path: the fetcher refuses
     const reports = deviceApi.reports.length;
     await download(await buildPackage('4.1.0', [a], [], { security_version: 3 }), '4.1.0');
     await assertRefused(full, before, /^SIGNATURE_INVALID: .*\(next\.pub\)$/, reports);
-    assert.equal((await download(await buildPackage('4.1.0', [a], [], { security_version: 3, privateKeyPem: next.privateKeyPem }), '4.1.0')).data.stage, 'toInstall');
+    assert.equal(
+      (
+        await download(
+          await buildPackage('4.1.0', [a], [], { security_version: 3, privateKeyPem: next.privateKeyPem }),
+          '4.1.0',
+        )
+      ).data.stage,
+      'toInstall',
+    );
   } finally {
     // the device trusts the tests' key again for whatever runs after
     await fsp.writeFile(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);

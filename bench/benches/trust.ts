@@ -33,7 +33,10 @@ export async function benchTrust(ctx: BenchContext): Promise<Row[]> {
   writeFileSync(tree, await buildTreePackage('2.0.0', 1000, ctx.plan.installFileBytes, ctx.plan.unitsPerPackage));
   const runs = ctx.plan.quick ? 5 : 30;
   const rows: Row[] = [];
-  for (const [label, file] of [[`${fmt.size(ctx.plan.smallPackage)} package (1 module)`, ctx.packages.small.file], ['1000-module package', tree]] as const) {
+  for (const [label, file] of [
+    [`${fmt.size(ctx.plan.smallPackage)} package (1 module)`, ctx.packages.small.file],
+    ['1000-module package', tree],
+  ] as const) {
     const check: number[] = [];
     const md5: number[] = [];
     for (let i = 0; i < runs; i++) {
@@ -48,7 +51,13 @@ export async function benchTrust(ctx: BenchContext): Promise<Row[]> {
       md5.push(await md5Ms(file));
     }
     ctx.say(`trust: ${label} ${fmt.ms(median(check))}`);
-    rows.push({ measure: `Trust check (signature, manifest, entries) of the ${label}`, value: fmt.ms(median(check)), reference: `MD5 of the file ${fmt.ms(median(md5))}`, ratio: fmt.ratio(median(check) / median(md5)), runs: String(runs) });
+    rows.push({
+      measure: `Trust check (signature, manifest, entries) of the ${label}`,
+      value: fmt.ms(median(check)),
+      reference: `MD5 of the file ${fmt.ms(median(md5))}`,
+      ratio: fmt.ratio(median(check) / median(md5)),
+      runs: String(runs),
+    });
   }
   return rows;
 }

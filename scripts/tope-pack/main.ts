@@ -25,7 +25,10 @@ const usage = `usage:
 
 // the description a vendor writes: the manifest, less what the tool computes
 const descriptionSchema = manifestSchema.extend({
-  modules: z.array(moduleSchema.partial({ size: true, sha256: true })).min(1).max(1000),
+  modules: z
+    .array(moduleSchema.partial({ size: true, sha256: true }))
+    .min(1)
+    .max(1000),
 });
 
 async function fileDigests(file: string): Promise<{ md5: string; sha256: string }> {
@@ -39,9 +42,15 @@ async function fileDigests(file: string): Promise<{ md5: string; sha256: string 
 }
 
 async function build(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
-    key: { type: 'string' }, out: { type: 'string' }, version: { type: 'string' },
-  } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      key: { type: 'string' },
+      out: { type: 'string' },
+      version: { type: 'string' },
+    },
+  });
   const [descriptionFile, dir] = positionals;
   if (!descriptionFile || !dir || !values.key || !values.out) throw new Error(usage);
   const raw = JSON.parse(await fsp.readFile(descriptionFile, 'utf8')) as Record<string, unknown>;
@@ -53,24 +62,41 @@ async function build(args: string[]): Promise<void> {
   await packPackage(description, await payloadFromDirectory(description, dir), key, values.out);
   const { size } = await fsp.stat(values.out);
   const { md5, sha256 } = await fileDigests(values.out);
-  process.stdout.write(`${JSON.stringify({ package: values.out, version: description.version, package_size: size, package_md5: md5, package_sha256: sha256 })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ package: values.out, version: description.version, package_size: size, package_md5: md5, package_sha256: sha256 })}\n`,
+  );
 }
 
 async function verifyCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
-    keys: { type: 'string' }, product: { type: 'string' }, floor: { type: 'string' },
-  } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      keys: { type: 'string' },
+      product: { type: 'string' },
+      floor: { type: 'string' },
+    },
+  });
   const [file] = positionals;
   if (!file || !values.keys) throw new Error(usage);
-  const floor = z.coerce.number().int().min(0).parse(values.floor ?? '0');
+  const floor = z.coerce
+    .number()
+    .int()
+    .min(0)
+    .parse(values.floor ?? '0');
   const archive = await PackageArchive.open(file, { maxBytes: Number.MAX_SAFE_INTEGER, maxEntries: 100_000 });
   try {
     const trusted = await checkPackageTrust(archive, {
-      keysDir: values.keys, productId: async () => values.product ?? null, allowUnsigned: false, floor: async () => floor,
+      keysDir: values.keys,
+      productId: async () => values.product ?? null,
+      allowUnsigned: false,
+      floor: async () => floor,
     });
     for (const m of trusted.manifest.modules) await archive.checkEntry(m.src, expectationOf(m));
     const { version, security_version, compatible } = trusted.manifest;
-    process.stdout.write(`${JSON.stringify({ ok: true, version, security_version, compatible, signed_by: trusted.signedBy })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok: true, version, security_version, compatible, signed_by: trusted.signedBy })}\n`,
+    );
   } finally {
     archive.close();
   }

@@ -32,7 +32,7 @@ export interface ZipEntry extends PayloadFile {
 }
 
 const source = (f: PayloadFile): Readable | Buffer =>
-  f.open ? f.open() : f.file ? createReadStream(f.file, { highWaterMark: 1024 * 1024 }) : f.data ?? Buffer.alloc(0);
+  f.open ? f.open() : f.file ? createReadStream(f.file, { highWaterMark: 1024 * 1024 }) : (f.data ?? Buffer.alloc(0));
 
 async function digest(f: PayloadFile): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
@@ -53,8 +53,13 @@ export const manifestBytesOf = (manifest: unknown): Buffer => Buffer.from(`${JSO
  * the given text, or none when null) and `entries`, written to `out` or returned. `comment` is
  * the zip's comment (not an entry; the device ignores it).
  */
-export async function writeSignedZip(manifest: Buffer, signature: { privateKeyPem: string | Buffer } | { text: string | Buffer } | null,
-  entries: ZipEntry[], out?: string, comment?: string): Promise<Buffer | null> {
+export async function writeSignedZip(
+  manifest: Buffer,
+  signature: { privateKeyPem: string | Buffer } | { text: string | Buffer } | null,
+  entries: ZipEntry[],
+  out?: string,
+  comment?: string,
+): Promise<Buffer | null> {
   const zip = new yazl.ZipFile();
   zip.addBuffer(manifest, MANIFEST, { mode: 0o100644 });
   if (signature) {
@@ -85,20 +90,32 @@ export async function writeSignedZip(manifest: Buffer, signature: { privateKeyPe
  * each `src` to its file), the manifest written and signed, the zip built. Nothing here judges
  * the description (the device does); the CLI checks a vendor's description before it comes here.
  */
-export async function packPackage(description: PackageDescription, payload: ReadonlyMap<string, PayloadFile>,
-  privateKeyPem: string | Buffer, out?: string): Promise<{ zip: Buffer | null; manifest: Manifest }> {
+export async function packPackage(
+  description: PackageDescription,
+  payload: ReadonlyMap<string, PayloadFile>,
+  privateKeyPem: string | Buffer,
+  out?: string,
+): Promise<{ zip: Buffer | null; manifest: Manifest }> {
   const digests = new Map<string, { size: number; sha256: string }>();
   for (const [src, file] of payload) digests.set(src, await digest(file));
   const manifest = {
     ...description,
-    modules: description.modules.map((m) => ({ ...m, ...digests.get(m.src), ...(m.size !== undefined ? { size: m.size } : {}), ...(m.sha256 ? { sha256: m.sha256 } : {}) })),
+    modules: description.modules.map((m) => ({
+      ...m,
+      ...digests.get(m.src),
+      ...(m.size !== undefined ? { size: m.size } : {}),
+      ...(m.sha256 ? { sha256: m.sha256 } : {}),
+    })),
   } as Manifest;
   const entries = [...payload].map(([name, f]) => ({ ...f, name }));
   return { zip: await writeSignedZip(manifestBytesOf(manifest), { privateKeyPem }, entries, out), manifest };
 }
 
 /** The payload of a description from a directory: each module's `src` is a path under `dir`. */
-export async function payloadFromDirectory(description: PackageDescription, dir: string): Promise<Map<string, PayloadFile>> {
+export async function payloadFromDirectory(
+  description: PackageDescription,
+  dir: string,
+): Promise<Map<string, PayloadFile>> {
   const payload = new Map<string, PayloadFile>();
   for (const m of description.modules) {
     const file = path.join(dir, m.src);

@@ -13,13 +13,21 @@ import type { Placement } from './manifest.js';
 // parsed, before any unit stops or any live file changes. After the units stop, each is copied
 // over its destination the durable way.
 
-export async function holdInPlace(archive: PackageArchive, p: Placement & { kind: 'in-place' }, held: string): Promise<void> {
-  await archive.extractTo(p.module.src, held, expectationOf(p.module));
-  if (!p.trustedKey) return;
+export async function holdInPlace(
+  archive: PackageArchive,
+  placement: Placement & { kind: 'in-place' },
+  held: string,
+): Promise<void> {
+  const { module } = placement;
+  await archive.extractTo(module.src, held, expectationOf(module));
+  if (!placement.trustedKey) return;
   try {
     parsePublicKey(await fsp.readFile(held));
   } catch (e) {
-    throw new UpdaterError('INVALID_PACKAGE', `module ${p.module.name}: ${p.module.src} is not a usable trusted key: ${(e as Error).message}`);
+    throw new UpdaterError(
+      'INVALID_PACKAGE',
+      `module ${module.name}: ${module.src} is not a usable trusted key: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -35,16 +43,20 @@ export async function placeHeld(held: string, dst: string): Promise<void> {
     await fsyncDir(path.dirname(dst));
   } catch (e) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw new UpdaterError('DISK_FULL', `no space left while writing ${dst}`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC')
+      throw new UpdaterError('DISK_FULL', `no space left while writing ${dst}`);
     throw new UpdaterError('DEPLOYMENT_FAILED', `cannot write ${dst}: ${(e as Error).message}`);
   }
 }
 
 /** A key file a package retires (it was backed up first, so an undo brings it back). */
 export async function removeDurably(file: string): Promise<void> {
-  const removed = await fsp.rm(file).then(() => true, (e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return false;
-    throw new UpdaterError('DEPLOYMENT_FAILED', `cannot remove ${file}: ${e.message}`);
-  });
+  const removed = await fsp.rm(file).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return false;
+      throw new UpdaterError('DEPLOYMENT_FAILED', `cannot remove ${file}: ${e.message}`);
+    },
+  );
   if (removed) await fsyncDir(path.dirname(file));
 }

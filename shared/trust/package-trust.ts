@@ -19,14 +19,18 @@ export interface TrustSettings {
   floor: () => Promise<number>;
 }
 
-export const archiveLimits = (config: Config): ArchiveLimits => ({ maxBytes: config.TOPE_ZIP_MAX_BYTES, maxEntries: config.TOPE_ZIP_MAX_ENTRIES });
+export const archiveLimits = (config: Config): ArchiveLimits => ({
+  maxBytes: config.TOPE_ZIP_MAX_BYTES,
+  maxEntries: config.TOPE_ZIP_MAX_ENTRIES,
+});
 
 export function trustSettings(config: Config, floor: () => Promise<number>): TrustSettings {
   const host = (devicePath: string) => path.join(config.TOPE_ROOT_PREFIX, devicePath);
   return {
     keysDir: host(config.TOPE_TRUSTED_KEYS_DIR),
     productId: () => readProductId(host(config.TOPE_PRODUCT_ID_FILE)),
-    allowUnsigned: config.TOPE_ALLOW_UNSIGNED, floor,
+    allowUnsigned: config.TOPE_ALLOW_UNSIGNED,
+    floor,
   };
 }
 
@@ -39,7 +43,12 @@ export interface TrustedPackage {
 }
 
 /** What extraction checks a module's bytes against. */
-export const expectationOf = (m: Module): PayloadExpectation => ({ module: m.name, src: m.src, size: m.size, sha256: m.sha256 });
+export const expectationOf = (m: Module): PayloadExpectation => ({
+  module: m.name,
+  src: m.src,
+  size: m.size,
+  sha256: m.sha256,
+});
 
 /** The directories above a path in the zip ("a/b/c" -> "a", "a/b"). */
 const parentsOf = (name: string): string[] => {
@@ -60,12 +69,18 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
   let signedBy: string | null = null;
   if (sigEntry) {
     if (sigEntry.uncompressedSize > SIGNATURE_MAX_BYTES) {
-      throw new UpdaterError('SIGNATURE_MALFORMED', `${SIGNATURE_ENTRY} is ${sigEntry.uncompressedSize} bytes; a signature is 88 characters of base64`);
+      throw new UpdaterError(
+        'SIGNATURE_MALFORMED',
+        `${SIGNATURE_ENTRY} is ${sigEntry.uncompressedSize} bytes; a signature is 88 characters of base64`,
+      );
     }
     const signature = decodeSignature(await archive.readSmall(sigEntry));
     signedBy = verifyManifest(bytes, signature, keys, settings.keysDir);
   } else if (!settings.allowUnsigned) {
-    throw new UpdaterError('SIGNATURE_MISSING', `${SIGNATURE_ENTRY} not found in package: unsigned packages are refused`);
+    throw new UpdaterError(
+      'SIGNATURE_MISSING',
+      `${SIGNATURE_ENTRY} not found in package: unsigned packages are refused`,
+    );
   }
 
   let raw: unknown;
@@ -85,7 +100,8 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
   const named = new Set<string>();
   for (const m of manifest.modules) {
     const entry = archive.files.get(m.src);
-    if (!entry) throw new UpdaterError('INVALID_MANIFEST', `module ${m.name}: src ${m.src} is not a regular file in the package`);
+    if (!entry)
+      throw new UpdaterError('INVALID_MANIFEST', `module ${m.name}: src ${m.src} is not a regular file in the package`);
     checkDeclaredSize(expectationOf(m), entry.uncompressedSize);
     named.add(m.src);
   }
@@ -96,13 +112,18 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
     }
   }
   for (const dir of archive.dirs) {
-    if (!parents.has(dir)) throw new UpdaterError('INVALID_PACKAGE', `directory entry ${dir}/ holds no module of the signed manifest`);
+    if (!parents.has(dir))
+      throw new UpdaterError('INVALID_PACKAGE', `directory entry ${dir}/ holds no module of the signed manifest`);
   }
   return { manifest, signedBy, trustedKeys: keys.map((k) => k.name) };
 }
 
 /** The trust check of a package file on its own (the fetcher's, right after the download). */
-export async function checkPackageFile(file: string, limits: ArchiveLimits, settings: TrustSettings): Promise<TrustedPackage> {
+export async function checkPackageFile(
+  file: string,
+  limits: ArchiveLimits,
+  settings: TrustSettings,
+): Promise<TrustedPackage> {
   const archive = await PackageArchive.open(file, limits);
   try {
     return await checkPackageTrust(archive, settings);

@@ -10,12 +10,13 @@ export interface PayloadExpectation {
   sha256: string;
 }
 
-const mismatch = (e: PayloadExpectation, what: string) =>
-  new UpdaterError('PAYLOAD_MISMATCH', `module ${e.module}: ${e.src} ${what}`);
+const mismatch = (expected: PayloadExpectation, what: string) =>
+  new UpdaterError('PAYLOAD_MISMATCH', `module ${expected.module}: ${expected.src} ${what}`);
 
 /** The declared size against the zip's central directory: refused before a byte is read. */
-export function checkDeclaredSize(e: PayloadExpectation, entrySize: number): void {
-  if (entrySize !== e.size) throw mismatch(e, `is ${entrySize} bytes, the signed manifest says ${e.size}`);
+export function checkDeclaredSize(expected: PayloadExpectation, entrySize: number): void {
+  if (entrySize !== expected.size)
+    throw mismatch(expected, `is ${entrySize} bytes, the signed manifest says ${expected.size}`);
 }
 
 /**
@@ -23,20 +24,26 @@ export function checkDeclaredSize(e: PayloadExpectation, entrySize: number): voi
  * when their size or SHA-256 is not the signed manifest's: the one payload check, run while the
  * file is written (its temp name is removed on the failure, so nothing is renamed into place).
  */
-export function payloadCheck(e: PayloadExpectation): Transform {
+export function payloadCheck(expected: PayloadExpectation): Transform {
   const hash = createHash('sha256');
   let size = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length;
-      if (size > e.size) return done(mismatch(e, `is larger than the ${e.size} bytes the signed manifest says`));
+      if (size > expected.size)
+        return done(mismatch(expected, `is larger than the ${expected.size} bytes the signed manifest says`));
       hash.update(chunk);
       done(null, chunk);
     },
     flush(done) {
-      if (size !== e.size) return done(mismatch(e, `is ${size} bytes, the signed manifest says ${e.size}`));
+      if (size !== expected.size)
+        return done(mismatch(expected, `is ${size} bytes, the signed manifest says ${expected.size}`));
       const got = hash.digest('hex');
-      done(got === e.sha256 ? null : mismatch(e, `has SHA-256 ${got}, the signed manifest says ${e.sha256}`));
+      done(
+        got === expected.sha256
+          ? null
+          : mismatch(expected, `has SHA-256 ${got}, the signed manifest says ${expected.sha256}`),
+      );
     },
   });
 }

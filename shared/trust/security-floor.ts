@@ -30,7 +30,10 @@ export class SecurityFloor {
     try {
       return (await this.store.read())?.security_version ?? 0;
     } catch (e) {
-      throw new UpdaterError('DOWNGRADE_REFUSED', `the security floor in ${this.store.file} cannot be read, so no package can be shown to be at or above it: ${(e as Error).message}`);
+      throw new UpdaterError(
+        'DOWNGRADE_REFUSED',
+        `the security floor in ${this.store.file} cannot be read, so no package can be shown to be at or above it: ${(e as Error).message}`,
+      );
     }
   }
 

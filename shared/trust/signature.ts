@@ -60,11 +60,17 @@ export async function loadTrustedKeys(dir: string): Promise<{ keys: TrustedKey[]
 export function decodeSignature(text: Buffer): Buffer {
   if (text.length === 0) throw new UpdaterError('SIGNATURE_MISSING', `${SIGNATURE_ENTRY} is empty`);
   if (text.length > SIGNATURE_MAX_BYTES) {
-    throw new UpdaterError('SIGNATURE_MALFORMED', `${SIGNATURE_ENTRY} is ${text.length} bytes; a signature is 88 characters of base64`);
+    throw new UpdaterError(
+      'SIGNATURE_MALFORMED',
+      `${SIGNATURE_ENTRY} is ${text.length} bytes; a signature is 88 characters of base64`,
+    );
   }
   const ascii = text.toString('latin1');
   if (!BASE64_SIGNATURE.test(ascii)) {
-    throw new UpdaterError('SIGNATURE_MALFORMED', `${SIGNATURE_ENTRY} is not the base64 of a ${ED25519_SIGNATURE_BYTES}-byte Ed25519 signature`);
+    throw new UpdaterError(
+      'SIGNATURE_MALFORMED',
+      `${SIGNATURE_ENTRY} is not the base64 of a ${ED25519_SIGNATURE_BYTES}-byte Ed25519 signature`,
+    );
   }
   return Buffer.from(ascii.trimEnd(), 'base64');
 }
@@ -74,8 +80,10 @@ export function verifyManifest(manifest: Buffer, signature: Buffer, keys: Truste
   if (keys.length === 0) throw new UpdaterError('SIGNATURE_INVALID', `no trusted Ed25519 key in ${keysDir}`);
   const by = keys.find((k) => verify(null, manifest, k.key, signature));
   if (!by) {
-    throw new UpdaterError('SIGNATURE_INVALID',
-      `the signature of manifest.json verifies under none of the ${keys.length} trusted keys in ${keysDir} (${keys.map((k) => k.name).join(', ')})`);
+    throw new UpdaterError(
+      'SIGNATURE_INVALID',
+      `the signature of manifest.json verifies under none of the ${keys.length} trusted keys in ${keysDir} (${keys.map((k) => k.name).join(', ')})`,
+    );
   }
   return by.name;
 }
