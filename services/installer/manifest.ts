@@ -2,14 +2,13 @@ import path from 'node:path';
 import { z } from 'zod';
 import { UpdaterError } from '../../shared/errors.js';
 import { describeIssues, versionSchema } from '../../shared/package-job.js';
-
-const unitName = z.string().regex(/^[A-Za-z0-9@._:-]{1,200}$/, 'must be a systemd unit name');
+import { plainText, unitNameSchema } from './names.js';
 
 export const moduleSchema = z.object({
-  name: z.string().min(1).max(128),
-  src: z.string().min(1).max(1024),
-  dst: z.string().min(2).max(1024),
-  process_name: unitName.nullish(),
+  name: plainText(z.string().min(1).max(128)),
+  src: plainText(z.string().min(1).max(1024)),
+  dst: plainText(z.string().min(2).max(1024)),
+  process_name: unitNameSchema.nullish(),
   restart_order: z.number().int().min(-1000).max(1000).nullish(),
   post_cmds: z.array(z.string().min(1).max(4096)).max(32).nullish(),
 });
