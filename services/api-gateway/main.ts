@@ -9,6 +9,8 @@ import { busyStages } from '../../shared/status.js';
 import { createApp } from './app.js';
 import { IdleExit } from '../../shared/idle-exit.js';
 import { StatusView } from './status-view.js';
+import { limitConnections, serverOptions } from './connection-limits.js';
+import { guardRequests } from './request-guard.js';
 
 const config = loadConfigOrExit();
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
@@ -24,8 +26,10 @@ const app = createApp({
   toFetcher: (c) => sendCommand(config.TOPE_FETCHER_SOCKET, c),
   toInstaller: (c) => sendCommand(config.TOPE_INSTALLER_SOCKET, c),
 });
-const server = http.createServer().on('request', app.attach);
-server.keepAliveTimeout = 5000;
+const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
+const server = http.createServer(serverOptions(limits))
+  .on('request', guardRequests(app.attach, { hostNames: [config.TOPE_LISTEN_HOST, ...config.TOPE_API_HOST_NAMES], log }));
+limitConnections(server, { ...limits, maxConnections: config.TOPE_API_MAX_CONNECTIONS, log });
 const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
 log.info({ where, version }, 'api-gateway ready');
 notifier.ready(`Serving on ${where}`);
