@@ -69,6 +69,7 @@ export function limitConnections(server: http.Server, l: ConnectionLimits): void
       if (evicted++ % 1000 === 0) l.log.warn({ open: open.size, evicted }, 'connection cap reached; closing the oldest waiting connections');
       return;
     }
+    open.delete(socket);
     socket.destroy(); // every other one is being answered: this one waits for none of them
   });
 
