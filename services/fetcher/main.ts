@@ -12,6 +12,7 @@ import { StatusPublisher } from '../../shared/status-publisher.js';
 import { serveWorker } from '../../shared/worker-server.js';
 import { FETCHER_RECORD, fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Fetcher } from './fetcher.js';
+import { AddressPolicy, checkedConnector } from './url-policy.js';
 
 const config = loadConfigOrExit();
 const log = createLogger('fetcher', config.TOPE_LOG_LEVEL);
@@ -29,8 +30,9 @@ const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => 
 const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
 const status = await StatusPublisher.open(marker, reporter, log);
 const notifier = new Notifier(log);
+const urlPolicy = new AddressPolicy({ allowedNets: config.TOPE_ALLOWED_URL_NETS, allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS });
 const dispatcher = new Agent({
-  connect: { timeout: config.TOPE_HTTP_TIMEOUT_MS },
+  connect: checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS }),
   headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
   bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
 });
