@@ -159,6 +159,7 @@ export class Fetcher {
         onProgress: (pos, sync) => this.onProgress(job, pos, sync),
         onRetry: (info) => this.d.log.warn(info, 'download attempt failed; retrying'),
         onRequest: (info) => this.d.log.debug(info, 'GET'),
+        rateFloor: { minBytesPerS: this.d.config.TOPE_DOWNLOAD_MIN_BYTES_PER_S, windowMs: this.d.config.TOPE_DOWNLOAD_RATE_WINDOW_MS },
       });
       await this.verify(job, digests);
     } catch (e) {

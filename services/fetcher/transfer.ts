@@ -5,6 +5,7 @@ import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { header, ifRangeValue, parseContentLength, parseContentRange, parseRetryAfter } from './http-headers.js';
 import { failpoint } from '../../shared/failpoint.js';
+import { RateFloor, type RateFloorSetting } from './rate-floor.js';
 
 /** The resumable position: how many bytes of the part file are good, and what they came from. */
 export interface Position {
@@ -29,6 +30,8 @@ export interface TransferOptions {
   onProgress: (position: Position, sync: () => Promise<void>) => void | Promise<void>;
   onRetry?: (info: { attempt: number; delayMs: number; reason: string; offset: number }) => void;
   onRequest?: (info: { url: string; range: string | null }) => void;
+  /** The minimum average rate of each attempt (none when absent). */
+  rateFloor?: RateFloorSetting;
 }
 
 export interface Digests {
@@ -154,7 +157,9 @@ export async function transfer(o: TransferOptions): Promise<Digests> {
           discard(res);
           throw new UpdaterError('DOWNLOAD_FAILED', `HTTP ${status} from the package server`);
         }
+        const floor = o.rateFloor ? new RateFloor(o.rateFloor) : null;
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          floor?.observe(chunk.length);
           if (pos.offset + chunk.length > o.size) {
             discard(res);
             throw sizeMismatch(o.size, `more than ${o.size} bytes`);
