@@ -1,12 +1,16 @@
 # tope-updater: `make run` runs the three services locally, `make test` installs what it needs
-# and passes every test. `make install` puts the code and units on a device (DESTDIR aware).
+# and passes every test. `make install` puts the code and units on a device (DESTDIR aware);
+# `make deb` builds the Debian package of the same tree.
 SHELL := /bin/bash
 NODE ?= node
 PREFIX ?= /usr/lib/tope-updater
-UNITDIR ?= /lib/systemd/system
+# /usr/lib, not /lib: on a merged-/usr root /lib is a symlink, which a tree unpacked from
+# DESTDIR must not replace with a real directory
+UNITDIR ?= /usr/lib/systemd/system
+DEB_DIR ?= var/deb
 COVERAGE_LINES ?= 85
 
-.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample
+.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample deb deb-package
 
 all: build
 
@@ -70,6 +74,14 @@ install-files:
 	install -Dm644 units/tope-updater.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/tope-updater.conf
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 	  systemd-sysusers tope-updater.conf && systemd-tmpfiles --create tope-updater.conf && systemctl daemon-reload; fi
+
+# The Debian package (var/deb/tope-updater_<version>_all.deb): the tree of install-files, the
+# units in /usr/lib/systemd/system, the conffile /etc/default/tope-updater and maintainer scripts
+# that create the users and directories and enable the target. DEB_VERSION overrides the version.
+deb: build deb-package
+
+deb-package:
+	@bash packaging/deb/build.sh $(DEB_DIR) $(DEB_VERSION)
 
 # A small package to install under `make run` (see README).
 sample: build

@@ -10,7 +10,7 @@ export interface BenchContext {
   origin: OriginProcess;
   /** The same files through a 10 Mbit/s token bucket. */
   cappedOrigin: OriginProcess;
-  /** small and large: the "100 MB" and "1 GB"; resumeCapped: the smaller file of the SIGKILL-and-resume runs at 10 Mbit/s. */
+  /** small and large: the "100 MB" and "1 GB" of README's bounds; resumeCapped: the smaller file of the SIGKILL-and-resume runs at 10 Mbit/s. */
   packages: { small: PackageFile; large: PackageFile; resumeCapped: PackageFile };
   say: (message: string) => void;
 }

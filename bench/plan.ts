@@ -3,11 +3,14 @@
 
 const MiB = 1024 * 1024;
 
+/** The bounds README's "Bounds" section sets, which rows name beside their figure. */
+export const bounds = { progressMs: 100, capped100MBSeconds: 300 };
+
 export interface Plan {
   quick: boolean;
   /** BENCH_ONLY=download,install: just those benchmarks (names in main.ts), or null for all. */
   only: string[] | null;
-  /** The "100 MB" and "1 GB" packages of the issue (MiB, as the README's 104857600). */
+  /** The "100 MB" and "1 GB" packages of README's bounds (MiB, as the README's 104857600). */
   smallPackage: number;
   largePackage: number;
   /** The SIGKILL-and-resume runs at 10 Mbit/s use a smaller file (100 MiB takes ~84 s there). */

@@ -61,11 +61,20 @@ export const configSchema = z.object({
   TOPE_DOWNLOAD_MIN_BYTES_PER_S: z.coerce.number().int().min(0).default(1024),
   TOPE_DOWNLOAD_RATE_WINDOW_MS: ms.min(100).default(120_000),
   TOPE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  // With a bad value elsewhere, a socket-activated process answers CONFIG_INVALID for this long,
+  // then ends so that its next start reads the environment file again. Below 2.5 s, a client
+  // polling it would make systemd's default start limit (5 starts in 10 s) close the socket.
+  TOPE_CONFIG_RECHECK_MS: ms.default(5000),
 });
 
 export type Config = z.infer<typeof configSchema>;
 
-export class ConfigError extends Error {}
+/** A bad environment: which variables, and a message naming each with its value. */
+export class ConfigError extends Error {
+  constructor(readonly variables: string[], message: string) {
+    super(message);
+  }
+}
 
 /** Reads the configuration once; a bad value names its variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -76,19 +85,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const parsed = configSchema.safeParse(picked);
   if (!parsed.success) {
+    const variables = [...new Set(parsed.error.issues.map((i) => String(i.path[0])))];
     const lines = parsed.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`);
-    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+    throw new ConfigError(variables, `invalid configuration: ${lines.join('; ')}`);
   }
   return parsed.data;
 }
 
-/** Entry-point helper: a bad configuration stops the process with a one-line message. */
-export function loadConfigOrExit(): Config {
-  try {
-    return loadConfig();
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    process.stderr.write(`${e.message}\n`);
-    process.exit(78); // EX_CONFIG: systemd will not hammer-restart on a config error (RestartPreventExitStatus)
-  }
+/**
+ * One setting read on its own, its default when its value is bad: what a process whose
+ * configuration is invalid still needs (where to listen, how to log) to say so.
+ */
+export function settingOrDefault<K extends keyof Config>(key: K, env: NodeJS.ProcessEnv = process.env): Config[K] {
+  const field = configSchema.shape[key];
+  const v = env[key];
+  const parsed = field.safeParse(v === '' ? undefined : v);
+  return (parsed.success ? parsed.data : field.parse(undefined)) as Config[K];
 }

@@ -16,6 +16,20 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Flushes a file written through another handle (a copy, a stream) to disk, before the rename
+ * that publishes it. `mode`: set through the same handle first (the umask must not decide it).
+ */
+export async function fsyncFile(file: string, mode?: number): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    if (mode !== undefined) await fh.chmod(mode);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** temp file, fsync, rename, fsync of the directory: after a power cut the file is old or new. */
 export async function writeFileDurable(file: string, data: string | Buffer, mode = 0o640): Promise<void> {
   const tmp = `${file}${TEMP_MARK}${process.pid}-${++tempCounter}`;

@@ -6,6 +6,8 @@ export const errorCodes = [
   'PACKAGE_EXPIRED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR',
   // API: requests refused before any route (only the printer may ask; slow or malformed clients)
   'HOST_NOT_ALLOWED', 'CROSS_ORIGIN_REFUSED', 'UNSUPPORTED_MEDIA_TYPE', 'REQUEST_TIMEOUT', 'HEADERS_TOO_LARGE',
+  // any answer while the environment (/etc/default/tope-updater) holds a bad value
+  'CONFIG_INVALID',
   // download
   'DOWNLOAD_FAILED', 'PACKAGE_SIZE_MISMATCH', 'MD5_MISMATCH', 'SHA256_MISMATCH', 'DISK_FULL',
   // install: refusals before anything is touched
@@ -13,6 +15,8 @@ export const errorCodes = [
   // install: steps that fail
   'SERVICE_STOP_FAILED', 'SERVICE_STOP_TIMEOUT', 'SERVICE_START_FAILED', 'SERVICE_START_TIMEOUT', 'SERVICE_UNHEALTHY',
   'POST_CMD_FAILED', 'POST_CMD_TIMEOUT', 'DEPLOYMENT_FAILED', 'INSTALL_INTERRUPTED',
+  // install: a recovery that did not finish in its attempts; the device is left as it is
+  'RECOVERY_ABANDONED',
   // install: what the rollback did, each level named in the final error
   'ROLLBACK_LEVEL_1_SUCCESS', 'ROLLBACK_LEVEL_1_FAILED', 'ROLLBACK_LEVEL_2_SUCCESS', 'ROLLBACK_LEVEL_2_FAILED',
 ] as const;
@@ -58,6 +62,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 403 | 404 | 408 | 409 | 410
   UNSUPPORTED_MEDIA_TYPE: 415,
   REQUEST_TIMEOUT: 408,
   HEADERS_TOO_LARGE: 431,
+  CONFIG_INVALID: 500,
   DOWNLOAD_FAILED: 500,
   PACKAGE_SIZE_MISMATCH: 500,
   MD5_MISMATCH: 500,
@@ -74,6 +79,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 403 | 404 | 408 | 409 | 410
   POST_CMD_TIMEOUT: 500,
   DEPLOYMENT_FAILED: 500,
   INSTALL_INTERRUPTED: 500,
+  RECOVERY_ABANDONED: 500,
   ROLLBACK_LEVEL_1_SUCCESS: 500,
   ROLLBACK_LEVEL_1_FAILED: 500,
   ROLLBACK_LEVEL_2_SUCCESS: 500,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-// Field rules of the API (decisions.md), shared by the gateway that validates requests and
+// Field rules of the API (README, "The API"), shared by the gateway that validates requests and
 // the fetcher and installer that persist and re-check them.
 export const versionSchema = z.string().max(64).regex(/^[0-9]+\.[0-9]+\.[0-9]+$/, 'must look like 1.2.3');
 

@@ -38,9 +38,10 @@ export const idle = (reason: string = READY_MESSAGE): Status => ({ stage: 'idle'
 
 export const idleStatus: Status = idle();
 
-export const downloading = (version: string, offset: number, size: number): Status => ({
+/** `atLeast`: progress never goes back within the stage, even when the server makes the download start over. */
+export const downloading = (version: string, offset: number, size: number, atLeast = 0): Status => ({
   stage: 'downloading',
-  progress: clampPercent((offset * 100) / size),
+  progress: Math.max(clampPercent(atLeast), clampPercent((offset * 100) / size)),
   message: `Downloading version ${version}... ${formatBytes(offset, size)}`,
   error: null,
 });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
-import type { FetcherRecord } from '../shared/worker-records.js';
+import { BUSY_MARKER } from '../shared/busy-marker.js';
+import { FETCHER_RECORD, type FetcherRecord } from '../shared/worker-records.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
 import { DeviceApi } from './helpers/device-api.js';
@@ -35,7 +36,7 @@ async function killMidDownload(device: TestDevice, origin: Origin, job: object) 
     return r?.checkpoint && r.status.progress >= 30 ? r : null;
   });
   await device.kill(fetcher);
-  assert.ok(await fsp.stat(path.join(device.env.TOPE_FETCHER_STATE_DIR, 'busy')).then(() => true, () => false), 'the marker for the resume path unit is there');
+  assert.ok(await fsp.stat(path.join(device.env.TOPE_FETCHER_STATE_DIR, BUSY_MARKER)).then(() => true, () => false), 'the marker for the resume path unit is there');
   return rec;
 }
 
@@ -52,7 +53,7 @@ test('fetcher killed with SIGKILL mid-download resumes at restart from at least 
   assert.equal(resumed.ifRange, origin.etag);
   assert.ok((await fsp.readFile(path.join(device.packagesDir, 'p.zip'))).equals(origin.body));
   // the record says toInstall before its report is out; the marker goes after the report
-  await waitFor('no marker once verified and reported', async () => !(await fsp.readdir(device.env.TOPE_FETCHER_STATE_DIR)).includes('busy'));
+  await waitFor('no marker once verified and reported', async () => !(await fsp.readdir(device.env.TOPE_FETCHER_STATE_DIR)).includes(BUSY_MARKER));
 });
 
 test('after a reboot only the checkpointed bytes are trusted: the unsynced tail is cut off', async () => {
@@ -120,7 +121,7 @@ test('recovery: toInstall stays; expired it is deleted; missing it fails; failed
   await fsp.mkdir(device.packagesDir, { recursive: true });
   await fsp.writeFile(pkg, origin.body);
   await fsp.writeFile(path.join(device.packagesDir, 'old-1.0.0.zip.part'), 'stale');
-  await fsp.writeFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, 'download.json.tmp-99-1'), 'torn');
+  await fsp.writeFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, `${FETCHER_RECORD}.tmp-99-1`), 'torn');
   const ready = { stage: 'toInstall' as const, progress: 100, message: 'Package ready to install: 2.0.0', error: null };
   await device.seedFetcher(seeded(job, { status: ready, verifiedAt: new Date().toISOString(), packageFile: pkg }));
   await device.start('fetcher', 'api-gateway');
@@ -153,8 +154,8 @@ test('recovery: a torn download.json falls back to the previous generation', asy
   await fsp.mkdir(device.packagesDir, { recursive: true });
   await fsp.writeFile(pkg, origin.body);
   await device.seedFetcher(seeded(job, { status: { stage: 'toInstall', progress: 100, message: 'Package ready to install: 2.0.0', error: null }, verifiedAt: new Date().toISOString(), packageFile: pkg }));
-  await fsp.copyFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, 'download.json'), path.join(device.env.TOPE_FETCHER_STATE_DIR, 'download.json.prev'));
-  await fsp.writeFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, 'download.json'), '{"seq":4,"status":{"sta');
+  await fsp.copyFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), path.join(device.env.TOPE_FETCHER_STATE_DIR, `${FETCHER_RECORD}.prev`));
+  await fsp.writeFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), '{"seq":4,"status":{"sta');
   await device.start('fetcher', 'api-gateway');
   assert.equal((await device.progress()).body.data.stage, 'toInstall');
 });

@@ -10,7 +10,7 @@ import { TestDevice } from './helpers/device.js';
 import { waitFor } from './helpers/wait.js';
 
 // The gateway as a real process over seeded worker records. The installer is a recording
-// stand-in on its Unix socket (the real one is its own issue); the fetcher is real.
+// stand-in on its Unix socket (the real one runs in end-to-end.test.ts); the fetcher is real.
 
 const device = new TestDevice();
 const installerCommands: Command[] = [];
@@ -64,7 +64,7 @@ test('GET /api/v1.0/openapi.json documents the three endpoints from the validati
   assert.equal(download.properties.version.pattern, '^[0-9]+\\.[0-9]+\\.[0-9]+$');
 });
 
-test('fresh start: /progress is exactly the original idle body', async () => {
+test('fresh start: /progress is exactly the idle body of the contract', async () => {
   await seed(null, null);
   const r = await call(device.base, 'GET', '/api/v1.0/progress');
   assert.deepEqual(r, { http: 200, body: { code: 200, msg: 'success', data: { stage: 'idle', progress: 0, message: 'Updater ready', error: null }, stage: null, progress: null } });
@@ -137,7 +137,7 @@ test('malformed JSON, an empty body and a body over 64 KiB are code 400', async 
   assert.equal(await device.fetcherStore.read(), null);
 });
 
-test('unknown fields are ignored, like the original', async () => {
+test('unknown fields are ignored', async () => {
   await seed({ status: st('installing', 10) }, null);
   const r = await dl({ ...valid, extra: 1 });
   assert.equal(r.body.code, 409);

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
-import type { Service } from './helpers/services.js';
-import { installerStateSchema } from '../services/installer/journal.js';
+import { Service } from './helpers/services.js';
+import { installerStateSchema, MAX_RECOVERY_ATTEMPTS } from '../services/installer/journal.js';
+import { BUSY_MARKER } from '../shared/busy-marker.js';
 import { DurableJson } from '../shared/durable-store.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { buildPackage, type ModuleSpec } from './helpers/packages.js';
@@ -139,4 +140,39 @@ test('[systemctl stand-in] killed before the journal existed (while verifying th
   await d.start('installer');
   const end = await assertWhole(d, '1.0.0');
   assert.equal(end.error, 'INSTALL_INTERRUPTED: the installer stopped before changing anything');
+});
+
+test('[systemctl stand-in] a recovery that crashes the installer at every start: given up, the device left as it is', async () => {
+  const { d, installer } = await setUp();
+  await d.behave({ 'a.service': { hangStop: true } });
+  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
+  await d.update('2.0.0');
+  await waitFor('b stopped, a stopping', async () => (await d.calls()).some((c) => c.startsWith('stop a.service')));
+  await kill(d, installer);
+  await d.behave({});
+  for (let attempt = 1; attempt <= MAX_RECOVERY_ATTEMPTS; attempt++) {
+    // as Restart=on-failure would: started again, and killed again in the middle of its undo
+    const crashing = new Service('installer', { ...d.env, TOPE_FAILPOINT: 'installer.undo-restored' });
+    const exit = await crashing.exited;
+    assert.equal(exit.signal, 'SIGKILL', `attempt ${attempt} ends at the failpoint: ${crashing.stderr.slice(-300)}`);
+    assert.ok(crashing.logged('recovering an interrupted install'), `attempt ${attempt} was a recovery`);
+    assert.equal((await journalOf(d))?.journal?.recoveryAttempts, attempt, 'each attempt is counted before it runs');
+  }
+  const callsBefore = (await d.calls()).length;
+  await d.start('installer');
+  const end = await d.finished();
+  assert.equal(end.stage, 'failed');
+  const abandoned = `^RECOVERY_ABANDONED: the recovery of the install of 2\\.0\\.0 \\(journal phase stopping\\) `
+    + `did not finish in ${MAX_RECOVERY_ATTEMPTS} attempts`;
+  assert.match(end.error!, new RegExp(abandoned));
+  // left as it is: no undo ran this time, the journal stays for the repair, and the marker goes
+  assert.deepEqual((await d.calls()).slice(callsBefore).filter((c) => /^(start|stop) /.test(c)), [], 'no unit touched');
+  assert.equal((await d.units())['b.service'].active, false, 'b stays stopped');
+  assert.equal(await d.link('current'), 'v1.0.0');
+  assert.equal((await journalOf(d))?.journal?.phase, 'stopping');
+  const markerGone = async () => !(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes(BUSY_MARKER);
+  await waitFor('no busy marker: nothing left that a start would do', markerGone);
+  const refused = await d.update('2.0.0');
+  assert.match(refused.body.msg, /^OPERATION_IN_PROGRESS: .*abandoned/);
+  assert.equal((await d.progress()).body.data.error, end.error, 'the refusal changes nothing');
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -17,7 +18,9 @@ async function snapshot(): Promise<string> {
     const out: string[] = [];
     for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
-      out.push(path.relative(d.sysroot, p) + (e.isSymbolicLink() ? ` -> ${await fsp.readlink(p)}` : ''));
+      // byte-identical: each file's content and mode are part of the listing
+      const content = e.isFile() ? ` ${(await fsp.stat(p)).mode.toString(8)} ${createHash('sha256').update(await fsp.readFile(p)).digest('hex')}` : '';
+      out.push(path.relative(d.sysroot, p) + (e.isSymbolicLink() ? ` -> ${await fsp.readlink(p)}` : '') + content);
       if (e.isDirectory()) out.push(...(await walk(p)));
     }
     return out;
@@ -67,6 +70,7 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
   ['a dst inside the versions tree', async () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/versions/current/bin/a' }]), /^INVALID_MANIFEST: .*inside the versions directory$/],
   ['a relative dst', async () => buildPackage('2.0.0', [{ ...ok, dst: 'opt/tope/bin/a' }]), /^INVALID_MANIFEST: module a: dst opt\/tope\/bin\/a is not a normalised/],
   ['two modules writing one dst', async () => buildPackage('2.0.0', [ok, { name: 'b', dst: '/opt/tope/bin/a' }]), /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a is written by two modules$/],
+  ['a unit that does not exist (systemctl cat finds no such unit)', async () => buildPackage('2.0.0', [ok, { name: 'b', dst: '/opt/tope/bin/b', process_name: 'ghost.service' }]), /^INVALID_MANIFEST: module b: unit ghost\.service not found$/],
   ['a unit name that is not one', async () => buildPackage('2.0.0', [{ ...ok, process_name: 'a.service; rm -rf /' }]), /^INVALID_MANIFEST: modules\.0\.process_name: must be a systemd unit name$/],
 ];
 
@@ -78,7 +82,7 @@ for (const [name, make, error] of cases) {
     assert.equal(end.stage, 'failed');
     assert.match(end.error!, error);
     assert.equal(await snapshot(), listing, 'the device is exactly as it was');
-    assert.deepEqual((await d.calls()).filter((c) => / a\.service/.test(c) && !c.startsWith('is-active') && !c.startsWith('show')), [], 'no unit touched');
+    assert.deepEqual((await d.calls()).filter((c) => / a\.service/.test(c) && !/^(is-active|show|cat) /.test(c)), [], 'no unit touched');
   });
 }
 

@@ -8,7 +8,7 @@ import { buildPackage } from './helpers/packages.js';
 import { waitFor } from './helpers/wait.js';
 
 // The installer as a real process over a sysroot under a temp dir, service control through the
-// recording systemctl stand-in (named so; the real-systemd runs come with the units issue).
+// recording systemctl stand-in (named so; system.test.ts runs the real systemd).
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

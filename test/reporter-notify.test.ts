@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, promises as fsp } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
@@ -19,7 +21,7 @@ const deviceApi = new DeviceApi();
 before(() => deviceApi.start());
 after(() => deviceApi.stop());
 
-test('reports reach device-api with the original payload', async () => {
+test('reports reach device-api with the contract\'s payload {stage, progress, message, error}', async () => {
   deviceApi.reports.length = 0;
   const r = new Reporter(deviceApi.url, 500, log);
   r.report({ stage: 'failed', progress: 12, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' });
@@ -90,6 +92,65 @@ test('outside systemd the notifier does nothing and never throws', async () => {
   await n.idle();
 });
 
+/** A NOTIFY_SOCKET stand-in (a real unix datagram socket) and what it has received so far. */
+async function notifyListener(dir: string) {
+  const sock = path.join(dir, 'notify.sock');
+  const script = path.join(distDir, '..', 'test/helpers/notify-listener.py');
+  const listener = spawn('python3', [script, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const received = { lines: [] as Array<{ text: string; at: number }>, sock, stop: () => listener.kill() };
+  let partial = '';
+  listener.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop()!;
+    for (const text of lines) received.lines.push({ text, at: Date.now() });
+  });
+  await waitFor('the notify listener', () => received.lines.some((l) => l.text === 'listening'));
+  return received;
+}
+const pings = (lines: Array<{ text: string; at: number }>) => lines.filter((l) => l.text === 'WATCHDOG=1');
+
+test('with WatchdogSec= (WATCHDOG_USEC), WATCHDOG=1 goes out every half of the interval', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'watchdog-'));
+  const listener = await notifyListener(dir);
+  try {
+    const env = { ...process.env, NOTIFY_SOCKET: listener.sock, WATCHDOG_USEC: '400000' };
+    const n = new Notifier(log, env);
+    assert.equal(n.watchdogPingMs, 200);
+    const startedAt = Date.now();
+    n.startWatchdog();
+    n.startWatchdog(); // a second call changes nothing
+    await waitFor('four pings', () => pings(listener.lines).length >= 4);
+    const times = pings(listener.lines).map((l) => l.at - startedAt);
+    // the first at once, then one per 200 ms: the fourth cannot come before 600 ms
+    assert.ok(times[3]! >= 550, `pings at ${times.join(', ')} ms`);
+  } finally {
+    listener.stop();
+  }
+});
+
+test('no watchdog without WATCHDOG_USEC, or when WATCHDOG_PID names another process', () => {
+  const base = { NOTIFY_SOCKET: '/nonexistent/notify.sock' };
+  assert.equal(new Notifier(log, base).watchdogPingMs, null);
+  assert.equal(new Notifier(log, { ...base, WATCHDOG_USEC: '0' }).watchdogPingMs, null);
+  const thirtySeconds = { ...base, WATCHDOG_USEC: '30000000' };
+  assert.equal(new Notifier(log, { ...thirtySeconds, WATCHDOG_PID: String(process.pid + 1) }).watchdogPingMs, null);
+  assert.equal(new Notifier(log, { ...thirtySeconds, WATCHDOG_PID: String(process.pid) }).watchdogPingMs, 15_000);
+  assert.equal(new Notifier(log, { WATCHDOG_USEC: '30000000' }).watchdogPingMs, null, 'outside systemd');
+});
+
+test('a worker started by the shared bootstrap under WatchdogSec= pings', async () => {
+  const device = new TestDevice();
+  const listener = await notifyListener(device.root);
+  try {
+    Object.assign(device.env, { NOTIFY_SOCKET: listener.sock, WATCHDOG_USEC: '300000' });
+    await device.start('fetcher');
+    await waitFor('three pings', () => pings(listener.lines).length >= 3);
+  } finally {
+    await device.stop();
+    listener.stop();
+  }
+});
+
 test('under a NOTIFY_SOCKET the fetcher sends READY=1 and STATUS= lines, through systemd-notify', async () => {
   const device = new TestDevice();
   const sock = path.join(device.root, 'notify.sock');
@@ -99,12 +160,16 @@ test('under a NOTIFY_SOCKET the fetcher sends READY=1 and STATUS= lines, through
   try {
     await waitFor('the notify listener', () => out.includes('listening'));
     device.env.NOTIFY_SOCKET = sock;
+    await fsp.symlink('v1.0.0~2', path.join(device.env.TOPE_ROOT_PREFIX, 'opt/tope/versions/current'));
     await device.start('fetcher', 'api-gateway');
     await waitFor('READY=1 from both', () => (out.match(/READY=1/g) ?? []).length >= 2);
     assert.match(out, /STATUS=Ready: idle/);
-    assert.match(out, /STATUS=Serving on 127\.0\.0\.1:\d+/);
+    // the gateway's: the stage and the version the printer runs
+    assert.match(out, /READY=1\|STATUS=idle; running 1\.0\.0\|/);
     await call(device.base, 'POST', '/api/v1.0/download', { version: '1.0.0', package_url: 'http://127.0.0.1:9/p', package_name: 'p', package_size: 5, package_md5: 'c'.repeat(32) });
     await waitFor('a STATUS line about the failure', () => /STATUS=failed: Download failed/.test(out));
+    await call(device.base, 'GET', '/api/v1.0/progress');
+    await waitFor("the gateway's STATUS line about the failure", () => /^STATUS=failed 1\.0\.0 \(DOWNLOAD_FAILED: .*\); running 1\.0\.0\|/m.test(out));
   } finally {
     await device.stop();
     listener.kill();

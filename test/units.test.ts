@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { distDir } from './helpers/services.js';
+import { distDir, freePort, Service } from './helpers/services.js';
 
 const repo = path.resolve(distDir, '..');
 const unitsDir = path.join(repo, 'units');
@@ -41,9 +41,15 @@ test('the units tell the deployment: who runs as whom, which sockets, which path
   assert.match(users, /^u tope-gateway /m);
   assert.match(users, /^u tope-fetcher /m);
   for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), /^SystemCallFilter=@system-service @pkey$/m);
+  // a hung event loop is restarted: each process pings (shared/notify.ts) and systemd watches
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) {
+    assert.match(read(`${svc}.service`), /^WatchdogSec=30$/m);
+  }
+  // journalctl -t <name> finds each service's lines
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), new RegExp(`^SyslogIdentifier=${svc}$`, 'm'));
 });
 
-test('make install puts the code, its production dependencies and the units under DESTDIR', { timeout: 300_000 }, () => {
+test('make install puts the code, its production dependencies and the units under DESTDIR', { timeout: 300_000 }, async () => {
   const dest = mkdtempSync(path.join(os.tmpdir(), 'destdir-'));
   execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${dest}`], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' } });
   const lib = path.join(dest, 'usr/lib/tope-updater');
@@ -52,10 +58,14 @@ test('make install puts the code, its production dependencies and the units unde
   }
   assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
   assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
-  assert.deepEqual(readdirSync(path.join(dest, 'lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
+  assert.deepEqual(readdirSync(path.join(dest, 'usr/lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
   assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
   assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
-  // the installed gateway runs from there
-  const r = spawnSync(process.execPath, [path.join(lib, 'dist/services/api-gateway/main.js')], { env: { TOPE_LISTEN_PORT: 'x' }, encoding: 'utf8' });
-  assert.equal(r.status, 78, 'it loads and validates its configuration');
+  // the installed gateway runs from there: it loads, validates its configuration and says what is wrong
+  const gw = new Service('api-gateway', { TOPE_LISTEN_PORT: String(await freePort()), TOPE_RETRY_ATTEMPTS: 'x' }, { file: process.execPath, args: [path.join(lib, 'dist/services/api-gateway/main.js')] });
+  try {
+    assert.deepEqual((await gw.waitLog('configuration invalid')).variables, ['TOPE_RETRY_ATTEMPTS']);
+  } finally {
+    await gw.kill();
+  }
 });

@@ -1,4 +1,5 @@
 import type { BenchContext } from '../context.js';
+import { bounds } from '../plan.js';
 import type { PackageFile } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
@@ -37,7 +38,7 @@ export async function benchCapped(ctx: BenchContext): Promise<Row[]> {
     const curl = median(s.curl.map((ms) => rateOf(s.pkg.size, ms)));
     const endToEnd = median(s.runs.map((r) => r.endToEndMs));
     const curlMedian = median(s.curl);
-    const bound = s === small ? '; the Python updater\'s bound for 100 MB: 300 s' : '';
+    const bound = s === small ? `; the bound for 100 MB: ${bounds.capped100MBSeconds} s` : '';
     rows.push({
       measure: `Download ${fmt.size(s.pkg.payloadBytes)} through a 10 Mbit/s token bucket (POST /download → verified)`,
       value: fmt.rate(ours), reference: `curl -o, same cap, beside it: ${fmt.rate(curl)}`, ratio: fmt.ratio(ours / curl), runs: String(s.runs.length),

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchContext } from '../context.js';
+import { bounds } from '../plan.js';
 import { BenchDevice } from '../lib/bench-device.js';
 import { sleep } from '../lib/clock.js';
 import { outcome, requestDownload } from '../lib/downloads.js';
@@ -103,7 +104,7 @@ export async function benchProgressLatency(ctx: BenchContext): Promise<Row[]> {
     const ours = median(runs.map((r) => percentile(r.ours, p)));
     const theirs = median(runs.map((r) => percentile(r.reference, p)));
     rows.push({
-      measure: `/progress p${p} at ${ctx.plan.latencyRequestsPerSecond} req/s during a full-speed ${fmt.size(ctx.packages.large.payloadBytes)} download (~${samples} samples a run; the Python updater's bound: 100 ms)`,
+      measure: `/progress p${p} at ${ctx.plan.latencyRequestsPerSecond} req/s during a full-speed ${fmt.size(ctx.packages.large.payloadBytes)} download (~${samples} samples a run; the bound: ${bounds.progressMs} ms)`,
       value: fmt.ms(ours), reference: `bare Node http server, same poll: ${fmt.ms(theirs)}`, ratio: fmt.ratio(ours / theirs), runs: String(runs.length),
     });
   }

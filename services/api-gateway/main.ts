@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import http from 'node:http';
-import { loadConfigOrExit } from '../../shared/config.js';
+import { loadConfigOrServeDegraded } from '../../shared/degraded.js';
+import { degradedGateway } from './degraded.js';
 import { createLogger } from '../../shared/log.js';
 import { listen } from '../../shared/listen.js';
 import { Notifier } from '../../shared/notify.js';
@@ -8,23 +10,25 @@ import { sendCommand } from '../../shared/protocol.js';
 import { busyStages } from '../../shared/status.js';
 import { createApp } from './app.js';
 import { IdleExit } from '../../shared/idle-exit.js';
+import { recordPaths, workers } from '../../shared/workers.js';
+import { StatusLine } from './status-line.js';
 import { StatusView } from './status-view.js';
 import { limitConnections, serverOptions } from './connection-limits.js';
 import { guardRequests } from './request-guard.js';
 
-const config = loadConfigOrExit();
+const config = await loadConfigOrServeDegraded('api-gateway', degradedGateway);
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-const view = new StatusView(config.TOPE_FETCHER_STATE_DIR, config.TOPE_INSTALLER_STATE_DIR);
+const view = new StatusView(recordPaths(config));
 const notifier = new Notifier(log);
+notifier.startWatchdog();
 
 const app = createApp({
   log, version,
   allowHttp: config.TOPE_ALLOW_HTTP,
   trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
   readView: () => view.read(),
-  toFetcher: (c) => sendCommand(config.TOPE_FETCHER_SOCKET, c),
-  toInstaller: (c) => sendCommand(config.TOPE_INSTALLER_SOCKET, c),
+  sendTo: (worker, command) => sendCommand(workers[worker].socket(config), command),
 });
 const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
 const server = http.createServer(serverOptions(limits))
@@ -32,7 +36,8 @@ const server = http.createServer(serverOptions(limits))
 limitConnections(server, { ...limits, maxConnections: config.TOPE_API_MAX_CONNECTIONS, log });
 const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
 log.info({ where, version }, 'api-gateway ready');
-notifier.ready(`Serving on ${where}`);
+const statusLine = new StatusLine(notifier, path.join(config.TOPE_ROOT_PREFIX, config.TOPE_VERSIONS_DIR, 'current'), () => view.read());
+await statusLine.ready();
 
 const stop = async (why: string) => {
   log.info({ why }, 'stopping');
@@ -44,7 +49,10 @@ const stop = async (why: string) => {
 const idle = new IdleExit(config.TOPE_IDLE_EXIT_MS, async () => busyStages.has((await view.read()).status.stage), () => void stop('idle'));
 server.on('request', (_req, res) => {
   idle.begin();
-  res.on('close', () => idle.end());
+  res.on('close', () => {
+    idle.end();
+    statusLine.refresh().catch((e: Error) => log.warn({ err: e.message }, 'status line not refreshed'));
+  });
 });
 process.on('SIGTERM', () => void stop('SIGTERM'));
 process.on('SIGINT', () => void stop('SIGINT'));

@@ -1,35 +1,41 @@
-import path from 'node:path';
 import { DurableJson } from '../../shared/durable-store.js';
 import { idleStatus, type Status } from '../../shared/status.js';
-import {
-  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema,
-  type FetcherRecord, type InstallerRecord,
-} from '../../shared/worker-records.js';
+import { workerNames, workers, type WorkerName, type WorkerRecord } from '../../shared/workers.js';
 
-/** What the gateway knows: both workers' records and which of them spoke last. */
+export type WorkerRecords = { [Name in WorkerName]: WorkerRecord<Name> | null };
+
+/** What the gateway knows: every worker's record and which of them spoke last. */
 export interface View {
   seq: number;
   status: Status;
-  active: 'fetcher' | 'installer' | null;
-  fetch: FetcherRecord | null;
-  install: InstallerRecord | null;
+  active: WorkerName | null;
+  records: WorkerRecords;
 }
 
-export class StatusView {
-  private readonly fetcher: DurableJson<typeof fetcherRecordSchema>;
-  private readonly installer: DurableJson<typeof installerRecordSchema>;
+type RecordStores = { [Name in WorkerName]: DurableJson<(typeof workers)[Name]['recordSchema']> };
 
-  constructor(fetcherStateDir: string, installerStateDir: string) {
-    this.fetcher = new DurableJson(path.join(fetcherStateDir, FETCHER_RECORD), fetcherRecordSchema);
-    this.installer = new DurableJson(path.join(installerStateDir, INSTALLER_RECORD), installerRecordSchema);
+export class StatusView {
+  private readonly stores: RecordStores;
+
+  constructor(recordPaths: Record<WorkerName, string>) {
+    this.stores = Object.fromEntries(workerNames.map((name) =>
+      [name, new DurableJson(recordPaths[name], workers[name].recordSchema)])) as unknown as RecordStores;
   }
 
+  /**
+   * The status shown is that of the record with the higher command sequence number (the gateway
+   * hands one out with each command, so "who spoke last" needs no shared writer and no clock); on
+   * a tie, the worker listed first in the workers table.
+   */
   async read(): Promise<View> {
-    const [fetch, install] = await Promise.all([this.fetcher.read(), this.installer.read()]);
-    const fSeq = fetch?.seq ?? -1;
-    const iSeq = install?.seq ?? -1;
-    if (fetch && fSeq >= iSeq) return { seq: fSeq, status: fetch.status, active: 'fetcher', fetch, install };
-    if (install) return { seq: iSeq, status: install.status, active: 'installer', fetch, install };
-    return { seq: 0, status: idleStatus, active: null, fetch, install };
+    const read = await Promise.all(workerNames.map(async (name) => [name, await this.stores[name].read()] as const));
+    const records = Object.fromEntries(read) as WorkerRecords;
+    let view: View = { seq: 0, status: idleStatus, active: null, records };
+    for (const [name, record] of read) {
+      if (record && (view.active === null || record.seq > view.seq)) {
+        view = { seq: record.seq, status: record.status, active: name, records };
+      }
+    }
+    return view;
   }
 }

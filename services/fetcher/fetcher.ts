@@ -8,11 +8,12 @@ import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import * as statuses from '../../shared/status.js';
-import { busyStages, clampPercent, type Status } from '../../shared/status.js';
+import { busyStages, clampPercent, type Stage, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import { freeBytes } from './disk.js';
-import { transfer, type Digests, type Position } from './transfer.js';
+import { packageProblem, type Digests } from '../../shared/package-check.js';
+import { transfer, type Position } from './transfer.js';
 import { failpoint } from '../../shared/failpoint.js';
 
 export interface FetcherDeps {
@@ -22,7 +23,7 @@ export interface FetcherDeps {
   packagesDir: string;
   dispatcher: Dispatcher;
   /** Reports and the busy marker: up while a download or verification is unfinished, and until its last report went out. */
-  status: StatusPublisher;
+  publisher: StatusPublisher;
   notify: (text: string) => void;
   bootId: () => string;
   now?: () => Date;
@@ -32,6 +33,35 @@ export interface FetcherDeps {
 const emptyRecord: FetcherRecord = {
   seq: 0, status: statuses.idle(),
   job: null, checkpoint: null, verifiedAt: null, packageFile: null,
+};
+
+/** What the fetcher makes of each stage its record can hold. */
+interface StageRule {
+  /** A download or its verification is unfinished: a start resumes it; a command for another package is refused. */
+  underWay: boolean;
+  /** The record's checkpoint can be resumed by the next download command for the same package. */
+  resumable: boolean;
+  /** A verified package is on disk: a start checks it is still there and still within the trust window. */
+  holdsPackage: boolean;
+}
+
+const rule = (underWay: boolean, resumable: boolean, holdsPackage: boolean): StageRule =>
+  ({ underWay, resumable, holdsPackage });
+
+/**
+ * The fetcher's rows of the recovery table and its command rules, per stage. A Record, so a new
+ * stage does not compile until someone decides what the fetcher does with it. The fetcher never
+ * records `installing`, `rebooting` or `success` (the installer's), so they mean nothing here.
+ */
+const stageRules: Record<Stage, StageRule> = {
+  idle: rule(false, false, false),
+  downloading: rule(true, true, false),
+  verifying: rule(true, true, false),
+  toInstall: rule(false, false, true),
+  installing: rule(false, false, false),
+  rebooting: rule(false, false, false),
+  success: rule(false, false, false),
+  failed: rule(false, true, false),
 };
 
 /** A checkpoint at least this often (and at every 5 % step): /progress moves at least as often as ota-gui polls. */
@@ -47,8 +77,8 @@ export class Fetcher {
   private readonly now: () => Date;
   private lastCheckpointAt = 0;
 
-  constructor(private readonly d: FetcherDeps) {
-    this.now = d.now ?? (() => new Date());
+  constructor(private readonly deps: FetcherDeps) {
+    this.now = deps.now ?? (() => new Date());
   }
 
   get busy(): boolean {
@@ -66,22 +96,22 @@ export class Fetcher {
 
   /** The recovery table's fetcher rows. */
   async recover(): Promise<void> {
-    this.record = (await this.d.store.read()) ?? emptyRecord;
+    this.record = (await this.deps.store.read()) ?? emptyRecord;
     const { stage } = this.record.status;
     const job = this.record.job;
     await this.removeStrayFiles();
-    if (job && (stage === 'downloading' || stage === 'verifying')) {
-      this.d.log.info({ stage, version: job.version, checkpoint: this.record.checkpoint }, 'resuming the interrupted download');
-      this.d.status.report(this.record.status);
+    if (job && stageRules[stage].underWay) {
+      this.deps.log.info({ stage, version: job.version, checkpoint: this.record.checkpoint }, 'resuming the interrupted download');
+      this.deps.publisher.report(this.record.status);
       this.begin(job, this.record.checkpoint);
-    } else if (stage === 'toInstall' && job) {
+    } else if (job && stageRules[stage].holdsPackage) {
       if (this.expired()) {
-        await this.discardPackage(this.record.seq, `${expiredText(this.d.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`);
+        await this.discardPackage(this.record.seq, `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`);
       } else if (!(await this.packagePresent())) {
         await this.setStatus(statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0), { job, checkpoint: null, verifiedAt: null, packageFile: null });
       }
     }
-    if (!this.running) await this.d.status.reportAgainIfLeft(this.record.status);
+    if (!this.running) await this.deps.publisher.reportAgainIfLeft(this.record.status);
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -102,18 +132,18 @@ export class Fetcher {
 
   expired(): boolean {
     const at = this.record.verifiedAt;
-    return !!at && this.now().getTime() - Date.parse(at) > this.d.config.TOPE_TRUST_WINDOW_MS;
+    return !!at && this.now().getTime() - Date.parse(at) > this.deps.config.TOPE_TRUST_WINDOW_MS;
   }
 
   private async startDownload(seq: number, job: PackageJob): Promise<Reply> {
     const { stage } = this.record.status;
-    if (this.running && (stage === 'downloading' || stage === 'verifying')) {
+    if (this.running && stageRules[stage].underWay) {
       return sameJob(this.running.job, job) ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `downloading ${this.running.job.version}`);
     }
     // the last one has its end written and is only reporting it: the new one waits for that
     await this.running?.done;
     const resumable = sameJob(this.record.job, job) && this.record.checkpoint !== null &&
-      ['failed', 'downloading', 'verifying'].includes(this.record.status.stage);
+      stageRules[this.record.status.stage].resumable; // read again: the await above can end the last download
     const checkpoint = resumable ? this.record.checkpoint : null;
     if (!checkpoint) await this.clearPackages();
     const offset = checkpoint?.offset ?? 0;
@@ -130,41 +160,44 @@ export class Fetcher {
   private begin(job: PackageJob, checkpoint: Checkpoint | null): void {
     const controller = new AbortController();
     const done = this.run(job, checkpoint, controller.signal)
-      .catch((e) => this.d.log.error({ err: e }, 'download ended with an unexpected error'))
+      .catch((e) => this.deps.log.error({ err: e }, 'download ended with an unexpected error'))
       .finally(() => { this.running = null; });
     this.running = { job, controller, done };
   }
 
   private partFile(job: PackageJob): string {
-    return path.join(this.d.packagesDir, `${job.package_name}.part`);
+    return path.join(this.deps.packagesDir, `${job.package_name}.part`);
   }
 
   private finalFile(job: PackageJob): string {
-    return path.join(this.d.packagesDir, job.package_name);
+    return path.join(this.deps.packagesDir, job.package_name);
   }
 
   private async run(job: PackageJob, checkpoint: Checkpoint | null, signal: AbortSignal): Promise<void> {
     const part = this.partFile(job);
     try {
       const start = await this.startPosition(job, checkpoint);
-      const needed = job.package_size - start.offset + this.d.config.TOPE_DISK_RESERVE_BYTES;
-      const free = await freeBytes(this.d.packagesDir);
+      const needed = job.package_size - start.offset + this.deps.config.TOPE_DISK_RESERVE_BYTES;
+      const free = await freeBytes(this.deps.packagesDir);
       if (free < needed) throw new UpdaterError('DISK_FULL', `${needed} bytes needed, ${free} free`);
-      this.d.log.info({ version: job.version, url: job.package_url, offset: start.offset }, 'download started');
+      this.deps.log.info({ version: job.version, url: job.package_url, offset: start.offset }, 'download started');
       const digests = await transfer({
         url: job.package_url, size: job.package_size, partFile: part, start,
-        allowHttp: this.d.config.TOPE_ALLOW_HTTP, dispatcher: this.d.dispatcher,
-        retryAttempts: this.d.config.TOPE_RETRY_ATTEMPTS, retryBaseMs: this.d.config.TOPE_RETRY_BASE_MS,
-        retryAfterMaxMs: this.d.config.TOPE_RETRY_AFTER_MAX_MS, signal, random: this.d.random,
-        onProgress: (pos, sync) => this.onProgress(job, pos, sync),
-        onRetry: (info) => this.d.log.warn(info, 'download attempt failed; retrying'),
-        onRequest: (info) => this.d.log.debug(info, 'GET'),
-        rateFloor: { minBytesPerS: this.d.config.TOPE_DOWNLOAD_MIN_BYTES_PER_S, windowMs: this.d.config.TOPE_DOWNLOAD_RATE_WINDOW_MS },
+        allowHttp: this.deps.config.TOPE_ALLOW_HTTP, dispatcher: this.deps.dispatcher,
+        retryAttempts: this.deps.config.TOPE_RETRY_ATTEMPTS, retryBaseMs: this.deps.config.TOPE_RETRY_BASE_MS,
+        retryAfterMaxMs: this.deps.config.TOPE_RETRY_AFTER_MAX_MS, signal, random: this.deps.random,
+        onProgress: (position, sync) => this.onProgress(job, position, sync),
+        onRetry: (info) => this.deps.log.warn(info, 'download attempt failed; retrying'),
+        onRequest: (info) => this.deps.log.debug(info, 'GET'),
+        rateFloor: {
+          minBytesPerS: this.deps.config.TOPE_DOWNLOAD_MIN_BYTES_PER_S,
+          windowMs: this.deps.config.TOPE_DOWNLOAD_RATE_WINDOW_MS,
+        },
       });
       await this.verify(job, digests);
     } catch (e) {
       if (signal.aborted) {
-        this.d.log.info({ version: job.version }, 'download interrupted; it resumes at the next start');
+        this.deps.log.info({ version: job.version }, 'download interrupted; it resumes at the next start');
         return;
       }
       await this.fail(job, e);
@@ -182,51 +215,51 @@ export class Fetcher {
       size = job.package_size;
     }
     if (size < 0) return { offset: 0, etag: null, lastModified: null };
-    const sameBoot = checkpoint.bootId === this.d.bootId();
+    const sameBoot = checkpoint.bootId === this.deps.bootId();
     const offset = Math.min(size, sameBoot ? job.package_size : checkpoint.offset, job.package_size);
     return { offset, etag: checkpoint.etag, lastModified: checkpoint.lastModified };
   }
 
-  private async onProgress(job: PackageJob, pos: Position, sync: () => Promise<void>): Promise<void> {
-    const percent = clampPercent((pos.offset * 100) / job.package_size);
+  private async onProgress(job: PackageJob, position: Position, sync: () => Promise<void>): Promise<void> {
+    const percent = clampPercent((position.offset * 100) / job.package_size);
     const last = this.record.checkpoint;
-    const validatorChanged = !last || last.etag !== pos.etag || last.lastModified !== pos.lastModified || pos.offset < last.offset;
+    const validatorChanged = !last || last.etag !== position.etag || last.lastModified !== position.lastModified ||
+      position.offset < last.offset;
     if (percent <= this.record.status.progress && !validatorChanged) return;
     // on a fast link, a checkpoint (two fsyncs) per percent costs more than the bytes it saves
     const step = Math.floor(percent / 5) > Math.floor(this.record.status.progress / 5);
     if (!step && !validatorChanged && this.now().getTime() - this.lastCheckpointAt < CHECKPOINT_EVERY_MS) return;
     this.lastCheckpointAt = this.now().getTime();
     await sync();
-    const checkpoint: Checkpoint = { ...pos, bootId: this.d.bootId() };
+    const checkpoint: Checkpoint = { ...position, bootId: this.deps.bootId() };
     const previous = this.record.status.progress;
-    // progress never goes back within a stage, even when the server makes us start over
-    const progress = Math.max(previous, percent);
-    this.record = { ...this.record, checkpoint, status: { ...statuses.downloading(job.version, pos.offset, job.package_size), progress } };
-    await this.d.store.write(this.record);
+    const status = statuses.downloading(job.version, position.offset, job.package_size, previous);
+    const { progress } = status;
+    this.record = { ...this.record, checkpoint, status };
+    await this.deps.store.write(this.record);
     failpoint('fetcher.checkpointed');
     if (Math.floor(progress / 5) > Math.floor(previous / 5)) {
-      this.d.status.report(this.record.status);
-      this.d.notify(`Downloading ${job.version}: ${progress}%`);
+      this.deps.publisher.report(this.record.status);
+      this.deps.notify(`Downloading ${job.version}: ${progress}%`);
     }
   }
 
   private async verify(job: PackageJob, got: Digests): Promise<void> {
     await this.setStatus(statuses.verifying(), {});
     const part = this.partFile(job);
-    let error: string | null = null;
-    if (got.md5 !== job.package_md5) error = `MD5_MISMATCH: expected ${job.package_md5}, got ${got.md5}`;
-    else if (job.package_sha256 && got.sha256 !== job.package_sha256) error = `SHA256_MISMATCH: expected ${job.package_sha256}, got ${got.sha256}`;
-    if (error) {
+    const problem = packageProblem(job, { digests: got });
+    if (problem) {
+      const error = problem.wire;
       await fsp.rm(part, { force: true });
-      this.d.log.error({ version: job.version, error }, 'package rejected');
+      this.deps.log.error({ version: job.version, error }, 'package rejected');
       await this.setStatus(statuses.failed(error, 'MD5 verification failed', 100), { checkpoint: null });
       return;
     }
     const fin = this.finalFile(job);
     await fsp.rename(part, fin);
     failpoint('fetcher.package-renamed');
-    await fsyncDir(this.d.packagesDir);
-    this.d.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
+    await fsyncDir(this.deps.packagesDir);
+    this.deps.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
     await this.setStatus(statuses.toInstall(job.version),
       { checkpoint: null, verifiedAt: this.now().toISOString(), packageFile: fin });
   }
@@ -237,7 +270,7 @@ export class Fetcher {
     const partSize = await fsp.stat(this.partFile(job)).then((s) => s.size, () => 0);
     const keepPartial = err.code === 'DOWNLOAD_FAILED' && partSize > 0;
     if (!keepPartial) await fsp.rm(this.partFile(job), { force: true });
-    this.d.log.error({ version: job.version, error: err.wire }, 'download failed');
+    this.deps.log.error({ version: job.version, error: err.wire }, 'download failed');
     const message = err.code === 'PACKAGE_SIZE_MISMATCH' ? 'Download validation failed' : 'Download failed';
     await this.setStatus(statuses.failed(err.wire, message, this.record.status.progress),
       keepPartial ? {} : { checkpoint: null });
@@ -251,8 +284,8 @@ export class Fetcher {
   private async persistAndReport(): Promise<void> {
     const record = this.record;
     const { stage, progress, message } = record.status;
-    await this.d.status.publish(record.status, busyStages.has(stage), () => this.d.store.write(record));
-    this.d.notify(stage === 'downloading' ? `Downloading ${record.job?.version}: ${progress}%` : `${stage}: ${message}`);
+    await this.deps.publisher.publish(record.status, busyStages.has(stage), () => this.deps.store.write(record));
+    this.deps.notify(stage === 'downloading' ? `Downloading ${record.job?.version}: ${progress}%` : `${stage}: ${message}`);
   }
 
   private async discardPackage(seq: number, reason: string): Promise<void> {
@@ -268,8 +301,8 @@ export class Fetcher {
   }
 
   private async clearPackages(): Promise<void> {
-    for (const name of await fsp.readdir(this.d.packagesDir)) {
-      await fsp.rm(path.join(this.d.packagesDir, name), { force: true, recursive: true });
+    for (const name of await fsp.readdir(this.deps.packagesDir)) {
+      await fsp.rm(path.join(this.deps.packagesDir, name), { force: true, recursive: true });
     }
   }
 
@@ -277,10 +310,10 @@ export class Fetcher {
   private async removeStrayFiles(): Promise<void> {
     const job = this.record.job;
     const keep = new Set(job ? [job.package_name, `${job.package_name}.part`] : []);
-    for (const name of await fsp.readdir(this.d.packagesDir)) {
+    for (const name of await fsp.readdir(this.deps.packagesDir)) {
       if (!keep.has(name)) {
-        this.d.log.info({ file: name }, 'removing a stale file');
-        await fsp.rm(path.join(this.d.packagesDir, name), { force: true, recursive: true });
+        this.deps.log.info({ file: name }, 'removing a stale file');
+        await fsp.rm(path.join(this.deps.packagesDir, name), { force: true, recursive: true });
       }
     }
   }

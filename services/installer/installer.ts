@@ -1,21 +1,25 @@
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../../shared/config.js';
 import type { DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError, wireOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import { checkPackage, hashingStream, PackageHasher } from '../../shared/package-check.js';
 import type { PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import * as statuses from '../../shared/status.js';
+import type { Status } from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
-import type { installerStateSchema, InstallerState, Journal } from './journal.js';
-import { planInstall, unitsInOrder } from './manifest.js';
+import { Backups } from './backups.js';
+import {
+  recoveryExhausted, recoveryFor, recoveryLabel, type installerStateSchema, type InstallerState, type Journal, type RecoveryAction,
+} from './journal.js';
+import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from './package-archive.js';
-import { Transaction, type TransactionContext } from './transaction.js';
+import { recoveringMessage, step } from './steps.js';
+import { levelText, Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
 import { failpoint } from '../../shared/failpoint.js';
@@ -30,7 +34,7 @@ export interface InstallerDeps {
   workDir: string;
   hostPath: (devicePath: string) => string;
   /** Reports and the busy marker: up from the install command until the install is over and reported. */
-  status: StatusPublisher;
+  publisher: StatusPublisher;
   notify: (text: string) => void;
   startGui: () => void;
   now?: () => number;
@@ -39,12 +43,34 @@ export interface InstallerDeps {
 const empty: InstallerState = { seq: 0, version: '', status: statuses.idle(), journal: null };
 const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 
+/** The error of an install a restart found unfinished, from what its journal says (null: none yet). */
+function interruptedError(action: RecoveryAction, journal: Journal | null): string {
+  const during = 'INSTALL_INTERRUPTED: the installer stopped during an install';
+  switch (action) {
+    case 'fail':
+      return 'INSTALL_INTERRUPTED: the installer stopped before changing anything';
+    case 'undo-before-switch': {
+      const stays = journal?.fromDir ? `; the device stays on ${versionOfDir(journal.fromDir)}` : '';
+      return `INSTALL_INTERRUPTED: the installer stopped before the switch to ${journal?.version}${stays}`;
+    }
+    case 'finish-rollback':
+      return journal?.error ?? during; // the rollback's cause, kept in the journal
+    case 'roll-forward': // only a failed start gives it an error, its own
+    case 'roll-back':
+      return during;
+    default: {
+      const undecided: never = action;
+      throw new Error(`no error text for ${String(undecided)}`);
+    }
+  }
+}
+
 /** Owns install.json and the versions tree: takes install commands, one at a time, and recovers at start. */
 export class Installer {
   private state: InstallerState = empty;
   private running: Promise<void> | null = null;
 
-  constructor(private readonly d: InstallerDeps) {}
+  constructor(private readonly deps: InstallerDeps) {}
 
   get busy(): boolean {
     return this.running !== null;
@@ -65,100 +91,155 @@ export class Installer {
     }
     // the last one has its end written and is only reporting it: the new one waits for that
     await this.running;
-    if (this.state.journal) {
-      // an undo that failed keeps its journal for the next start; a new install must not replace it
-      return refuse('OPERATION_IN_PROGRESS', `the interrupted install of ${this.state.journal.version} is not undone yet; it is retried when the installer restarts`);
+    const { journal } = this.state;
+    if (journal && recoveryExhausted(journal)) {
+      const abandoned = `the recovery of the interrupted install of ${journal.version} was abandoned; the device needs manual intervention`;
+      return refuse('OPERATION_IN_PROGRESS', abandoned);
     }
-    const fetched = await this.d.fetcherStore.read();
+    if (journal) {
+      // an undo that failed keeps its journal for the next start; a new install must not replace it
+      const pending = `the interrupted install of ${journal.version} is not undone yet; it is retried when the installer restarts`;
+      return refuse('OPERATION_IN_PROGRESS', pending);
+    }
+    const fetched = await this.deps.fetcherStore.read();
     const job = fetched?.job;
     if (!fetched || !job || fetched.status.stage !== 'toInstall' || job.version !== command.version || !fetched.packageFile) {
       return refuse('PACKAGE_NOT_FOUND', `Package not found: ${command.version}`);
     }
-    const now = this.d.now?.() ?? Date.now();
-    if (fetched.verifiedAt && now - Date.parse(fetched.verifiedAt) > this.d.config.TOPE_TRUST_WINDOW_MS) {
-      return refuse('PACKAGE_EXPIRED', expiredText(this.d.config.TOPE_TRUST_WINDOW_MS));
+    const now = this.deps.now?.() ?? Date.now();
+    if (fetched.verifiedAt && now - Date.parse(fetched.verifiedAt) > this.deps.config.TOPE_TRUST_WINDOW_MS) {
+      return refuse('PACKAGE_EXPIRED', expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS));
     }
-    this.state = { seq: command.seq, version: command.version, journal: null, status: statuses.installing(0, `Installing version ${command.version}...`) };
+    const accepted = step('accepted', command.version);
+    const status = statuses.installing(accepted.percent, accepted.message);
+    this.state = { seq: command.seq, version: command.version, journal: null, status };
     await this.persist();
     failpoint('installer.install-recorded');
     this.running = this.install(command.seq, job, fetched.packageFile).finally(() => { this.running = null; });
     return { ok: true };
   }
 
-  /** The recovery table's installer rows (see journal.ts). */
+  /** The recovery table's installer rows (recoveryFor in journal.ts), at start. */
   async recover(): Promise<void> {
-    this.state = (await this.d.store.read()) ?? empty;
-    const j = this.state.journal;
+    this.state = (await this.deps.store.read()) ?? empty;
+    const journal = this.state.journal;
     // the package copy is worthless now; the backups in workDir are what an undo restores
-    await fsp.rm(j ? path.join(this.d.workDir, 'package.zip') : this.d.workDir, { recursive: true, force: true });
-    if (!j) {
-      await this.d.versions.sweep();
-      if (this.state.status.stage === 'installing') await this.finish('failed', `INSTALL_INTERRUPTED: the installer stopped before changing anything`, 'Update failed');
-      else await this.d.status.reportAgainIfLeft(this.state.status);
+    await fsp.rm(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir, { recursive: true, force: true });
+    if (!journal) {
+      await this.deps.versions.sweep();
+      if (this.state.status.stage === 'installing') await this.conclude(null);
+      else await this.deps.publisher.reportAgainIfLeft(this.state.status);
       return;
     }
-    this.d.log.warn({ journal: j }, 'recovering an interrupted install');
-    this.state = { ...this.state, status: statuses.installing(this.state.status.progress, `Recovering the interrupted install of ${j.version}...`) };
+    if (recoveryExhausted(journal)) return this.abandon(journal);
+    this.deps.log.warn({ journal }, 'recovering an interrupted install');
+    // counted before it runs: an attempt that crashes the installer counts all the same
+    const attempt = { ...journal, recoveryAttempts: journal.recoveryAttempts + 1 };
+    const status = statuses.installing(this.state.status.progress, recoveringMessage(journal.version));
+    this.state = { ...this.state, journal: attempt, status };
     await this.persist();
-    this.running = this.resume(new Transaction(this.context(), j))
+    this.running = this.conclude(new Transaction(this.context(), attempt))
       .catch(async (e) => {
+        this.deps.log.fatal({ err: wire(e) }, 'recovery failed');
+        const journalNow = this.state.journal;
+        if (journalNow && recoveryExhausted(journalNow)) return this.abandon(journalNow);
         // the journal stays: the next start tries again; until then the status says so
-        this.d.log.fatal({ err: wire(e) }, 'recovery failed');
-        this.state = { ...this.state, status: statuses.failed(`INSTALL_INTERRUPTED: ${wire(e)}`, 'Update failed; recovery incomplete, retried at next start', this.state.status.progress) };
+        const message = 'Update failed; recovery incomplete, retried at next start';
+        const status = statuses.failed(`INSTALL_INTERRUPTED: ${wire(e)}`, message, this.state.status.progress);
+        this.state = { ...this.state, status };
         await this.persist();
       })
       .finally(() => { this.running = null; });
   }
 
-  private async resume(tx: Transaction): Promise<void> {
-    const j = tx.j;
-    const switched = await this.switched(j);
-    if (j.phase === 'rolling-back') return this.rollBack(tx, j.error ?? 'INSTALL_INTERRUPTED: the installer stopped during an install');
-    if (!switched) {
-      const problems = await tx.undoBeforeSwitch();
-      const back = j.fromDir ? `; the device stays on ${versionOfDir(j.fromDir)}` : '';
-      return this.finish('failed', [`INSTALL_INTERRUPTED: the installer stopped before the switch to ${j.version}${back}`, ...problems].join('; '), 'Update failed');
-    }
-    try {
-      await tx.bringUp(); // roll forward: the new version is in place, only its start was cut short
-      await this.succeed(tx.j.version);
-    } catch (e) {
-      await this.rollBack(tx, wire(e));
+  /**
+   * The recovery ran out of attempts: failed with RECOVERY_ABANDONED, and nothing more is done.
+   * The journal and the backups stay for whoever repairs the device; installs are refused.
+   */
+  private async abandon(journal: Journal): Promise<void> {
+    const error = `RECOVERY_ABANDONED: the recovery of the install of ${journal.version} (journal phase ${journal.phase}) `
+      + `did not finish in ${journal.recoveryAttempts} attempts; the device is left as it is`;
+    if (this.state.status.error === error) return this.deps.publisher.reportAgainIfLeft(this.state.status);
+    this.deps.log.fatal({ journal }, 'recovery abandoned');
+    const message = 'Update failed; recovery abandoned - manual intervention required';
+    this.state = { ...this.state, status: statuses.failed(error, message, this.state.status.progress) };
+    await this.persist();
+  }
+
+  /**
+   * Ends an install that did not end by itself, as recoveryFor decides: after a step failed
+   * (`failure`, its error) or, without one, after a restart found it unfinished.
+   */
+  private async conclude(tx: Transaction | null, failure?: string): Promise<void> {
+    const journal = tx?.journal ?? null;
+    const cause = failure === undefined ? 'crash' : 'failure';
+    const action = recoveryFor(journal?.phase ?? null, tx ? await tx.currentIsTarget() : false, cause);
+    if (journal) this.deps.log.warn({ phase: journal.phase, cause, action: recoveryLabel[action] }, 'ending the install');
+    const error = failure ?? interruptedError(action, journal);
+    const started = (): Transaction => {
+      if (!tx) throw new Error(`${action} needs the journal of the install`);
+      return tx;
+    };
+    switch (action) {
+      case 'fail':
+        return this.finish(statuses.failed(error, 'Update failed', this.state.status.progress));
+      case 'undo-before-switch': {
+        const problems = await started().undoBeforeSwitch();
+        return this.finish(statuses.failed([error, ...problems].join('; '), 'Update failed', this.state.status.progress));
+      }
+      case 'roll-forward':
+        try {
+          await started().bringUp(); // the new version is in place, only its start was cut short
+          return await this.succeed(started().journal.version);
+        } catch (e) {
+          return await this.rollBack(started(), wire(e));
+        }
+      case 'roll-back':
+        return this.rollBack(started(), error);
+      case 'finish-rollback':
+        return this.rollBack(started(), error);
+      default: {
+        const undecided: never = action;
+        throw new Error(`no handling for ${String(undecided)}`);
+      }
     }
   }
 
   private context(): TransactionContext {
     return {
-      log: this.d.log, versions: this.d.versions, units: this.d.units,
-      backupDir: path.join(this.d.workDir, 'backups'),
-      postCmdTimeoutMs: this.d.config.TOPE_POST_CMD_TIMEOUT_MS,
-      hostPath: this.d.hostPath,
-      journal: async (j) => {
-        this.state = { ...this.state, journal: j };
-        await this.d.store.write(this.state);
+      log: this.deps.log, versions: this.deps.versions, units: this.deps.units,
+      backups: new Backups(path.join(this.deps.workDir, 'backups')),
+      postCmdTimeoutMs: this.deps.config.TOPE_POST_CMD_TIMEOUT_MS,
+      hostPath: this.deps.hostPath,
+      journal: async (journal) => {
+        this.state = { ...this.state, journal };
+        await this.deps.store.write(this.state);
       },
-      progress: (p, m) => this.progress(p, m),
+      progress: ({ percent, message }) => this.progress(percent, message),
     };
   }
 
   private async install(seq: number, job: PackageJob, packageFile: string): Promise<void> {
     let tx: Transaction | null = null;
     try {
-      this.d.startGui();
-      await this.progress(5, 'Verifying package...');
+      this.deps.startGui();
+      const verifying = step('verifying');
+      await this.progress(verifying.percent, verifying.message);
       const copy = await this.takePackage(job, packageFile);
       failpoint('installer.package-copied');
-      const archive = await PackageArchive.open(copy, { maxBytes: this.d.config.TOPE_ZIP_MAX_BYTES, maxEntries: this.d.config.TOPE_ZIP_MAX_ENTRIES });
+      const limits = { maxBytes: this.deps.config.TOPE_ZIP_MAX_BYTES, maxEntries: this.deps.config.TOPE_ZIP_MAX_ENTRIES };
+      const archive = await PackageArchive.open(copy, limits);
       try {
         const { manifest, placements } = planInstall(await archive.readManifest(), job.version, archive.files,
-          { allowedRoots: this.d.config.TOPE_ALLOWED_ROOTS, versionsDir: this.d.config.TOPE_VERSIONS_DIR });
-        const v = this.d.versions;
-        const j: Journal = {
-          phase: 'staging', version: job.version, targetDir: await v.freeDirName(job.version, seq), stagingDir: v.stagingName(seq),
-          fromDir: await v.target('current'), previousBefore: await v.target('previous'),
-          units: unitsInOrder(manifest), backups: [], error: null,
+          { allowedRoots: this.deps.config.TOPE_ALLOWED_ROOTS, versionsDir: this.deps.config.TOPE_VERSIONS_DIR });
+        const { versions } = this.deps;
+        const journal: Journal = {
+          phase: 'staging', version: job.version,
+          targetDir: await versions.freeDirName(job.version, seq), stagingDir: versions.stagingName(seq),
+          fromDir: await versions.target('current'), previousBefore: await versions.target('previous'),
+          units: unitsInOrder(manifest), backups: [], error: null, recoveryAttempts: 0,
         };
-        tx = new Transaction(this.context(), j);
+        tx = new Transaction(this.context(), journal);
         await tx.forward(archive, manifest, placements);
       } finally {
         archive.close();
@@ -166,51 +247,42 @@ export class Installer {
       await tx.bringUp();
       await this.succeed(job.version);
     } catch (e) {
-      this.d.log.error({ err: wire(e), phase: tx?.j.phase }, 'install failed');
+      this.deps.log.error({ err: wire(e), phase: tx?.journal.phase }, 'install failed');
       try {
-        await this.undo(tx, wire(e));
+        await this.conclude(tx, wire(e));
       } catch (undoError) {
         // the journal stays: the next start tries the undo again
-        this.d.log.fatal({ err: wire(undoError) }, 'undo failed');
-        this.state = { ...this.state, status: statuses.failed(`${wire(e)}; ${wire(undoError)}`, 'Update failed; undo incomplete, retried at next start', this.state.status.progress) };
+        this.deps.log.fatal({ err: wire(undoError) }, 'undo failed');
+        const message = 'Update failed; undo incomplete, retried at next start';
+        const status = statuses.failed(`${wire(e)}; ${wire(undoError)}`, message, this.state.status.progress);
+        this.state = { ...this.state, status };
         await this.persist();
       }
     }
   }
 
-  private async undo(tx: Transaction | null, error: string): Promise<void> {
-    if (!tx) return this.finish('failed', error, 'Update failed');
-    if ((await this.switched(tx.j)) || tx.j.phase === 'rolling-back') return this.rollBack(tx, error);
-    const problems = await tx.undoBeforeSwitch();
-    await this.finish('failed', [error, ...problems].join('; '), 'Update failed');
-  }
-
-  /** Whether `current` already names the new snapshot (a crash can fall inside the switch). */
-  private async switched(j: Journal): Promise<boolean> {
-    return j.phase === 'switched' || (j.phase === 'switching' && (await this.d.versions.target('current')) === j.targetDir);
-  }
-
   private async rollBack(tx: Transaction, error: string): Promise<void> {
-    tx.j = { ...tx.j, error };
-    const { ok, outcomes } = await tx.rollBack();
-    const message = ok ? `Update failed; rolled back to version ${outcomes.at(-1)!.split(': ')[1]}` : 'Both rollbacks failed - manual intervention required';
-    await this.finish('failed', [error, ...outcomes].join('; '), message);
+    const { reached, levels } = await tx.rollBack(error);
+    const message = reached !== null
+      ? `Update failed; rolled back to version ${reached}`
+      : 'Both rollbacks failed - manual intervention required';
+    await this.finish(statuses.failed([error, ...levels.map(levelText)].join('; '), message, this.state.status.progress));
   }
 
   private async succeed(version: string): Promise<void> {
-    const pruned = await this.d.versions.prune();
+    const pruned = await this.deps.versions.prune();
     failpoint('installer.pruned');
-    this.d.log.info({ version, pruned }, 'install succeeded');
-    await this.finish('success', null, `Successfully installed version ${version}`);
+    this.deps.log.info({ version, pruned }, 'install succeeded');
+    await this.finish(statuses.succeeded(`Successfully installed version ${version}`));
   }
 
-  private async finish(stage: 'success' | 'failed', error: string | null, message: string): Promise<void> {
-    const status = stage === 'success' ? statuses.succeeded(message) : statuses.failed(error ?? 'INSTALL_INTERRUPTED', message, this.state.status.progress);
+  /** The install's end (success or failed): the journal goes with it, then what it kept for an undo. */
+  private async finish(status: Status): Promise<void> {
     this.state = { ...this.state, journal: null, status };
     await this.persist();
     // only now: until the journal is gone, an undo after a crash needs the backups in it
-    await fsp.rm(this.d.workDir, { recursive: true, force: true });
-    await this.d.versions.sweep();
+    await fsp.rm(this.deps.workDir, { recursive: true, force: true });
+    await this.deps.versions.sweep();
   }
 
   private async progress(percent: number, message: string): Promise<void> {
@@ -222,26 +294,23 @@ export class Installer {
   private async persist(): Promise<void> {
     const state = this.state;
     const { stage, progress, message } = state.status;
-    await this.d.status.publish(state.status, stage === 'installing' || state.journal !== null, () => this.d.store.write(state));
-    this.d.notify(stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
+    // a journal is work left for the next start, unless its recovery was given up
+    const workLeft = state.journal !== null && !recoveryExhausted(state.journal);
+    await this.deps.publisher.publish(state.status, stage === 'installing' || workLeft, () => this.deps.store.write(state));
+    this.deps.notify(stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
   }
 
   /** Copies the verified package into the installer's own directory and checks its hashes there. */
   private async takePackage(job: PackageJob, packageFile: string): Promise<string> {
-    await fsp.mkdir(this.d.workDir, { recursive: true, mode: 0o700 });
-    const copy = path.join(this.d.workDir, 'package.zip');
-    const md5 = createHash('md5');
-    const sha = createHash('sha256');
-    const hash = new Transform({ transform(c: Buffer, _e, cb) { md5.update(c); sha.update(c); cb(null, c); } });
+    await fsp.mkdir(this.deps.workDir, { recursive: true, mode: 0o700 });
+    const copy = path.join(this.deps.workDir, 'package.zip');
+    const hasher = new PackageHasher();
     try {
-      await pipeline(createReadStream(packageFile), hash, createWriteStream(copy, { mode: 0o600 }));
+      await pipeline(createReadStream(packageFile), hashingStream(hasher), createWriteStream(copy, { mode: 0o600 }));
     } catch (e) {
       throw new UpdaterError('PACKAGE_NOT_FOUND', `cannot read the verified package: ${(e as Error).message}`);
     }
-    const gotMd5 = md5.digest('hex');
-    const gotSha = sha.digest('hex');
-    if (gotMd5 !== job.package_md5) throw new UpdaterError('MD5_MISMATCH', `expected ${job.package_md5}, got ${gotMd5}`);
-    if (job.package_sha256 && gotSha !== job.package_sha256) throw new UpdaterError('SHA256_MISMATCH', `expected ${job.package_sha256}, got ${gotSha}`);
+    checkPackage(job, { digests: hasher.digests() });
     return copy;
   }
 }

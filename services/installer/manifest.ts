@@ -71,3 +71,14 @@ export function unitsInOrder(manifest: Manifest): string[] {
     .sort((a, b) => a.order - b.order || a.i - b.i);
   return [...new Set(withUnits.map((x) => x.unit))];
 }
+
+/**
+ * Every unit the manifest names must exist, checked before anything changes: a missing one would
+ * otherwise be found only at the stop step, after the staging, with the stopped units to undo.
+ */
+export async function checkUnitsExist(manifest: Manifest, exists: (unit: string) => Promise<boolean>): Promise<void> {
+  const named = manifest.modules.filter((m): m is Module & { process_name: string } => !!m.process_name);
+  const found = await Promise.all(named.map((m) => exists(m.process_name)));
+  const missing = named.find((_, i) => !found[i]);
+  if (missing) throw bad(`module ${missing.name}: unit ${missing.process_name} not found`);
+}

@@ -5,6 +5,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
+import { fsyncFile } from '../../shared/durable-store.js';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 
@@ -120,13 +121,7 @@ export class PackageArchive {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
       out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
       await pipeline(await this.stream(entry), this.crcCheck(entry), out);
-      const fh = await fsp.open(tmp, 'r+');
-      try {
-        await fh.chmod(PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await fsyncFile(tmp, PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
       failpoint('installer.extracted-before-rename');
       await fsp.rename(tmp, dest);
     } catch (e) {

@@ -1,200 +1,231 @@
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../../shared/durable-store.js';
-import { UpdaterError } from '../../shared/errors.js';
+import { wireOf } from '../../shared/errors.js';
+import { failpoint } from '../../shared/failpoint.js';
 import type { Logger } from '../../shared/log.js';
-import type { Journal } from './journal.js';
+import type { Backups } from './backups.js';
+import { phaseNames, type Journal, type Phase } from './journal.js';
 import type { Manifest, Placement } from './manifest.js';
-import { partialName, type PackageArchive } from './package-archive.js';
+import type { PackageArchive } from './package-archive.js';
 import { runPostCmd } from './post-cmds.js';
+import { stagingPercent, step, type StepProgress } from './steps.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
-import { failpoint } from '../../shared/failpoint.js';
 
 export interface TransactionContext {
   log: Logger;
   versions: VersionStore;
   units: Units;
-  backupDir: string;
+  backups: Backups;
   postCmdTimeoutMs: number;
   hostPath: (devicePath: string) => string;
-  /** Persists the journal (null: the transaction is over). */
-  journal: (j: Journal | null) => Promise<void>;
-  progress: (percent: number, message: string) => Promise<void>;
+  /** Persists the journal. */
+  journal: (journal: Journal) => Promise<void>;
+  progress: (at: StepProgress) => Promise<void>;
 }
 
-const message = (e: unknown) => (e instanceof UpdaterError ? e.wire : `DEPLOYMENT_FAILED: ${(e as Error).message}`);
+/** What one rollback level did: `reached` the version it runs now, or the `error` that stopped it. */
+export interface RollbackLevel {
+  level: 1 | 2;
+  reached: string | null;
+  error: string | null;
+}
+
+/** A rollback's end: the version the device runs (null: both levels failed) and each level tried. */
+export interface RollbackResult {
+  reached: string | null;
+  levels: RollbackLevel[];
+}
+
+/** A level's outcome as the `error` field names it ("ROLLBACK_LEVEL_1_SUCCESS: 1.0.0"). */
+export const levelText = ({ level, reached, error }: RollbackLevel): string =>
+  reached !== null ? `ROLLBACK_LEVEL_${level}_SUCCESS: ${reached}` : `ROLLBACK_LEVEL_${level}_FAILED: ${error}`;
+
+const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 
 /**
  * One install, step by step, each step journaled before it changes the device. Up to the switch
  * of `current`, a failure undoes everything; after it, the rollback goes to previous, then factory.
  */
 export class Transaction {
-  constructor(private readonly c: TransactionContext, public j: Journal) {}
+  constructor(private readonly context: TransactionContext, private recorded: Journal) {}
 
-  private async phase(phase: Journal['phase']): Promise<void> {
-    this.j = { ...this.j, phase };
-    await this.c.journal(this.j);
+  /** The journal as last persisted. */
+  get journal(): Journal {
+    return this.recorded;
+  }
+
+  private async record(journal: Journal): Promise<void> {
+    this.recorded = journal;
+    await this.context.journal(journal);
+  }
+
+  /** Phases only go forward along journalPhases: that order is what recoveryFor relies on. */
+  private phase(phase: Phase): Promise<void> {
+    if (phaseNames.indexOf(phase) < phaseNames.indexOf(this.recorded.phase)) {
+      throw new Error(`journal phase ${phase} after ${this.recorded.phase}: phases only go forward`);
+    }
+    return this.record({ ...this.recorded, phase });
   }
 
   /** Stage the snapshot while services run, stop them, place in-place files, post_cmds, switch. */
   async forward(archive: PackageArchive, manifest: Manifest, placements: Placement[]): Promise<void> {
-    const { versions } = this.c;
-    await this.c.journal(this.j);
+    await this.record(this.recorded);
     failpoint('installer.journal-begun');
-    const staging = await versions.stage(this.j.fromDir, this.j.stagingDir);
-    const n = placements.length;
+    await this.stageSnapshot(archive, placements);
+    await this.stopUnits();
+    await this.placeInPlace(archive, placements);
+    await this.runPostCmds(manifest);
+    await this.switchCurrent();
+  }
+
+  /** The new snapshot, built beside the running one (hard links to it, then the package's files). */
+  private async stageSnapshot(archive: PackageArchive, placements: Placement[]): Promise<void> {
+    const { versions } = this.context;
+    const staging = await versions.stage(this.recorded.fromDir, this.recorded.stagingDir);
+    const count = placements.length;
     let reported = -1;
-    for (const [i, p] of placements.entries()) {
+    for (const [index, placement] of placements.entries()) {
       // one durable write per percent, not per module: a package of 1000 files is 50 writes
-      const percent = 10 + Math.floor((50 * i) / n);
-      if (percent !== reported) await this.c.progress(percent, `Installing module ${p.module.name} (${i + 1}/${n})`);
+      const percent = stagingPercent(index, count);
+      if (percent !== reported) {
+        await this.context.progress({ ...step('staging', placement.module.name, index + 1, count), percent });
+      }
       reported = percent;
-      if (p.kind === 'snapshot') await archive.extractTo(p.module.src, path.join(staging, p.rel));
+      if (placement.kind === 'snapshot') await archive.extractTo(placement.module.src, path.join(staging, placement.rel));
       failpoint('installer.module-staged');
     }
-    await versions.finalize(this.j.stagingDir, this.j.targetDir);
+    await versions.finalize(this.recorded.stagingDir, this.recorded.targetDir);
     failpoint('installer.snapshot-finalized');
+  }
 
-    await this.c.progress(60, 'Stopping services...');
+  /** From here the device is changed: the journal says so before the first unit stops. */
+  private async stopUnits(): Promise<void> {
+    await this.context.progress(step('stopping'));
     await this.phase('stopping');
-    for (const unit of [...this.j.units].reverse()) {
-      await this.c.units.stop(unit);
+    for (const unit of [...this.recorded.units].reverse()) {
+      await this.context.units.stop(unit);
       failpoint('installer.unit-stopped');
     }
+  }
 
-    for (const p of placements) {
-      if (p.kind !== 'in-place') continue;
-      const dst = this.c.hostPath(p.dst);
+  private async placeInPlace(archive: PackageArchive, placements: Placement[]): Promise<void> {
+    for (const placement of placements) {
+      if (placement.kind !== 'in-place') continue;
+      const dst = this.context.hostPath(placement.dst);
       await this.backUp(dst);
-      await archive.extractTo(p.module.src, dst);
+      await archive.extractTo(placement.module.src, dst);
       failpoint('installer.in-place-written');
     }
-    const dir = versions.pathOf(this.j.targetDir);
-    for (const m of manifest.modules) {
-      for (const cmd of m.post_cmds ?? []) {
-        await this.c.progress(65, `Running post command of ${m.name}`);
-        await runPostCmd(cmd, dir, this.c.postCmdTimeoutMs, { TOPE_VERSION: this.j.version, TOPE_VERSION_DIR: dir });
+  }
+
+  private async runPostCmds(manifest: Manifest): Promise<void> {
+    const dir = this.context.versions.pathOf(this.recorded.targetDir);
+    for (const module of manifest.modules) {
+      for (const cmd of module.post_cmds ?? []) {
+        await this.context.progress(step('postCmds', module.name));
+        const env = { TOPE_VERSION: this.recorded.version, TOPE_VERSION_DIR: dir };
+        await runPostCmd(cmd, dir, this.context.postCmdTimeoutMs, env);
         failpoint('installer.post-cmd-done');
       }
     }
+  }
 
-    await this.c.progress(70, `Switching to version ${this.j.version}...`);
+  private async switchCurrent(): Promise<void> {
+    const { versions } = this.context;
+    await this.context.progress(step('switching', this.recorded.version));
     await this.phase('switching');
-    if (this.j.fromDir) await versions.setLink('previous', this.j.fromDir);
+    if (this.recorded.fromDir) await versions.setLink('previous', this.recorded.fromDir);
     failpoint('installer.previous-linked');
-    await versions.setLink('current', this.j.targetDir);
+    await versions.setLink('current', this.recorded.targetDir);
     failpoint('installer.current-linked');
     await this.phase('switched');
   }
 
   /** Start the units in restart_order, then hold them on probation. */
-  async bringUp(percent = 75): Promise<void> {
+  async bringUp(): Promise<void> {
     const baseline = new Map<string, number>();
-    for (const [i, unit] of this.j.units.entries()) {
-      await this.c.progress(percent, `Starting ${unit} (${i + 1}/${this.j.units.length})`);
-      baseline.set(unit, await this.c.units.start(unit));
+    const { units } = this.recorded;
+    for (const [index, unit] of units.entries()) {
+      await this.context.progress(step('starting', unit, index + 1, units.length));
+      baseline.set(unit, await this.context.units.start(unit));
       failpoint('installer.unit-started');
     }
     if (baseline.size) {
-      await this.c.progress(Math.max(percent, 85), 'Checking services...');
+      await this.context.progress(step('probation'));
       failpoint('installer.probation-begun');
-      await this.c.units.probation(baseline);
+      await this.context.units.probation(baseline);
     }
+  }
+
+  /** Whether `current` already names the new snapshot (a crash can fall inside the switch). */
+  async currentIsTarget(): Promise<boolean> {
+    return (await this.context.versions.target('current')) === this.recorded.targetDir;
   }
 
   /** Failure before the switch: the device goes back to exactly how it was. Returns what went wrong on the way. */
   async undoBeforeSwitch(): Promise<string[]> {
     const problems: string[] = [];
-    await this.restoreBackups();
+    await this.context.backups.restore(this.recorded.backups);
     failpoint('installer.undo-restored');
-    await this.c.versions.discard(this.j.targetDir);
-    await this.c.versions.sweep();
-    for (const unit of this.j.units) {
+    await this.context.versions.discard(this.recorded.targetDir);
+    await this.context.versions.sweep();
+    for (const unit of this.recorded.units) {
       try {
-        await this.c.units.start(unit);
+        await this.context.units.start(unit);
       } catch (e) {
-        problems.push(message(e));
+        problems.push(wire(e));
       }
     }
     return problems;
   }
 
-  /** Failure after the switch: previous, then factory, each health-checked. Returns each level's outcome. */
-  async rollBack(): Promise<{ ok: boolean; outcomes: string[] }> {
-    await this.phase('rolling-back');
-    const outcomes: string[] = [];
-    const levels: Array<[1 | 2, string | null, string]> = [
-      [1, this.j.fromDir, 'no previous version'],
-      [2, await this.c.versions.target('factory'), 'no factory version'],
+  /** Failure after the switch, for `error`: previous, then factory, each health-checked. */
+  async rollBack(error: string): Promise<RollbackResult> {
+    await this.record({ ...this.recorded, error, phase: 'rolling-back' });
+    const levels: RollbackLevel[] = [];
+    const candidates: Array<[1 | 2, string | null, string]> = [
+      [1, this.recorded.fromDir, 'no previous version'],
+      [2, await this.context.versions.target('factory'), 'no factory version'],
     ];
-    for (const [level, dir, missing] of levels) {
+    for (const [level, dir, missing] of candidates) {
       if (!dir) {
-        outcomes.push(`ROLLBACK_LEVEL_${level}_FAILED: ${missing}`);
+        levels.push({ level, reached: null, error: missing });
         continue;
       }
       try {
-        await this.c.progress(90, `Rolling back to version ${versionOfDir(dir)}...`);
-        for (const unit of [...this.j.units].reverse()) await this.c.units.stop(unit).catch((e) => this.c.log.warn({ unit, err: message(e) }, 'stop during rollback failed'));
-        failpoint('installer.rollback-stopped');
-        await this.restoreBackups();
-        await this.c.versions.setLink('current', dir);
-        failpoint('installer.rollback-linked');
-        if (level === 1) {
-          if (this.j.previousBefore) await this.c.versions.setLink('previous', this.j.previousBefore);
-          else await this.c.versions.removeLink('previous');
-        }
-        await this.bringUp(90);
-        outcomes.push(`ROLLBACK_LEVEL_${level}_SUCCESS: ${versionOfDir(dir)}`);
+        await this.rollBackTo(level, dir);
+        levels.push({ level, reached: versionOfDir(dir), error: null });
         failpoint('installer.rollback-healthy');
-        await this.c.versions.discard(this.j.targetDir);
-        return { ok: true, outcomes };
+        await this.context.versions.discard(this.recorded.targetDir);
+        return { reached: versionOfDir(dir), levels };
       } catch (e) {
-        outcomes.push(`ROLLBACK_LEVEL_${level}_FAILED: ${message(e)}`);
+        levels.push({ level, reached: null, error: wire(e) });
       }
     }
-    return { ok: false, outcomes };
+    return { reached: null, levels };
   }
 
-  /** Copies a live file aside before it is replaced; restoring it is part of every undo. */
+  private async rollBackTo(level: 1 | 2, dir: string): Promise<void> {
+    const { units, versions, log } = this.context;
+    await this.context.progress(step('rollingBack', versionOfDir(dir)));
+    for (const unit of [...this.recorded.units].reverse()) {
+      await units.stop(unit).catch((e) => log.warn({ unit, err: wire(e) }, 'stop during rollback failed'));
+    }
+    failpoint('installer.rollback-stopped');
+    await this.context.backups.restore(this.recorded.backups);
+    await versions.setLink('current', dir);
+    failpoint('installer.rollback-linked');
+    if (level === 1) {
+      if (this.recorded.previousBefore) await versions.setLink('previous', this.recorded.previousBefore);
+      else await versions.removeLink('previous');
+    }
+    await this.bringUp();
+  }
+
+  /** Copies a live file aside before it is replaced, and journals it before the file changes. */
   private async backUp(dst: string): Promise<void> {
-    if (this.j.backups.some((b) => b.dst === dst)) return;
-    const exists = await fsp.stat(dst).then((s) => s.isFile(), () => false);
-    let backup: string | null = null;
-    if (exists) {
-      await fsp.mkdir(this.c.backupDir, { recursive: true, mode: 0o700 });
-      backup = path.join(this.c.backupDir, String(this.j.backups.length));
-      await fsp.copyFile(dst, backup);
-      failpoint('installer.backup-copied');
-      const fh = await fsp.open(backup, 'r+');
-      await fh.sync();
-      await fh.close();
-      await fsyncDir(this.c.backupDir);
-    }
-    this.j = { ...this.j, backups: [...this.j.backups, { dst, backup }] };
-    await this.c.journal(this.j);
-  }
-
-  private async restoreBackups(): Promise<void> {
-    for (const b of [...this.j.backups].reverse()) {
-      await fsp.rm(partialName(b.dst), { force: true }); // an extraction cut short by a crash
-      if (b.backup) {
-        const tmp = `${b.dst}.tmp-restore`;
-        await fsp.copyFile(b.backup, tmp);
-        const fh = await fsp.open(tmp, 'r+');
-        await fh.sync();
-        await fh.close();
-        await fsp.rename(tmp, b.dst);
-        await fsyncDir(path.dirname(b.dst));
-      } else {
-        // the file did not exist before: remove what we put there, if we got that far
-        const removed = await fsp.rm(b.dst).then(() => true, (e: NodeJS.ErrnoException) => {
-          if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
-          throw e;
-        });
-        if (removed) await fsyncDir(path.dirname(b.dst));
-      }
-    }
+    if (this.recorded.backups.some((entry) => entry.dst === dst)) return;
+    const entry = await this.context.backups.take(dst, this.recorded.backups.length);
+    await this.record({ ...this.recorded, backups: [...this.recorded.backups, entry] });
   }
 }
-

@@ -22,7 +22,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * before every unit name, so no name can read as one ("-Hroot@host", "--user").
  */
 export class Units {
-  constructor(private readonly systemctl: string, private readonly t: UnitTimeouts) {}
+  constructor(private readonly systemctl: string, private readonly timeouts: UnitTimeouts) {}
 
   private run(args: string[], timeoutMs: number): Promise<Run> {
     return new Promise((resolve) => {
@@ -60,8 +60,8 @@ export class Units {
   }
 
   async stop(unit: string): Promise<void> {
-    const r = await this.run(['stop', '--', unit], this.t.stopMs);
-    if (r.timedOut) throw new UpdaterError('SERVICE_STOP_TIMEOUT', `${unit} did not stop within ${this.t.stopMs} ms`);
+    const r = await this.run(['stop', '--', unit], this.timeouts.stopMs);
+    if (r.timedOut) throw new UpdaterError('SERVICE_STOP_TIMEOUT', `${unit} did not stop within ${this.timeouts.stopMs} ms`);
     if (r.code !== 0) throw new UpdaterError('SERVICE_STOP_FAILED', `systemctl stop ${unit} exited ${r.code}: ${r.stderr}`);
     const state = await this.state(unit);
     // a unit that ends "failed" after SIGTERM is stopped all the same
@@ -70,22 +70,22 @@ export class Units {
 
   /** Starts a unit and waits until it is active; returns its restart count at that moment. */
   async start(unit: string): Promise<number> {
-    const deadline = Date.now() + this.t.startMs;
-    const r = await this.run(['start', '--', unit], this.t.startMs);
-    if (r.timedOut) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} did not start within ${this.t.startMs} ms`);
+    const deadline = Date.now() + this.timeouts.startMs;
+    const r = await this.run(['start', '--', unit], this.timeouts.startMs);
+    if (r.timedOut) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} did not start within ${this.timeouts.startMs} ms`);
     if (r.code !== 0) throw new UpdaterError('SERVICE_START_FAILED', `systemctl start ${unit} exited ${r.code}: ${r.stderr}`);
     for (;;) {
       const state = await this.state(unit);
       if (state === 'active') return this.restarts(unit);
       if (state === 'failed') throw new UpdaterError('SERVICE_START_FAILED', `${unit} failed right after start`);
-      if (Date.now() > deadline) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} is ${state}, not active, after ${this.t.startMs} ms`);
-      await pause(pollEvery(this.t.startMs));
+      if (Date.now() > deadline) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} is ${state}, not active, after ${this.timeouts.startMs} ms`);
+      await pause(pollEvery(this.timeouts.startMs));
     }
   }
 
   /** Probation: every unit stays active and is not restarted for the whole window. */
   async probation(baseline: Map<string, number>): Promise<void> {
-    const end = Date.now() + this.t.probationMs;
+    const end = Date.now() + this.timeouts.probationMs;
     for (;;) {
       for (const [unit, before] of baseline) {
         const state = await this.state(unit);
@@ -94,7 +94,7 @@ export class Units {
         if (now !== before) throw new UpdaterError('SERVICE_UNHEALTHY', `${unit} restarted ${now - before} time(s) during probation`);
       }
       if (Date.now() >= end) return;
-      await pause(Math.min(pollEvery(this.t.probationMs), Math.max(0, end - Date.now())));
+      await pause(Math.min(pollEvery(this.timeouts.probationMs), Math.max(0, end - Date.now())));
     }
   }
 }

@@ -8,8 +8,8 @@ export type LinkName = 'current' | 'previous' | 'factory';
 const STAGING_PREFIX = '.staging-';
 const LINK_TMP = '.link-tmp-';
 
-/** "v1.2.3" and "v1.2.3~7" (a reinstall of a version that is in use) both mean 1.2.3. */
-export const versionOfDir = (dir: string): string => dir.replace(/^v/, '').replace(/~\d+$/, '');
+// "v1.2.3" and "v1.2.3~7" (a reinstall of a version that is in use) both mean 1.2.3
+export { versionOfDir } from '../../shared/version-dirs.js';
 
 /**
  * The versions tree: `v<ver>/` snapshots and the links `current`, `previous`, `factory`, whose

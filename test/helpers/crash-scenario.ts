@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { FETCHER_RECORD, INSTALLER_RECORD, PACKAGES_DIR } from '../../shared/worker-records.js';
 import { call } from './api.js';
 import { DeviceApi } from './device-api.js';
 import { InstallDevice } from './install-device.js';
@@ -66,14 +67,14 @@ const cleanEnd: Record<ScenarioName, { stage: string; error: RegExp | null; curr
 const killed = (e: ServiceExit) => e.signal === 'SIGKILL';
 
 export class CrashScenario {
-  readonly d: InstallDevice;
+  readonly device: InstallDevice;
   private readonly deviceApi = new DeviceApi();
   private readonly origin: Origin;
   private sup: Record<ServiceName, SupervisedService> = {} as Record<ServiceName, SupervisedService>;
   private zip!: Buffer;
 
   constructor(readonly scenario: ScenarioName, extraEnv: Record<string, string> = {}) {
-    this.d = new InstallDevice({
+    this.device = new InstallDevice({
       TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope', TOPE_PROBATION_MS: '100', TOPE_LOG_LEVEL: 'info', ...extraEnv,
     });
     this.origin = new Origin(1);
@@ -82,25 +83,25 @@ export class CrashScenario {
   /** The old version running, the new one on the origin (throttled, so a download takes a while). */
   async setUp(): Promise<void> {
     await this.deviceApi.start();
-    this.d.env.TOPE_DEVICE_API_URL = this.deviceApi.url;
-    await this.d.seedVersion(`v${OLD}`, { 'bin/a': `a ${OLD}\n` }, ['current']);
-    await fsp.mkdir(path.join(this.d.sysroot, 'etc/tope'), { recursive: true });
-    await fsp.writeFile(path.join(this.d.sysroot, 'etc/tope/c.conf'), `c ${OLD}\n`);
-    await this.d.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
-    if (this.scenario === 'rollback') await this.d.behave({ 'a.service': { failStart: [NEW] } });
+    this.device.env.TOPE_DEVICE_API_URL = this.deviceApi.url;
+    await this.device.seedVersion(`v${OLD}`, { 'bin/a': `a ${OLD}\n` }, ['current']);
+    await fsp.mkdir(path.join(this.device.sysroot, 'etc/tope'), { recursive: true });
+    await fsp.writeFile(path.join(this.device.sysroot, 'etc/tope/c.conf'), `c ${OLD}\n`);
+    await this.device.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
+    if (this.scenario === 'rollback') await this.device.behave({ 'a.service': { failStart: [NEW] } });
     this.zip = await buildPackage(NEW, modulesFor(this.scenario), [{ name: 'blob', data: randomBytes(96 * 1024), compress: false }]);
     this.origin.body = this.zip;
     this.origin.script(() => ({ kind: 'serve', throttle: { bytes: 8 * 1024, everyMs: 5 } }));
     await this.origin.start();
     const port = await portOutsideEphemeralRange(); // the gateway restarts on it many times
-    this.d.env.TOPE_LISTEN_PORT = String(port);
-    this.d.base = `http://127.0.0.1:${port}`;
+    this.device.env.TOPE_LISTEN_PORT = String(port);
+    this.device.base = `http://127.0.0.1:${port}`;
   }
 
   async run(kill: Kill | null): Promise<RunResult> {
     const t0 = Date.now();
     const violations: string[] = [];
-    for (const name of services) this.sup[name] = new SupervisedService(name, this.d.env);
+    for (const name of services) this.sup[name] = new SupervisedService(name, this.device.env);
     await Promise.all(services.map((name) => this.sup[name].start(
       kill?.failpoint && kill.service === name ? { TOPE_FAILPOINT: `${kill.failpoint}#${kill.hit ?? 1}` } : {})));
     let timer: NodeJS.Timeout | undefined;
@@ -155,7 +156,7 @@ export class CrashScenario {
   async tearDown(): Promise<void> {
     await this.origin.stop();
     await this.deviceApi.stop();
-    await fsp.rm(this.d.root, { recursive: true, force: true });
+    await fsp.rm(this.device.root, { recursive: true, force: true });
   }
 
   private get job() {
@@ -163,13 +164,13 @@ export class CrashScenario {
   }
 
   private async progress(): Promise<{ stage: string; progress: number; message: string; error: string | null }> {
-    return waitFor('the gateway to answer', async () => (await call(this.d.base, 'GET', '/api/v1.0/progress')).body.data, 15_000, 20);
+    return waitFor('the gateway to answer', async () => (await call(this.device.base, 'GET', '/api/v1.0/progress')).body.data, 15_000, 20);
   }
 
   /** As device-api does: ask, and ask again when the answer was lost with a restarting process. */
   private async command(route: string, body: unknown, accepted: (stage: string) => boolean): Promise<void> {
     await waitFor(`${route} accepted`, async () => {
-      const r = await call(this.d.base, 'POST', route, body).catch(() => null);
+      const r = await call(this.device.base, 'POST', route, body).catch(() => null);
       if (r?.body.code === 200) return true;
       return accepted((await this.progress()).stage);
     }, 15_000, 100);
@@ -198,7 +199,7 @@ export class CrashScenario {
 
   private async invariants(): Promise<string[]> {
     const v: string[] = [];
-    const d = this.d;
+    const d = this.device;
     const end = await this.progress();
     const current = await d.link('current');
     const allowed = this.scenario === 'update' ? [`v${OLD}`, `v${NEW}`] : [`v${OLD}`];
@@ -221,8 +222,8 @@ export class CrashScenario {
     const leftovers = async () => [
       ...(await fsp.readdir(d.versionsDir)).filter((n) => n.startsWith('.') || !['current', 'previous', `v${OLD}`, `v${NEW}`].includes(n)),
       ...(await fsp.readdir(path.join(d.sysroot, 'etc/tope'))).filter((n) => n !== 'c.conf'),
-      ...(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter((n) => !['install.json', 'install.json.prev'].includes(n)),
-      ...(await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR)).filter((n) => !['download.json', 'download.json.prev', 'packages'].includes(n)),
+      ...(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter((n) => ![INSTALLER_RECORD, `${INSTALLER_RECORD}.prev`].includes(n)),
+      ...(await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR)).filter((n) => ![FETCHER_RECORD, `${FETCHER_RECORD}.prev`, PACKAGES_DIR].includes(n)),
     ];
     const left = await waitFor('the clean-up', async () => ((await leftovers()).length === 0), 5000).then(() => [], () => leftovers());
     if (left.length) v.push(`leftovers: ${left.join(', ')}`);

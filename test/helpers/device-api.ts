@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { REPORT_PATH } from '../../shared/reporter.js';
 import type { Status } from '../../shared/status.js';
 
 /** A real device-api stand-in on loopback that records every report; it can be made to hang. */
@@ -19,7 +20,7 @@ export class DeviceApi {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if (req.method === 'POST' && req.url === '/api/v1.0/ota/report') this.reports.push(JSON.parse(Buffer.concat(chunks).toString()));
+        if (req.method === 'POST' && req.url === REPORT_PATH) this.reports.push(JSON.parse(Buffer.concat(chunks).toString()));
         if (this.hang) return void this.held.push(res);
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ code: 200, msg: 'success', data: null }));

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { DurableJson } from '../../shared/durable-store.js';
+import type { Stage } from '../../shared/status.js';
 import {
-  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema,
+  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema, PACKAGES_DIR,
   type FetcherRecord, type InstallerRecord,
 } from '../../shared/worker-records.js';
 import { call } from './api.js';
@@ -28,7 +29,7 @@ export class TestDevice {
   }
 
   get packagesDir(): string {
-    return path.join(this.env.TOPE_FETCHER_STATE_DIR, 'packages');
+    return path.join(this.env.TOPE_FETCHER_STATE_DIR, PACKAGES_DIR);
   }
 
   seedFetcher(r: FetcherRecord) {
@@ -65,7 +66,7 @@ export class TestDevice {
     return call(this.base, 'GET', '/api/v1.0/progress');
   }
 
-  async waitStage(stage: string, timeoutMs = 15_000) {
+  async waitStage(stage: Stage, timeoutMs = 15_000) {
     return waitFor(`stage ${stage}`, async () => {
       const p = await this.progress();
       return p.body.data.stage === stage ? p.body : null;

@@ -1,6 +1,7 @@
 import { mkdirSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { toInstall } from '../../shared/status.js';
 import { call } from './api.js';
 import { TestDevice } from './device.js';
 import { md5 } from './packages.js';
@@ -70,7 +71,7 @@ export class InstallDevice extends TestDevice {
     await this.seedFetcher({
       seq, checkpoint: null, verifiedAt: verifiedAt.toISOString(), packageFile: file,
       job: { version, package_url: `https://h/tope-${version}.zip`, package_name: `tope-${version}.zip`, package_size: zip.length, package_md5: md5(zip) },
-      status: { stage: 'toInstall', progress: 100, message: `Package ready to install: ${version}`, error: null },
+      status: toInstall(version),
     });
   }
 

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Stage } from '../../shared/status.js';
 import { distDir } from './services.js';
 import { waitFor } from './wait.js';
 
@@ -26,12 +27,26 @@ export class Sandbox {
   private readonly persist: string;
   env: Record<string, string> = {};
 
-  constructor(readonly name: string) {
+  /**
+   * `via: 'deb'`: nothing of tope-updater is installed; `make deb-package` writes the package to
+   * `debDir` (/mnt/deb inside) for the test to install, and /var/lib/tope-updater is the
+   * container's own (a purge removes it), so such a sandbox does not survive `reboot()`.
+   */
+  constructor(readonly name: string, readonly opts: { via: 'make install' | 'deb' } = { via: 'make install' }) {
     this.host = mkdtempSync(path.join(os.tmpdir(), `sbx-${name}-`));
     this.dest = path.join(this.host, 'dest');
     this.persist = path.join(this.host, 'persist');
     for (const d of ['var-lib', 'opt-tope/versions', 'test/packages']) mkdirSync(path.join(this.persist, d), { recursive: true });
-    execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${this.dest}`], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' } });
+    const make = (...args: string[]) => execFileSync('make', ['-s', '-C', repo, ...args], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' }, encoding: 'utf8' }).trim();
+    if (opts.via === 'deb') this.deb = make('deb-package', `DEB_DIR=${this.debDir}`);
+    else make('install-files', `DESTDIR=${this.dest}`);
+  }
+
+  /** The package `make deb-package` built (via 'deb'), as a host path. */
+  deb = '';
+
+  get debDir(): string {
+    return path.join(this.host, 'deb');
   }
 
   /** A file in the persisted test directory (/var/lib/tope-test inside). */
@@ -49,16 +64,20 @@ export class Sandbox {
   }
 
   up(): void {
+    const installed = this.opts.via === 'deb'
+      ? [`ro:${this.debDir}:/mnt/deb`]
+      : [`${path.join(this.persist, 'var-lib')}:/var/lib/tope-updater`,
+        `ro:${this.dest}:/mnt/dest`,
+        `ro:${path.join(this.dest, 'usr/lib/tope-updater')}:/usr/lib/tope-updater`];
     execFileSync('bash', [script, 'up', this.name,
-      `${path.join(this.persist, 'var-lib')}:/var/lib/tope-updater`,
+      ...installed,
       `${path.join(this.persist, 'opt-tope')}:/opt/tope`,
       `${path.join(this.persist, 'test')}:/var/lib/tope-test`,
-      `ro:${this.dest}:/mnt/dest`,
-      `ro:${path.join(this.dest, 'usr/lib/tope-updater')}:/usr/lib/tope-updater`,
       `ro:${path.join(distDir, 'test/system')}:/mnt/test`,
       `ro:${path.join(repo, 'test/system/provision.sh')}:/usr/local/sbin/provision`,
     ], { stdio: 'pipe', timeout: 120_000 });
-    this.sh(`${Object.entries(this.env).map(([k, v]) => `${k}=${v}`).join(' ')} sh /usr/local/sbin/provision`);
+    const env = { ...this.env, ...(this.opts.via === 'deb' ? { HELPERS_ONLY: '1' } : {}) };
+    this.sh(`${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} sh /usr/local/sbin/provision`);
   }
 
   down(powerCut = false): void {
@@ -95,7 +114,7 @@ export class Sandbox {
     return this.sh(`systemctl show -p ${name} --value ${unit}`);
   }
 
-  async stage(want: string, timeoutMs = 60_000): Promise<any> {
+  async stage(want: Stage, timeoutMs = 60_000): Promise<any> {
     return waitFor(`stage ${want} inside the sandbox`, () => {
       const p = this.api('GET', '/api/v1.0/progress');
       if (p.data.stage === 'failed' && want !== 'failed') throw new Error(`failed: ${p.data.error}`);

@@ -23,7 +23,7 @@ const show = (unit: string, props: string[]) => Object.fromEntries(
   sh(`systemctl show ${props.map((p) => `-p ${p}`).join(' ')} ${unit}`).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 
 function provision(): void {
-  sh(`cp ${dest}/lib/systemd/system/* /etc/systemd/system/`);
+  sh(`cp ${dest}/usr/lib/systemd/system/* /etc/systemd/system/`);
   sh(`install -Dm644 ${dest}/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/tope-updater.conf`);
   sh(`install -Dm644 ${dest}/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf`);
   sh('systemd-sysusers && systemd-tmpfiles --create tope-updater.conf && systemctl daemon-reload');

@@ -2,8 +2,10 @@
 # Runs inside a freshly booted sandbox (its root is volatile): installs tope-updater's units
 # as `make install` laid them out under /mnt/dest, the test's helper units, and enables the
 # target. /var/lib/tope-updater, /opt/tope and /var/lib/tope-test persist across reboots.
+# HELPERS_ONLY=1: only the test's helper units (the test installs tope-updater itself, as a .deb).
 set -eu
-cp /mnt/dest/lib/systemd/system/* /etc/systemd/system/
+if [ -z "${HELPERS_ONLY:-}" ]; then
+cp /mnt/dest/usr/lib/systemd/system/* /etc/systemd/system/
 install -Dm644 /mnt/dest/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/tope-updater.conf
 install -Dm644 /mnt/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
 systemd-sysusers
@@ -16,6 +18,7 @@ TOPE_IDLE_EXIT_MS=${IDLE_MS:-2000}
 TOPE_PROBATION_MS=${PROBATION_MS:-1500}
 TOPE_UNIT_START_TIMEOUT_MS=10000
 CONF
+fi
 mkdir -p /var/lib/tope-test /srv/packages
 cat > /etc/systemd/system/tope-test-origin.service <<UNIT
 [Service]
@@ -43,4 +46,4 @@ UNIT
 systemctl daemon-reload
 systemctl start tope-test-origin.service tope-test-origin-slow.service tope-test-device-api.service
 if [ -e /opt/tope/versions/current/bin/printerd ]; then systemctl start printerd.service; fi
-systemctl enable --now tope-updater.target >/dev/null 2>&1
+if [ -z "${HELPERS_ONLY:-}" ]; then systemctl enable --now tope-updater.target >/dev/null 2>&1; fi

@@ -1,0 +1,107 @@
+import { promises as fsp } from 'node:fs';
+import { BusyMarker } from './busy-marker.js';
+import type { Config } from './config.js';
+import { degradedWorker, loadConfigOrServeDegraded } from './degraded.js';
+import { sweepTemps } from './durable-store.js';
+import { IdleExit } from './idle-exit.js';
+import { listen } from './listen.js';
+import { createLogger, type Logger } from './log.js';
+import { Notifier } from './notify.js';
+import { createCommandServer, type Command, type Reply } from './protocol.js';
+import { Reporter } from './reporter.js';
+import { StatusPublisher } from './status-publisher.js';
+import { recordPathOf, workers, type WorkerName } from './workers.js';
+
+/** What the bootstrap hands a worker's wiring. */
+export interface WorkerContext {
+  config: Config;
+  log: Logger;
+  /** Its state directory, created, with the temp files of a killed run swept. */
+  stateDir: string;
+  /** Its own record, which the gateway reads. */
+  recordPath: string;
+  /** Where each status goes once decided: device-api, and the busy marker the path unit watches. */
+  publisher: StatusPublisher;
+  /** STATUS= for `systemctl status`. */
+  notify: (text: string) => void;
+}
+
+/** What a worker's wiring hands back. */
+export interface WorkerProcess {
+  /** The recovery action of whatever it had persisted, run before it takes commands. */
+  recover: () => Promise<void>;
+  stage: () => string;
+  handle: (command: Command) => Promise<Reply>;
+  /** What SIGTERM waits for before the process exits. */
+  stop: () => Promise<void>;
+  /** Whether work is under way (an idle exit waits for it to end). */
+  busy: () => boolean;
+}
+
+/**
+ * A worker process from start to exit: configuration, logger, state directory, status publisher,
+ * the watchdog's pings, then the worker's own wiring (`build`), its recovery, its command socket
+ * (inherited from systemd or its own path), READY=1, the idle exit and a clean SIGTERM.
+ */
+export async function runWorker(
+  name: WorkerName, build: (context: WorkerContext) => Promise<WorkerProcess>,
+): Promise<void> {
+  const config = await loadConfigOrServeDegraded(name, degradedWorker);
+  const log = createLogger(name, config.TOPE_LOG_LEVEL);
+  const stateDir = workers[name].stateDir(config);
+  await fsp.mkdir(stateDir, { recursive: true, mode: 0o750 });
+  await sweepTemps(stateDir);
+  const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
+  const publisher = await StatusPublisher.open(new BusyMarker(stateDir), reporter, log);
+  const notifier = new Notifier(log);
+  notifier.startWatchdog();
+  const worker = await build({
+    config, log, stateDir, publisher,
+    recordPath: recordPathOf(name, config),
+    notify: (text) => notifier.status(text),
+  });
+  await worker.recover();
+  await serveCommands(name, worker, {
+    log, reporter, notifier, idleMs: config.TOPE_IDLE_EXIT_MS, socketPath: workers[name].socket(config),
+  });
+}
+
+interface ServeDeps {
+  log: Logger;
+  reporter: Reporter;
+  notifier: Notifier;
+  idleMs: number;
+  socketPath: string;
+}
+
+async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: ServeDeps): Promise<void> {
+  const { log, reporter, notifier } = deps;
+  const server = createCommandServer(async (command) => {
+    log.info({ command: command.type, seq: command.seq }, 'command received');
+    return worker.handle(command);
+  }, (e) => log.error({ err: e }, 'command connection failed'));
+  const where = await listen(server, { socketPath: deps.socketPath, mode: 0o660 });
+  log.info({ where, stage: worker.stage() }, `${name} ready`);
+  notifier.ready(`Ready: ${worker.stage()}`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    server.close();
+    await worker.stop();
+    await reporter.close();
+    await notifier.idle();
+    process.exit(0);
+  };
+  // socket-activated, an idle worker ends: systemd starts it again at the next command, and
+  // work left unfinished has its busy marker, which the path unit watches
+  const idle = new IdleExit(deps.idleMs, async () => worker.busy(), () => void shutdown('idle'));
+  server.on('connection', (socket) => {
+    idle.begin();
+    socket.on('close', () => idle.end());
+  });
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}

@@ -1,0 +1,46 @@
+import path from 'node:path';
+import type { z } from 'zod';
+import type { Config } from './config.js';
+import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema } from './worker-records.js';
+
+/** What the gateway and a worker's bootstrap both need to know of a worker. */
+export interface WorkerEntry {
+  /** Its record's file name in its state directory, and the part of it the gateway reads. */
+  recordFile: string;
+  recordSchema: z.ZodType<{ seq: number }>;
+  stateDir: (config: Config) => string;
+  /** Its command socket (when not inherited from systemd). */
+  socket: (config: Config) => string;
+}
+
+/**
+ * Every worker, one entry each: a new worker is an entry here and its own folder under services/.
+ * The order matters once: on equal command sequence numbers the gateway shows the worker listed
+ * first.
+ */
+export const workers = {
+  fetcher: {
+    recordFile: FETCHER_RECORD,
+    recordSchema: fetcherRecordSchema,
+    stateDir: (config: Config) => config.TOPE_FETCHER_STATE_DIR,
+    socket: (config: Config) => config.TOPE_FETCHER_SOCKET,
+  },
+  installer: {
+    recordFile: INSTALLER_RECORD,
+    recordSchema: installerRecordSchema,
+    stateDir: (config: Config) => config.TOPE_INSTALLER_STATE_DIR,
+    socket: (config: Config) => config.TOPE_INSTALLER_SOCKET,
+  },
+} as const satisfies Record<string, WorkerEntry>;
+
+export type WorkerName = keyof typeof workers;
+export const workerNames = Object.keys(workers) as WorkerName[];
+
+/** What the gateway reads of each worker's record. */
+export type WorkerRecord<Name extends WorkerName> = z.infer<(typeof workers)[Name]['recordSchema']>;
+
+export const recordPathOf = (name: WorkerName, config: Config): string =>
+  path.join(workers[name].stateDir(config), workers[name].recordFile);
+
+export const recordPaths = (config: Config): Record<WorkerName, string> =>
+  Object.fromEntries(workerNames.map((name) => [name, recordPathOf(name, config)])) as Record<WorkerName, string>;

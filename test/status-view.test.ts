@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { StatusView } from '../services/api-gateway/status-view.js';
+import { DurableJson } from '../shared/durable-store.js';
+import * as statuses from '../shared/status.js';
+import type { FetcherRecord, InstallerRecord } from '../shared/worker-records.js';
+import { workerNames, workers, type WorkerName } from '../shared/workers.js';
+
+// The gateway's view over real record files in a temp directory: the record with the higher
+// command sequence number is shown; on a tie, the worker listed first.
+
+function setUp() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'status-view-'));
+  const paths = Object.fromEntries(workerNames.map((name) => [name, path.join(dir, workers[name].recordFile)]));
+  const recordPaths = paths as Record<WorkerName, string>;
+  const fetcher = new DurableJson(recordPaths.fetcher, workers.fetcher.recordSchema);
+  const installer = new DurableJson(recordPaths.installer, workers.installer.recordSchema);
+  return { view: new StatusView(recordPaths), fetcher, installer };
+}
+
+const fetcherRecord = (seq: number): FetcherRecord =>
+  ({ seq, status: statuses.verifying(), job: null, checkpoint: null, verifiedAt: null, packageFile: null });
+const installerRecord = (seq: number): InstallerRecord =>
+  ({ seq, version: '1.0.0', status: statuses.installing(5, 'x') });
+
+test('no record: idle, sequence 0, no worker active', async () => {
+  const { view } = setUp();
+  assert.deepEqual(await view.read(),
+    { seq: 0, status: statuses.idle(), active: null, records: { fetcher: null, installer: null } });
+});
+
+test('the higher sequence number wins, whichever worker holds it', async () => {
+  const { view, fetcher, installer } = setUp();
+  await fetcher.write(fetcherRecord(3));
+  await installer.write(installerRecord(2));
+  const before = await view.read();
+  assert.deepEqual([before.seq, before.status, before.active], [3, statuses.verifying(), 'fetcher']);
+  await installer.write(installerRecord(4));
+  const read = await view.read();
+  assert.equal(read.active, 'installer');
+  assert.equal(read.seq, 4);
+  assert.deepEqual(read.status, statuses.installing(5, 'x'));
+  assert.deepEqual(read.records, { fetcher: fetcherRecord(3), installer: installerRecord(4) });
+});
+
+test('one record alone is shown; on equal numbers the worker listed first (the fetcher) is', async () => {
+  const { view, fetcher, installer } = setUp();
+  await installer.write(installerRecord(0));
+  assert.equal((await view.read()).active, 'installer');
+  await fetcher.write(fetcherRecord(0));
+  assert.equal(workerNames[0], 'fetcher');
+  assert.equal((await view.read()).active, 'fetcher');
+});
