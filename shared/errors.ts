@@ -1,5 +1,5 @@
 // The one list of error codes. API answers carry them at the start of `msg`; reports and
-// /progress carry them at the start of `error` ("MD5_MISMATCH: expected ..., got ...").
+// /progress carry them at the start of `error` ("MD5_MISMATCH: expected ...; the package's MD5 differs").
 export const errorCodes = [
   // API
   'VALIDATION_ERROR', 'NOT_FOUND', 'OPERATION_IN_PROGRESS', 'DOWNLOAD_INCOMPLETE', 'PACKAGE_NOT_FOUND',

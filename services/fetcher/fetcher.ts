@@ -251,7 +251,7 @@ export class Fetcher {
     if (problem) {
       const error = problem.wire;
       await fsp.rm(part, { force: true });
-      this.deps.log.error({ version: job.version, error }, 'package rejected');
+      this.deps.log.error({ version: job.version, error, md5: got.md5, sha256: got.sha256 }, 'package rejected');
       await this.setStatus(statuses.failed(error, 'MD5 verification failed', 100), { checkpoint: null });
       return;
     }
