@@ -2,6 +2,13 @@
 # and passes every test. `make install` puts the code and units on a device (DESTDIR aware);
 # `make deb` builds the Debian package of the same tree.
 SHELL := /bin/bash
+# Every node, npx and npm below runs on the Node scripts/node.sh picks: this machine's own when it
+# meets package.json's engines.node, else the pinned release it installs into ~/.cache once.
+NODE_BIN := $(shell bash scripts/node.sh --check)
+ifeq ($(NODE_BIN),)
+$(error no usable Node (scripts/node.sh said why above))
+endif
+export PATH := $(NODE_BIN):$(PATH)
 NODE ?= node
 PREFIX ?= /usr/lib/tope-updater
 # /usr/lib, not /lib: on a merged-/usr root /lib is a symlink, which a tree unpacked from
@@ -9,8 +16,10 @@ PREFIX ?= /usr/lib/tope-updater
 UNITDIR ?= /usr/lib/systemd/system
 DEB_DIR ?= var/deb
 COVERAGE_LINES ?= 85
+# a selection: make test TESTS=dist/test/transfer.test.js COVERAGE_LINES=0
+TESTS ?= dist/test/*.test.js
 
-.PHONY: all deps build run test bench campaign reliability clean install install-files tools sample deb deb-package
+.PHONY: all deps build run test lint format bench campaign reliability clean install install-files tools sample deb deb-package
 
 all: build
 
@@ -30,12 +39,22 @@ tools:
 run: build
 	@bash scripts/run-local.sh
 
-test: build tools
+# The formatter's and the linter's verdict (.prettierrc.json: 120 columns; eslint.config.js: correctness
+# checks and the naming rule). `make format` rewrites the files the formatter would change.
+LINTED := services shared test bench scripts
+lint: deps
+	npx eslint $(LINTED)
+
+format: deps
+	npx prettier --write --log-level warn $(LINTED)
+
+test: build tools lint
+	@echo "make test: Node $$($(NODE) --version) ($$(command -v $(NODE)))"
 	npx c8 --reporter=text-summary --reporter=text --all --src . \
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
-	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 dist/test/*.test.js
+	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 $(TESTS)
 
 # Benchmarks, not tests (make test never runs them): real service processes, one table on stdout
 # and in BENCHMARKS.md, in about an hour (three 1 GiB updates at 10 Mbit/s are ~45 min of it).

@@ -6,13 +6,28 @@ command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2
-    exit 1
-  fi
+# Real origins the download tests run against (test/real-origins.test.ts); those tests skip,
+# saying why, when it is missing and cannot be installed.
+optional=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || optional+=(nginx)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+if [ ${#optional[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "not root: the tests against ${optional[*]} will be skipped (sudo apt-get install ${optional[*]})" >&2
+  optional=()
+fi
+if [ $((${#need[@]} + ${#optional[@]})) -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  # Debian's nginx package starts the distribution's server on port 80 as it installs: the
+  # tests start their own on free ports, so nothing may be started here (policy-rc.d 101).
+  noStart=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && noStart=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" "${optional[@]}" || { [ -z "$noStart" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$noStart" ] || rm -f /usr/sbin/policy-rc.d
 fi
 # A real browser for the API's cross-origin tests: optional (those tests skip and say why without
 # it), installed from Debian when root.

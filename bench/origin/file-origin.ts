@@ -40,7 +40,7 @@ export class FileOrigin {
   readonly requests: SeenRequest[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
 
-  constructor(private readonly o: OriginOptions) {}
+  constructor(private readonly options: OriginOptions) {}
 
   async listen(): Promise<number> {
     await new Promise<void>((ok) => this.server.listen(0, '127.0.0.1', ok));
@@ -55,7 +55,7 @@ export class FileOrigin {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const name = path.basename(decodeURIComponent((req.url ?? '/').split('?')[0]));
     this.requests.push({ at: Date.now(), path: name, range: req.headers.range ?? null });
-    const file = path.join(this.o.root, name);
+    const file = path.join(this.options.root, name);
     const st = await fsp.stat(file).catch(() => null);
     if (!st?.isFile()) {
       res.writeHead(404).end();
@@ -72,7 +72,7 @@ export class FileOrigin {
 
   /** Streams [start, size) with backpressure, through the token bucket when capped. */
   private async pump(file: string, start: number, size: number, res: http.ServerResponse): Promise<void> {
-    const cap = this.o.capBytesPerSecond;
+    const cap = this.options.capBytesPerSecond;
     const bucket = cap ? new TokenBucket(cap, 2 * CAPPED_CHUNK) : null;
     const chunkSize = cap ? CAPPED_CHUNK : CHUNK;
     const fh = await fsp.open(file, 'r');

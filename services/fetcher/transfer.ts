@@ -93,8 +93,21 @@ export async function transfer(options: TransferOptions): Promise<Digests> {
 
 /** One request and, when its answer is usable, its body into the part file. */
 async function attempt(options: TransferOptions, part: PartFile, policy: RetryPolicy): Promise<AttemptEnd> {
+  const res = await get(options, part.position);
+  try {
+    return await readAnswer(options, part, policy, res);
+  } catch (e) {
+    // an answer left open by any failure (a disk error before its body was read, say) would
+    // later emit 'error' with no listener: an uncaught exception that ends the process
+    discard(res);
+    throw e;
+  }
+}
+
+/** What one answer brings: its classification and, when usable, its body into the part file. */
+async function readAnswer(options: TransferOptions, part: PartFile, policy: RetryPolicy,
+  res: Dispatcher.ResponseData): Promise<AttemptEnd> {
   const { position } = part;
-  const res = await get(options, position);
   const step = classifyResponse({ ...position, size: options.size },
     { status: res.statusCode, headers: res.headers }, policy.retryStatuses);
   switch (step.kind) {

@@ -232,6 +232,7 @@ export class Installer {
       try {
         const { manifest, placements } = planInstall(await archive.readManifest(), job.version, archive.files,
           { allowedRoots: this.deps.config.TOPE_ALLOWED_ROOTS, versionsDir: this.deps.config.TOPE_VERSIONS_DIR });
+        await checkUnitsExist(manifest, (unit) => this.deps.units.exists(unit));
         const { versions } = this.deps;
         const journal: Journal = {
           phase: 'staging', version: job.version,

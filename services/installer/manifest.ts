@@ -66,9 +66,9 @@ export function planInstall(raw: unknown, version: string, files: ReadonlyMap<st
 /** Units to control, in restart_order (manifest order breaks ties), each once. */
 export function unitsInOrder(manifest: Manifest): string[] {
   const withUnits = manifest.modules
-    .map((m, i) => ({ unit: m.process_name, order: m.restart_order ?? 0, i }))
-    .filter((x): x is { unit: string; order: number; i: number } => !!x.unit)
-    .sort((a, b) => a.order - b.order || a.i - b.i);
+    .map((m, index) => ({ unit: m.process_name, order: m.restart_order ?? 0, index }))
+    .filter((x): x is { unit: string; order: number; index: number } => !!x.unit)
+    .sort((a, b) => a.order - b.order || a.index - b.index);
   return [...new Set(withUnits.map((x) => x.unit))];
 }
 

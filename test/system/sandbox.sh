@@ -20,6 +20,8 @@ STATE=${TOPE_SANDBOX_STATE:-/run/tope-updater-sandbox}
 SUITE=bookworm
 PKGS=systemd,systemd-sysv,dbus,libpam-systemd,iproute2,procps,curl,ca-certificates
 ROOT=$CACHE/root-$SUITE
+# the Node the services run on inside: the one the project's make targets use (scripts/node.sh)
+NODE_BIN=${TOPE_NODE_BIN:-$(bash "$(dirname "$SELF")/../../scripts/node.sh")/node}
 die() { echo "sandbox: $*" >&2; exit 1; }
 
 mirror() {
@@ -80,7 +82,7 @@ up() {
   mkdir -p "$STATE/$name"
   local args=(systemd-nspawn --quiet -D "$ROOT" --volatile=overlay --boot --machine="tope-$name" --register=no --keep-unit
     --console=pipe --link-journal=no --system-call-filter=bpf --private-network
-    --bind-ro="$(readlink -f "$(command -v node)")":/usr/bin/node)
+    --bind-ro="$(readlink -f "$NODE_BIN")":/usr/bin/node)
   for b in "$@"; do
     case $b in ro:*) args+=(--bind-ro="${b#ro:}") ;; *) args+=(--bind="$b") ;; esac
   done

@@ -9,11 +9,12 @@
 #   vm.sh run OUT ENTRY [SRC:DST...]     one boot: the base image (read-only, a throw-away
 #                                        overlay) and a payload disk; prints the results
 #
-# The payload disk, made per run, holds `make install-files` (dist/ must be built), the host's
-# node binary, ENTRY and each SRC copied to DST (relative to the payload). At boot the base
-# image's tope-vm-payload.service mounts it on /mnt/payload, binds node on /usr/bin/node and
-# the install tree on /usr/lib/tope-updater (units under /mnt/payload/dest), runs ENTRY with
-# sh, its stdout on the second serial port, then powers off. `run` prints the lines of that
+# The payload disk, made per run, holds `make install-files` (dist/ must be built), the node
+# binary scripts/node.sh picks for the make targets (TOPE_NODE_BIN overrides), ENTRY and each
+# SRC copied to DST (relative to the payload). At boot the base image's tope-vm-payload.service
+# mounts it on /mnt/payload, binds node on /usr/bin/node and the install tree on
+# /usr/lib/tope-updater (units under /mnt/payload/dest), runs ENTRY with sh, its stdout on the
+# second serial port, then powers off. `run` prints the lines of that
 # port that start with TOPE-RESULT and exits 0 when ENTRY exited 0 (`TOPE-EXIT 0`). OUT gets
 # console.log (the first serial port: kernel and systemd) and results.log. qemu is killed
 # after TOPE_VM_TIMEOUT seconds (default 300), so a run can never hang.
@@ -25,6 +26,7 @@ CACHE=${TOPE_VM_CACHE:-/var/cache/tope-updater-vm}
 SANDBOX_ROOT=${TOPE_SANDBOX_CACHE:-/var/cache/tope-updater-sandbox}/root-bookworm
 # bump when the recipe below changes: a new directory is built, the old one can be deleted
 BASE=$CACHE/base-v1
+NODE_BIN=${TOPE_NODE_BIN:-$(bash "$REPO/scripts/node.sh")/node}
 die() { echo "vm: $*" >&2; exit 1; }
 
 # The unit the base image runs at boot (the payload decides everything else).
@@ -118,7 +120,7 @@ run() {
   mkdir -p "$stage"
   make -s -C "$REPO" install-files DESTDIR="$stage/dest" MAKEFLAGS= > "$work/install.log" 2>&1 \
     || { cat "$work/install.log" >&2; die "make install-files failed"; }
-  cp "$(readlink -f "$(command -v node)")" "$stage/node"
+  cp "$(readlink -f "$NODE_BIN")" "$stage/node"
   cp "$entry" "$stage/entry"
   local f
   for f in "$@"; do
