@@ -22,17 +22,28 @@ const stallMs = 1000;
 
 test('a real trickling server (10 bytes every 100 ms, inside the 1 s stall timeout) ends as resumable DOWNLOAD_FAILED within a window and a stall', async () => {
   const device = new TestDevice({
-    TOPE_HTTP_TIMEOUT_MS: String(stallMs), TOPE_DOWNLOAD_MIN_BYTES_PER_S: '2000', TOPE_DOWNLOAD_RATE_WINDOW_MS: String(windowMs),
+    TOPE_HTTP_TIMEOUT_MS: String(stallMs),
+    TOPE_DOWNLOAD_MIN_BYTES_PER_S: '2000',
+    TOPE_DOWNLOAD_RATE_WINDOW_MS: String(windowMs),
   });
   try {
     await device.start('fetcher', 'api-gateway');
     origin.script(() => ({ kind: 'serve', throttle: { bytes: 10, everyMs: 100 } }));
-    const job = { version: '1.2.3', package_url: origin.url(), package_name: 'p.zip', package_size: origin.body.length, package_md5: origin.md5 };
+    const job = {
+      version: '1.2.3',
+      package_url: origin.url(),
+      package_name: 'p.zip',
+      package_size: origin.body.length,
+      package_md5: origin.md5,
+    };
     const started = performance.now();
     assert.equal((await call(device.base, 'POST', '/api/v1.0/download', job)).body.code, 200);
     const failed = await device.waitStage('failed', 20_000);
     const tookMs = performance.now() - started;
-    assert.match(failed.data.error, /^DOWNLOAD_FAILED: too slow: \d+ bytes in \d+ ms, below the floor of 2000 bytes\/s \(resumable: the bytes so far are kept\)$/);
+    assert.match(
+      failed.data.error,
+      /^DOWNLOAD_FAILED: too slow: \d+ bytes in \d+ ms, below the floor of 2000 bytes\/s \(resumable: the bytes so far are kept\)$/,
+    );
     assert.ok(tookMs < windowMs + stallMs + 3000, `ended after ${Math.round(tookMs)} ms`);
     const kept = (await fsp.stat(path.join(device.packagesDir, 'p.zip.part'))).size;
     assert.ok(kept > 0, 'the bytes so far are kept');
@@ -56,7 +67,11 @@ test('the floor: a window at or above it passes and starts the next; 0 turns it 
   now = 1000;
   floor.observe(990); // 1000 bytes in 1 s: exactly the floor
   now = 2500;
-  assert.throws(() => floor.observe(1000), (e: unknown) => e instanceof UpdaterError && e.code === 'DOWNLOAD_FAILED' && /1000 bytes in 1500 ms/.test(e.message));
+  assert.throws(
+    () => floor.observe(1000),
+    (e: unknown) =>
+      e instanceof UpdaterError && e.code === 'DOWNLOAD_FAILED' && /1000 bytes in 1500 ms/.test(e.message),
+  );
   const off = new RateFloor({ minBytesPerS: 0, windowMs: 1 }, () => now);
   now = 1e9;
   off.observe(1);

@@ -13,7 +13,9 @@ import { waitFor } from './helpers/wait.js';
 // stand-ins on their sockets, and the gateway's own log shows each attempt arrived and was refused.
 
 const chromium = findChromium();
-const skip = chromium ? false : 'Chromium is not installed (scripts/ensure-tools.sh installs it as root: apt-get install chromium)';
+const skip = chromium
+  ? false
+  : 'Chromium is not installed (scripts/ensure-tools.sh installs it as root: apt-get install chromium)';
 const device = new TestDevice();
 const commands: Command[] = [];
 const standIns: net.Server[] = [];
@@ -70,10 +72,13 @@ const load = (tag, via) => new Promise((done) => {
 before(async () => {
   if (skip) return;
   for (const socket of [device.env.TOPE_FETCHER_SOCKET, device.env.TOPE_INSTALLER_SOCKET]) {
-    const s = createCommandServer(async (c) => {
-      commands.push(c);
-      return { ok: true };
-    }, () => undefined);
+    const s = createCommandServer(
+      async (c) => {
+        commands.push(c);
+        return { ok: true };
+      },
+      () => undefined,
+    );
     await new Promise<void>((ok) => s.listen(socket, ok));
     standIns.push(s);
   }
@@ -82,10 +87,15 @@ before(async () => {
   pageServer = http.createServer((req, res) => {
     if (req.method === 'POST' && req.url === '/results') {
       let body = '';
-      req.setEncoding('utf8').on('data', (c: string) => { body += c; }).on('end', () => {
-        results = JSON.parse(body);
-        res.end('ok');
-      });
+      req
+        .setEncoding('utf8')
+        .on('data', (c: string) => {
+          body += c;
+        })
+        .on('end', () => {
+          results = JSON.parse(body);
+          res.end('ok');
+        });
       return;
     }
     res.setHeader('content-type', 'text/html; charset=utf-8');
@@ -100,59 +110,91 @@ after(async () => {
   pageServer.close();
 });
 
-const refusedVia = () => new Map(device.running[0].lines
-  .filter((l) => l.msg === 'request refused')
-  .map((l) => [new URL(String(l.url), 'http://x').searchParams.get('via'), `${String(l.method)} ${String(l.code)}`]));
+const refusedVia = () =>
+  new Map(
+    device.running[0].lines
+      .filter((l) => l.msg === 'request refused')
+      .map((l) => [
+        new URL(String(l.url), 'http://x').searchParams.get('via'),
+        `${String(l.method)} ${String(l.code)}`,
+      ]),
+  );
 
-test('[worker stand-ins] a page from another origin in a real Chromium: every shape of request is refused, none reaches a worker', { skip, timeout: 120_000 }, async () => {
-  const browser = new Chromium(chromium!);
-  try {
-    // another origin: localhost:<page port> against the API at 127.0.0.1:<gateway port>
-    browser.open(`http://localhost:${pagePort}/`);
-    const done = await waitFor('the page to post its results', () => results, 60_000).catch((e: Error) => {
-      throw new Error(`${e.message}; chromium said: ${browser.stderr}`);
-    });
-    const mustArrive: Record<string, RegExp> = {
-      'fetch-cors-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
-      'fetch-no-cors-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
-      'fetch-no-cors-string-body': /^POST CROSS_ORIGIN_REFUSED$/,
-      'fetch-json-preflight': /^OPTIONS CROSS_ORIGIN_REFUSED$/, // the preflight, and no POST after it
-      'xhr-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
-      'update-no-cors': /^POST CROSS_ORIGIN_REFUSED$/,
-      'beacon-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
-      'form-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
-      'form-urlencoded': /^POST CROSS_ORIGIN_REFUSED$/,
-      img: /^GET CROSS_ORIGIN_REFUSED$/,
-      script: /^GET CROSS_ORIGIN_REFUSED$/,
-      'fetch-get-progress': /^GET CROSS_ORIGIN_REFUSED$/,
-    };
-    // the page has sent them all; a beacon may still be on its way
-    const seen = await waitFor('every attempt to reach the gateway', () => {
-      const m = refusedVia();
-      return Object.keys(mustArrive).every((via) => m.has(via)) ? m : null;
-    }, 20_000).catch(() => refusedVia());
-    assert.deepEqual(commands.map((c) => c.type), [], 'no command reached a worker');
-    assert.ok(!device.running[0].lines.some((l) => l.msg === 'download requested' || l.msg === 'update requested'), 'no command was decided on');
-    for (const [via, expected] of Object.entries(mustArrive)) assert.match(seen.get(via) ?? 'never arrived', expected, via);
-    const byVia = Object.fromEntries(done.map((r) => [r.via, r.outcome]));
-    assert.equal(byVia['fetch-cors-text-plain'], 'threw TypeError', 'the page cannot read an answer');
-    assert.equal(byVia['fetch-json-preflight'], 'threw TypeError', 'the preflight is never granted');
-    const progress = await fetch(`${device.base}/api/v1.0/progress`).then((r) => r.json()) as { data: { stage: string } };
-    assert.equal(progress.data.stage, 'idle', 'the state did not change');
-  } finally {
-    await browser.close();
-  }
-});
+test(
+  '[worker stand-ins] a page from another origin in a real Chromium: every shape of request is refused, none reaches a worker',
+  { skip, timeout: 120_000 },
+  async () => {
+    const browser = new Chromium(chromium!);
+    try {
+      // another origin: localhost:<page port> against the API at 127.0.0.1:<gateway port>
+      browser.open(`http://localhost:${pagePort}/`);
+      const done = await waitFor('the page to post its results', () => results, 60_000).catch((e: Error) => {
+        throw new Error(`${e.message}; chromium said: ${browser.stderr}`);
+      });
+      const mustArrive: Record<string, RegExp> = {
+        'fetch-cors-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
+        'fetch-no-cors-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
+        'fetch-no-cors-string-body': /^POST CROSS_ORIGIN_REFUSED$/,
+        'fetch-json-preflight': /^OPTIONS CROSS_ORIGIN_REFUSED$/, // the preflight, and no POST after it
+        'xhr-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
+        'update-no-cors': /^POST CROSS_ORIGIN_REFUSED$/,
+        'beacon-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
+        'form-text-plain': /^POST CROSS_ORIGIN_REFUSED$/,
+        'form-urlencoded': /^POST CROSS_ORIGIN_REFUSED$/,
+        img: /^GET CROSS_ORIGIN_REFUSED$/,
+        script: /^GET CROSS_ORIGIN_REFUSED$/,
+        'fetch-get-progress': /^GET CROSS_ORIGIN_REFUSED$/,
+      };
+      // the page has sent them all; a beacon may still be on its way
+      const seen = await waitFor(
+        'every attempt to reach the gateway',
+        () => {
+          const m = refusedVia();
+          return Object.keys(mustArrive).every((via) => m.has(via)) ? m : null;
+        },
+        20_000,
+      ).catch(() => refusedVia());
+      assert.deepEqual(
+        commands.map((c) => c.type),
+        [],
+        'no command reached a worker',
+      );
+      assert.ok(
+        !device.running[0].lines.some((l) => l.msg === 'download requested' || l.msg === 'update requested'),
+        'no command was decided on',
+      );
+      for (const [via, expected] of Object.entries(mustArrive))
+        assert.match(seen.get(via) ?? 'never arrived', expected, via);
+      const byVia = Object.fromEntries(done.map((r) => [r.via, r.outcome]));
+      assert.equal(byVia['fetch-cors-text-plain'], 'threw TypeError', 'the page cannot read an answer');
+      assert.equal(byVia['fetch-json-preflight'], 'threw TypeError', 'the preflight is never granted');
+      const progress = (await fetch(`${device.base}/api/v1.0/progress`).then((r) => r.json())) as {
+        data: { stage: string };
+      };
+      assert.equal(progress.data.stage, 'idle', 'the state did not change');
+    } finally {
+      await browser.close();
+    }
+  },
+);
 
-test('DNS rebinding in a real Chromium: a name that resolves to the printer is still not the printer', { skip, timeout: 120_000 }, async () => {
-  // the attacker's name now resolves to 127.0.0.1 (what a rebinding DNS server does, here by the browser's own rule)
-  const browser = new Chromium(chromium!, ['--host-resolver-rules=MAP rebind.attacker.test 127.0.0.1']);
-  try {
-    const port = new URL(device.base).port;
-    const dom = browser.dumpDom(`http://rebind.attacker.test:${port}/api/v1.0/progress`);
-    assert.match(dom, /HOST_NOT_ALLOWED: Host \\"rebind\.attacker\.test:\d+\\" does not name this gateway/, dom.slice(0, 500));
-    assert.doesNotMatch(dom, /"stage"/, 'no status was shown to the page');
-  } finally {
-    await browser.close();
-  }
-});
+test(
+  'DNS rebinding in a real Chromium: a name that resolves to the printer is still not the printer',
+  { skip, timeout: 120_000 },
+  async () => {
+    // the attacker's name now resolves to 127.0.0.1 (what a rebinding DNS server does, here by the browser's own rule)
+    const browser = new Chromium(chromium!, ['--host-resolver-rules=MAP rebind.attacker.test 127.0.0.1']);
+    try {
+      const port = new URL(device.base).port;
+      const dom = browser.dumpDom(`http://rebind.attacker.test:${port}/api/v1.0/progress`);
+      assert.match(
+        dom,
+        /HOST_NOT_ALLOWED: Host \\"rebind\.attacker\.test:\d+\\" does not name this gateway/,
+        dom.slice(0, 500),
+      );
+      assert.doesNotMatch(dom, /"stage"/, 'no status was shown to the page');
+    } finally {
+      await browser.close();
+    }
+  },
+);

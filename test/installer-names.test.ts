@@ -26,8 +26,15 @@ async function deviceImage(): Promise<string> {
       const rel = path.relative(d.sysroot, p);
       const st = await fsp.lstat(p);
       if (e.isSymbolicLink()) lines.push(`${rel} -> ${await fsp.readlink(p)}`);
-      else if (e.isDirectory()) { lines.push(`${rel}/ ${st.mode.toString(8)}`); await walk(p); }
-      else lines.push(`${rel} ${st.mode.toString(8)} ${createHash('sha256').update(await fsp.readFile(p)).digest('hex')}`);
+      else if (e.isDirectory()) {
+        lines.push(`${rel}/ ${st.mode.toString(8)}`);
+        await walk(p);
+      } else
+        lines.push(
+          `${rel} ${st.mode.toString(8)} ${createHash('sha256')
+            .update(await fsp.readFile(p))
+            .digest('hex')}`,
+        );
     }
   };
   await walk(d.sysroot);
@@ -45,21 +52,52 @@ after(() => d.stop());
 const invalidUnit = /^INVALID_MANIFEST: modules\.0\.process_name: must be a systemd unit name$/;
 const controls = /^INVALID_MANIFEST: modules\.0\.(name|src|dst): must not contain control characters/;
 const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
-  ['a unit name that is a systemctl option (-Hroot@host)', () => buildPackage('2.0.0', [{ ...ok, process_name: '-Hroot@host.service' }]), invalidUnit],
+  [
+    'a unit name that is a systemctl option (-Hroot@host)',
+    () => buildPackage('2.0.0', [{ ...ok, process_name: '-Hroot@host.service' }]),
+    invalidUnit,
+  ],
   ['a unit name that is --user', () => buildPackage('2.0.0', [{ ...ok, process_name: '--user' }]), invalidUnit],
   ['a unit name starting with a dash', () => buildPackage('2.0.0', [{ ...ok, process_name: '-.mount' }]), invalidUnit],
   ['a unit name without a unit type', () => buildPackage('2.0.0', [{ ...ok, process_name: 'printerd' }]), invalidUnit],
-  ['a unit name of an unknown type', () => buildPackage('2.0.0', [{ ...ok, process_name: 'printerd.exe' }]), invalidUnit],
-  ['a template without an instance', () => buildPackage('2.0.0', [{ ...ok, process_name: 'printerd@.service' }]), invalidUnit],
+  [
+    'a unit name of an unknown type',
+    () => buildPackage('2.0.0', [{ ...ok, process_name: 'printerd.exe' }]),
+    invalidUnit,
+  ],
+  [
+    'a template without an instance',
+    () => buildPackage('2.0.0', [{ ...ok, process_name: 'printerd@.service' }]),
+    invalidUnit,
+  ],
   ['a unit name with a slash', () => buildPackage('2.0.0', [{ ...ok, process_name: '../etc.service' }]), invalidUnit],
-  ['a unit name longer than systemd allows', () => buildPackage('2.0.0', [{ ...ok, process_name: `${'a'.repeat(UNIT_NAME_MAX)}.service` }]),
-    /^INVALID_MANIFEST: modules\.0\.process_name: /],
-  ['a dst with a newline', () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/bin/a\nINFO forged log line' }]), controls],
+  [
+    'a unit name longer than systemd allows',
+    () => buildPackage('2.0.0', [{ ...ok, process_name: `${'a'.repeat(UNIT_NAME_MAX)}.service` }]),
+    /^INVALID_MANIFEST: modules\.0\.process_name: /,
+  ],
+  [
+    'a dst with a newline',
+    () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/bin/a\nINFO forged log line' }]),
+    controls,
+  ],
   ['a dst with a NUL', () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/bin/a\u0000.conf' }]), controls],
-  ['a dst with an escape sequence', () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/bin/\u001b[2Ja' }]), controls],
-  ['a src with a newline', () => buildPackage('2.0.0', [{ ...ok, src: 'modules/a/\nfile' }], [{ name: 'modules/a/\nfile', data: 'x' }]), controls],
+  [
+    'a dst with an escape sequence',
+    () => buildPackage('2.0.0', [{ ...ok, dst: '/opt/tope/bin/\u001b[2Ja' }]),
+    controls,
+  ],
+  [
+    'a src with a newline',
+    () => buildPackage('2.0.0', [{ ...ok, src: 'modules/a/\nfile' }], [{ name: 'modules/a/\nfile', data: 'x' }]),
+    controls,
+  ],
   ['a src with a NUL', () => buildPackage('2.0.0', [{ ...ok, src: 'modules/a/file\u0000' }]), controls],
-  ['a module name with an escape sequence', () => buildPackage('2.0.0', [{ ...ok, name: 'a\u001b]0;pwned\u0007' }]), controls],
+  [
+    'a module name with an escape sequence',
+    () => buildPackage('2.0.0', [{ ...ok, name: 'a\u001b]0;pwned\u0007' }]),
+    controls,
+  ],
   ['a module name with a C1 control', () => buildPackage('2.0.0', [{ ...ok, name: 'a\u009bb' }]), controls],
 ];
 
@@ -71,14 +109,28 @@ for (const [name, make, error] of cases) {
     assert.equal(end.stage, 'failed');
     assert.match(end.error!, error);
     assert.equal(await deviceImage(), before_, 'the device is byte-identical');
-    assert.deepEqual((await d.calls()).filter((c) => /^(start|stop) /.test(c)), [], 'no unit started or stopped');
+    assert.deepEqual(
+      (await d.calls()).filter((c) => /^(start|stop) /.test(c)),
+      [],
+      'no unit started or stopped',
+    );
   });
 }
 
 test('[systemctl stand-in] accepted: instances, escapes and every ordinary unit type', async () => {
-  await d.setUnits({ 'a.service': { active: true }, 'printer@usb\\x2d1.service': { active: false }, 'b.socket': { active: false } });
-  await d.verified(await buildPackage('2.0.0', [ok, { name: 'b', dst: '/opt/tope/bin/b', process_name: 'printer@usb\\x2d1.service' },
-    { name: 'c', dst: '/opt/tope/bin/c', process_name: 'b.socket' }]), '2.0.0');
+  await d.setUnits({
+    'a.service': { active: true },
+    'printer@usb\\x2d1.service': { active: false },
+    'b.socket': { active: false },
+  });
+  await d.verified(
+    await buildPackage('2.0.0', [
+      ok,
+      { name: 'b', dst: '/opt/tope/bin/b', process_name: 'printer@usb\\x2d1.service' },
+      { name: 'c', dst: '/opt/tope/bin/c', process_name: 'b.socket' },
+    ]),
+    '2.0.0',
+  );
   await d.update('2.0.0');
   assert.equal((await d.finished()).stage, 'success');
 });
@@ -88,8 +140,12 @@ test('every systemctl call ends its options with -- before the unit name', async
   const log = path.join(dir, 'argv.jsonl');
   const recorder = path.join(dir, 'systemctl');
   // a recording stand-in: logs its argv, says the unit is active and was never restarted
-  await fsp.writeFile(recorder, `#!/bin/sh\nprintf '%s\\n' "$(node -e 'console.log(JSON.stringify(process.argv.slice(1)))' -- "$@")" >> ${log}\n` +
-    'case "$1" in is-active) echo active;; show) echo 0;; esac\n', { mode: 0o755 });
+  await fsp.writeFile(
+    recorder,
+    `#!/bin/sh\nprintf '%s\\n' "$(node -e 'console.log(JSON.stringify(process.argv.slice(1)))' -- "$@")" >> ${log}\n` +
+      'case "$1" in is-active) echo active;; show) echo 0;; esac\n',
+    { mode: 0o755 },
+  );
   const units = new Units(recorder, { stopMs: 2000, startMs: 2000, probationMs: 0 });
   const unit = '-Hroot@host';
   await units.state(unit);
@@ -98,12 +154,18 @@ test('every systemctl call ends its options with -- before the unit name', async
   await units.startNoBlock(unit);
   await units.stop(unit).catch(() => undefined);
   await units.start(unit);
-  const calls = (await fsp.readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as string[]);
+  const calls = (await fsp.readFile(log, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as string[]);
   assert.ok(calls.length >= 6, `${calls.length} calls`);
   for (const argv of calls) {
     const at = argv.indexOf(unit);
     assert.ok(at > 0 && argv[at - 1] === '--', `"--" right before the unit in ${JSON.stringify(argv)}`);
-    assert.ok(argv.slice(0, at - 1).every((a) => a !== '--'), 'one "--" only');
+    assert.ok(
+      argv.slice(0, at - 1).every((a) => a !== '--'),
+      'one "--" only',
+    );
   }
   await fsp.rm(dir, { recursive: true, force: true });
 });

@@ -14,7 +14,13 @@ const origin = new Origin(50_000);
 before(() => origin.start());
 after(() => origin.stop());
 
-const job = (url: string) => ({ version: '1.2.3', package_url: url, package_name: 'p.zip', package_size: origin.body.length, package_md5: origin.md5 });
+const job = (url: string) => ({
+  version: '1.2.3',
+  package_url: url,
+  package_name: 'p.zip',
+  package_size: origin.body.length,
+  package_md5: origin.md5,
+});
 
 async function downloadOn(env: Record<string, string>, url: string): Promise<{ error: string; requests: number }> {
   const device = new TestDevice({ TOPE_RETRY_ATTEMPTS: '3', ...env });
@@ -34,7 +40,10 @@ const loopbackRefused = { TOPE_ALLOWED_URL_NETS: '' };
 test('a loopback package URL is refused unless allowed, at once (no retries) and without a request', async () => {
   origin.sequence();
   const r = await downloadOn(loopbackRefused, origin.url());
-  assert.match(r.error, /^DOWNLOAD_FAILED: package URL refused: 127\.0\.0\.1: 127\.0\.0\.1 is a loopback address \(allowed only by TOPE_ALLOWED_URL_NETS\)$/);
+  assert.match(
+    r.error,
+    /^DOWNLOAD_FAILED: package URL refused: 127\.0\.0\.1: 127\.0\.0\.1 is a loopback address \(allowed only by TOPE_ALLOWED_URL_NETS\)$/,
+  );
   assert.equal(r.requests, 0);
 });
 
@@ -59,19 +68,42 @@ test('every redirect hop is checked: to a private address, to the link-local met
   };
   redirectFirst('http://10.11.12.13/p.zip');
   const toPrivate = await downloadOn({}, origin.url());
-  assert.match(toPrivate.error, /^DOWNLOAD_FAILED: package URL refused: 10\.11\.12\.13: 10\.11\.12\.13 is a private address \(allowed only by TOPE_ALLOWED_URL_NETS or TOPE_ALLOW_PRIVATE_URLS\)$/);
+  assert.match(
+    toPrivate.error,
+    /^DOWNLOAD_FAILED: package URL refused: 10\.11\.12\.13: 10\.11\.12\.13 is a private address \(allowed only by TOPE_ALLOWED_URL_NETS or TOPE_ALLOW_PRIVATE_URLS\)$/,
+  );
   assert.equal(toPrivate.requests, 1, 'the redirect only');
   redirectFirst('http://169.254.169.254/latest/meta-data/');
   const toMetadata = await downloadOn({ TOPE_ALLOW_PRIVATE_URLS: '1' }, origin.url());
-  assert.match(toMetadata.error, /^DOWNLOAD_FAILED: package URL refused: 169\.254\.169\.254: 169\.254\.169\.254 is a link-local address/);
+  assert.match(
+    toMetadata.error,
+    /^DOWNLOAD_FAILED: package URL refused: 169\.254\.169\.254: 169\.254\.169\.254 is a link-local address/,
+  );
 });
 
 test('the address policy: kinds, allowed nets, private by the setting', () => {
   const strict = new AddressPolicy({ allowedNets: [], allowPrivate: false });
-  for (const a of ['127.0.0.1', '127.255.0.9', '::1', '169.254.1.1', 'fe80::1', '0.0.0.0', '::', '10.0.0.1', '172.16.5.5', '192.168.1.1', '100.64.0.1', 'fd00::1', '224.0.0.1', '::ffff:10.0.0.1', '::ffff:a9fe:a9fe']) {
+  for (const a of [
+    '127.0.0.1',
+    '127.255.0.9',
+    '::1',
+    '169.254.1.1',
+    'fe80::1',
+    '0.0.0.0',
+    '::',
+    '10.0.0.1',
+    '172.16.5.5',
+    '192.168.1.1',
+    '100.64.0.1',
+    'fd00::1',
+    '224.0.0.1',
+    '::ffff:10.0.0.1',
+    '::ffff:a9fe:a9fe',
+  ]) {
     assert.ok(strict.refusal(a), a);
   }
-  for (const a of ['93.184.216.34', '172.32.0.1', '2606:4700::1111', '8.8.8.8']) assert.equal(strict.refusal(a), null, a);
+  for (const a of ['93.184.216.34', '172.32.0.1', '2606:4700::1111', '8.8.8.8'])
+    assert.equal(strict.refusal(a), null, a);
   const lan = new AddressPolicy({ allowedNets: ['127.0.0.0/8'], allowPrivate: true });
   assert.equal(lan.refusal('192.168.1.1'), null);
   assert.equal(lan.refusal('127.0.0.1'), null);
@@ -101,7 +133,10 @@ test('[DNS stand-in] the address connected to is the one checked: a name that re
   await assert.rejects(get(), /package URL refused: rebind\.test: 169\.254\.169\.254 is a link-local address/);
   assert.equal(origin.requests.length - seen, 1);
   // and a name with an allowed and a refused address connects only to the allowed one
-  const mixed: Resolve = async () => [{ address: '10.0.0.1', family: 4 }, { address: '127.0.0.1', family: 4 }];
+  const mixed: Resolve = async () => [
+    { address: '10.0.0.1', family: 4 },
+    { address: '127.0.0.1', family: 4 },
+  ];
   const agent = new Agent({ connect: checkedConnector(policy, { timeout: 2000 }, mixed) });
   const res = await request(`http://mixed.test:${port}/pkg.zip`, { dispatcher: agent });
   await res.body.arrayBuffer();

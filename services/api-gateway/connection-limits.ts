@@ -23,12 +23,14 @@ export const KEEP_ALIVE_MS = 5000;
 export const MAX_HEADER_BYTES = 8192;
 
 /** Options for http.createServer: Node's own deadlines, checked often enough to matter at seconds. */
-export const serverOptions = (l: Pick<ConnectionLimits, 'headersTimeoutMs' | 'bodyTimeoutMs'>): http.ServerOptions => ({
-  headersTimeout: l.headersTimeoutMs,
+export const serverOptions = (
+  limits: Pick<ConnectionLimits, 'headersTimeoutMs' | 'bodyTimeoutMs'>,
+): http.ServerOptions => ({
+  headersTimeout: limits.headersTimeoutMs,
   // the whole request; the body's own deadline below answers first, this is the backstop
-  requestTimeout: l.headersTimeoutMs + l.bodyTimeoutMs + 1000,
+  requestTimeout: limits.headersTimeoutMs + limits.bodyTimeoutMs + 1000,
   keepAliveTimeout: KEEP_ALIVE_MS,
-  connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(l.headersTimeoutMs / 4))),
+  connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
   maxHeaderSize: MAX_HEADER_BYTES,
 });
 
@@ -36,14 +38,18 @@ export const serverOptions = (l: Pick<ConnectionLimits, 'headersTimeoutMs' | 'bo
 export function rawAnswer(error: ErrorCode, text: string): string {
   const code = envelopeCodeOf[error];
   const body = JSON.stringify(errorEnvelope(code, error, text));
-  return `HTTP/1.1 ${code} ${error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-    `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`;
+  return (
+    `HTTP/1.1 ${code} ${error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`
+  );
 }
 
 /** Node's reason for a broken request, as the envelope says it. */
 function clientErrorAnswer(err: NodeJS.ErrnoException): { error: ErrorCode; text: string } {
-  if (err.code === 'HPE_HEADER_OVERFLOW') return { error: 'HEADERS_TOO_LARGE', text: `request headers larger than ${MAX_HEADER_BYTES} bytes` };
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { error: 'REQUEST_TIMEOUT', text: 'the request did not arrive in time' };
+  if (err.code === 'HPE_HEADER_OVERFLOW')
+    return { error: 'HEADERS_TOO_LARGE', text: `request headers larger than ${MAX_HEADER_BYTES} bytes` };
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return { error: 'REQUEST_TIMEOUT', text: 'the request did not arrive in time' };
   return { error: 'VALIDATION_ERROR', text: `malformed HTTP request (${err.code ?? err.message})` };
 }
 
@@ -53,7 +59,7 @@ interface Tracked {
 }
 
 /** Applies the limits to a server made with serverOptions(). */
-export function limitConnections(server: http.Server, l: ConnectionLimits): void {
+export function limitConnections(server: http.Server, limits: ConnectionLimits): void {
   // insertion order is arrival order: the first evictable entry is the oldest
   const open = new Map<Socket, Tracked>();
   let evicted = 0;
@@ -61,12 +67,13 @@ export function limitConnections(server: http.Server, l: ConnectionLimits): void
   server.on('connection', (socket: Socket) => {
     open.set(socket, { answering: false });
     socket.once('close', () => open.delete(socket));
-    if (open.size <= l.maxConnections) return;
+    if (open.size <= limits.maxConnections) return;
     for (const [oldest, t] of open) {
       if (t.answering || oldest === socket) continue;
       oldest.destroy();
       open.delete(oldest);
-      if (evicted++ % 1000 === 0) l.log.warn({ open: open.size, evicted }, 'connection cap reached; closing the oldest waiting connections');
+      if (evicted++ % 1000 === 0)
+        limits.log.warn({ open: open.size, evicted }, 'connection cap reached; closing the oldest waiting connections');
       return;
     }
     open.delete(socket);
@@ -89,10 +96,10 @@ export function limitConnections(server: http.Server, l: ConnectionLimits): void
     };
     const timer = setTimeout(() => {
       if (res.headersSent) return void req.socket.destroy();
-      const body = rawAnswer('REQUEST_TIMEOUT', `the request body did not arrive within ${l.bodyTimeoutMs} ms`);
+      const body = rawAnswer('REQUEST_TIMEOUT', `the request body did not arrive within ${limits.bodyTimeoutMs} ms`);
       req.socket.end(body);
       req.socket.destroySoon();
-    }, l.bodyTimeoutMs);
+    }, limits.bodyTimeoutMs);
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     if (req.complete || !hasBody) bodyIn();
     else req.once('end', bodyIn);

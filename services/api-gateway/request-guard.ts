@@ -24,13 +24,18 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 const loopbackNames = ['localhost', '127.0.0.1', '[::1]'];
 
 /** "::ffff:192.0.2.1" (an IPv4 client on a dual-stack socket) reads as the IPv4 address. */
-const plainAddress = (a: string | undefined): string => (a ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '').toLowerCase();
+const plainAddress = (a: string | undefined): string =>
+  (a ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '').toLowerCase();
 const asHost = (address: string): string => (address.includes(':') ? `[${address}]` : address);
 
 /** The Host values this connection may carry: every allowed name with the port it arrived on. */
 export function allowedHosts(req: IncomingMessage, hostNames: string[]): Set<string> {
   const port = req.socket.localPort;
-  const names = new Set([...loopbackNames, ...hostNames.map((n) => asHost(n.toLowerCase())), asHost(plainAddress(req.socket.localAddress))]);
+  const names = new Set([
+    ...loopbackNames,
+    ...hostNames.map((n) => asHost(n.toLowerCase())),
+    asHost(plainAddress(req.socket.localAddress)),
+  ]);
   const hosts = new Set<string>();
   for (const name of names) {
     if (!name) continue;
@@ -44,16 +49,26 @@ export function allowedHosts(req: IncomingMessage, hostNames: string[]): Set<str
 export function refusalOf(req: IncomingMessage, hostNames: string[]): { error: ErrorCode; text: string } | null {
   const host = (req.headers.host ?? '').toLowerCase();
   if (!allowedHosts(req, hostNames).has(host)) {
-    return { error: 'HOST_NOT_ALLOWED', text: `Host ${JSON.stringify(req.headers.host ?? null)} does not name this gateway` };
+    return {
+      error: 'HOST_NOT_ALLOWED',
+      text: `Host ${JSON.stringify(req.headers.host ?? null)} does not name this gateway`,
+    };
   }
   const site = req.headers['sec-fetch-site'];
-  if (req.headers.origin !== undefined || req.method === 'OPTIONS' || (site !== undefined && site !== 'none' && site !== 'same-origin')) {
+  if (
+    req.headers.origin !== undefined ||
+    req.method === 'OPTIONS' ||
+    (site !== undefined && site !== 'none' && site !== 'same-origin')
+  ) {
     return { error: 'CROSS_ORIGIN_REFUSED', text: 'requests from web pages are not served (no CORS)' };
   }
   if (req.method === 'POST') {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     if (type !== 'application/json') {
-      return { error: 'UNSUPPORTED_MEDIA_TYPE', text: `Content-Type must be application/json, not ${JSON.stringify(req.headers['content-type'] ?? null)}` };
+      return {
+        error: 'UNSUPPORTED_MEDIA_TYPE',
+        text: `Content-Type must be application/json, not ${JSON.stringify(req.headers['content-type'] ?? null)}`,
+      };
     }
   }
   return null;
@@ -63,11 +78,17 @@ export function refusalOf(req: IncomingMessage, hostNames: string[]): { error: E
  * Wraps the API's request listener: a refused request gets its envelope, with the HTTP status
  * of the envelope's code and no CORS header, and never reaches a route.
  */
-export function guardRequests<Q extends IncomingMessage, S extends ServerResponse>(next: (req: Q, res: S) => void, o: GuardOptions): Listener {
+export function guardRequests<Q extends IncomingMessage, S extends ServerResponse>(
+  next: (req: Q, res: S) => void,
+  options: GuardOptions,
+): Listener {
   return (req, res) => {
-    const refusal = refusalOf(req, o.hostNames);
+    const refusal = refusalOf(req, options.hostNames);
     if (!refusal) return next(req as Q, res as S); // the app's own request types add to Node's, filled in by the app
-    o.log.warn({ code: refusal.error, method: req.method, url: req.url, host: req.headers.host, origin: req.headers.origin }, 'request refused');
+    options.log.warn(
+      { code: refusal.error, method: req.method, url: req.url, host: req.headers.host, origin: req.headers.origin },
+      'request refused',
+    );
     const code = envelopeCodeOf[refusal.error];
     res.setHeader('connection', 'close'); // an unread body is not worth reading
     send(res, errorEnvelope(code, refusal.error, refusal.text), code);

@@ -17,7 +17,10 @@ export class RateFloor {
   private windowStart: number;
   private windowBytes = 0;
 
-  constructor(private readonly setting: RateFloorSetting, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly setting: RateFloorSetting,
+    private readonly now: () => number = Date.now,
+  ) {
     this.windowStart = now();
   }
 
@@ -29,8 +32,11 @@ export class RateFloor {
     const elapsed = at - this.windowStart;
     if (elapsed < this.setting.windowMs) return;
     if ((this.windowBytes * 1000) / elapsed < this.setting.minBytesPerS) {
-      throw new UpdaterError('DOWNLOAD_FAILED', `too slow: ${this.windowBytes} bytes in ${elapsed} ms, ` +
-        `below the floor of ${this.setting.minBytesPerS} bytes/s (resumable: the bytes so far are kept)`);
+      throw new UpdaterError(
+        'DOWNLOAD_FAILED',
+        `too slow: ${this.windowBytes} bytes in ${elapsed} ms, ` +
+          `below the floor of ${this.setting.minBytesPerS} bytes/s (resumable: the bytes so far are kept)`,
+      );
     }
     this.windowStart = at;
     this.windowBytes = 0;

@@ -21,13 +21,20 @@ type Kind = 'loopback' | 'link-local' | 'unspecified' | 'multicast' | 'broadcast
 type Family = 'ipv4' | 'ipv6';
 
 const ranges: Array<[Kind, string, number, Family]> = [
-  ['loopback', '127.0.0.0', 8, 'ipv4'], ['loopback', '::1', 128, 'ipv6'],
-  ['link-local', '169.254.0.0', 16, 'ipv4'], ['link-local', 'fe80::', 10, 'ipv6'],
-  ['unspecified', '0.0.0.0', 8, 'ipv4'], ['unspecified', '::', 128, 'ipv6'],
-  ['multicast', '224.0.0.0', 4, 'ipv4'], ['multicast', 'ff00::', 8, 'ipv6'],
+  ['loopback', '127.0.0.0', 8, 'ipv4'],
+  ['loopback', '::1', 128, 'ipv6'],
+  ['link-local', '169.254.0.0', 16, 'ipv4'],
+  ['link-local', 'fe80::', 10, 'ipv6'],
+  ['unspecified', '0.0.0.0', 8, 'ipv4'],
+  ['unspecified', '::', 128, 'ipv6'],
+  ['multicast', '224.0.0.0', 4, 'ipv4'],
+  ['multicast', 'ff00::', 8, 'ipv6'],
   ['broadcast', '255.255.255.255', 32, 'ipv4'],
-  ['private', '10.0.0.0', 8, 'ipv4'], ['private', '172.16.0.0', 12, 'ipv4'], ['private', '192.168.0.0', 16, 'ipv4'],
-  ['private', '100.64.0.0', 10, 'ipv4'], ['private', 'fc00::', 7, 'ipv6'],
+  ['private', '10.0.0.0', 8, 'ipv4'],
+  ['private', '172.16.0.0', 12, 'ipv4'],
+  ['private', '192.168.0.0', 16, 'ipv4'],
+  ['private', '100.64.0.0', 10, 'ipv4'],
+  ['private', 'fc00::', 7, 'ipv6'],
 ];
 
 const familyOf = (address: string): Family => (net.isIPv6(address) ? 'ipv6' : 'ipv4');
@@ -83,15 +90,20 @@ const systemResolve: Resolve = (hostname) => dns.promises.lookup(hostname, { all
  */
 export function checkedLookup(policy: AddressPolicy, resolve: Resolve = systemResolve) {
   return (hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void): void => {
-    resolve(hostname).then((addresses) => {
-      const allowed = addresses.filter((a) => !policy.refusal(a.address));
-      if (allowed.length === 0) {
-        const first = addresses[0];
-        return callback(first ? refused(hostname, policy.refusal(first.address)!) : new Error(`${hostname} has no address`));
-      }
-      if (options.all) callback(null, allowed);
-      else callback(null, allowed[0].address, allowed[0].family);
-    }, (e: unknown) => callback(e));
+    resolve(hostname).then(
+      (addresses) => {
+        const allowed = addresses.filter((a) => !policy.refusal(a.address));
+        if (allowed.length === 0) {
+          const first = addresses[0];
+          return callback(
+            first ? refused(hostname, policy.refusal(first.address)!) : new Error(`${hostname} has no address`),
+          );
+        }
+        if (options.all) callback(null, allowed);
+        else callback(null, allowed[0].address, allowed[0].family);
+      },
+      (e: unknown) => callback(e),
+    );
   };
 }
 
@@ -99,7 +111,11 @@ export function checkedLookup(policy: AddressPolicy, resolve: Resolve = systemRe
  * undici's `connect` for the fetcher's Agent: an address written in the URL is checked as it
  * is (connect() does no lookup for one), a name through checkedLookup.
  */
-export function checkedConnector(policy: AddressPolicy, options: { timeout: number }, resolve?: Resolve): buildConnector.connector {
+export function checkedConnector(
+  policy: AddressPolicy,
+  options: { timeout: number },
+  resolve?: Resolve,
+): buildConnector.connector {
   const connect = buildConnector({ ...options, lookup: checkedLookup(policy, resolve) } as buildConnector.BuildOptions);
   return (opts, callback) => {
     const host = opts.hostname.replace(/^\[(.*)\]$/, '$1');

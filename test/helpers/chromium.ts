@@ -19,8 +19,17 @@ export function findChromium(): string | null {
 
 /** As root in a container: no sandbox, no GPU, nothing reaching out to Google on its own. */
 const flags = (profile: string) => [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions', '--mute-audio',
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-default-apps',
+  '--disable-extensions',
+  '--mute-audio',
   `--user-data-dir=${profile}`,
 ];
 
@@ -30,17 +39,28 @@ export class Chromium {
   private child: ChildProcess | null = null;
   stderr = '';
 
-  constructor(private readonly binary: string, private readonly extra: string[] = []) {}
+  constructor(
+    private readonly binary: string,
+    private readonly extra: string[] = [],
+  ) {}
 
   open(url: string): void {
     // its own process group: the browser and its helpers end together
-    this.child = spawn(this.binary, [...flags(this.profile), ...this.extra, url], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => { this.stderr = (this.stderr + c).slice(-4000); });
+    this.child = spawn(this.binary, [...flags(this.profile), ...this.extra, url], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      this.stderr = (this.stderr + c).slice(-4000);
+    });
   }
 
   /** The page's DOM once loaded (--dump-dom), for a page that needs no script time. */
   dumpDom(url: string, timeoutMs = 60_000): string {
-    const r = spawnSync(this.binary, [...flags(this.profile), ...this.extra, '--dump-dom', url], { encoding: 'utf8', timeout: timeoutMs });
+    const r = spawnSync(this.binary, [...flags(this.profile), ...this.extra, '--dump-dom', url], {
+      encoding: 'utf8',
+      timeout: timeoutMs,
+    });
     return r.stdout;
   }
 

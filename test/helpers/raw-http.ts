@@ -1,7 +1,12 @@
 import net from 'node:net';
 
 /** One request written byte for byte on a fresh connection (any Host, any header, any garbage), and the whole answer. */
-export async function rawRequest(port: number, text: string, timeoutMs = 10_000, address = '127.0.0.1'): Promise<{ status: number; headers: string; body: any; raw: string }> {
+export async function rawRequest(
+  port: number,
+  text: string,
+  timeoutMs = 10_000,
+  address = '127.0.0.1',
+): Promise<{ status: number; headers: string; body: any; raw: string }> {
   const socket = net.connect(port, address);
   socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)));
   const chunks: Buffer[] = [];
@@ -18,7 +23,12 @@ export async function rawRequest(port: number, text: string, timeoutMs = 10_000,
   const raw = Buffer.concat(chunks).toString('utf8');
   const head = raw.indexOf('\r\n\r\n');
   const bodyText = raw.slice(head + 4);
-  return { status: Number(raw.slice(9, 12)), headers: raw.slice(0, head), body: bodyText ? JSON.parse(bodyText) : null, raw };
+  return {
+    status: Number(raw.slice(9, 12)),
+    headers: raw.slice(0, head),
+    body: bodyText ? JSON.parse(bodyText) : null,
+    raw,
+  };
 }
 
 /** A request's text: the request line, the headers given (Host included only if given), and a body with its length. */
