@@ -68,8 +68,8 @@ export function limitConnections(server: http.Server, limits: ConnectionLimits):
     open.set(socket, { answering: false });
     socket.once('close', () => open.delete(socket));
     if (open.size <= limits.maxConnections) return;
-    for (const [oldest, t] of open) {
-      if (t.answering || oldest === socket) continue;
+    for (const [oldest, state] of open) {
+      if (state.answering || oldest === socket) continue;
       oldest.destroy();
       open.delete(oldest);
       if (evicted++ % 1000 === 0)
