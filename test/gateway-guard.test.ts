@@ -73,6 +73,7 @@ test('[worker stand-ins] Host must name this gateway: a DNS-rebinding name, anot
   );
   await refused(post({ host: 'localhost', 'content-type': 'application/json' }), 403, /^HOST_NOT_ALLOWED: /);
   await refused(rawRequest(port, `GET /api/v1.0/progress HTTP/1.0\r\n\r\n`), 403, /^HOST_NOT_ALLOWED: Host null/);
+  await refused(rawRequest(port, `GET /api/v1.0/progress HTTP/1.1\r\n\r\n`), 403, /^HOST_NOT_ALLOWED: Host null/);
   await refused(get({ host: `127.0.0.9:${port}` }, '127.0.0.2'), 403, /^HOST_NOT_ALLOWED: /);
 });
 

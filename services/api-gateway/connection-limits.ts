@@ -32,6 +32,9 @@ export const serverOptions = (
   keepAliveTimeout: KEEP_ALIVE_MS,
   connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
   maxHeaderSize: MAX_HEADER_BYTES,
+  // an HTTP/1.1 request without Host goes on to the Host check, which answers with the envelope
+  // (Node's own check would answer a bare 400)
+  requireHostHeader: false,
 });
 
 /** A whole HTTP/1.1 answer with the envelope, for a socket Node has not (or no longer) parsed a request on. */
