@@ -19,7 +19,7 @@ COVERAGE_LINES ?= 85
 # a selection: make test TESTS=dist/test/transfer.test.js COVERAGE_LINES=0
 TESTS ?= dist/test/*.test.js
 
-.PHONY: all deps build run test lint format bench campaign reliability clean install install-files tools sample deb deb-package
+.PHONY: all deps build run test lint format bench campaign powercut reliability clean install install-files tools sample deb deb-package
 
 all: build
 
@@ -67,6 +67,13 @@ bench: build
 N ?= 1000
 campaign: build
 	$(NODE) dist/test/reliability/main.js campaign $(N)
+
+# Real power cuts: N whole updates in the QEMU VM, each cut by a SIGKILL of the emulator, then
+# booted again and checked (make powercut N=40; root, the VM prepared by make tools). The table
+# goes into RELIABILITY.md. POWERCUT_MINUTES=50: begin no new cut after that long. It holds the
+# system tests' lock: never two VMs or sandboxes at once.
+powercut: build
+	flock /tmp/tope-system-tests.lock env RELIABILITY_FILE=RELIABILITY.md $(NODE) dist/test/reliability/main.js powercut $(if $(filter command line,$(origin N)),$(N),40)
 
 # Every campaign (failpoints, random SIGKILL, network faults, property tests) and one table of
 # their figures, also written into RELIABILITY.md.

@@ -76,9 +76,17 @@ interface ServeDeps {
 
 async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: ServeDeps): Promise<void> {
   const { log, reporter, notifier } = deps;
-  const server = createCommandServer(async (command) => {
-    log.info({ command: command.type, seq: command.seq }, 'command received');
-    return worker.handle(command);
+  // One command at a time: a worker's checks (is one running?) and the write that starts it must
+  // not interleave with the next command's. A gateway that gave up on a worker still starting
+  // and was asked again queues copies of one command, which arrive together at its start.
+  let turn: Promise<unknown> = Promise.resolve();
+  const server = createCommandServer((command) => {
+    const reply = turn.then(() => {
+      log.info({ command: command.type, seq: command.seq }, 'command received');
+      return worker.handle(command);
+    });
+    turn = reply.catch(() => undefined);
+    return reply;
   }, (e) => log.error({ err: e }, 'command connection failed'));
   const where = await listen(server, { socketPath: deps.socketPath, mode: 0o660 });
   log.info({ where, stage: worker.stage() }, `${name} ready`);

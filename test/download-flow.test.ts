@@ -1,3 +1,4 @@
+import { sendCommand } from '../shared/protocol.js';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -167,4 +168,14 @@ test('a new download sent the moment /progress says toInstall is accepted, even 
   assert.equal(r.body.code, 200, JSON.stringify(r.body));
   assert.equal((await device.waitStage('toInstall')).data.message, 'Package ready to install: 1.2.4');
   assert.equal(origin.requests.length, 2);
+});
+
+test('the same download command arriving several times at once (a gateway retrying a slow-starting fetcher) runs one download', async () => {
+  const { origin, device, request } = await setUp(300_000);
+  origin.script(() => ({ kind: 'serve', throttle: { bytes: 10_000, everyMs: 10 } }));
+  const job = request();
+  const replies = await Promise.all(Array.from({ length: 4 }, () => sendCommand(device.env.TOPE_FETCHER_SOCKET, { type: 'download', seq: 3, job })));
+  assert.deepEqual(replies, Array(4).fill({ ok: true }));
+  await device.waitStage('toInstall');
+  assert.equal(origin.requests.length, 1, 'one download, one request');
 });

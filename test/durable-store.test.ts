@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { z } from 'zod';
+import { installerStateSchema, type InstallerState, type Journal } from '../services/installer/journal.js';
 import { DurableJson, sweepTemps, writeFileDurable } from '../shared/durable-store.js';
 
 const schema = z.object({ n: z.number() });
@@ -61,4 +62,34 @@ test('remove deletes both generations; temps left by a crash are swept', async (
   assert.deepEqual(await sweepTemps(d), ['s.json.tmp-123-4']);
   assert.deepEqual((await fsp.readdir(d)).sort(), ['x']);
   assert.deepEqual(await sweepTemps(path.join(d, 'missing')), []);
+});
+
+test('install.json cut at every byte length (a journal with a missing tail) reads as the previous generation, never as a mix', async () => {
+  const d = dir();
+  const file = path.join(d, 'install.json');
+  const store = new DurableJson(file, installerStateSchema);
+  const journal = (phase: Journal['phase']): Journal => ({
+    phase, version: '2.0.0', targetDir: '/opt/tope/versions/v2.0.0', stagingDir: '/opt/tope/versions/.staging-v2.0.0', fromDir: '/opt/tope/versions/v1.0.0',
+    previousBefore: null, units: ['a.service', 'b.service'], backups: [{ dst: '/etc/tope/c.conf', backup: '/var/lib/tope-updater/installer/work/backup-0' }], error: null, recoveryAttempts: 0,
+  });
+  const older: InstallerState = { seq: 3, version: '2.0.0', status: { stage: 'installing', progress: 40, message: 'Installing module a (1/2)', error: null }, journal: journal('staging') };
+  const newer: InstallerState = { ...older, status: { ...older.status, progress: 60, message: 'Stopping services...' }, journal: journal('stopping') };
+  await store.write(older);
+  await store.write(newer);
+  const full = await fsp.readFile(file);
+  let fellBack = 0;
+  for (let length = 0; length < full.length; length++) {
+    await fsp.writeFile(file, full.subarray(0, length));
+    const read = await store.read();
+    // only the trailing newline may go and leave the newer generation whole
+    if (length === full.length - 1) assert.deepEqual(read, newer);
+    else {
+      assert.deepEqual(read, older, `cut at ${length} of ${full.length} bytes`);
+      fellBack++;
+    }
+  }
+  assert.equal(fellBack, full.length - 1);
+  // and a cut that lost the rename of the new generation: .prev alone is read
+  await fsp.rm(file);
+  assert.deepEqual(await store.read(), older);
 });

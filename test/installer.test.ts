@@ -6,6 +6,7 @@ import { DeviceApi } from './helpers/device-api.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { buildPackage } from './helpers/packages.js';
 import { waitFor } from './helpers/wait.js';
+import { sendCommand } from '../shared/protocol.js';
 
 // The installer as a real process over a sysroot under a temp dir, service control through the
 // recording systemctl stand-in (named so; system.test.ts runs the real systemd).
@@ -256,4 +257,25 @@ test('[systemctl stand-in] a first install on an empty device, without services'
   assert.equal(await d.link('current'), 'v1.0.0');
   assert.equal(await d.link('previous'), null);
   assert.equal(await d.file('/opt/tope/versions/current/bin/tool'), 'tool 1.0.0\n');
+});
+
+test('[systemctl stand-in] the same install command arriving several times at once (a gateway retrying a slow-starting installer) runs one install', async () => {
+  // found by the power-cut VM: the gateway gave up on a socket-activated installer still
+  // starting, device-api asked again, and the installer took the four queued copies together:
+  // four installs at once into one staging tree (EEXIST, a failed undo), and an idle exit in
+  // the middle of one of them
+  const { d } = await device();
+  await d.start('installer');
+  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
+  const replies = await Promise.all(Array.from({ length: 4 }, () => sendCommand(d.env.TOPE_INSTALLER_SOCKET, { type: 'install', seq: 5, version: '2.0.0' })));
+  assert.deepEqual(replies, Array(4).fill({ ok: true }));
+  await waitFor('the install to end', async () => ['success', 'failed'].includes((await d.installerStore.read())?.status.stage ?? '') || null);
+  const end = await d.installerStore.read();
+  assert.deepEqual(end?.status, { stage: 'success', progress: 100, message: 'Successfully installed version 2.0.0', error: null });
+  const calls = (await d.calls()).filter((c) => /^(stop|start) /.test(c));
+  assert.deepEqual(calls, [
+    'stop a.service current=1.0.0', 'stop b.service current=1.0.0',
+    'start b.service current=2.0.0', 'start a.service current=2.0.0',
+  ], 'one install: each unit stopped and started once');
+  assert.equal(await d.link('current'), 'v2.0.0');
 });

@@ -128,6 +128,8 @@ export class Transaction {
         failpoint('installer.post-cmd-done');
       }
     }
+    // the post_cmds wrote into the snapshot after it was made durable: again, before the switch
+    if (manifest.modules.some((m) => m.post_cmds?.length)) await this.context.versions.syncFiles(this.recorded.targetDir);
   }
 
   private async switchCurrent(): Promise<void> {

@@ -77,6 +77,15 @@ export class VersionStore {
     await fsyncDir(this.dir);
   }
 
+  /**
+   * Makes what the post_cmds wrote into a snapshot durable: every file and directory fsynced, so
+   * that `current` never names a snapshot whose post_cmd outputs a power cut can still take
+   * (found by the power-cut VM: the last version's post_cmd file came back empty).
+   */
+  async syncFiles(name: string): Promise<void> {
+    await fsyncTree(this.pathOf(name), true);
+  }
+
   /** Removes a snapshot unless a link names it. */
   async discard(name: string): Promise<void> {
     const used = await Promise.all((['current', 'previous', 'factory'] as const).map((l) => this.target(l)));
@@ -118,9 +127,20 @@ async function linkTree(src: string, dest: string): Promise<void> {
   }
 }
 
-async function fsyncTree(dir: string): Promise<void> {
+/** The directories of a tree fsynced (its files were, as they were written), or its files too. */
+async function fsyncTree(dir: string, files = false): Promise<void> {
   for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-    if (e.isDirectory()) await fsyncTree(path.join(dir, e.name));
+    if (e.isDirectory()) await fsyncTree(path.join(dir, e.name), files);
+    else if (files && e.isFile()) await fsyncFile(path.join(dir, e.name));
   }
   await fsyncDir(dir);
+}
+
+async function fsyncFile(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }

@@ -8,6 +8,7 @@ import { InstallDevice } from './install-device.js';
 import { Origin } from './origin.js';
 import { buildPackage, md5, type ModuleSpec } from './packages.js';
 import { portOutsideEphemeralRange, SupervisedService, type ServiceExit } from './services.js';
+import { leftovers, snapshotFiles, statusInvariants, updateModules, versionInvariants } from './update-invariants.js';
 import { waitFor } from './wait.js';
 
 // One download and install on a device of real processes, with one of them killed by SIGKILL
@@ -46,14 +47,8 @@ export interface RunResult {
 const OLD = '1.0.0';
 const NEW = '2.0.0';
 const services: ServiceName[] = ['fetcher', 'installer', 'api-gateway'];
-const failCodes = /^(INSTALL_INTERRUPTED|POST_CMD_FAILED|SERVICE_START_FAILED|SERVICE_UNHEALTHY|ROLLBACK_LEVEL_\d_\w+|DOWNLOAD_FAILED|DEPLOYMENT_FAILED)\b/;
-
 function modulesFor(scenario: ScenarioName): ModuleSpec[] {
-  return [
-    { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service', restart_order: 1, data: `a ${NEW}\n`,
-      post_cmds: [scenario === 'undo' ? 'exit 3' : 'echo ran > post.txt'] },
-    { name: 'c', dst: '/etc/tope/c.conf', process_name: 'b.service', restart_order: 2, data: `c ${NEW}\n` },
-  ];
+  return updateModules(NEW, scenario === 'undo' ? { postCmd: 'exit 3' } : {});
 }
 
 /** What each scenario ends with when nothing is killed. */
@@ -203,29 +198,28 @@ export class CrashScenario {
     const end = await this.progress();
     const current = await d.link('current');
     const allowed = this.scenario === 'update' ? [`v${OLD}`, `v${NEW}`] : [`v${OLD}`];
-    if (!current || !allowed.includes(current)) v.push(`current names ${current}`);
-    const version = current?.slice(1) ?? '?';
-    if ((await d.file('/opt/tope/versions/current/bin/a')) !== `a ${version}\n`) v.push(`bin/a of ${current} is ${JSON.stringify(await d.file('/opt/tope/versions/current/bin/a'))}`);
-    if ((await d.file('/etc/tope/c.conf')) !== `c ${version}\n`) v.push(`the in-place file is ${JSON.stringify(await d.file('/etc/tope/c.conf'))} with ${current}`);
-    if (version === NEW && (await d.file('/opt/tope/versions/current/post.txt')) !== 'ran\n') v.push('the new version is current without its post_cmd having run');
     const units = await d.units();
-    for (const u of ['a.service', 'b.service']) if (!units[u]?.active) v.push(`${u} is not running`);
-    if (end.stage === 'success' && (current !== `v${NEW}` || end.message !== `Successfully installed version ${NEW}`)) v.push(`success reported with ${current}: ${end.message}`);
-    if (end.stage === 'failed' && (current !== `v${OLD}` || !failCodes.test(end.error ?? ''))) v.push(`failed reported with ${current}: ${end.error}`);
-    if (!['success', 'failed'].includes(end.stage)) v.push(`the install ended in stage ${end.stage}`);
+    const view = {
+      current,
+      snapshot: { 'bin/a': await d.file('/opt/tope/versions/current/bin/a'), 'post.txt': await d.file('/opt/tope/versions/current/post.txt') },
+      inPlace: { '/etc/tope/c.conf': await d.file('/etc/tope/c.conf') },
+      unitsActive: { 'a.service': !!units['a.service']?.active, 'b.service': !!units['b.service']?.active },
+    };
+    v.push(...versionInvariants(view, allowed, (version) => snapshotFiles(version, version === OLD)));
+    v.push(...statusInvariants(end, current, OLD, NEW));
     const last = await waitFor('the last report to match the status', () => {
       const r = this.deviceApi.reports.at(-1);
       return r && r.stage === end.stage && r.error === end.error ? r : null;
     }, 5000).catch(() => null);
     if (!last) v.push(`device-api's last report ${JSON.stringify(this.deviceApi.reports.at(-1))} differs from the status ${JSON.stringify(end)}`);
     // the status is written before the clean-up it announces (an undo needs the backups until then)
-    const leftovers = async () => [
-      ...(await fsp.readdir(d.versionsDir)).filter((n) => n.startsWith('.') || !['current', 'previous', `v${OLD}`, `v${NEW}`].includes(n)),
-      ...(await fsp.readdir(path.join(d.sysroot, 'etc/tope'))).filter((n) => n !== 'c.conf'),
-      ...(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter((n) => ![INSTALLER_RECORD, `${INSTALLER_RECORD}.prev`].includes(n)),
-      ...(await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR)).filter((n) => ![FETCHER_RECORD, `${FETCHER_RECORD}.prev`, PACKAGES_DIR].includes(n)),
-    ];
-    const left = await waitFor('the clean-up', async () => ((await leftovers()).length === 0), 5000).then(() => [], () => leftovers());
+    const leftNames = async () => leftovers({
+      versions: await fsp.readdir(d.versionsDir),
+      inPlaceDir: await fsp.readdir(path.join(d.sysroot, 'etc/tope')),
+      installerState: await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR),
+      fetcherState: await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR),
+    }, [`v${OLD}`, `v${NEW}`], ['c.conf']);
+    const left = await waitFor('the clean-up', async () => ((await leftNames()).length === 0), 5000).then(() => [], () => leftNames());
     if (left.length) v.push(`leftovers: ${left.join(', ')}`);
     const fetched = await d.fetcherStore.read();
     if (fetched?.status.stage === 'toInstall') {

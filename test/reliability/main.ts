@@ -1,13 +1,14 @@
 // `make campaign N=…` and `make reliability`: the crash, fault and hostile-input campaigns as a
 // command, printing their figures as they go and one table at the end.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ScenarioName, ServiceName } from '../helpers/crash-scenario.js';
 import { distDir } from '../helpers/services.js';
 import { crashAtEveryFailpoint, describeRun, runOne } from './failpoint-campaign.js';
 import { networkCampaign } from './network-campaign.js';
+import { describe as describePowercut, powercutCampaign, randomUpdateCut, recoveryCut } from './powercut-campaign.js';
 import { randomCampaign } from './random-campaign.js';
 
 const [what = 'usage', ...args] = process.argv.slice(2);
@@ -26,6 +27,36 @@ if (what === 'one') {
   console.log(describeRun(await runOne(scenario as ScenarioName, { service: service as ServiceName, failpoint, hit: Number(hit ?? 1) })));
 } else if (what === 'campaign') {
   const r = await random(Number(args[0] ?? 1000));
+  process.exitCode = r.violations.length ? 1 : 0;
+} else if (what === 'powercut') {
+  // every 8th cut (from the 3rd) falls in the recovery boot that follows the previous cut;
+  // POWERCUT_MINUTES: begin no new cut after that long (a loaded host fits fewer)
+  const n = Number(args[0] ?? 40);
+  const budgetMs = process.env.POWERCUT_MINUTES ? Number(process.env.POWERCUT_MINUTES) * 60_000 : undefined;
+  const work = mkdtempSync(path.join(os.tmpdir(), 'tope-powercut-'));
+  console.log(`power-cut campaign: ${n} cuts, seed ${seed}, work in ${work}`);
+  const r = await powercutCampaign({ work, log: (l) => console.log(l), budgetMs, plans: Array.from({ length: n }, (_, i) => (i % 8 === 2 ? recoveryCut : randomUpdateCut)) }, seed);
+  for (const v of r.violations) console.log(`\nVIOLATION after ${v.cut}:\n  ${v.finding.violations.join('\n  ')}\n--- guest journal ---\n${v.finding.journal ?? ''}\n--- previous boot ---\n${v.finding.previousBoot ?? ''}\n--- console of the boot ---\n${v.console}`);
+  const perCut = Math.round(r.ms / Math.max(1, r.cuts.length) / 1000);
+  const rows = Object.entries(r.byStage).sort((a, b) => b[1] - a[1]).map(([stage, count]) => `| ${stage} | ${count} |`);
+  const table = [
+    '| power-cut campaign (seed ' + seed + ') | figures |', '|---|---|',
+    `| cuts | ${r.cuts.length}${r.cuts.length < n ? ` of ${n} planned (the time budget ran out)` : ''} (${r.cuts.filter((c) => c.recoveryCut).length} during a recovery boot, before it settled) |`,
+    `| boots | ${r.boots} (${Math.round(r.bootMs.reduce((a, b) => a + b, 0) / r.boots / 1000)} s each on average) |`,
+    `| recoveries checked | ${r.recoveries} |`, `| violations | ${r.violations.length} |`,
+    '', '| where the power went (the last stage the guest saw) | cuts |', '|---|---|', ...rows,
+  ].join('\n');
+  const machine = `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, load ${os.loadavg()[0].toFixed(1)} at the end, Linux ${os.release()}, node ${process.version}`;
+  console.log(`\n${describePowercut(r)}\n\n${table}\n\n${machine}; ${Math.round(r.ms / 1000)} s, ${perCut} s a cut`);
+  const file = process.env.RELIABILITY_FILE;
+  if (file) {
+    const block = `<!-- powercut -->\n${table}\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, in ${Math.round(r.ms / 1000)} s (${perCut} s a cut).\n<!-- /powercut -->`;
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/<!-- powercut -->[\s\S]*<!-- \/powercut -->/, block));
+    console.log(`written to ${file}`);
+  }
+  // the boots' consoles and results stay for a campaign that found something
+  if (r.violations.length) console.log(`each boot's console and results port: ${work}`);
+  else rmSync(work, { recursive: true, force: true });
   process.exitCode = r.violations.length ? 1 : 0;
 } else if (what === 'reliability') {
   const t0 = Date.now();
@@ -65,6 +96,6 @@ if (what === 'one') {
   }
   process.exitCode = fpBad + rnd.violations.length + netBad + (props === 'passed' ? 0 : 1) ? 1 : 0;
 } else {
-  console.error('usage: main.js reliability [randomRuns] [networkRepeats] | campaign N | one SCENARIO SERVICE FAILPOINT [HIT]');
+  console.error('usage: main.js reliability [randomRuns] [networkRepeats] | campaign N | powercut N | one SCENARIO SERVICE FAILPOINT [HIT]');
   process.exitCode = 2;
 }

@@ -8,6 +8,10 @@
 #   vm.sh prepare                        qemu (apt-get) and the cached base image, idempotent
 #   vm.sh run OUT ENTRY [SRC:DST...]     one boot: the base image (read-only, a throw-away
 #                                        overlay) and a payload disk; prints the results
+#   vm.sh payload IMG ENTRY [SRC:DST...] the payload disk alone (PERSISTENT=1: see make_payload)
+#   vm.sh disk IMG                       a writable copy of the base image
+#   vm.sh boot DISK PAYLOAD CONSOLE      becomes qemu on that disk, results on stdout (the
+#                                        power-cut campaign SIGKILLs it: see boot below)
 #
 # The payload disk, made per run, holds `make install-files` (dist/ must be built), the node
 # binary scripts/node.sh picks for the make targets (TOPE_NODE_BIN overrides), ENTRY and each
@@ -106,20 +110,17 @@ prepare() {
   touch "$BASE/.ready"
 }
 
-run() {
-  [ $# -ge 2 ] || die "usage: vm.sh run OUT ENTRY [SRC:DST...]"
-  local out=$1 entry=$2; shift 2
-  [ -e "$BASE/.ready" ] || die "no base image: run \`vm.sh prepare\` first"
+# The payload disk IMG: `make install-files` (dist/ must be built), the host's node binary,
+# ENTRY and each SRC copied to DST. PERSISTENT=1: the entry installs what it needs onto the
+# root disk itself (the power-cut campaign, whose root persists and whose units start at boot
+# before the payload is mounted), so the boot script binds nothing over the root's files.
+make_payload() {
+  local img=$1 entry=$2; shift 2
   [ -d "$REPO/dist/services" ] || die "dist/ is not built: make build"
-  mkdir -p "$out"
-  out=$(cd "$out" && pwd)
-  local work; work=$(mktemp -d /tmp/tope-vm-run.XXXXXX)
-  # shellcheck disable=SC2064
-  trap "rm -rf --one-file-system '$work'" EXIT
-  local stage=$work/payload
-  mkdir -p "$stage"
-  make -s -C "$REPO" install-files DESTDIR="$stage/dest" MAKEFLAGS= > "$work/install.log" 2>&1 \
-    || { cat "$work/install.log" >&2; die "make install-files failed"; }
+  local stage; stage=$(mktemp -d /tmp/tope-vm-payload.XXXXXX)
+  make -s -C "$REPO" install-files DESTDIR="$stage/dest" MAKEFLAGS= > "$stage.install.log" 2>&1 \
+    || { cat "$stage.install.log" >&2; rm -rf --one-file-system "$stage" "$stage.install.log"; die "make install-files failed"; }
+  rm -f "$stage.install.log"
   cp "$(readlink -f "$NODE_BIN")" "$stage/node"
   cp "$entry" "$stage/entry"
   local f
@@ -127,21 +128,36 @@ run() {
     mkdir -p "$(dirname "$stage/${f#*:}")"
     cp -r "${f%%:*}" "$stage/${f#*:}"
   done
+  if [ "${PERSISTENT:-0}" = 1 ]; then touch "$stage/persistent"; fi
   cat > "$stage/boot" <<'BOOT'
 # Runs at the VM's boot as tope-vm-payload.service (stdout: the results port).
 set -u
-install -m755 /dev/null /usr/bin/node
-mount --bind /mnt/payload/node /usr/bin/node
-mkdir -p /usr/lib/tope-updater
-mount --bind /mnt/payload/dest/usr/lib/tope-updater /usr/lib/tope-updater
+if [ ! -e /mnt/payload/persistent ]; then
+  install -m755 /dev/null /usr/bin/node
+  mount --bind /mnt/payload/node /usr/bin/node
+  mkdir -p /usr/lib/tope-updater
+  mount --bind /mnt/payload/dest/usr/lib/tope-updater /usr/lib/tope-updater
+fi
 cd /mnt/payload
 sh /mnt/payload/entry
 echo "TOPE-EXIT $?"
 BOOT
   local kb
   kb=$(du -sk "$stage" | cut -f1)
-  mkfs.ext4 -q -L tope-payload -d "$stage" "$work/payload.img" "$(( kb * 12 / 10 + 16384 ))k" >/dev/null
+  mkfs.ext4 -q -L tope-payload -d "$stage" "$img" "$(( kb * 12 / 10 + 16384 ))k" >/dev/null
   rm -rf --one-file-system "$stage"
+}
+
+run() {
+  [ $# -ge 2 ] || die "usage: vm.sh run OUT ENTRY [SRC:DST...]"
+  local out=$1 entry=$2; shift 2
+  [ -e "$BASE/.ready" ] || die "no base image: run \`vm.sh prepare\` first"
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  local work; work=$(mktemp -d /tmp/tope-vm-run.XXXXXX)
+  # shellcheck disable=SC2064
+  trap "rm -rf --one-file-system '$work'" EXIT
+  make_payload "$work/payload.img" "$entry" "$@"
   : > "$out/results.log"
   local rc=0
   timeout -s KILL "${TOPE_VM_TIMEOUT:-300}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
@@ -165,9 +181,41 @@ BOOT
   fi
 }
 
+# A writable root disk of its own (the power-cut campaign): a sparse copy of the base image.
+disk() {
+  [ $# -eq 1 ] || die "usage: vm.sh disk IMG"
+  [ -e "$BASE/.ready" ] || die "no base image: run \`vm.sh prepare\` first"
+  cp --sparse=always "$BASE/disk.img" "$1"
+}
+
+# One boot of a writable root DISK (from `disk`) with a PAYLOAD image (from `payload`), for the
+# power-cut campaign: this shell becomes qemu (exec), so whoever started it cuts the power with
+# SIGKILL of this very process. The results port is stdout; the console goes to CONSOLE.
+#
+# A SIGKILL of qemu loses what lived only in the emulator: the guest's RAM (page cache, writes
+# not yet handed to the disk) and any cache of QEMU's own; the host's page cache survives. So:
+# a raw image, cache=none (O_DIRECT, no QEMU cache in between, and a volatile write cache shown
+# to the guest, whose ext4 then sends the flushes it sends to an eMMC). Not unsafe (flushes
+# ignored), not qcow2 (metadata cached in QEMU), not directsync (no write cache, no flush path).
+# The guest keeps dirty data up to 10 min (ext4 commit=600, vm.dirty_*) instead of 5 to 30 s:
+# whatever our code did not fsync is lost at every cut, not only when the cut is quick.
+boot() {
+  [ $# -eq 3 ] || die "usage: vm.sh boot DISK PAYLOAD CONSOLE"
+  exec qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+    -kernel "$BASE/vmlinuz" -initrd "$BASE/initrd.img" \
+    -append "root=/dev/vda rw rootflags=commit=600 console=ttyS0 quiet systemd.show_status=error sysctl.vm.dirty_expire_centisecs=60000 sysctl.vm.dirty_writeback_centisecs=60000 systemd.journald.forward_to_console=1" \
+    -drive file="$1",if=virtio,format=raw,cache=none,aio=threads \
+    -drive file="$2",if=virtio,format=raw,readonly=on \
+    -nodefaults -display none -no-reboot \
+    -serial file:"$3" -serial stdio < /dev/null
+}
+
 cmd=${1:-}; shift || true
 case $cmd in
   prepare) prepare ;;
   run) run "$@" ;;
-  *) sed -n '2,19p' "$SELF" >&2; exit 2 ;;
+  payload) [ $# -ge 2 ] || die "usage: vm.sh payload IMG ENTRY [SRC:DST...]"; make_payload "$@" ;;
+  disk) disk "$@" ;;
+  boot) boot "$@" ;;
+  *) sed -n '2,24p' "$SELF" >&2; exit 2 ;;
 esac
