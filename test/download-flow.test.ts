@@ -29,8 +29,8 @@ async function setUp(size: number, env: Record<string, string> = {}) {
 
 test('download: accepted, stage changed before the reply, reports every 5 % step, ends in toInstall', async () => {
   const { origin, deviceApi, device, request } = await setUp(2_000_000);
-  // 5 % per 40 ms: slow enough that no report has to be coalesced
-  origin.script(() => ({ kind: 'serve', throttle: { bytes: 100_000, everyMs: 40 } }));
+  // 5 % per 120 ms: slow enough that no report has to be coalesced, even on a loaded machine
+  origin.script(() => ({ kind: 'serve', throttle: { bytes: 100_000, everyMs: 120 } }));
   const r = await call(device.base, 'POST', '/api/v1.0/download', request({ package_sha256: origin.sha256 }));
   assert.deepEqual(r, { http: 200, body: { code: 200, msg: 'success', data: null } });
   const during = await device.progress();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Sandbox, sandboxAvailable } from './helpers/sandbox.js';
+import { Sandbox, sandboxAvailable, holdSandboxLock } from './helpers/sandbox.js';
 
 // Each sandboxing directive of the shipped units, tried in real use under a real systemd: a
 // drop-in replaces only ExecStart with a probe (test/system/sandbox-probe.ts), so the probe runs
@@ -18,15 +18,23 @@ const sbx = skip ? null : new Sandbox('directives');
 // remote origin, 169.254.7.7 for a link-local neighbour.
 const listener = '127.0.0.1:8009,192.0.2.7:8009,169.254.7.7:8009';
 
-before(() => {
+let releaseSandbox: (() => void) | null = null;
+before(async () => {
   if (!sbx) return;
+  releaseSandbox = await holdSandboxLock();
   sbx.up();
   sbx.sh('ip addr add 192.0.2.7/32 dev lo && ip addr add 169.254.7.7/32 dev lo');
   sbx.sh(`systemd-run --unit=tope-test-listener --quiet /usr/bin/node -e "require('net').createServer((s) => s.end()).listen(8009, '0.0.0.0')"`);
   sbx.sh('for i in $(seq 100); do ss -ltn | grep -q ":8009 " && exit 0; sleep 0.05; done; exit 1');
   sbx.sh('touch /tmp/tope-probe-host-marker && install -d -o tope-fetcher -g tope-fetcher /var/lib/tope-updater/fetcher && install -d /var/lib/tope-updater/installer');
 });
-after(() => sbx?.down());
+after(() => {
+  try {
+    sbx?.down();
+  } finally {
+    releaseSandbox?.();
+  }
+});
 
 type Probe = Record<string, string>;
 

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { buildPackage, md5 } from './helpers/packages.js';
-import { Sandbox, sandboxAvailable } from './helpers/sandbox.js';
+import { Sandbox, sandboxAvailable, holdSandboxLock } from './helpers/sandbox.js';
 import { waitFor } from './helpers/wait.js';
 
 // The operator's route on a Debian-based printer image, under a real systemd (PID 1 in a
@@ -33,8 +33,10 @@ const allIdle = () => waitFor('every service of ours to end, idle', () => servic
 /** Each line a unit wrote, from the journal by its SyslogIdentifier=. */
 const journalLines = (identifier: string) => sbx!.sh(`journalctl --no-pager -o cat -t ${identifier}`).split('\n').filter(Boolean);
 
-before(() => {
+let releaseSandbox: (() => void) | null = null;
+before(async () => {
   if (!sbx) return;
+  releaseSandbox = await holdSandboxLock();
   sbx.optFile('versions/v1.0.0/bin/printerd', 'printerd 1.0.0\n');
   symlinkSync('v1.0.0', path.join(sbx.host, 'persist/opt-tope/versions/current'));
   // the upgrade: the same tree under a newer version
@@ -47,7 +49,13 @@ before(() => {
   execFileSync('dpkg-deb', ['--root-owner-group', '--build', tree, upgradeDeb], { stdio: 'pipe' });
   sbx.up();
 });
-after(() => sbx?.down());
+after(() => {
+  try {
+    sbx?.down();
+  } finally {
+    releaseSandbox?.();
+  }
+});
 
 test('dpkg -i (nodejs: a stand-in package over the host node binary): users, directories, units under /usr/lib, the target enabled, only the sockets listening', { skip }, () => {
   const s = sbx!;

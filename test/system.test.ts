@@ -4,7 +4,7 @@ import { symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { buildPackage, md5 } from './helpers/packages.js';
-import { Sandbox, sandboxAvailable } from './helpers/sandbox.js';
+import { Sandbox, sandboxAvailable, holdSandboxLock } from './helpers/sandbox.js';
 import { waitFor } from './helpers/wait.js';
 
 // Under a real systemd (PID 1 in a systemd-nspawn container): the units as `make install`
@@ -31,14 +31,22 @@ const untilMessage = (message: string) => waitFor(message, () => {
   return p.message === message;
 }, 30_000, 100);
 
-before(() => {
+let releaseSandbox: (() => void) | null = null;
+before(async () => {
   if (!sbx) return;
+  releaseSandbox = await holdSandboxLock();
   sbx.optFile('versions/v1.0.0/bin/printerd', 'printerd 1.0.0\n');
   symlinkSync('v1.0.0', path.join(sbx.host, 'persist/opt-tope/versions/current'));
   sbx.env = { PROBATION_MS: '3000', IDLE_MS: '2000' };
   sbx.up();
 });
-after(() => sbx?.down());
+after(() => {
+  try {
+    sbx?.down();
+  } finally {
+    releaseSandbox?.();
+  }
+});
 
 test('socket activation: nothing of ours runs at boot; a request starts the gateway; idle, it exits; the next one starts it again', { skip }, async () => {
   const s = sbx!;

@@ -70,7 +70,9 @@ export class CrashScenario {
 
   constructor(readonly scenario: ScenarioName, extraEnv: Record<string, string> = {}) {
     this.device = new InstallDevice({
-      TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope', TOPE_PROBATION_MS: '100', TOPE_LOG_LEVEL: 'info', ...extraEnv,
+      TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope', TOPE_PROBATION_MS: '100', TOPE_LOG_LEVEL: 'info',
+      // no scenario hangs a unit: a deadline here only has to outlast a slow stand-in call on a busy machine
+      TOPE_UNIT_STOP_TIMEOUT_MS: '5000', TOPE_UNIT_START_TIMEOUT_MS: '5000', ...extraEnv,
     });
     this.origin = new Origin(1);
   }

@@ -16,7 +16,7 @@ export class InstallDevice extends TestDevice {
   readonly sysroot: string;
 
   constructor(extra: Record<string, string> = {}) {
-    super({ TOPE_PROBATION_MS: '300', TOPE_UNIT_START_TIMEOUT_MS: '2000', TOPE_UNIT_STOP_TIMEOUT_MS: '1000', ...extra });
+    super({ TOPE_PROBATION_MS: '300', TOPE_UNIT_START_TIMEOUT_MS: '4000', TOPE_UNIT_STOP_TIMEOUT_MS: '3000', ...extra });
     this.sysroot = this.env.TOPE_ROOT_PREFIX;
     this.versionsDir = path.join(this.sysroot, 'opt/tope/versions');
     this.fakeDir = path.join(this.root, 'systemd');

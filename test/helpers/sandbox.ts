@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Stage } from '../../shared/status.js';
@@ -8,6 +8,48 @@ import { waitFor } from './wait.js';
 
 const repo = path.resolve(distDir, '..');
 const script = path.join(repo, 'test/system/sandbox.sh');
+
+// One sandbox at a time on a machine: every sandbox shares the host's network (the gateway's port
+// 12315) and the test files run two at a time. A directory is the lock (mkdir is atomic); the pid
+// inside tells a holder that died from one still at work.
+const LOCK_DIR = path.join(os.tmpdir(), 'tope-sandbox.lock');
+const LOCK_WAIT_MS = 40 * 60_000;
+
+function lockHolderGone(): boolean {
+  let holder: number;
+  try {
+    holder = Number(readFileSync(path.join(LOCK_DIR, 'pid'), 'utf8'));
+  } catch {
+    // no pid yet: being taken right now, unless it has been so for a while
+    return Date.now() - statSync(LOCK_DIR, { throwIfNoEntry: false })!.mtimeMs > 30_000;
+  }
+  try {
+    process.kill(holder, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Waits (within a deadline) until this process alone may run a sandbox; returns the release. */
+export async function holdSandboxLock(): Promise<() => void> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(path.join(LOCK_DIR, 'pid'), String(process.pid));
+      return () => rmSync(LOCK_DIR, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (lockHolderGone()) {
+      rmSync(LOCK_DIR, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`another sandbox held ${LOCK_DIR} for ${LOCK_WAIT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
 
 /** Real-systemd tests run wherever we are root; there, a sandbox that cannot be prepared is an error. */
 export function sandboxAvailable(): true | string {
