@@ -29,6 +29,12 @@ if [ $((${#need[@]} + ${#optional[@]})) -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" "${optional[@]}" || { [ -z "$noStart" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
   [ -z "$noStart" ] || rm -f /usr/sbin/policy-rc.d
 fi
+# A real browser for the API's cross-origin tests: optional (those tests skip and say why without
+# it), installed from Debian when root.
+if ! command -v chromium >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ||
+    echo "chromium could not be installed; the browser tests will be skipped" >&2
+fi
 # As root, the system tests boot a real systemd: systemd-nspawn over a cached Debian root
 # (about a minute the first time on a machine, then nothing).
 # The cgroup limits need a VM with its own kernel: qemu-system-x86 (installed when missing) and

@@ -46,6 +46,26 @@ export const configSchema = z.object({
   TOPE_ZIP_MAX_ENTRIES: z.coerce.number().int().min(1).default(10_000),
   // Tells a restart of the process from a reboot (bytes not yet fsynced may be lost in the latter).
   TOPE_BOOT_ID_FILE: absPath.default('/proc/sys/kernel/random/boot_id'),
+  // The gateway answers only requests a web page cannot forge: these names (with the listening
+  // port) are allowed in Host beside localhost, 127.0.0.1, [::1], TOPE_LISTEN_HOST and the
+  // address a connection arrived on (a LAN drop-in needs nothing here unless reached by a name).
+  TOPE_API_HOST_NAMES: z.string().default('')
+    .transform((s) => s.split(',').map((n) => n.trim().toLowerCase()).filter(Boolean)),
+  // Slow clients: the request's headers, then its body, each within their deadline; past the cap
+  // the oldest connection not being answered is closed to make room.
+  TOPE_API_HEADERS_TIMEOUT_MS: ms.min(100).default(5000),
+  TOPE_API_BODY_TIMEOUT_MS: ms.min(100).default(5000),
+  TOPE_API_MAX_CONNECTIONS: z.coerce.number().int().min(4).max(10_000).default(256),
+  // Package URLs: loopback, link-local and unspecified addresses are refused unless a net listed
+  // here holds them ("127.0.0.0/8,::1/128"); private ranges too, unless TOPE_ALLOW_PRIVATE_URLS.
+  TOPE_ALLOWED_URL_NETS: z.string().default('')
+    .transform((s) => s.split(',').map((n) => n.trim()).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128'))),
+  TOPE_ALLOW_PRIVATE_URLS: bool.default(false),
+  // A download slower than this on average over each window ends (resumable DOWNLOAD_FAILED): a
+  // server trickling bytes just inside the stall timeout cannot hold the fetcher for ever.
+  TOPE_DOWNLOAD_MIN_BYTES_PER_S: z.coerce.number().int().min(0).default(1024),
+  TOPE_DOWNLOAD_RATE_WINDOW_MS: ms.min(100).default(120_000),
   TOPE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   // With a bad value elsewhere, a socket-activated process answers CONFIG_INVALID for this long,
   // then ends so that its next start reads the environment file again. Below 2.5 s, a client

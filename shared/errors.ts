@@ -1,9 +1,11 @@
 // The one list of error codes. API answers carry them at the start of `msg`; reports and
-// /progress carry them at the start of `error` ("MD5_MISMATCH: expected ..., got ...").
+// /progress carry them at the start of `error` ("MD5_MISMATCH: expected ...; the package's MD5 differs").
 export const errorCodes = [
   // API
   'VALIDATION_ERROR', 'NOT_FOUND', 'OPERATION_IN_PROGRESS', 'DOWNLOAD_INCOMPLETE', 'PACKAGE_NOT_FOUND',
   'PACKAGE_EXPIRED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR',
+  // API: requests refused before any route (only the printer may ask; slow or malformed clients)
+  'HOST_NOT_ALLOWED', 'CROSS_ORIGIN_REFUSED', 'UNSUPPORTED_MEDIA_TYPE', 'REQUEST_TIMEOUT', 'HEADERS_TOO_LARGE',
   // any answer while the environment (/etc/default/tope-updater) holds a bad value
   'CONFIG_INVALID',
   // download
@@ -49,7 +51,7 @@ export const wireOf = (e: unknown, fallback: ErrorCode): string => UpdaterError.
  * does not compile until someone decides how the API reports it. Codes that only reports and
  * /progress carry answer 500 if they ever reach a command's answer.
  */
-export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
+export const envelopeCodeOf: Record<ErrorCode, 400 | 403 | 404 | 408 | 409 | 410 | 415 | 431 | 500> = {
   VALIDATION_ERROR: 400,
   NOT_FOUND: 404,
   OPERATION_IN_PROGRESS: 409,
@@ -58,6 +60,11 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 404 | 409 | 410 | 500> = {
   PACKAGE_EXPIRED: 410,
   SERVICE_UNAVAILABLE: 500,
   INTERNAL_ERROR: 500,
+  HOST_NOT_ALLOWED: 403,
+  CROSS_ORIGIN_REFUSED: 403,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  REQUEST_TIMEOUT: 408,
+  HEADERS_TOO_LARGE: 431,
   CONFIG_INVALID: 500,
   DOWNLOAD_FAILED: 500,
   PACKAGE_SIZE_MISMATCH: 500,

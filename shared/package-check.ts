@@ -65,13 +65,17 @@ export interface PackageEvidence {
 /** One check: null when the package passes it, else the refusal with its error code. */
 export type PackageCheck = (claims: PackageClaims, evidence: PackageEvidence) => UpdaterError | null;
 
+// A refusal names the digest the caller gave and not the one the bytes have: the bytes are
+// whatever a URL returned, and their digest in /progress or a report would tell anyone who may
+// ask for a download what a URL the printer can reach serves (a fingerprint, or a short secret
+// guessed offline). The measured digests go to the worker's own log only.
 const md5Check: PackageCheck = (claims, { digests }) => digests.md5 === claims.package_md5 ? null
-  : new UpdaterError('MD5_MISMATCH', `expected ${claims.package_md5}, got ${digests.md5}`);
+  : new UpdaterError('MD5_MISMATCH', `expected ${claims.package_md5}; the package's MD5 differs`);
 
 /** SHA-256 is optional in the job; when given, it must match. */
 const sha256Check: PackageCheck = (claims, { digests }) =>
   !claims.package_sha256 || digests.sha256 === claims.package_sha256 ? null
-    : new UpdaterError('SHA256_MISMATCH', `expected ${claims.package_sha256}, got ${digests.sha256}`);
+    : new UpdaterError('SHA256_MISMATCH', `expected ${claims.package_sha256}; the package's SHA-256 differs`);
 
 /** Every check, in the order they run; the first failure is the one reported. */
 export const packageChecks: readonly PackageCheck[] = [md5Check, sha256Check];

@@ -1,11 +1,11 @@
 import { z } from 'zod';
+import { plainText, unitNameSchema } from './manifest-names.js';
 import { versionSchema } from './package-job.js';
 
 // manifest.json, the package format's one schema (README "A package"). Other tools build these
 // packages, so a field's meaning never changes; the fetcher reads it to decide trust, the
 // installer to decide trust again and to plan the install.
 
-const unitName = z.string().regex(/^[A-Za-z0-9@._:-]{1,200}$/, 'must be a systemd unit name');
 export const productIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
@@ -15,13 +15,13 @@ export const keyFileNameSchema = z
   .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}\.pub$/, 'must be a file name ending in .pub');
 
 export const moduleSchema = z.object({
-  name: z.string().min(1).max(128),
-  src: z.string().min(1).max(1024),
-  dst: z.string().min(2).max(1024),
+  name: plainText(z.string().min(1).max(128)),
+  src: plainText(z.string().min(1).max(1024)),
+  dst: plainText(z.string().min(2).max(1024)),
   /** The src file's length and SHA-256, checked while it is extracted. */
   size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   sha256: z.string().regex(/^[a-f0-9]{64}$/, 'must be 64 lower-case hex characters'),
-  process_name: unitName.nullish(),
+  process_name: unitNameSchema.nullish(),
   restart_order: z.number().int().min(-1000).max(1000).nullish(),
   post_cmds: z.array(z.string().min(1).max(4096)).max(32).nullish(),
 });

@@ -97,7 +97,7 @@ test('a wrong MD5 fails the download, removes the file, and /progress answers co
   await call(device.base, 'POST', '/api/v1.0/download', request({ package_md5: 'f'.repeat(32) }));
   const failed = await device.waitStage('failed');
   assert.equal(failed.code, 500);
-  assert.match(failed.msg, /^Update failed: MD5_MISMATCH: expected f{32}, got [a-f0-9]{32}$/);
+  assert.match(failed.msg, /^Update failed: MD5_MISMATCH: expected f{32}; the package's MD5 differs$/);
   assert.equal(failed.stage, 'failed');
   assert.equal(failed.data.progress, 100);
   assert.equal(failed.data.message, 'MD5 verification failed');
@@ -109,7 +109,7 @@ test('a wrong SHA-256 fails the download with SHA256_MISMATCH', async () => {
   const { device, request } = await setUp(50_000);
   await call(device.base, 'POST', '/api/v1.0/download', request({ package_sha256: '0'.repeat(64) }));
   const failed = await device.waitStage('failed');
-  assert.match(failed.data.error, /^SHA256_MISMATCH: expected 0{64}, got [a-f0-9]{64}$/);
+  assert.match(failed.data.error, /^SHA256_MISMATCH: expected 0{64}; the package's SHA-256 differs$/);
 });
 
 test('a size that does not match the server is PACKAGE_SIZE_MISMATCH, with nothing left on disk', async () => {

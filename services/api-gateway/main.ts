@@ -13,6 +13,8 @@ import { IdleExit } from '../../shared/idle-exit.js';
 import { recordPaths, workers } from '../../shared/workers.js';
 import { StatusLine } from './status-line.js';
 import { StatusView } from './status-view.js';
+import { limitConnections, serverOptions } from './connection-limits.js';
+import { guardRequests } from './request-guard.js';
 
 const config = await loadConfigOrServeDegraded('api-gateway', degradedGateway);
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
@@ -28,8 +30,10 @@ const app = createApp({
   readView: () => view.read(),
   sendTo: (worker, command) => sendCommand(workers[worker].socket(config), command),
 });
-const server = http.createServer().on('request', app.attach);
-server.keepAliveTimeout = 5000;
+const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
+const server = http.createServer(serverOptions(limits))
+  .on('request', guardRequests(app.attach, { hostNames: [config.TOPE_LISTEN_HOST, ...config.TOPE_API_HOST_NAMES], log }));
+limitConnections(server, { ...limits, maxConnections: config.TOPE_API_MAX_CONNECTIONS, log });
 const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
 log.info({ where, version }, 'api-gateway ready');
 const statusLine = new StatusLine(notifier, path.join(config.TOPE_ROOT_PREFIX, config.TOPE_VERSIONS_DIR, 'current'), () => view.read());

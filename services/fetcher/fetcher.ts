@@ -192,6 +192,10 @@ export class Fetcher {
         onProgress: (position, sync) => this.onProgress(job, position, sync),
         onRetry: (info) => this.deps.log.warn(info, 'download attempt failed; retrying'),
         onRequest: (info) => this.deps.log.debug(info, 'GET'),
+        rateFloor: {
+          minBytesPerS: this.deps.config.TOPE_DOWNLOAD_MIN_BYTES_PER_S,
+          windowMs: this.deps.config.TOPE_DOWNLOAD_RATE_WINDOW_MS,
+        },
       });
       await this.verify(job, digests);
     } catch (e) {
@@ -256,9 +260,10 @@ export class Fetcher {
     if (problem) {
       const error = problem.wire;
       await fsp.rm(part, { force: true });
-      this.deps.log.error({ version: job.version, error }, 'package rejected');
+      this.deps.log.error({ version: job.version, error, md5: got.md5, sha256: got.sha256 }, 'package rejected');
       const transfer = problem.code === 'MD5_MISMATCH' || problem.code === 'SHA256_MISMATCH';
-      await this.setStatus(statuses.failed(error, transfer ? 'MD5 verification failed' : 'Package verification failed', 100), { checkpoint: null });
+      const message = transfer ? 'MD5 verification failed' : 'Package verification failed';
+      await this.setStatus(statuses.failed(error, message, 100), { checkpoint: null });
       return;
     }
     const fin = this.finalFile(job);

@@ -9,6 +9,7 @@ import { trustSettings } from '../../shared/trust/package-trust.js';
 import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { workers } from '../../shared/workers.js';
 import { Fetcher } from './fetcher.js';
+import { AddressPolicy, checkedConnector } from './url-policy.js';
 
 await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify }) => {
   const packagesDir = path.join(stateDir, PACKAGES_DIR);
@@ -18,8 +19,9 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     log.warn({ err: e.message }, 'boot id unreadable; resuming from checkpoints only');
     return `unknown-${randomUUID()}`;
   });
+  const urlPolicy = new AddressPolicy({ allowedNets: config.TOPE_ALLOWED_URL_NETS, allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS });
   const dispatcher = new Agent({
-    connect: { timeout: config.TOPE_HTTP_TIMEOUT_MS },
+    connect: checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS }),
     headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
     bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
   });

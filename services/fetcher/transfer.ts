@@ -5,6 +5,7 @@ import type { Digests } from '../../shared/package-check.js';
 import { sleep } from './backoff.js';
 import { header, ifRangeValue } from './http-headers.js';
 import { PartFile, type Position } from './part-file.js';
+import { RateFloor, type RateFloorSetting } from './rate-floor.js';
 import { classifyResponse, sizeMismatch, type ResponseStep } from './response-step.js';
 import { decideRetry, RETRY_STATUSES, type RetryPolicy } from './retry-policy.js';
 
@@ -26,6 +27,8 @@ export interface TransferOptions {
   onProgress: (position: Position, sync: () => Promise<void>) => void | Promise<void>;
   onRetry?: (info: { attempt: number; delayMs: number; reason: string; offset: number }) => void;
   onRequest?: (info: { url: string; range: string | null }) => void;
+  /** The minimum average rate of each attempt (none when absent). */
+  rateFloor?: RateFloorSetting;
 }
 
 const MAX_REDIRECTS = 5;
@@ -124,7 +127,9 @@ async function readAnswer(options: TransferOptions, part: PartFile, policy: Retr
     default:
       return step satisfies never;
   }
+  const floor = options.rateFloor ? new RateFloor(options.rateFloor) : null;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    floor?.observe(chunk.length);
     if (position.offset + chunk.length > options.size) {
       discard(res);
       throw sizeMismatch(options.size, `more than ${options.size} bytes`);

@@ -17,7 +17,10 @@ interface Run {
 const pollEvery = (windowMs: number) => Math.max(10, Math.min(500, Math.floor(windowMs / 10)));
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Service control through systemctl, every call under a deadline. */
+/**
+ * Service control through systemctl, every call under a deadline. "--" ends systemctl's options
+ * before every unit name, so no name can read as one ("-Hroot@host", "--user").
+ */
 export class Units {
   constructor(private readonly systemctl: string, private readonly timeouts: UnitTimeouts) {}
 
@@ -37,27 +40,27 @@ export class Units {
 
   /** active, inactive, failed, activating, ... ("unknown" when systemctl itself fails). */
   async state(unit: string): Promise<string> {
-    const r = await this.run(['is-active', unit], 5000);
+    const r = await this.run(['is-active', '--', unit], 5000);
     return r.stdout.split('\n')[0] || 'unknown';
   }
 
   async restarts(unit: string): Promise<number> {
-    const r = await this.run(['show', '-p', 'NRestarts', '--value', unit], 5000);
+    const r = await this.run(['show', '-p', 'NRestarts', '--value', '--', unit], 5000);
     return Number(r.stdout) || 0;
   }
 
   async exists(unit: string): Promise<boolean> {
-    const r = await this.run(['cat', unit], 5000);
+    const r = await this.run(['cat', '--', unit], 5000);
     return r.code === 0;
   }
 
   /** Fire and forget: used for ota-gui, which must never hold the install. */
   async startNoBlock(unit: string): Promise<void> {
-    await this.run(['start', '--no-block', unit], 5000);
+    await this.run(['start', '--no-block', '--', unit], 5000);
   }
 
   async stop(unit: string): Promise<void> {
-    const r = await this.run(['stop', unit], this.timeouts.stopMs);
+    const r = await this.run(['stop', '--', unit], this.timeouts.stopMs);
     if (r.timedOut) throw new UpdaterError('SERVICE_STOP_TIMEOUT', `${unit} did not stop within ${this.timeouts.stopMs} ms`);
     if (r.code !== 0) throw new UpdaterError('SERVICE_STOP_FAILED', `systemctl stop ${unit} exited ${r.code}: ${r.stderr}`);
     const state = await this.state(unit);
@@ -68,7 +71,7 @@ export class Units {
   /** Starts a unit and waits until it is active; returns its restart count at that moment. */
   async start(unit: string): Promise<number> {
     const deadline = Date.now() + this.timeouts.startMs;
-    const r = await this.run(['start', unit], this.timeouts.startMs);
+    const r = await this.run(['start', '--', unit], this.timeouts.startMs);
     if (r.timedOut) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} did not start within ${this.timeouts.startMs} ms`);
     if (r.code !== 0) throw new UpdaterError('SERVICE_START_FAILED', `systemctl start ${unit} exited ${r.code}: ${r.stderr}`);
     for (;;) {

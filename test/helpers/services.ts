@@ -25,6 +25,7 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_INSTALLER_SOCKET: path.join(root, 'run/installer.sock'),
     TOPE_ROOT_PREFIX: path.join(root, 'sysroot'),
     TOPE_ALLOW_HTTP: '1',
+    TOPE_ALLOWED_URL_NETS: '127.0.0.0/8,::1/128', // the test origins listen on loopback
     TOPE_RETRY_BASE_MS: '20',
     TOPE_HTTP_TIMEOUT_MS: '1000',
     TOPE_DEVICE_API_URL: 'http://127.0.0.1:9', // discard port: nobody listens

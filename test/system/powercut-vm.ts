@@ -71,7 +71,7 @@ function provision(): void {
   // generous timeouts: every node start is emulated on a loaded host, and the device-api
   // stand-in fsyncs each report before it answers (seconds, under emulation, not 500 ms)
   writeDurable('/etc/default/tope-updater', [
-    'TOPE_ALLOW_HTTP=1', 'TOPE_RETRY_BASE_MS=200', 'TOPE_PROBATION_MS=4000', 'TOPE_UNIT_START_TIMEOUT_MS=60000', 'TOPE_REPORT_TIMEOUT_MS=10000',
+    'TOPE_ALLOW_HTTP=1', 'TOPE_ALLOWED_URL_NETS=127.0.0.0/8', 'TOPE_RETRY_BASE_MS=200', 'TOPE_PROBATION_MS=4000', 'TOPE_UNIT_START_TIMEOUT_MS=60000', 'TOPE_REPORT_TIMEOUT_MS=10000',
     'TOPE_ALLOWED_ROOTS=/opt/tope:/etc/tope', ''].join('\n'));
   // systemd's default 90 s to READY=1 is less than a cold node start can take here (emulated, on a
   // loaded host): without this, a slow start would be killed and counted against the recovery.

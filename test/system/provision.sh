@@ -12,6 +12,7 @@ systemd-sysusers
 systemd-tmpfiles --create tope-updater.conf
 cat > /etc/default/tope-updater <<CONF
 TOPE_ALLOW_HTTP=1
+TOPE_ALLOWED_URL_NETS=127.0.0.0/8
 TOPE_RETRY_BASE_MS=200
 TOPE_IDLE_EXIT_MS=${IDLE_MS:-2000}
 TOPE_PROBATION_MS=${PROBATION_MS:-1500}
