@@ -44,6 +44,7 @@ run: build
 # checks and the naming rule). `make format` rewrites the files the formatter would change.
 LINTED := services shared test bench scripts
 lint: deps
+	npx prettier --check --log-level warn $(LINTED)
 	npx eslint $(LINTED)
 
 format: deps

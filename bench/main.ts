@@ -27,8 +27,14 @@ import { makePlan } from './plan.js';
 // capped first: its ~50 min are link time, a few percent of a core, and the rows that need a
 // quiet machine follow it
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
-  capped: benchCapped, download: benchDownload, latency: benchProgressLatency, 'cold-start': benchColdStart,
-  resume: benchResume, install: benchInstall, trust: benchTrust, idle: benchIdle,
+  capped: benchCapped,
+  download: benchDownload,
+  latency: benchProgressLatency,
+  'cold-start': benchColdStart,
+  resume: benchResume,
+  install: benchInstall,
+  trust: benchTrust,
+  idle: benchIdle,
 };
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -38,7 +44,8 @@ async function run(): Promise<void> {
   await requireTools(['curl', 'systemd-socket-activate', 'cp', 'sync']);
   const plan = makePlan();
   const unknown = plan.only?.filter((n) => !(n in BENCHES)) ?? [];
-  if (unknown.length) throw new Error(`BENCH_ONLY: no benchmark ${unknown.join(', ')} (there are ${Object.keys(BENCHES).join(', ')})`);
+  if (unknown.length)
+    throw new Error(`BENCH_ONLY: no benchmark ${unknown.join(', ')} (there are ${Object.keys(BENCHES).join(', ')})`);
   const machine = describeMachine();
   const commit = describeCommit(repo);
   const t0 = nowMs();
@@ -50,7 +57,9 @@ async function run(): Promise<void> {
   try {
     const served = path.join(scratch, 'served');
     mkdirSync(served);
-    say(`writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`);
+    say(
+      `writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`,
+    );
     const packages = {
       small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
       large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
@@ -79,23 +88,26 @@ async function run(): Promise<void> {
   const target = partial ? path.join(repo, 'var/bench/BENCHMARKS.partial.md') : path.join(repo, 'BENCHMARKS.md');
   mkdirSync(path.dirname(target), { recursive: true });
   const notes = readFileSync(path.join(repo, 'bench/NOTES.md'), 'utf8');
-  writeFileSync(target, [
-    '# Benchmarks',
-    '',
-    `Written by \`make bench\`${plan.quick ? ' (BENCH_QUICK=1: small sizes, few runs — a smoke run, not a record)' : ''}${plan.only ? ` (BENCH_ONLY=${plan.only.join(',')})` : ''} in ${minutes.toFixed(1)} min, ${commit}, on: ${machine}.`,
-    '',
-    'Each figure is the median of the runs its row counts; the reference beside it was measured in the same run, ' +
-      'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
-      'compares by its ratios. The services are the real processes (`dist/services/*/main.js`), each with its own ' +
-      'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
-    '',
-    `Load average (1 min) as each benchmark began: ${loads.join(', ')}.`,
-    '',
-    out,
-    '',
-    notes.trim(),
-    '',
-  ].join('\n'));
+  writeFileSync(
+    target,
+    [
+      '# Benchmarks',
+      '',
+      `Written by \`make bench\`${plan.quick ? ' (BENCH_QUICK=1: small sizes, few runs — a smoke run, not a record)' : ''}${plan.only ? ` (BENCH_ONLY=${plan.only.join(',')})` : ''} in ${minutes.toFixed(1)} min, ${commit}, on: ${machine}.`,
+      '',
+      'Each figure is the median of the runs its row counts; the reference beside it was measured in the same run, ' +
+        'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
+        'compares by its ratios. The services are the real processes (`dist/services/*/main.js`), each with its own ' +
+        'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
+      '',
+      `Load average (1 min) as each benchmark began: ${loads.join(', ')}.`,
+      '',
+      out,
+      '',
+      notes.trim(),
+      '',
+    ].join('\n'),
+  );
   say(`done in ${minutes.toFixed(1)} min; written to ${path.relative(repo, target)}`);
 }
 

@@ -16,7 +16,18 @@ export interface Plan {
   /** The SIGKILL-and-resume runs at 10 Mbit/s use a smaller file (100 MiB takes ~84 s there). */
   resumeCappedPackage: number;
   capBytesPerSecond: number;
-  runs: { small: number; large: number; cappedSmall: number; cappedLarge: number; cappedResume: number; latency: number; coldStart: number; resume: number; install: number; idle: number };
+  runs: {
+    small: number;
+    large: number;
+    cappedSmall: number;
+    cappedLarge: number;
+    cappedResume: number;
+    latency: number;
+    coldStart: number;
+    resume: number;
+    install: number;
+    idle: number;
+  };
   latencyRequestsPerSecond: number;
   /** How long each /progress latency run polls while downloads run back to back. */
   latencyRunMs: number;
@@ -29,14 +40,40 @@ export function makePlan(env = process.env): Plan {
   const quick = env.BENCH_QUICK === '1';
   return {
     quick,
-    only: env.BENCH_ONLY ? env.BENCH_ONLY.split(',').map((s) => s.trim()).filter(Boolean) : null,
+    only: env.BENCH_ONLY
+      ? env.BENCH_ONLY.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : null,
     smallPackage: quick ? 8 * MiB : 100 * MiB,
     largePackage: quick ? 32 * MiB : 1024 * MiB,
     resumeCappedPackage: quick ? 1 * MiB : 16 * MiB,
     capBytesPerSecond: 10_000_000 / 8,
     runs: quick
-      ? { small: 2, large: 2, cappedSmall: 1, cappedLarge: 1, cappedResume: 1, latency: 1, coldStart: 3, resume: 2, install: 2, idle: 1 }
-      : { small: 5, large: 3, cappedSmall: 3, cappedLarge: 3, cappedResume: 3, latency: 3, coldStart: 10, resume: 5, install: 5, idle: 3 },
+      ? {
+          small: 2,
+          large: 2,
+          cappedSmall: 1,
+          cappedLarge: 1,
+          cappedResume: 1,
+          latency: 1,
+          coldStart: 3,
+          resume: 2,
+          install: 2,
+          idle: 1,
+        }
+      : {
+          small: 5,
+          large: 3,
+          cappedSmall: 3,
+          cappedLarge: 3,
+          cappedResume: 3,
+          latency: 3,
+          coldStart: 10,
+          resume: 5,
+          install: 5,
+          idle: 3,
+        },
     latencyRequestsPerSecond: 20,
     latencyRunMs: quick ? 3000 : 10_000,
     installFileCounts: [10, 100, 1000],

@@ -15,7 +15,10 @@ export class BusyMarker {
 
   /** Whether the marker is there: at start, it means the last run stopped before its work was over. */
   async present(): Promise<boolean> {
-    return fsp.stat(path.join(this.dir, BUSY_MARKER)).then(() => true, () => false);
+    return fsp.stat(path.join(this.dir, BUSY_MARKER)).then(
+      () => true,
+      () => false,
+    );
   }
 
   async set(busy: boolean): Promise<void> {

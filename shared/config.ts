@@ -2,8 +2,14 @@ import { z } from 'zod';
 
 // Every knob of the updater, its environment variable and its default. The defaults are
 // the production paths; `make run` and the tests point them under ./var or a temp dir.
-const bool = z.enum(['0', '1', 'true', 'false', 'yes', 'no']).transform((v) => v === '1' || v === 'true' || v === 'yes');
-const ms = z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000);
+const bool = z
+  .enum(['0', '1', 'true', 'false', 'yes', 'no'])
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+const ms = z.coerce
+  .number()
+  .int()
+  .min(0)
+  .max(7 * 24 * 3600 * 1000);
 const port = z.coerce.number().int().min(1).max(65535);
 const absPath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
 const httpUrl = z.url({ protocol: /^https?$/ });
@@ -17,7 +23,9 @@ export const configSchema = z.object({
   TOPE_FETCHER_SOCKET: absPath.default('/run/tope-updater/fetcher.sock'),
   TOPE_INSTALLER_SOCKET: absPath.default('/run/tope-updater/installer.sock'),
   TOPE_VERSIONS_DIR: absPath.default('/opt/tope/versions'),
-  TOPE_ALLOWED_ROOTS: z.string().default('/opt/tope')
+  TOPE_ALLOWED_ROOTS: z
+    .string()
+    .default('/opt/tope')
     .transform((s) => s.split(':').filter(Boolean))
     .pipe(z.array(absPath).min(1)),
   // Where the device's file system begins: '/' on a printer, ./var/root under `make run`.
@@ -36,21 +44,36 @@ export const configSchema = z.object({
   TOPE_RETRY_AFTER_MAX_MS: ms.default(60_000),
   TOPE_REPORT_TIMEOUT_MS: ms.min(1).default(500),
   TOPE_TRUST_WINDOW_MS: ms.default(24 * 3600 * 1000),
-  TOPE_DISK_RESERVE_BYTES: z.coerce.number().int().min(0).default(4 * 1024 * 1024),
+  TOPE_DISK_RESERVE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(4 * 1024 * 1024),
   TOPE_UNIT_STOP_TIMEOUT_MS: ms.default(10_000),
   TOPE_UNIT_START_TIMEOUT_MS: ms.default(30_000),
   TOPE_PROBATION_MS: ms.default(10_000),
   TOPE_POST_CMD_TIMEOUT_MS: ms.default(30_000),
   TOPE_SYSTEMCTL: z.string().min(1).default('systemctl'),
-  TOPE_ZIP_MAX_BYTES: z.coerce.number().int().min(1).default(2 * 1024 * 1024 * 1024),
+  TOPE_ZIP_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(2 * 1024 * 1024 * 1024),
   TOPE_ZIP_MAX_ENTRIES: z.coerce.number().int().min(1).default(10_000),
   // Tells a restart of the process from a reboot (bytes not yet fsynced may be lost in the latter).
   TOPE_BOOT_ID_FILE: absPath.default('/proc/sys/kernel/random/boot_id'),
   // The gateway answers only requests a web page cannot forge: these names (with the listening
   // port) are allowed in Host beside localhost, 127.0.0.1, [::1], TOPE_LISTEN_HOST and the
   // address a connection arrived on (a LAN drop-in needs nothing here unless reached by a name).
-  TOPE_API_HOST_NAMES: z.string().default('')
-    .transform((s) => s.split(',').map((n) => n.trim().toLowerCase()).filter(Boolean)),
+  TOPE_API_HOST_NAMES: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((n) => n.trim().toLowerCase())
+        .filter(Boolean),
+    ),
   // Slow clients: the request's headers, then its body, each within their deadline; past the cap
   // the oldest connection not being answered is closed to make room.
   TOPE_API_HEADERS_TIMEOUT_MS: ms.min(100).default(5000),
@@ -58,9 +81,18 @@ export const configSchema = z.object({
   TOPE_API_MAX_CONNECTIONS: z.coerce.number().int().min(4).max(10_000).default(256),
   // Package URLs: loopback, link-local and unspecified addresses are refused unless a net listed
   // here holds them ("127.0.0.0/8,::1/128"); private ranges too, unless TOPE_ALLOW_PRIVATE_URLS.
-  TOPE_ALLOWED_URL_NETS: z.string().default('')
-    .transform((s) => s.split(',').map((n) => n.trim()).filter(Boolean))
-    .pipe(z.array(z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128'))),
+  TOPE_ALLOWED_URL_NETS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128')),
+    ),
   TOPE_ALLOW_PRIVATE_URLS: bool.default(false),
   // A download slower than this on average over each window ends (resumable DOWNLOAD_FAILED): a
   // server trickling bytes just inside the stall timeout cannot hold the fetcher for ever.
@@ -77,7 +109,10 @@ export type Config = z.infer<typeof configSchema>;
 
 /** A bad environment: which variables, and a message naming each with its value. */
 export class ConfigError extends Error {
-  constructor(readonly variables: string[], message: string) {
+  constructor(
+    readonly variables: string[],
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -92,7 +127,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = configSchema.safeParse(picked);
   if (!parsed.success) {
     const variables = [...new Set(parsed.error.issues.map((i) => String(i.path[0])))];
-    const lines = parsed.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`);
+    const lines = parsed.error.issues.map(
+      (i) => `${String(i.path[0])}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`,
+    );
     throw new ConfigError(variables, `invalid configuration: ${lines.join('; ')}`);
   }
   return parsed.data;

@@ -20,7 +20,11 @@ export type DegradedServer = (error: string) => net.Server;
  * the environment file read anew: a corrected file takes effect within that time. Started any
  * other way, nothing would start it again: it keeps answering until stopped.
  */
-export async function loadConfigOrServeDegraded(role: Role, serve: DegradedServer, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+export async function loadConfigOrServeDegraded(
+  role: Role,
+  serve: DegradedServer,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Config> {
   try {
     return loadConfig(env);
   } catch (e) {
@@ -32,14 +36,21 @@ export async function loadConfigOrServeDegraded(role: Role, serve: DegradedServe
 
 /** A worker's degraded command server: every command is refused with the configuration error. */
 export const degradedWorker: DegradedServer = (error) =>
-  createCommandServer(async () => refuse('CONFIG_INVALID', error.replace(/^CONFIG_INVALID: /, '')), () => undefined);
+  createCommandServer(
+    async () => refuse('CONFIG_INVALID', error.replace(/^CONFIG_INVALID: /, '')),
+    () => undefined,
+  );
 
 const fallbackAddress = (role: Role, env: NodeJS.ProcessEnv) => {
   switch (role) {
-    case 'api-gateway': return { host: settingOrDefault('TOPE_LISTEN_HOST', env), port: settingOrDefault('TOPE_LISTEN_PORT', env) };
-    case 'fetcher': return { socketPath: settingOrDefault('TOPE_FETCHER_SOCKET', env), mode: 0o660 };
-    case 'installer': return { socketPath: settingOrDefault('TOPE_INSTALLER_SOCKET', env), mode: 0o660 };
-    default: return role satisfies never;
+    case 'api-gateway':
+      return { host: settingOrDefault('TOPE_LISTEN_HOST', env), port: settingOrDefault('TOPE_LISTEN_PORT', env) };
+    case 'fetcher':
+      return { socketPath: settingOrDefault('TOPE_FETCHER_SOCKET', env), mode: 0o660 };
+    case 'installer':
+      return { socketPath: settingOrDefault('TOPE_INSTALLER_SOCKET', env), mode: 0o660 };
+    default:
+      return role satisfies never;
   }
 };
 

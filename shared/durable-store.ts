@@ -71,7 +71,10 @@ export class DurableJson<S extends z.ZodType> {
   readonly prevPath: string;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly file: string, private readonly schema: S) {
+  constructor(
+    readonly file: string,
+    private readonly schema: S,
+  ) {
     this.prevPath = `${file}.prev`;
   }
 

@@ -2,33 +2,65 @@
 // /progress carry them at the start of `error` ("MD5_MISMATCH: expected ...; the package's MD5 differs").
 export const errorCodes = [
   // API
-  'VALIDATION_ERROR', 'NOT_FOUND', 'OPERATION_IN_PROGRESS', 'DOWNLOAD_INCOMPLETE', 'PACKAGE_NOT_FOUND',
-  'PACKAGE_EXPIRED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR',
+  'VALIDATION_ERROR',
+  'NOT_FOUND',
+  'OPERATION_IN_PROGRESS',
+  'DOWNLOAD_INCOMPLETE',
+  'PACKAGE_NOT_FOUND',
+  'PACKAGE_EXPIRED',
+  'SERVICE_UNAVAILABLE',
+  'INTERNAL_ERROR',
   // API: requests refused before any route (only the printer may ask; slow or malformed clients)
-  'HOST_NOT_ALLOWED', 'CROSS_ORIGIN_REFUSED', 'UNSUPPORTED_MEDIA_TYPE', 'REQUEST_TIMEOUT', 'HEADERS_TOO_LARGE',
+  'HOST_NOT_ALLOWED',
+  'CROSS_ORIGIN_REFUSED',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'REQUEST_TIMEOUT',
+  'HEADERS_TOO_LARGE',
   // any answer while the environment (/etc/default/tope-updater) holds a bad value
   'CONFIG_INVALID',
   // download
-  'DOWNLOAD_FAILED', 'PACKAGE_SIZE_MISMATCH', 'MD5_MISMATCH', 'SHA256_MISMATCH', 'DISK_FULL',
+  'DOWNLOAD_FAILED',
+  'PACKAGE_SIZE_MISMATCH',
+  'MD5_MISMATCH',
+  'SHA256_MISMATCH',
+  'DISK_FULL',
   // install: refusals before anything is touched
-  'INVALID_PACKAGE', 'INVALID_MANIFEST',
+  'INVALID_PACKAGE',
+  'INVALID_MANIFEST',
   // trust: refusals of the fetcher right after the download and of the installer before any change
-  'SIGNATURE_MISSING', 'SIGNATURE_MALFORMED', 'SIGNATURE_INVALID', 'INCOMPATIBLE_PACKAGE', 'DOWNGRADE_REFUSED',
+  'SIGNATURE_MISSING',
+  'SIGNATURE_MALFORMED',
+  'SIGNATURE_INVALID',
+  'INCOMPATIBLE_PACKAGE',
+  'DOWNGRADE_REFUSED',
   'PAYLOAD_MISMATCH',
   // install: steps that fail
-  'SERVICE_STOP_FAILED', 'SERVICE_STOP_TIMEOUT', 'SERVICE_START_FAILED', 'SERVICE_START_TIMEOUT', 'SERVICE_UNHEALTHY',
-  'POST_CMD_FAILED', 'POST_CMD_TIMEOUT', 'DEPLOYMENT_FAILED', 'INSTALL_INTERRUPTED',
+  'SERVICE_STOP_FAILED',
+  'SERVICE_STOP_TIMEOUT',
+  'SERVICE_START_FAILED',
+  'SERVICE_START_TIMEOUT',
+  'SERVICE_UNHEALTHY',
+  'POST_CMD_FAILED',
+  'POST_CMD_TIMEOUT',
+  'DEPLOYMENT_FAILED',
+  'INSTALL_INTERRUPTED',
   // install: a recovery that did not finish in its attempts; the device is left as it is
   'RECOVERY_ABANDONED',
   // install: what the rollback did, each level named in the final error
-  'ROLLBACK_LEVEL_1_SUCCESS', 'ROLLBACK_LEVEL_1_FAILED', 'ROLLBACK_LEVEL_2_SUCCESS', 'ROLLBACK_LEVEL_2_FAILED',
+  'ROLLBACK_LEVEL_1_SUCCESS',
+  'ROLLBACK_LEVEL_1_FAILED',
+  'ROLLBACK_LEVEL_2_SUCCESS',
+  'ROLLBACK_LEVEL_2_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
 
 /** An expected failure with a code from the list; anything else is a bug. */
 export class UpdaterError extends Error {
-  constructor(readonly code: ErrorCode, message: string) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
     super(message);
   }
   /** The text that goes to the `error` field: "CODE: message". */
@@ -97,9 +129,15 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 403 | 404 | 408 | 409 | 410
 
 /** "24h", "90min", "1500ms": how the trust window reads in messages, from its configured value. */
 export function describeDuration(ms: number): string {
-  const units: Array<[number, string]> = [[24 * 3600_000, 'd'], [3600_000, 'h'], [60_000, 'min'], [1000, 's']];
+  const units: Array<[number, string]> = [
+    [24 * 3600_000, 'd'],
+    [3600_000, 'h'],
+    [60_000, 'min'],
+    [1000, 's'],
+  ];
   // days only when whole days read better than hours (24h stays "24h", as the contract shows it)
-  for (const [size, unit] of units) if (ms >= size && ms % size === 0 && !(unit === 'd' && ms / size < 2)) return `${ms / size}${unit}`;
+  for (const [size, unit] of units)
+    if (ms >= size && ms % size === 0 && !(unit === 'd' && ms / size < 2)) return `${ms / size}${unit}`;
   return `${ms}ms`;
 }
 
@@ -108,5 +146,6 @@ export const expiredText = (windowMs: number, version?: string): string =>
   `Package${version ? ` ${version}` : ''} expired (>${describeDuration(windowMs)} after verification)`;
 
 export const isErrnoException = (e: unknown, code?: string): e is NodeJS.ErrnoException =>
-  e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' &&
+  e instanceof Error &&
+  typeof (e as NodeJS.ErrnoException).code === 'string' &&
   (code === undefined || (e as NodeJS.ErrnoException).code === code);

@@ -11,7 +11,11 @@ export class IdleExit {
   private timer: NodeJS.Timeout | null = null;
   private readonly idleMs: number;
 
-  constructor(idleMs: number, private readonly workRunning: () => Promise<boolean>, private readonly onIdle: () => void) {
+  constructor(
+    idleMs: number,
+    private readonly workRunning: () => Promise<boolean>,
+    private readonly onIdle: () => void,
+  ) {
     this.idleMs = hasInheritedSocket() ? idleMs : 0;
     this.arm();
   }

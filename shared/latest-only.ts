@@ -7,7 +7,10 @@ export class LatestOnly<T> {
   private readonly pending: T[] = [];
   private running: Promise<void> | null = null;
 
-  constructor(private readonly send: (value: T) => Promise<void>, private readonly key: (value: T) => unknown = () => null) {}
+  constructor(
+    private readonly send: (value: T) => Promise<void>,
+    private readonly key: (value: T) => unknown = () => null,
+  ) {}
 
   push(value: T): void {
     const last = this.pending.at(-1);

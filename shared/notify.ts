@@ -17,7 +17,10 @@ export class Notifier {
   private readonly statuses: LatestOnly<{ ready: boolean; status: string }>;
   private watchdog: NodeJS.Timeout | null = null;
 
-  constructor(private readonly log: Logger, private readonly env = process.env) {
+  constructor(
+    private readonly log: Logger,
+    private readonly env = process.env,
+  ) {
     this.statuses = new LatestOnly(async (opts) => {
       try {
         await notify(opts);

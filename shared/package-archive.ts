@@ -36,13 +36,18 @@ function checkName(name: string): void {
  * duplicates, a budget of entries and bytes against zip bombs, sizes and CRC-32 checked while
  * extracting. The whole central directory is checked when it is opened, before any write.
  */
-const isZlibError = (e: unknown): boolean => typeof (e as { code?: unknown })?.code === 'string' && (e as { code: string }).code.startsWith('Z_');
+const isZlibError = (e: unknown): boolean =>
+  typeof (e as { code?: unknown })?.code === 'string' && (e as { code: string }).code.startsWith('Z_');
 
 /** Where an entry is written before its rename: one fixed name, so an undo after a crash finds it. */
 export const partialName = (dest: string): string => `${dest}.tope-partial`;
 
 export class PackageArchive {
-  private constructor(private readonly zip: yauzl.ZipFile, readonly files: Map<string, yauzl.Entry>, readonly dirs: ReadonlySet<string>) {}
+  private constructor(
+    private readonly zip: yauzl.ZipFile,
+    readonly files: Map<string, yauzl.Entry>,
+    readonly dirs: ReadonlySet<string>,
+  ) {}
 
   static async open(file: string, limits: ArchiveLimits): Promise<PackageArchive> {
     let zip: yauzl.ZipFile;
@@ -63,7 +68,8 @@ export class PackageArchive {
         const mode = (entry.externalFileAttributes >>> 16) & 0xffff;
         const type = mode & S_IFMT;
         const isDir = name.endsWith('/');
-        if (type !== 0 && type !== (isDir ? S_IFDIR : S_IFREG)) throw invalid(`entry ${name} is not a regular file or directory (mode ${mode.toString(8)})`);
+        if (type !== 0 && type !== (isDir ? S_IFDIR : S_IFREG))
+          throw invalid(`entry ${name} is not a regular file or directory (mode ${mode.toString(8)})`);
         if (entry.isEncrypted()) throw invalid(`entry ${name} is encrypted`);
         const key = isDir ? name.slice(0, -1) : name;
         if (files.has(key) || dirs.has(key)) throw invalid(`duplicate entry ${name}`);
@@ -87,7 +93,8 @@ export class PackageArchive {
   async readManifestBytes(): Promise<Buffer> {
     const entry = this.files.get(MANIFEST);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', 'manifest.json not found in package');
-    if (entry.uncompressedSize > MANIFEST_MAX) throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX} bytes`);
+    if (entry.uncompressedSize > MANIFEST_MAX)
+      throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX} bytes`);
     return this.readSmall(entry);
   }
 
@@ -152,9 +159,16 @@ export class PackageArchive {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
     try {
-      await pipeline(await this.stream(entry), this.crcCheck(entry), payloadCheck(expected), async function* (src: AsyncIterable<Buffer>) {
-        for await (const _chunk of src) { /* the checks are the point */ }
-      });
+      await pipeline(
+        await this.stream(entry),
+        this.crcCheck(entry),
+        payloadCheck(expected),
+        async function* (src: AsyncIterable<Buffer>) {
+          for await (const _chunk of src) {
+            /* the checks are the point */
+          }
+        },
+      );
     } catch (e) {
       throw e instanceof UpdaterError ? e : invalid(`entry ${name}: ${(e as Error).message}`);
     }
@@ -176,7 +190,7 @@ export class PackageArchive {
         cb(null, c);
       },
       flush(cb) {
-        cb((crc >>> 0) === entry.crc32 ? null : invalid(`CRC mismatch in ${entry.fileName}`));
+        cb(crc >>> 0 === entry.crc32 ? null : invalid(`CRC mismatch in ${entry.fileName}`));
       },
     });
   }

@@ -4,7 +4,11 @@ import { Transform } from 'node:stream';
 import { UpdaterError } from './errors.js';
 import type { ArchiveLimits } from './package-archive.js';
 import type { PackageJob } from './package-job.js';
-import { checkPackageFile as checkPackageFileTrust, type TrustedPackage, type TrustSettings } from './trust/package-trust.js';
+import {
+  checkPackageFile as checkPackageFileTrust,
+  type TrustedPackage,
+  type TrustSettings,
+} from './trust/package-trust.js';
 
 // The one place a package is judged: the fetcher (after the download) and the installer (on its
 // own copy, since the file may change between the two) hash the same way and run the same checks.
@@ -69,12 +73,15 @@ export type PackageCheck = (claims: PackageClaims, evidence: PackageEvidence) =>
 // whatever a URL returned, and their digest in /progress or a report would tell anyone who may
 // ask for a download what a URL the printer can reach serves (a fingerprint, or a short secret
 // guessed offline). The measured digests go to the worker's own log only.
-const md5Check: PackageCheck = (claims, { digests }) => digests.md5 === claims.package_md5 ? null
-  : new UpdaterError('MD5_MISMATCH', `expected ${claims.package_md5}; the package's MD5 differs`);
+const md5Check: PackageCheck = (claims, { digests }) =>
+  digests.md5 === claims.package_md5
+    ? null
+    : new UpdaterError('MD5_MISMATCH', `expected ${claims.package_md5}; the package's MD5 differs`);
 
 /** SHA-256 is optional in the job; when given, it must match. */
 const sha256Check: PackageCheck = (claims, { digests }) =>
-  !claims.package_sha256 || digests.sha256 === claims.package_sha256 ? null
+  !claims.package_sha256 || digests.sha256 === claims.package_sha256
+    ? null
     : new UpdaterError('SHA256_MISMATCH', `expected ${claims.package_sha256}; the package's SHA-256 differs`);
 
 /** Every check, in the order they run; the first failure is the one reported. */
@@ -102,8 +109,13 @@ export function checkPackage(claims: PackageClaims, evidence: PackageEvidence): 
 export { checkPackageTrust as checkPackageContent } from './trust/package-trust.js';
 
 /** Every check of a package file, in order: the digests against the job, then its content. */
-export async function checkPackageFile(file: string, claims: PackageClaims, evidence: PackageEvidence,
-  limits: ArchiveLimits, trust: TrustSettings): Promise<TrustedPackage> {
+export async function checkPackageFile(
+  file: string,
+  claims: PackageClaims,
+  evidence: PackageEvidence,
+  limits: ArchiveLimits,
+  trust: TrustSettings,
+): Promise<TrustedPackage> {
   checkPackage(claims, evidence);
   return checkPackageFileTrust(file, limits, trust);
 }

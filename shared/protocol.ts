@@ -45,21 +45,27 @@ export function sendCommand(socketPath: string, command: Command, timeoutMs = 10
       socket.destroy();
       reject(e);
     };
-    socket.setTimeout(timeoutMs, () => fail(new UpdaterError('SERVICE_UNAVAILABLE', `no reply from ${socketPath} within ${timeoutMs} ms`)));
+    socket.setTimeout(timeoutMs, () =>
+      fail(new UpdaterError('SERVICE_UNAVAILABLE', `no reply from ${socketPath} within ${timeoutMs} ms`)),
+    );
     socket.on('error', (e) => {
       if (isErrnoException(e) && ['ENOENT', 'ECONNREFUSED', 'EACCES', 'ECONNRESET', 'EPIPE'].includes(e.code!)) {
         fail(new UpdaterError('SERVICE_UNAVAILABLE', `cannot reach ${socketPath}: ${e.code}`));
       } else fail(e);
     });
     socket.on('connect', () => socket.write(`${JSON.stringify(commandSchema.parse(command))}\n`));
-    readLine(socket, (line) => {
-      socket.end();
-      try {
-        resolve(replySchema.parse(JSON.parse(line)));
-      } catch {
-        reject(new UpdaterError('SERVICE_UNAVAILABLE', `malformed reply from ${socketPath}`));
-      }
-    }, () => fail(new UpdaterError('SERVICE_UNAVAILABLE', `oversized reply from ${socketPath}`)));
+    readLine(
+      socket,
+      (line) => {
+        socket.end();
+        try {
+          resolve(replySchema.parse(JSON.parse(line)));
+        } catch {
+          reject(new UpdaterError('SERVICE_UNAVAILABLE', `malformed reply from ${socketPath}`));
+        }
+      },
+      () => fail(new UpdaterError('SERVICE_UNAVAILABLE', `oversized reply from ${socketPath}`)),
+    );
     socket.on('end', () => fail(new UpdaterError('SERVICE_UNAVAILABLE', `${socketPath} closed without a reply`)));
   });
 }
@@ -67,22 +73,29 @@ export function sendCommand(socketPath: string, command: Command, timeoutMs = 10
 export const refuse = (code: ErrorCode, message: string): Reply => ({ ok: false, code, message });
 
 /** A worker's command server: each connection carries one command and gets one reply. */
-export function createCommandServer(handle: (command: Command) => Promise<Reply>, onError: (e: unknown) => void): net.Server {
+export function createCommandServer(
+  handle: (command: Command) => Promise<Reply>,
+  onError: (e: unknown) => void,
+): net.Server {
   return net.createServer((socket) => {
     socket.on('error', onError);
     const answer = (reply: Reply) => socket.end(`${JSON.stringify(reply)}\n`);
-    readLine(socket, (line) => {
-      let command: Command;
-      try {
-        command = commandSchema.parse(JSON.parse(line));
-      } catch (e) {
-        answer(refuse('VALIDATION_ERROR', e instanceof z.ZodError ? 'malformed command' : 'command is not JSON'));
-        return;
-      }
-      handle(command).then(answer, (e: unknown) => {
-        onError(e);
-        answer(e instanceof UpdaterError ? refuse(e.code, e.message) : refuse('INTERNAL_ERROR', 'command failed'));
-      });
-    }, () => answer(refuse('VALIDATION_ERROR', 'command too long')));
+    readLine(
+      socket,
+      (line) => {
+        let command: Command;
+        try {
+          command = commandSchema.parse(JSON.parse(line));
+        } catch (e) {
+          answer(refuse('VALIDATION_ERROR', e instanceof z.ZodError ? 'malformed command' : 'command is not JSON'));
+          return;
+        }
+        handle(command).then(answer, (e: unknown) => {
+          onError(e);
+          answer(e instanceof UpdaterError ? refuse(e.code, e.message) : refuse('INTERNAL_ERROR', 'command failed'));
+        });
+      },
+      () => answer(refuse('VALIDATION_ERROR', 'command too long')),
+    );
   });
 }

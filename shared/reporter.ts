@@ -15,10 +15,17 @@ export class Reporter {
   private readonly agent: Agent;
   private readonly url: string;
 
-  constructor(baseUrl: string, private readonly timeoutMs: number, private readonly log: Logger) {
+  constructor(
+    baseUrl: string,
+    private readonly timeoutMs: number,
+    private readonly log: Logger,
+  ) {
     this.url = new URL(REPORT_PATH, baseUrl).toString();
     this.agent = new Agent({ connect: { timeout: timeoutMs }, keepAliveTimeout: 4000 });
-    this.queue = new LatestOnly((s) => this.post(s), (s) => s.stage);
+    this.queue = new LatestOnly(
+      (s) => this.post(s),
+      (s) => s.stage,
+    );
   }
 
   report(status: Status): void {

@@ -1,6 +1,15 @@
 import { z } from 'zod';
 
-export const stages = ['idle', 'downloading', 'verifying', 'toInstall', 'installing', 'rebooting', 'success', 'failed'] as const;
+export const stages = [
+  'idle',
+  'downloading',
+  'verifying',
+  'toInstall',
+  'installing',
+  'rebooting',
+  'success',
+  'failed',
+] as const;
 export const stageSchema = z.enum(stages);
 export type Stage = z.infer<typeof stageSchema>;
 
@@ -20,7 +29,14 @@ export type Status = z.infer<typeof statusSchema>;
  * no worker enters it today, since an update restarts units and never reboots the board.
  */
 const busyByStage: Record<Stage, boolean> = {
-  idle: false, downloading: true, verifying: true, toInstall: false, installing: true, rebooting: true, success: false, failed: false,
+  idle: false,
+  downloading: true,
+  verifying: true,
+  toInstall: false,
+  installing: true,
+  rebooting: true,
+  success: false,
+  failed: false,
 };
 export const busyStages: ReadonlySet<Stage> = new Set(stages.filter((stage) => busyByStage[stage]));
 
@@ -34,7 +50,12 @@ export const formatBytes = (done: number, total: number): string =>
 // and progress rules live in one place.
 export const READY_MESSAGE = 'Updater ready';
 
-export const idle = (reason: string = READY_MESSAGE): Status => ({ stage: 'idle', progress: 0, message: reason, error: null });
+export const idle = (reason: string = READY_MESSAGE): Status => ({
+  stage: 'idle',
+  progress: 0,
+  message: reason,
+  error: null,
+});
 
 export const idleStatus: Status = idle();
 
@@ -46,16 +67,33 @@ export const downloading = (version: string, offset: number, size: number, atLea
   error: null,
 });
 
-export const verifying = (): Status => ({ stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null });
+export const verifying = (): Status => ({
+  stage: 'verifying',
+  progress: 0,
+  message: 'Verifying package integrity...',
+  error: null,
+});
 
-export const toInstall = (version: string): Status =>
-  ({ stage: 'toInstall', progress: 100, message: `Package ready to install: ${version}`, error: null });
+export const toInstall = (version: string): Status => ({
+  stage: 'toInstall',
+  progress: 100,
+  message: `Package ready to install: ${version}`,
+  error: null,
+});
 
-export const installing = (progress: number, message: string): Status =>
-  ({ stage: 'installing', progress: clampPercent(progress), message, error: null });
+export const installing = (progress: number, message: string): Status => ({
+  stage: 'installing',
+  progress: clampPercent(progress),
+  message,
+  error: null,
+});
 
 export const succeeded = (message: string): Status => ({ stage: 'success', progress: 100, message, error: null });
 
 /** `error` is the wire text "CODE: detail" (or several joined with "; "). */
-export const failed = (error: string, message: string, progress: number): Status =>
-  ({ stage: 'failed', progress: clampPercent(progress), message, error });
+export const failed = (error: string, message: string, progress: number): Status => ({
+  stage: 'failed',
+  progress: clampPercent(progress),
+  message,
+  error,
+});

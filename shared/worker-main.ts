@@ -44,7 +44,8 @@ export interface WorkerProcess {
  * (inherited from systemd or its own path), READY=1, the idle exit and a clean SIGTERM.
  */
 export async function runWorker(
-  name: WorkerName, build: (context: WorkerContext) => Promise<WorkerProcess>,
+  name: WorkerName,
+  build: (context: WorkerContext) => Promise<WorkerProcess>,
 ): Promise<void> {
   const config = await loadConfigOrServeDegraded(name, degradedWorker);
   const log = createLogger(name, config.TOPE_LOG_LEVEL);
@@ -56,13 +57,20 @@ export async function runWorker(
   const notifier = new Notifier(log);
   notifier.startWatchdog();
   const worker = await build({
-    config, log, stateDir, publisher,
+    config,
+    log,
+    stateDir,
+    publisher,
     recordPath: recordPathOf(name, config),
     notify: (text) => notifier.status(text),
   });
   await worker.recover();
   await serveCommands(name, worker, {
-    log, reporter, notifier, idleMs: config.TOPE_IDLE_EXIT_MS, socketPath: workers[name].socket(config),
+    log,
+    reporter,
+    notifier,
+    idleMs: config.TOPE_IDLE_EXIT_MS,
+    socketPath: workers[name].socket(config),
   });
 }
 
@@ -80,14 +88,17 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
   // not interleave with the next command's. A gateway that gave up on a worker still starting
   // and was asked again queues copies of one command, which arrive together at its start.
   let turn: Promise<unknown> = Promise.resolve();
-  const server = createCommandServer((command) => {
-    const reply = turn.then(() => {
-      log.info({ command: command.type, seq: command.seq }, 'command received');
-      return worker.handle(command);
-    });
-    turn = reply.catch(() => undefined);
-    return reply;
-  }, (e) => log.error({ err: e }, 'command connection failed'));
+  const server = createCommandServer(
+    (command) => {
+      const reply = turn.then(() => {
+        log.info({ command: command.type, seq: command.seq }, 'command received');
+        return worker.handle(command);
+      });
+      turn = reply.catch(() => undefined);
+      return reply;
+    },
+    (e) => log.error({ err: e }, 'command connection failed'),
+  );
   const where = await listen(server, { socketPath: deps.socketPath, mode: 0o660 });
   log.info({ where, stage: worker.stage() }, `${name} ready`);
   notifier.ready(`Ready: ${worker.stage()}`);
@@ -105,7 +116,11 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
   };
   // socket-activated, an idle worker ends: systemd starts it again at the next command, and
   // work left unfinished has its busy marker, which the path unit watches
-  const idle = new IdleExit(deps.idleMs, async () => worker.busy(), () => void shutdown('idle'));
+  const idle = new IdleExit(
+    deps.idleMs,
+    async () => worker.busy(),
+    () => void shutdown('idle'),
+  );
   server.on('connection', (socket) => {
     idle.begin();
     socket.on('close', () => idle.end());

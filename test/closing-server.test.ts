@@ -29,9 +29,10 @@ type Framing = 'content-length' | 'content-length, Connection: close' | 'HTTP/1.
 
 /** Answers every request at once with the whole body, then FIN, as a closing server does. */
 async function closingServer(framing: Framing): Promise<string> {
-  const head = framing === 'HTTP/1.0, no length'
-    ? 'HTTP/1.0 200 ok\r\nContent-Type: application/zip\r\n\r\n'
-    : `HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\nETag: "fin"\r\n${framing.includes('close') ? 'Connection: close\r\n' : ''}\r\n`;
+  const head =
+    framing === 'HTTP/1.0, no length'
+      ? 'HTTP/1.0 200 ok\r\nContent-Type: application/zip\r\n\r\n'
+      : `HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\nETag: "fin"\r\n${framing.includes('close') ? 'Connection: close\r\n' : ''}\r\n`;
   const server = net.createServer((socket) => {
     socket.on('error', () => undefined);
     socket.once('data', () => {
@@ -57,9 +58,17 @@ for (const framing of ['content-length', 'content-length, Connection: close', 'H
     for (let n = 0; n < 5; n++) {
       const partFile = path.join(dir, `pkg-${n}.part`);
       const digests = await transfer({
-        url, size: SIZE, partFile, start: { offset: 0, etag: null, lastModified: null }, allowHttp: true,
-        dispatcher: agent, retryAttempts: 3, retryBaseMs: 1, retryAfterMaxMs: 1,
-        signal: new AbortController().signal, onProgress: slowDisk(),
+        url,
+        size: SIZE,
+        partFile,
+        start: { offset: 0, etag: null, lastModified: null },
+        allowHttp: true,
+        dispatcher: agent,
+        retryAttempts: 3,
+        retryBaseMs: 1,
+        retryAfterMaxMs: 1,
+        signal: new AbortController().signal,
+        onProgress: slowDisk(),
       });
       assert.equal(digests.md5, md5, `download ${n + 1}`);
       assert.equal((await fsp.stat(partFile)).size, SIZE);

@@ -20,12 +20,19 @@ const FRESH = new Date(NOW - 1000).toISOString();
 const STALE = new Date(NOW - WINDOW_MS - 1000).toISOString();
 const VERSION = '1.0.0';
 const job = (version: string): PackageJob => ({
-  version, package_url: `http://127.0.0.1:9/${version}.zip`, package_name: `${version}.zip`,
-  package_size: 10, package_md5: 'a'.repeat(32),
+  version,
+  package_url: `http://127.0.0.1:9/${version}.zip`,
+  package_name: `${version}.zip`,
+  package_size: 10,
+  package_md5: 'a'.repeat(32),
 });
 
-const fetcherRecord = (seq: number, version: string, status: Status, verifiedAt: string | null = null): FetcherRecord =>
-  ({ seq, status, job: job(version), checkpoint: null, verifiedAt, packageFile: null });
+const fetcherRecord = (
+  seq: number,
+  version: string,
+  status: Status,
+  verifiedAt: string | null = null,
+): FetcherRecord => ({ seq, status, job: job(version), checkpoint: null, verifiedAt, packageFile: null });
 const installerRecord = (seq: number, version: string, status: Status): InstallerRecord => ({ seq, version, status });
 const installingIt = installerRecord(4, VERSION, statuses.installing(10, 'x'));
 
@@ -50,19 +57,22 @@ type DownloadScenario = keyof typeof downloadScenarios;
 
 // /update {VERSION}: what the fetcher and the installer persisted, and which spoke last
 const updateScenarios = {
-  'nothing of that version': (stage: Stage) => viewIn(stage,
-    fetcherRecord(1, '2.0.0', statuses.toInstall('2.0.0'), FRESH),
-    installerRecord(0, '2.0.0', statuses.succeeded('x'))),
+  'nothing of that version': (stage: Stage) =>
+    viewIn(
+      stage,
+      fetcherRecord(1, '2.0.0', statuses.toInstall('2.0.0'), FRESH),
+      installerRecord(0, '2.0.0', statuses.succeeded('x')),
+    ),
   'its download not verified': (stage: Stage) =>
     viewIn(stage, fetcherRecord(3, VERSION, statuses.downloading(VERSION, 1, 10)), null),
   'its package verified': (stage: Stage) =>
     viewIn(stage, fetcherRecord(3, VERSION, statuses.toInstall(VERSION), FRESH), null),
   'its package verified past the window': (stage: Stage) =>
     viewIn(stage, fetcherRecord(3, VERSION, statuses.toInstall(VERSION), STALE), null),
-  'installed last, package still verified': (stage: Stage) => viewIn(stage,
-    fetcherRecord(3, VERSION, statuses.toInstall(VERSION), FRESH), installingIt),
-  'installed last, package verified past the window': (stage: Stage) => viewIn(stage,
-    fetcherRecord(3, VERSION, statuses.toInstall(VERSION), STALE), installingIt),
+  'installed last, package still verified': (stage: Stage) =>
+    viewIn(stage, fetcherRecord(3, VERSION, statuses.toInstall(VERSION), FRESH), installingIt),
+  'installed last, package verified past the window': (stage: Stage) =>
+    viewIn(stage, fetcherRecord(3, VERSION, statuses.toInstall(VERSION), STALE), installingIt),
   'installed last, no package': (stage: Stage) => viewIn(stage, null, installingIt),
 };
 type UpdateScenario = keyof typeof updateScenarios;
@@ -148,28 +158,51 @@ const expected: Record<Stage, Row> = {
 
 for (const stage of stages) {
   test(`${stage}: /download in every scenario`, () => {
-    const got = Object.fromEntries(downloadKeys.map((scenario) =>
-      [scenario, summary(decideDownload(downloadScenarios[scenario](stage), job(VERSION), NOW, WINDOW_MS))]));
+    const got = Object.fromEntries(
+      downloadKeys.map((scenario) => [
+        scenario,
+        summary(decideDownload(downloadScenarios[scenario](stage), job(VERSION), NOW, WINDOW_MS)),
+      ]),
+    );
     assert.deepEqual(got, expected[stage].download);
   });
   test(`${stage}: /update in every scenario`, () => {
-    const got = Object.fromEntries(updateKeys.map((scenario) =>
-      [scenario, summary(decideUpdate(updateScenarios[scenario](stage), VERSION, NOW, WINDOW_MS))]));
+    const got = Object.fromEntries(
+      updateKeys.map((scenario) => [
+        scenario,
+        summary(decideUpdate(updateScenarios[scenario](stage), VERSION, NOW, WINDOW_MS)),
+      ]),
+    );
     assert.deepEqual(got, expected[stage].update);
   });
 }
 
 test('a refusal says why: the stage it is busy in, the version it did not find, a download to do again', () => {
   const verified = updateScenarios['its package verified'];
-  assert.deepEqual(decideUpdate(verified('downloading'), VERSION, NOW, WINDOW_MS),
-    { kind: 'reject', code: 409, error: 'DOWNLOAD_INCOMPLETE',
-      text: 'Download of 1.0.0 is not complete: downloading' });
-  assert.deepEqual(decideUpdate(verified('failed'), VERSION, NOW, WINDOW_MS),
-    { kind: 'reject', code: 409, error: 'DOWNLOAD_INCOMPLETE', text: 'Download of 1.0.0 failed; download it again' });
-  assert.deepEqual(decideUpdate(verified('idle'), VERSION, NOW, WINDOW_MS),
-    { kind: 'reject', code: 404, error: 'PACKAGE_NOT_FOUND', text: 'Package not found: 1.0.0' });
-  assert.deepEqual(decideDownload(downloadScenarios['another job']('installing'), job(VERSION), NOW, WINDOW_MS),
-    { kind: 'reject', code: 409, error: 'OPERATION_IN_PROGRESS', text: 'Operation already in progress: installing' });
+  assert.deepEqual(decideUpdate(verified('downloading'), VERSION, NOW, WINDOW_MS), {
+    kind: 'reject',
+    code: 409,
+    error: 'DOWNLOAD_INCOMPLETE',
+    text: 'Download of 1.0.0 is not complete: downloading',
+  });
+  assert.deepEqual(decideUpdate(verified('failed'), VERSION, NOW, WINDOW_MS), {
+    kind: 'reject',
+    code: 409,
+    error: 'DOWNLOAD_INCOMPLETE',
+    text: 'Download of 1.0.0 failed; download it again',
+  });
+  assert.deepEqual(decideUpdate(verified('idle'), VERSION, NOW, WINDOW_MS), {
+    kind: 'reject',
+    code: 404,
+    error: 'PACKAGE_NOT_FOUND',
+    text: 'Package not found: 1.0.0',
+  });
+  assert.deepEqual(decideDownload(downloadScenarios['another job']('installing'), job(VERSION), NOW, WINDOW_MS), {
+    kind: 'reject',
+    code: 409,
+    error: 'OPERATION_IN_PROGRESS',
+    text: 'Operation already in progress: installing',
+  });
 });
 
 test("README's command table has a row for every stage", () => {

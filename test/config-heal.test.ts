@@ -30,7 +30,10 @@ function started(name: string, env: Record<string, string>, command?: { file: st
 
 /** Every line the process wrote is JSON, and nothing went to stderr. */
 function allJson(s: Service): void {
-  assert.deepEqual(s.lines.filter((l) => 'raw' in l), []);
+  assert.deepEqual(
+    s.lines.filter((l) => 'raw' in l),
+    [],
+  );
   assert.equal(s.stderr, '');
 }
 
@@ -49,7 +52,13 @@ test('a bad value: the gateway stays up and every route answers CONFIG_INVALID n
   assert.match(progress.body.msg, /^Update failed: CONFIG_INVALID: invalid configuration: TOPE_RETRY_ATTEMPTS="three"/);
   assert.equal(progress.body.data.stage, 'failed');
   assert.match(progress.body.data.error, named);
-  const download = await call(base, 'POST', '/api/v1.0/download', { version: '1.0.0', package_url: 'http://127.0.0.1:9/p', package_name: 'p', package_size: 5, package_md5: 'c'.repeat(32) });
+  const download = await call(base, 'POST', '/api/v1.0/download', {
+    version: '1.0.0',
+    package_url: 'http://127.0.0.1:9/p',
+    package_name: 'p',
+    package_size: 5,
+    package_md5: 'c'.repeat(32),
+  });
   assert.equal(download.body.code, 500);
   assert.match(download.body.msg, named);
   assert.match((await call(base, 'POST', '/api/v1.0/update', { version: '1.0.0' })).body.msg, named);
@@ -62,27 +71,52 @@ test('a bad value: the gateway stays up and every route answers CONFIG_INVALID n
 test('socket-activated with a typo in the environment file: CONFIG_INVALID, then the file is fixed and the API works, every exit a clean one', async () => {
   const device = new TestDevice();
   const envFile = path.join(device.root, 'tope-updater.env');
-  const write = (extra: Record<string, string>) => writeFileSync(envFile, Object.entries({ ...device.env, TOPE_CONFIG_RECHECK_MS: '300', ...extra }).map(([k, v]) => `${k}=${v}\n`).join(''));
+  const write = (extra: Record<string, string>) =>
+    writeFileSync(
+      envFile,
+      Object.entries({ ...device.env, TOPE_CONFIG_RECHECK_MS: '300', ...extra })
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(''),
+    );
   write(typo);
   const port = await freePort();
   // what tope-api-gateway.socket and EnvironmentFile= do: the file is read at each start
-  const holder = spawn('python3', [path.join(distDir, '..', 'test/helpers/socket-holder.py'), String(port),
-    '/bin/sh', '-c', `set -a; . '${envFile}'; exec '${process.execPath}' '${mainOf('api-gateway')}'`], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const holder = spawn(
+    'python3',
+    [
+      path.join(distDir, '..', 'test/helpers/socket-holder.py'),
+      String(port),
+      '/bin/sh',
+      '-c',
+      `set -a; . '${envFile}'; exec '${process.execPath}' '${mainOf('api-gateway')}'`,
+    ],
+    { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   cleanups.push(() => void holder.kill('SIGKILL'));
   let out = '';
-  holder.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+  holder.stdout.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
   await waitFor('the socket holder', () => out.includes('listening'));
   const base = `http://127.0.0.1:${port}`;
   const bad = await call(base, 'GET', '/api/v1.0/progress');
   assert.match(bad.body.data.error, named);
   write({});
-  const good = await waitFor('the corrected file to take effect', async () => {
-    const r = await call(base, 'GET', '/api/v1.0/progress');
-    return r.body.code === 200 ? r : null;
-  }, 10_000);
+  const good = await waitFor(
+    'the corrected file to take effect',
+    async () => {
+      const r = await call(base, 'GET', '/api/v1.0/progress');
+      return r.body.code === 200 ? r : null;
+    },
+    10_000,
+  );
   assert.equal(good.body.data.stage, 'idle');
   assert.match(out, /start 2\n/);
-  assert.deepEqual(out.match(/exit \d+/g)?.filter((e) => e !== 'exit 0'), [], 'no start ended in an error');
+  assert.deepEqual(
+    out.match(/exit \d+/g)?.filter((e) => e !== 'exit 0'),
+    [],
+    'no start ended in an error',
+  );
 });
 
 test('a worker with a bad value refuses each command with CONFIG_INVALID; the gateway says so; socket-activated, it ends with status 0 to read the file again', async () => {
@@ -94,7 +128,13 @@ test('a worker with a bad value refuses each command with CONFIG_INVALID; the ga
   const reply = await sendCommand(device.env.TOPE_FETCHER_SOCKET, { type: 'discard', seq: 1, reason: 'x' });
   assert.equal(reply.ok, false);
   assert.equal(!reply.ok && reply.code, 'CONFIG_INVALID');
-  const r = await call(device.base, 'POST', '/api/v1.0/download', { version: '1.0.0', package_url: 'http://127.0.0.1:9/p', package_name: 'p', package_size: 5, package_md5: 'c'.repeat(32) });
+  const r = await call(device.base, 'POST', '/api/v1.0/download', {
+    version: '1.0.0',
+    package_url: 'http://127.0.0.1:9/p',
+    package_name: 'p',
+    package_size: 5,
+    package_md5: 'c'.repeat(32),
+  });
   assert.equal(r.body.code, 500);
   assert.match(r.body.msg, named);
   allJson(fetcher);
@@ -102,12 +142,33 @@ test('a worker with a bad value refuses each command with CONFIG_INVALID; the ga
 
   // under socket activation (systemd-socket-activate holds the unix socket), it ends by itself
   const sock = path.join(device.root, 'run/installer-activated.sock');
-  const installer = started('installer', {}, { file: 'systemd-socket-activate', args: ['-l', sock,
-    ...Object.entries({ ...device.env, ...typo, TOPE_CONFIG_RECHECK_MS: '200' }).flatMap(([k, v]) => ['-E', `${k}=${v}`]), process.execPath, mainOf('installer')] });
-  const refused = await waitFor('the activated installer', () => sendCommand(sock, { type: 'install', seq: 1, version: '1.0.0' }).catch(() => null));
+  const installer = started(
+    'installer',
+    {},
+    {
+      file: 'systemd-socket-activate',
+      args: [
+        '-l',
+        sock,
+        ...Object.entries({ ...device.env, ...typo, TOPE_CONFIG_RECHECK_MS: '200' }).flatMap(([k, v]) => [
+          '-E',
+          `${k}=${v}`,
+        ]),
+        process.execPath,
+        mainOf('installer'),
+      ],
+    },
+  );
+  const refused = await waitFor('the activated installer', () =>
+    sendCommand(sock, { type: 'install', seq: 1, version: '1.0.0' }).catch(() => null),
+  );
   assert.equal(!refused.ok && refused.code, 'CONFIG_INVALID');
   assert.deepEqual(await installer.exited, { code: 0, signal: null });
-  assert.deepEqual(installer.lines.filter((l) => 'raw' in l), [], 'every stdout line is JSON (stderr is systemd-socket-activate\'s)');
+  assert.deepEqual(
+    installer.lines.filter((l) => 'raw' in l),
+    [],
+    "every stdout line is JSON (stderr is systemd-socket-activate's)",
+  );
   assert.ok(installer.logged('configuration invalid'));
 });
 

@@ -15,7 +15,11 @@ test('defaults are the production values README lists', () => {
 });
 
 test('environment variables override the defaults', () => {
-  const c = loadConfig({ TOPE_LISTEN_PORT: '18080', TOPE_ALLOW_HTTP: 'yes', TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope' });
+  const c = loadConfig({
+    TOPE_LISTEN_PORT: '18080',
+    TOPE_ALLOW_HTTP: 'yes',
+    TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope',
+  });
   assert.equal(c.TOPE_LISTEN_PORT, 18080);
   assert.equal(c.TOPE_ALLOW_HTTP, true);
   assert.deepEqual(c.TOPE_ALLOWED_ROOTS, ['/opt/tope', '/etc/tope']);

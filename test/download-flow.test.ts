@@ -18,11 +18,19 @@ async function setUp(size: number, env: Record<string, string> = {}) {
   const origin = await new Origin(size).start();
   const deviceApi = await new DeviceApi().start();
   const device = new TestDevice({ TOPE_DEVICE_API_URL: deviceApi.url, ...env });
-  cleanups.push(() => origin.stop(), () => deviceApi.stop(), () => device.stop());
+  cleanups.push(
+    () => origin.stop(),
+    () => deviceApi.stop(),
+    () => device.stop(),
+  );
   await device.start('fetcher', 'api-gateway');
   const request = (over: Record<string, unknown> = {}) => ({
-    version: '1.2.3', package_url: origin.url(), package_name: 'tope-1.2.3.zip',
-    package_size: size, package_md5: origin.md5, ...over,
+    version: '1.2.3',
+    package_url: origin.url(),
+    package_name: 'tope-1.2.3.zip',
+    package_size: size,
+    package_md5: origin.md5,
+    ...over,
   });
   return { origin, deviceApi, device, request };
 }
@@ -34,11 +42,17 @@ test('download: accepted, stage changed before the reply, reports every 5 % step
   const r = await call(device.base, 'POST', '/api/v1.0/download', request({ package_sha256: origin.sha256 }));
   assert.deepEqual(r, { http: 200, body: { code: 200, msg: 'success', data: null } });
   const during = await device.progress();
-  assert.ok(['downloading', 'verifying', 'toInstall'].includes(during.body.data.stage), 'the stage changed before the 200');
+  assert.ok(
+    ['downloading', 'verifying', 'toInstall'].includes(during.body.data.stage),
+    'the stage changed before the 200',
+  );
 
   const done = await device.waitStage('toInstall');
   assert.deepEqual(done, {
-    code: 200, msg: 'success', stage: null, progress: null,
+    code: 200,
+    msg: 'success',
+    stage: null,
+    progress: null,
     data: { stage: 'toInstall', progress: 100, message: 'Package ready to install: 1.2.3', error: null },
   });
   await waitFor('final report', () => deviceApi.reports.at(-1)?.stage === 'toInstall');
@@ -46,7 +60,10 @@ test('download: accepted, stage changed before the reply, reports every 5 % step
   assert.equal(downloading[0].progress, 0);
   assert.ok(downloading.length >= 19, `a report per 5 % step, got ${downloading.length}`);
   assert.ok(downloading.every((x, i) => i === 0 || x.progress > downloading[i - 1].progress));
-  assert.ok(downloading.every((x, i) => i === 0 || Math.floor(x.progress / 5) > Math.floor(downloading[i - 1].progress / 5)), 'one report per 5 % step crossed');
+  assert.ok(
+    downloading.every((x, i) => i === 0 || Math.floor(x.progress / 5) > Math.floor(downloading[i - 1].progress / 5)),
+    'one report per 5 % step crossed',
+  );
   assert.match(downloading.at(-1)!.message, /^Downloading version 1\.2\.3\.\.\. \d+\.\d MB \/ 2\.0 MB$/);
   assert.deepEqual(deviceApi.stages().slice(-2), ['verifying', 'toInstall']);
 
@@ -75,8 +92,21 @@ test('repeats while running and after verification answer 200 and start nothing;
 
   // a new package replaces the verified one
   origin.script(() => ({ kind: 'serve' }));
-  assert.equal((await call(device.base, 'POST', '/api/v1.0/download', request({ version: '1.2.4', package_name: 'tope-1.2.4.zip' }))).body.code, 200);
-  await waitFor('1.2.4 verified', async () => (await device.progress()).body.data.message === 'Package ready to install: 1.2.4');
+  assert.equal(
+    (
+      await call(
+        device.base,
+        'POST',
+        '/api/v1.0/download',
+        request({ version: '1.2.4', package_name: 'tope-1.2.4.zip' }),
+      )
+    ).body.code,
+    200,
+  );
+  await waitFor(
+    '1.2.4 verified',
+    async () => (await device.progress()).body.data.message === 'Package ready to install: 1.2.4',
+  );
   assert.deepEqual(await fsp.readdir(device.packagesDir), ['tope-1.2.4.zip']);
 });
 
@@ -127,7 +157,10 @@ test('a failed download keeps its partial file, and the same request resumes it 
   await call(device.base, 'POST', '/api/v1.0/download', request());
   const failed = await device.waitStage('failed');
   assert.match(failed.data.error, /^DOWNLOAD_FAILED: HTTP 503 \(gave up after 2 attempts\)$/);
-  assert.ok(failed.data.progress >= 20, `the progress reached is kept, not the starting value: ${JSON.stringify(failed.data)}`);
+  assert.ok(
+    failed.data.progress >= 20,
+    `the progress reached is kept, not the starting value: ${JSON.stringify(failed.data)}`,
+  );
   await waitFor('failure reported', () => deviceApi.reports.at(-1)?.stage === 'failed');
   const kept = (await device.fetcherStore.read())!.checkpoint!;
   assert.ok(kept.offset > 0);
@@ -155,7 +188,11 @@ test('a device-api that never answers does not hold the download back', async ()
   await device.waitStage('toInstall');
   // 20 steps at a 500 ms post deadline each would take 10 s in line; coalescing sent far fewer
   assert.ok(deviceApi.reports.length < 10, `reports sent while the download ran: ${deviceApi.reports.length}`);
-  await waitFor('the final state still reaches device-api', () => deviceApi.reports.at(-1)?.stage === 'toInstall', 5000);
+  await waitFor(
+    'the final state still reaches device-api',
+    () => deviceApi.reports.at(-1)?.stage === 'toInstall',
+    5000,
+  );
 });
 
 test('a new download sent the moment /progress says toInstall is accepted, even while the last report is still going out', async () => {
@@ -174,7 +211,9 @@ test('the same download command arriving several times at once (a gateway retryi
   const { origin, device, request } = await setUp(300_000);
   origin.script(() => ({ kind: 'serve', throttle: { bytes: 10_000, everyMs: 10 } }));
   const job = request();
-  const replies = await Promise.all(Array.from({ length: 4 }, () => sendCommand(device.env.TOPE_FETCHER_SOCKET, { type: 'download', seq: 3, job })));
+  const replies = await Promise.all(
+    Array.from({ length: 4 }, () => sendCommand(device.env.TOPE_FETCHER_SOCKET, { type: 'download', seq: 3, job })),
+  );
   assert.deepEqual(replies, Array(4).fill({ ok: true }));
   await device.waitStage('toInstall');
   assert.equal(origin.requests.length, 1, 'one download, one request');

@@ -69,11 +69,29 @@ test('install.json cut at every byte length (a journal with a missing tail) read
   const file = path.join(d, 'install.json');
   const store = new DurableJson(file, installerStateSchema);
   const journal = (phase: Journal['phase']): Journal => ({
-    phase, version: '2.0.0', targetDir: '/opt/tope/versions/v2.0.0', stagingDir: '/opt/tope/versions/.staging-v2.0.0', fromDir: '/opt/tope/versions/v1.0.0',
-    previousBefore: null, units: ['a.service', 'b.service'], backups: [{ dst: '/etc/tope/c.conf', backup: '/var/lib/tope-updater/installer/work/backup-0' }], error: null, recoveryAttempts: 0, securityVersion: 0,
+    phase,
+    version: '2.0.0',
+    targetDir: '/opt/tope/versions/v2.0.0',
+    stagingDir: '/opt/tope/versions/.staging-v2.0.0',
+    fromDir: '/opt/tope/versions/v1.0.0',
+    previousBefore: null,
+    units: ['a.service', 'b.service'],
+    backups: [{ dst: '/etc/tope/c.conf', backup: '/var/lib/tope-updater/installer/work/backup-0' }],
+    error: null,
+    recoveryAttempts: 0,
+    securityVersion: 0,
   });
-  const older: InstallerState = { seq: 3, version: '2.0.0', status: { stage: 'installing', progress: 40, message: 'Installing module a (1/2)', error: null }, journal: journal('staging') };
-  const newer: InstallerState = { ...older, status: { ...older.status, progress: 60, message: 'Stopping services...' }, journal: journal('stopping') };
+  const older: InstallerState = {
+    seq: 3,
+    version: '2.0.0',
+    status: { stage: 'installing', progress: 40, message: 'Installing module a (1/2)', error: null },
+    journal: journal('staging'),
+  };
+  const newer: InstallerState = {
+    ...older,
+    status: { ...older.status, progress: 60, message: 'Stopping services...' },
+    journal: journal('stopping'),
+  };
   await store.write(older);
   await store.write(newer);
   const full = await fsp.readFile(file);

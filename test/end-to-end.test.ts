@@ -19,7 +19,11 @@ async function setUp(extra: Record<string, string> = {}) {
   const deviceApi = await new DeviceApi().start();
   const origin = await new Origin(1).start();
   const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url, ...extra });
-  cleanups.push(() => origin.stop(), () => deviceApi.stop(), () => d.stop());
+  cleanups.push(
+    () => origin.stop(),
+    () => deviceApi.stop(),
+    () => d.stop(),
+  );
   return { d, origin, deviceApi };
 }
 
@@ -27,7 +31,9 @@ test('[systemctl stand-in] device-api downloads then installs; ota-gui polls the
   const { d, origin, deviceApi } = await setUp();
   await d.seedVersion('v1.0.0', { 'bin/printerd': 'old\n' }, ['current']);
   await d.setUnits({ 'printerd.service': { active: true } });
-  origin.body = await buildPackage('1.1.0', [{ name: 'printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service', data: 'new\n' }]);
+  origin.body = await buildPackage('1.1.0', [
+    { name: 'printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service', data: 'new\n' },
+  ]);
   await d.start('fetcher', 'installer', 'api-gateway');
 
   const seen: string[] = [];
@@ -41,7 +47,13 @@ test('[systemctl stand-in] device-api downloads then installs; ota-gui polls the
     }
   })();
 
-  const job = { version: '1.1.0', package_url: origin.url(), package_name: 'tope-1.1.0.zip', package_size: origin.body.length, package_md5: md5(origin.body) };
+  const job = {
+    version: '1.1.0',
+    package_url: origin.url(),
+    package_name: 'tope-1.1.0.zip',
+    package_size: origin.body.length,
+    package_md5: md5(origin.body),
+  };
   assert.equal((await call(d.base, 'POST', '/api/v1.0/download', job)).body.code, 200);
   await d.waitStage('toInstall');
   assert.equal((await d.update('1.1.0')).body.code, 200);
@@ -87,19 +99,25 @@ test('[systemctl stand-in] a dst whose directory cannot be made is DEPLOYMENT_FA
   assert.equal(await fsp.readFile(path.join(d.sysroot, 'etc/tope'), 'utf8'), 'a file where a directory should be');
 });
 
-test('[systemctl stand-in] the versions file system filling up during staging is DISK_FULL, the running version intact (a real tmpfs)', { skip: process.getuid?.() !== 0 && 'needs root to mount a small file system' }, async () => {
-  const { d } = await setUp();
-  await fsp.mkdir(d.versionsDir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tope-test', d.versionsDir]);
-  cleanups.push(async () => { execFileSync('umount', [d.versionsDir]); });
-  await d.seedVersion('v1.0.0', { 'bin/x': 'old\n' }, ['current']);
-  await d.start('installer', 'api-gateway');
-  const big = 'z'.repeat(2 * 1024 * 1024);
-  await d.verified(await buildPackage('1.1.0', [{ name: 'x', dst: '/opt/tope/bin/x', data: big }]), '1.1.0');
-  await d.update('1.1.0');
-  const end = await d.finished();
-  assert.match(end.error!, /^DISK_FULL: no space left while writing/);
-  assert.equal(await d.link('current'), 'v1.0.0');
-  assert.equal(await d.file('/opt/tope/versions/current/bin/x'), 'old\n');
-  assert.deepEqual((await fsp.readdir(d.versionsDir)).sort(), ['current', 'v1.0.0']);
-});
+test(
+  '[systemctl stand-in] the versions file system filling up during staging is DISK_FULL, the running version intact (a real tmpfs)',
+  { skip: process.getuid?.() !== 0 && 'needs root to mount a small file system' },
+  async () => {
+    const { d } = await setUp();
+    await fsp.mkdir(d.versionsDir, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tope-test', d.versionsDir]);
+    cleanups.push(async () => {
+      execFileSync('umount', [d.versionsDir]);
+    });
+    await d.seedVersion('v1.0.0', { 'bin/x': 'old\n' }, ['current']);
+    await d.start('installer', 'api-gateway');
+    const big = 'z'.repeat(2 * 1024 * 1024);
+    await d.verified(await buildPackage('1.1.0', [{ name: 'x', dst: '/opt/tope/bin/x', data: big }]), '1.1.0');
+    await d.update('1.1.0');
+    const end = await d.finished();
+    assert.match(end.error!, /^DISK_FULL: no space left while writing/);
+    assert.equal(await d.link('current'), 'v1.0.0');
+    assert.equal(await d.file('/opt/tope/versions/current/bin/x'), 'old\n');
+    assert.deepEqual((await fsp.readdir(d.versionsDir)).sort(), ['current', 'v1.0.0']);
+  },
+);

@@ -22,8 +22,18 @@ async function setUp(size: number) {
   const bootIdFile = path.join(device.root, 'boot_id');
   await fsp.writeFile(bootIdFile, 'boot-1\n');
   device.env.TOPE_BOOT_ID_FILE = bootIdFile;
-  cleanups.push(() => origin.stop(), () => deviceApi.stop(), () => device.stop());
-  const job = { version: '2.0.0', package_url: origin.url(), package_name: 'p.zip', package_size: size, package_md5: origin.md5 };
+  cleanups.push(
+    () => origin.stop(),
+    () => deviceApi.stop(),
+    () => device.stop(),
+  );
+  const job = {
+    version: '2.0.0',
+    package_url: origin.url(),
+    package_name: 'p.zip',
+    package_size: size,
+    package_md5: origin.md5,
+  };
   return { origin, deviceApi, device, job, bootIdFile };
 }
 
@@ -36,7 +46,13 @@ async function killMidDownload(device: TestDevice, origin: Origin, job: object) 
     return r?.checkpoint && r.status.progress >= 30 ? r : null;
   });
   await device.kill(fetcher);
-  assert.ok(await fsp.stat(path.join(device.env.TOPE_FETCHER_STATE_DIR, BUSY_MARKER)).then(() => true, () => false), 'the marker for the resume path unit is there');
+  assert.ok(
+    await fsp.stat(path.join(device.env.TOPE_FETCHER_STATE_DIR, BUSY_MARKER)).then(
+      () => true,
+      () => false,
+    ),
+    'the marker for the resume path unit is there',
+  );
   return rec;
 }
 
@@ -53,7 +69,10 @@ test('fetcher killed with SIGKILL mid-download resumes at restart from at least 
   assert.equal(resumed.ifRange, origin.etag);
   assert.ok((await fsp.readFile(path.join(device.packagesDir, 'p.zip'))).equals(origin.body));
   // the record says toInstall before its report is out; the marker goes after the report
-  await waitFor('no marker once verified and reported', async () => !(await fsp.readdir(device.env.TOPE_FETCHER_STATE_DIR)).includes(BUSY_MARKER));
+  await waitFor(
+    'no marker once verified and reported',
+    async () => !(await fsp.readdir(device.env.TOPE_FETCHER_STATE_DIR)).includes(BUSY_MARKER),
+  );
 });
 
 test('after a reboot only the checkpointed bytes are trusted: the unsynced tail is cut off', async () => {
@@ -73,18 +92,25 @@ test('after a reboot only the checkpointed bytes are trusted: the unsynced tail 
 });
 
 const seeded = (job: FetcherRecord['job'], over: Partial<FetcherRecord>): FetcherRecord => ({
-  seq: 3, job, checkpoint: null, verifiedAt: null, packageFile: null,
-  status: { stage: 'idle', progress: 0, message: '', error: null }, ...over,
+  seq: 3,
+  job,
+  checkpoint: null,
+  verifiedAt: null,
+  packageFile: null,
+  status: { stage: 'idle', progress: 0, message: '', error: null },
+  ...over,
 });
 
 test('recovery: verifying re-verifies the file at start, good or bad', async () => {
   const { origin, device, deviceApi, job } = await setUp(100_000);
   await fsp.mkdir(device.packagesDir, { recursive: true });
   await fsp.writeFile(path.join(device.packagesDir, 'p.zip.part'), origin.body);
-  await device.seedFetcher(seeded(job, {
-    status: { stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null },
-    checkpoint: { offset: 100_000, etag: origin.etag, lastModified: null, bootId: 'boot-1' },
-  }));
+  await device.seedFetcher(
+    seeded(job, {
+      status: { stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null },
+      checkpoint: { offset: 100_000, etag: origin.etag, lastModified: null, bootId: 'boot-1' },
+    }),
+  );
   await device.start('fetcher', 'api-gateway');
   await device.waitStage('toInstall');
   assert.equal(origin.requests.length, 0, 'nothing fetched again');
@@ -93,10 +119,12 @@ test('recovery: verifying re-verifies the file at start, good or bad', async () 
 
   await fsp.rm(path.join(device.packagesDir, 'p.zip'));
   await fsp.writeFile(path.join(device.packagesDir, 'p.zip.part'), Buffer.alloc(100_000, 1));
-  await device.seedFetcher(seeded(job, {
-    status: { stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null },
-    checkpoint: { offset: 100_000, etag: origin.etag, lastModified: null, bootId: 'boot-1' },
-  }));
+  await device.seedFetcher(
+    seeded(job, {
+      status: { stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null },
+      checkpoint: { offset: 100_000, etag: origin.etag, lastModified: null, bootId: 'boot-1' },
+    }),
+  );
   await device.start('fetcher', 'api-gateway');
   const failed = await device.waitStage('failed');
   assert.match(failed.data.error, /^MD5_MISMATCH/);
@@ -106,10 +134,12 @@ test('recovery: a crash between the rename and the toInstall record still ends v
   const { origin, device, job } = await setUp(10_000);
   await fsp.mkdir(device.packagesDir, { recursive: true });
   await fsp.writeFile(path.join(device.packagesDir, 'p.zip'), origin.body);
-  await device.seedFetcher(seeded(job, {
-    status: { stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null },
-    checkpoint: { offset: 10_000, etag: origin.etag, lastModified: null, bootId: 'boot-1' },
-  }));
+  await device.seedFetcher(
+    seeded(job, {
+      status: { stage: 'verifying', progress: 0, message: 'Verifying package integrity...', error: null },
+      checkpoint: { offset: 10_000, etag: origin.etag, lastModified: null, bootId: 'boot-1' },
+    }),
+  );
   await device.start('fetcher', 'api-gateway');
   await device.waitStage('toInstall');
   assert.deepEqual(await fsp.readdir(device.packagesDir), ['p.zip']);
@@ -130,7 +160,9 @@ test('recovery: toInstall stays; expired it is deleted; missing it fails; failed
   assert.ok(!(await fsp.readdir(device.env.TOPE_FETCHER_STATE_DIR)).some((n) => n.includes('.tmp-')));
   await device.stop();
 
-  await device.seedFetcher(seeded(job, { status: ready, verifiedAt: new Date(Date.now() - 25 * 3600_000).toISOString(), packageFile: pkg }));
+  await device.seedFetcher(
+    seeded(job, { status: ready, verifiedAt: new Date(Date.now() - 25 * 3600_000).toISOString(), packageFile: pkg }),
+  );
   await device.start('fetcher', 'api-gateway');
   const idle = await device.waitStage('idle');
   assert.match(idle.data.message, /expired/);
@@ -153,8 +185,17 @@ test('recovery: a torn download.json falls back to the previous generation', asy
   const pkg = path.join(device.packagesDir, 'p.zip');
   await fsp.mkdir(device.packagesDir, { recursive: true });
   await fsp.writeFile(pkg, origin.body);
-  await device.seedFetcher(seeded(job, { status: { stage: 'toInstall', progress: 100, message: 'Package ready to install: 2.0.0', error: null }, verifiedAt: new Date().toISOString(), packageFile: pkg }));
-  await fsp.copyFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), path.join(device.env.TOPE_FETCHER_STATE_DIR, `${FETCHER_RECORD}.prev`));
+  await device.seedFetcher(
+    seeded(job, {
+      status: { stage: 'toInstall', progress: 100, message: 'Package ready to install: 2.0.0', error: null },
+      verifiedAt: new Date().toISOString(),
+      packageFile: pkg,
+    }),
+  );
+  await fsp.copyFile(
+    path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD),
+    path.join(device.env.TOPE_FETCHER_STATE_DIR, `${FETCHER_RECORD}.prev`),
+  );
   await fsp.writeFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), '{"seq":4,"status":{"sta');
   await device.start('fetcher', 'api-gateway');
   assert.equal((await device.progress()).body.data.stage, 'toInstall');

@@ -16,14 +16,28 @@ const device = new TestDevice();
 const installerCommands: Command[] = [];
 let installerReply: Reply = { ok: true };
 let standIn: net.Server;
-const job = { version: '1.0.0', package_url: 'http://127.0.0.1:9/p.zip', package_name: 'p.zip', package_size: 10, package_md5: 'a'.repeat(32) };
-const st = (stage: FetcherRecord['status']['stage'], progress = 0, error: string | null = null) => ({ stage, progress, message: `m-${stage}`, error });
+const job = {
+  version: '1.0.0',
+  package_url: 'http://127.0.0.1:9/p.zip',
+  package_name: 'p.zip',
+  package_size: 10,
+  package_md5: 'a'.repeat(32),
+};
+const st = (stage: FetcherRecord['status']['stage'], progress = 0, error: string | null = null) => ({
+  stage,
+  progress,
+  message: `m-${stage}`,
+  error,
+});
 
 before(async () => {
-  standIn = createCommandServer(async (c) => {
-    installerCommands.push(c);
-    return installerReply;
-  }, () => undefined);
+  standIn = createCommandServer(
+    async (c) => {
+      installerCommands.push(c);
+      return installerReply;
+    },
+    () => undefined,
+  );
   await new Promise<void>((ok) => standIn.listen(device.env.TOPE_INSTALLER_SOCKET, ok));
   await device.start('fetcher', 'api-gateway');
 });
@@ -42,7 +56,16 @@ const up = (body: unknown) => call(device.base, 'POST', '/api/v1.0/update', body
 async function seed(fetch: Partial<FetcherRecord> | null, install: Partial<InstallerRecord> | null) {
   await device.fetcherStore.remove();
   await device.installerStore.remove();
-  if (fetch) await device.seedFetcher({ seq: 1, job, checkpoint: null, verifiedAt: null, packageFile: null, status: st('idle'), ...fetch });
+  if (fetch)
+    await device.seedFetcher({
+      seq: 1,
+      job,
+      checkpoint: null,
+      verifiedAt: null,
+      packageFile: null,
+      status: st('idle'),
+      ...fetch,
+    });
   if (install) await device.seedInstaller({ seq: 2, version: '1.0.0', status: st('installing'), ...install });
 }
 
@@ -57,7 +80,12 @@ test('GET / is the health body with the service and its version', async () => {
 test('GET /api/v1.0/openapi.json documents the three endpoints from the validating schemas', async () => {
   const r = await call(device.base, 'GET', '/api/v1.0/openapi.json');
   assert.equal(r.body.openapi, '3.1.0');
-  assert.deepEqual(Object.keys(r.body.paths).sort(), ['/', '/api/v1.0/download', '/api/v1.0/progress', '/api/v1.0/update']);
+  assert.deepEqual(Object.keys(r.body.paths).sort(), [
+    '/',
+    '/api/v1.0/download',
+    '/api/v1.0/progress',
+    '/api/v1.0/update',
+  ]);
   const download = r.body.paths['/api/v1.0/download'].post.requestBody.content['application/json'].schema;
   assert.deepEqual(download.required.sort(), ['package_md5', 'package_name', 'package_size', 'package_url', 'version']);
   assert.equal(download.properties.package_md5.pattern, '^[a-f0-9]{32}$');
@@ -67,13 +95,28 @@ test('GET /api/v1.0/openapi.json documents the three endpoints from the validati
 test('fresh start: /progress is exactly the idle body of the contract', async () => {
   await seed(null, null);
   const r = await call(device.base, 'GET', '/api/v1.0/progress');
-  assert.deepEqual(r, { http: 200, body: { code: 200, msg: 'success', data: { stage: 'idle', progress: 0, message: 'Updater ready', error: null }, stage: null, progress: null } });
+  assert.deepEqual(r, {
+    http: 200,
+    body: {
+      code: 200,
+      msg: 'success',
+      data: { stage: 'idle', progress: 0, message: 'Updater ready', error: null },
+      stage: null,
+      progress: null,
+    },
+  });
 });
 
 test('/progress while failed: code 500 and "Update failed: <error>"; without an error just "Update failed"', async () => {
   await seed({ status: st('failed', 42, 'DOWNLOAD_FAILED: HTTP 404 from the package server') }, null);
   const r = await call(device.base, 'GET', '/api/v1.0/progress');
-  assert.deepEqual(r.body, { code: 500, msg: 'Update failed: DOWNLOAD_FAILED: HTTP 404 from the package server', data: st('failed', 42, 'DOWNLOAD_FAILED: HTTP 404 from the package server'), stage: 'failed', progress: 42 });
+  assert.deepEqual(r.body, {
+    code: 500,
+    msg: 'Update failed: DOWNLOAD_FAILED: HTTP 404 from the package server',
+    data: st('failed', 42, 'DOWNLOAD_FAILED: HTTP 404 from the package server'),
+    stage: 'failed',
+    progress: 42,
+  });
   await seed({ status: st('failed', 0) }, null);
   assert.equal((await call(device.base, 'GET', '/api/v1.0/progress')).body.msg, 'Update failed');
 });
@@ -86,7 +129,11 @@ test('the status of the worker that took the latest command is shown', async () 
 });
 
 test('unknown routes and methods: HTTP 404 with the envelope', async () => {
-  for (const [m, p] of [['GET', '/nope'], ['GET', '/api/v1.0/download'], ['POST', '/api/v1.0/progress']] as const) {
+  for (const [m, p] of [
+    ['GET', '/nope'],
+    ['GET', '/api/v1.0/download'],
+    ['POST', '/api/v1.0/progress'],
+  ] as const) {
     const r = await call(device.base, m, p, m === 'POST' ? {} : undefined);
     assert.equal(r.http, 404);
     assert.equal(r.body.code, 404);
@@ -94,12 +141,22 @@ test('unknown routes and methods: HTTP 404 with the envelope', async () => {
   }
 });
 
-const valid = { version: '1.2.3', package_url: 'http://127.0.0.1:9/x.zip', package_name: 'x.zip', package_size: 468, package_md5: '6952a5946abfa612106825c86f97805d' };
+const valid = {
+  version: '1.2.3',
+  package_url: 'http://127.0.0.1:9/x.zip',
+  package_name: 'x.zip',
+  package_size: 468,
+  package_md5: '6952a5946abfa612106825c86f97805d',
+};
 const badBodies: Array<[string, unknown, RegExp]> = [
   ['version not x.y.z', { ...valid, version: '1.2' }, /^VALIDATION_ERROR: version: must look like 1\.2\.3$/],
   ['version with non-ASCII digits', { ...valid, version: '１.2.3' }, /^VALIDATION_ERROR: version:/],
   ['version missing', { ...valid, version: undefined }, /^VALIDATION_ERROR: version:/],
-  ['url not a URL', { ...valid, package_url: 'not a url' }, /^VALIDATION_ERROR: package_url: must be an http or https URL$/],
+  [
+    'url not a URL',
+    { ...valid, package_url: 'not a url' },
+    /^VALIDATION_ERROR: package_url: must be an http or https URL$/,
+  ],
   ['url of another scheme', { ...valid, package_url: 'ftp://h/x.zip' }, /^VALIDATION_ERROR: package_url:/],
   ['name with a slash', { ...valid, package_name: '../../etc/cron.d/x' }, /^VALIDATION_ERROR: package_name:/],
   ['name ..', { ...valid, package_name: '..' }, /^VALIDATION_ERROR: package_name: must not be \. or \.\.$/],
@@ -108,7 +165,11 @@ const badBodies: Array<[string, unknown, RegExp]> = [
   ['size as a string', { ...valid, package_size: '468' }, /^VALIDATION_ERROR: package_size:/],
   ['size 0', { ...valid, package_size: 0 }, /^VALIDATION_ERROR: package_size: must be at least 1$/],
   ['size fractional', { ...valid, package_size: 1.5 }, /^VALIDATION_ERROR: package_size: must be an integer$/],
-  ['md5 upper-case', { ...valid, package_md5: valid.package_md5.toUpperCase() }, /^VALIDATION_ERROR: package_md5: must be 32 lower-case hex characters$/],
+  [
+    'md5 upper-case',
+    { ...valid, package_md5: valid.package_md5.toUpperCase() },
+    /^VALIDATION_ERROR: package_md5: must be 32 lower-case hex characters$/,
+  ],
   ['sha256 short', { ...valid, package_sha256: 'abc' }, /^VALIDATION_ERROR: package_sha256:/],
   ['an array', [valid], /^VALIDATION_ERROR: body:/],
   ['null', null, /^VALIDATION_ERROR: body:/],
@@ -128,8 +189,14 @@ for (const [name, body, msg] of badBodies) {
 
 test('malformed JSON, an empty body and a body over 64 KiB are code 400', async () => {
   await seed(null, null);
-  assert.match((await call(device.base, 'POST', '/api/v1.0/download', undefined, '{"version": ')).body.msg, /^VALIDATION_ERROR: body: not valid JSON/);
-  assert.match((await call(device.base, 'POST', '/api/v1.0/download', undefined, '')).body.msg, /^VALIDATION_ERROR: body: empty/);
+  assert.match(
+    (await call(device.base, 'POST', '/api/v1.0/download', undefined, '{"version": ')).body.msg,
+    /^VALIDATION_ERROR: body: not valid JSON/,
+  );
+  assert.match(
+    (await call(device.base, 'POST', '/api/v1.0/download', undefined, '')).body.msg,
+    /^VALIDATION_ERROR: body: empty/,
+  );
   const big = JSON.stringify({ ...valid, pad: 'x'.repeat(70_000) });
   const r = await call(device.base, 'POST', '/api/v1.0/update', undefined, big);
   assert.deepEqual([r.http, r.body.code], [200, 400]);
@@ -154,19 +221,101 @@ test('POST /update refuses bad versions with code 400', async () => {
 test('[installer stand-in] POST /update stage x command table', async () => {
   const fresh = new Date().toISOString();
   const stale = new Date(Date.now() - 25 * 3600_000).toISOString();
-  const rows: Array<[string, Partial<FetcherRecord> | null, Partial<InstallerRecord> | null, string, number, RegExp | null, boolean]> = [
+  const rows: Array<
+    [string, Partial<FetcherRecord> | null, Partial<InstallerRecord> | null, string, number, RegExp | null, boolean]
+  > = [
     ['idle', null, null, '1.0.0', 404, /^PACKAGE_NOT_FOUND: Package not found: 1\.0\.0$/, false],
     ['toInstall, same version', { status: st('toInstall', 100), verifiedAt: fresh }, null, '1.0.0', 200, null, true],
-    ['toInstall, other version', { status: st('toInstall', 100), verifiedAt: fresh }, null, '2.0.0', 404, /^PACKAGE_NOT_FOUND/, false],
-    ['downloading, same version', { status: st('downloading', 40) }, null, '1.0.0', 409, /^DOWNLOAD_INCOMPLETE: /, false],
-    ['verifying, other version', { status: st('verifying') }, null, '2.0.0', 409, /^OPERATION_IN_PROGRESS: Operation already in progress: verifying$/, false],
-    ['installing, same version (a repeat)', { status: st('toInstall', 100) }, { seq: 2, status: st('installing', 30) }, '1.0.0', 200, null, false],
-    ['installing, other version', { status: st('toInstall', 100) }, { seq: 2, status: st('installing', 30) }, '2.0.0', 409, /^OPERATION_IN_PROGRESS/, false],
-    ['failed install, package still verified', { status: st('toInstall', 100), verifiedAt: fresh }, { seq: 2, status: st('failed', 0, 'UPDATE_FAILED: x') }, '1.0.0', 200, null, true],
-    ['failed download of that version', { status: st('failed', 30, 'DOWNLOAD_FAILED: x') }, null, '1.0.0', 409, /^DOWNLOAD_INCOMPLETE: /, false],
-    ['failed download, other version', { status: st('failed', 30, 'DOWNLOAD_FAILED: x') }, null, '3.0.0', 404, /^PACKAGE_NOT_FOUND/, false],
-    ['success of that version (a repeat)', { status: st('toInstall', 100) }, { seq: 2, status: st('success', 100) }, '1.0.0', 200, null, false],
-    ['success, other version', { status: st('toInstall', 100) }, { seq: 2, status: st('success', 100) }, '2.0.0', 404, /^PACKAGE_NOT_FOUND/, false],
+    [
+      'toInstall, other version',
+      { status: st('toInstall', 100), verifiedAt: fresh },
+      null,
+      '2.0.0',
+      404,
+      /^PACKAGE_NOT_FOUND/,
+      false,
+    ],
+    [
+      'downloading, same version',
+      { status: st('downloading', 40) },
+      null,
+      '1.0.0',
+      409,
+      /^DOWNLOAD_INCOMPLETE: /,
+      false,
+    ],
+    [
+      'verifying, other version',
+      { status: st('verifying') },
+      null,
+      '2.0.0',
+      409,
+      /^OPERATION_IN_PROGRESS: Operation already in progress: verifying$/,
+      false,
+    ],
+    [
+      'installing, same version (a repeat)',
+      { status: st('toInstall', 100) },
+      { seq: 2, status: st('installing', 30) },
+      '1.0.0',
+      200,
+      null,
+      false,
+    ],
+    [
+      'installing, other version',
+      { status: st('toInstall', 100) },
+      { seq: 2, status: st('installing', 30) },
+      '2.0.0',
+      409,
+      /^OPERATION_IN_PROGRESS/,
+      false,
+    ],
+    [
+      'failed install, package still verified',
+      { status: st('toInstall', 100), verifiedAt: fresh },
+      { seq: 2, status: st('failed', 0, 'UPDATE_FAILED: x') },
+      '1.0.0',
+      200,
+      null,
+      true,
+    ],
+    [
+      'failed download of that version',
+      { status: st('failed', 30, 'DOWNLOAD_FAILED: x') },
+      null,
+      '1.0.0',
+      409,
+      /^DOWNLOAD_INCOMPLETE: /,
+      false,
+    ],
+    [
+      'failed download, other version',
+      { status: st('failed', 30, 'DOWNLOAD_FAILED: x') },
+      null,
+      '3.0.0',
+      404,
+      /^PACKAGE_NOT_FOUND/,
+      false,
+    ],
+    [
+      'success of that version (a repeat)',
+      { status: st('toInstall', 100) },
+      { seq: 2, status: st('success', 100) },
+      '1.0.0',
+      200,
+      null,
+      false,
+    ],
+    [
+      'success, other version',
+      { status: st('toInstall', 100) },
+      { seq: 2, status: st('success', 100) },
+      '2.0.0',
+      404,
+      /^PACKAGE_NOT_FOUND/,
+      false,
+    ],
   ];
   for (const [name, fetch, install, version, code, msg, installs] of rows) {
     await seed(fetch, install);
@@ -178,7 +327,7 @@ test('[installer stand-in] POST /update stage x command table', async () => {
     if (code === 409) assert.equal(typeof r.body.stage, 'string', `${name}: 409 carries the stage`);
     if (code === 404) assert.ok(!('stage' in r.body), `${name}: 404 has no stage`);
     assert.equal(installerCommands.length, installs ? 1 : 0, `${name}: install command sent`);
-    const seq = Math.max(fetch?.seq ?? 1, install ? install.seq ?? 2 : 0) + 1;
+    const seq = Math.max(fetch?.seq ?? 1, install ? (install.seq ?? 2) : 0) + 1;
     if (installs) assert.deepEqual(installerCommands[0], { type: 'install', seq, version }, name);
   }
 

@@ -1,13 +1,28 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffDelay, sleep } from '../services/fetcher/backoff.js';
-import { ifRangeValue, parseContentLength, parseContentRange, parseRetryAfter } from '../services/fetcher/http-headers.js';
+import {
+  ifRangeValue,
+  parseContentLength,
+  parseContentRange,
+  parseRetryAfter,
+} from '../services/fetcher/http-headers.js';
 
 test('Content-Range: valid forms parse, malformed ones are null', () => {
   assert.deepEqual(parseContentRange('bytes 10-99/100'), { start: 10, end: 99, total: 100 });
   assert.deepEqual(parseContentRange('bytes 0-0/*'), { start: 0, end: 0, total: null });
-  for (const bad of [undefined, '', 'bytes 10-99', 'bytes 99-10/100', 'bytes 10-100/100', 'items 0-1/2', 'bytes -1-5/10',
-    'bytes 1-2/3, bytes 4-5/6', 'bytes 0-99999999999999999/1', ' bytes  1-2/3']) {
+  for (const bad of [
+    undefined,
+    '',
+    'bytes 10-99',
+    'bytes 99-10/100',
+    'bytes 10-100/100',
+    'items 0-1/2',
+    'bytes -1-5/10',
+    'bytes 1-2/3, bytes 4-5/6',
+    'bytes 0-99999999999999999/1',
+    ' bytes  1-2/3',
+  ]) {
     assert.equal(parseContentRange(bad), null, String(bad));
   }
 });
@@ -30,11 +45,26 @@ test('Content-Length and If-Range validators', () => {
 });
 
 test('backoff doubles with bounded jitter', () => {
-  assert.equal(backoffDelay(1, 1000, () => 0.5), 1000);
-  assert.equal(backoffDelay(2, 1000, () => 0.5), 2000);
-  assert.equal(backoffDelay(3, 1000, () => 0.5), 4000);
-  assert.equal(backoffDelay(3, 1000, () => 0), 3200);
-  assert.equal(backoffDelay(3, 1000, () => 1), 4800);
+  assert.equal(
+    backoffDelay(1, 1000, () => 0.5),
+    1000,
+  );
+  assert.equal(
+    backoffDelay(2, 1000, () => 0.5),
+    2000,
+  );
+  assert.equal(
+    backoffDelay(3, 1000, () => 0.5),
+    4000,
+  );
+  assert.equal(
+    backoffDelay(3, 1000, () => 0),
+    3200,
+  );
+  assert.equal(
+    backoffDelay(3, 1000, () => 1),
+    4800,
+  );
 });
 
 test('sleep is cut short by its abort signal', async () => {

@@ -24,7 +24,12 @@ const modules: ModuleSpec[] = [
 ];
 
 async function setUp(extra: Record<string, string> = {}) {
-  const d = new InstallDevice({ TOPE_UNIT_STOP_TIMEOUT_MS: '20000', TOPE_UNIT_START_TIMEOUT_MS: '20000', TOPE_POST_CMD_TIMEOUT_MS: '20000', ...extra });
+  const d = new InstallDevice({
+    TOPE_UNIT_STOP_TIMEOUT_MS: '20000',
+    TOPE_UNIT_START_TIMEOUT_MS: '20000',
+    TOPE_POST_CMD_TIMEOUT_MS: '20000',
+    ...extra,
+  });
   cleanups.push(() => d.stop());
   await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n', 'bin/b': 'b 1.0.0\n' }, ['current']);
   await d.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
@@ -33,11 +38,15 @@ async function setUp(extra: Record<string, string> = {}) {
 }
 
 async function kill(d: InstallDevice, installer: Service) {
-  assert.ok((await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'), 'the marker for the resume path unit is there');
+  assert.ok(
+    (await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'),
+    'the marker for the resume path unit is there',
+  );
   await d.kill(installer);
 }
 
-const journalOf = (d: InstallDevice) => new DurableJson(path.join(d.env.TOPE_INSTALLER_STATE_DIR, 'install.json'), installerStateSchema).read();
+const journalOf = (d: InstallDevice) =>
+  new DurableJson(path.join(d.env.TOPE_INSTALLER_STATE_DIR, 'install.json'), installerStateSchema).read();
 
 async function phase(d: InstallDevice, want: string) {
   return waitFor(`journal phase ${want}`, async () => (await journalOf(d))?.journal?.phase === want);
@@ -53,7 +62,10 @@ async function assertWhole(d: InstallDevice, version: string) {
   assert.ok(units['a.service'].active && units['b.service'].active, 'the units run again');
   assert.ok(!(await fsp.readdir(d.versionsDir)).some((n) => n.startsWith('.')), 'no staging leftovers');
   // the record says the end before its report is out; the marker goes after the report
-  await waitFor('no marker once the install is over and reported', async () => !(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'));
+  await waitFor(
+    'no marker once the install is over and reported',
+    async () => !(await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).includes('busy'),
+  );
   return end;
 }
 
@@ -66,7 +78,10 @@ test('[systemctl stand-in] killed while staging a large package: nothing changed
   await kill(d, installer);
   await d.start('installer');
   const end = await assertWhole(d, '1.0.0');
-  assert.match(end.error!, /^INSTALL_INTERRUPTED: the installer stopped before the switch to 2\.0\.0; the device stays on 1\.0\.0$/);
+  assert.match(
+    end.error!,
+    /^INSTALL_INTERRUPTED: the installer stopped before the switch to 2\.0\.0; the device stays on 1\.0\.0$/,
+  );
   assert.deepEqual((await fsp.readdir(d.versionsDir)).sort(), ['current', 'v1.0.0']);
 });
 
@@ -90,9 +105,20 @@ test('[systemctl stand-in] killed in a post command after an in-place file was r
   await fsp.mkdir(path.join(d.sysroot, 'etc/tope'), { recursive: true });
   await fsp.writeFile(path.join(d.sysroot, 'etc/tope/app.conf'), 'old\n');
   const marker = path.join(d.root, 'post-started');
-  await d.verified(await buildPackage('2.0.0', [...modules, { name: 'conf', dst: '/etc/tope/app.conf', data: 'new\n', post_cmds: [`touch ${marker}; sleep 60`] }]), '2.0.0');
+  await d.verified(
+    await buildPackage('2.0.0', [
+      ...modules,
+      { name: 'conf', dst: '/etc/tope/app.conf', data: 'new\n', post_cmds: [`touch ${marker}; sleep 60`] },
+    ]),
+    '2.0.0',
+  );
   await d.update('2.0.0');
-  await waitFor('the post command to run', () => fsp.stat(marker).then(() => true, () => false));
+  await waitFor('the post command to run', () =>
+    fsp.stat(marker).then(
+      () => true,
+      () => false,
+    ),
+  );
   assert.equal(await d.file('/etc/tope/app.conf'), 'new\n');
   await kill(d, installer);
   await d.start('installer');
@@ -130,7 +156,10 @@ test('[systemctl stand-in] killed in the middle of a rollback: the rollback is f
 
 test('[systemctl stand-in] killed before the journal existed (while verifying the package): failed, nothing changed', async () => {
   const { d, installer } = await setUp();
-  const big = await buildPackage('2.0.0', [...modules, { name: 'blob', dst: '/opt/tope/share/blob', data: Buffer.alloc(50 * 1024 * 1024, 1), compress: false }]);
+  const big = await buildPackage('2.0.0', [
+    ...modules,
+    { name: 'blob', dst: '/opt/tope/share/blob', data: Buffer.alloc(50 * 1024 * 1024, 1), compress: false },
+  ]);
   await d.verified(big, '2.0.0');
   await d.update('2.0.0');
   await waitFor('installing', async () => (await d.installerStore.read())?.status.stage === 'installing');
@@ -162,11 +191,16 @@ test('[systemctl stand-in] a recovery that crashes the installer at every start:
   await d.start('installer');
   const end = await d.finished();
   assert.equal(end.stage, 'failed');
-  const abandoned = `^RECOVERY_ABANDONED: the recovery of the install of 2\\.0\\.0 \\(journal phase stopping\\) `
-    + `did not finish in ${MAX_RECOVERY_ATTEMPTS} attempts`;
+  const abandoned =
+    `^RECOVERY_ABANDONED: the recovery of the install of 2\\.0\\.0 \\(journal phase stopping\\) ` +
+    `did not finish in ${MAX_RECOVERY_ATTEMPTS} attempts`;
   assert.match(end.error!, new RegExp(abandoned));
   // left as it is: no undo ran this time, the journal stays for the repair, and the marker goes
-  assert.deepEqual((await d.calls()).slice(callsBefore).filter((c) => /^(start|stop) /.test(c)), [], 'no unit touched');
+  assert.deepEqual(
+    (await d.calls()).slice(callsBefore).filter((c) => /^(start|stop) /.test(c)),
+    [],
+    'no unit touched',
+  );
   assert.equal((await d.units())['b.service'].active, false, 'b stays stopped');
   assert.equal(await d.link('current'), 'v1.0.0');
   assert.equal((await journalOf(d))?.journal?.phase, 'stopping');

@@ -4,8 +4,15 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  journalPhases, MAX_RECOVERY_ATTEMPTS, phaseNames, recoveryFor, recoveryLabel,
-  type Phase, type RecoveryAction, type RecoveryCause, type SwitchSide,
+  journalPhases,
+  MAX_RECOVERY_ATTEMPTS,
+  phaseNames,
+  recoveryFor,
+  recoveryLabel,
+  type Phase,
+  type RecoveryAction,
+  type RecoveryCause,
+  type SwitchSide,
 } from '../services/installer/journal.js';
 
 // The installer's recovery table, row by row: every journal phase (and none yet) x whether
@@ -57,7 +64,8 @@ test('recovery: the table has one row for every phase x currentIsTarget x cause,
     `${phase} ${currentIsTarget} ${cause}`;
   const causes: RecoveryCause[] = ['crash', 'failure'];
   const all = [null, ...phaseNames].flatMap((phase) =>
-    [false, true].flatMap((currentIsTarget) => causes.map((cause) => key(phase, currentIsTarget, cause))));
+    [false, true].flatMap((currentIsTarget) => causes.map((cause) => key(phase, currentIsTarget, cause))),
+  );
   const rows = table.map(([phase, currentIsTarget, cause]) => key(phase, currentIsTarget, cause));
   assert.deepEqual(rows.sort(), all.sort());
 });
@@ -65,7 +73,11 @@ test('recovery: the table has one row for every phase x currentIsTarget x cause,
 test('recovery: along the ordered phases, the place against the switch never goes back', () => {
   const order: SwitchSide[] = ['before-switch', 'at-switch', 'after-switch', 'rolling-back'];
   const places = journalPhases.map(([, side]) => order.indexOf(side));
-  assert.deepEqual(places, [...places].sort((a, b) => a - b), JSON.stringify(journalPhases));
+  assert.deepEqual(
+    places,
+    [...places].sort((a, b) => a - b),
+    JSON.stringify(journalPhases),
+  );
   // nothing after the switch is ever undone back to the old state by a restart
   for (const [phase, side] of journalPhases) {
     if (order.indexOf(side) > order.indexOf('at-switch')) {

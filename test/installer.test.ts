@@ -19,7 +19,10 @@ afterEach(async () => {
 async function device(extra: Record<string, string> = {}) {
   const deviceApi = await new DeviceApi().start();
   const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url, ...extra });
-  cleanups.push(() => deviceApi.stop(), () => d.stop());
+  cleanups.push(
+    () => deviceApi.stop(),
+    () => d.stop(),
+  );
   await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n', 'lib/b': 'b 1.0.0\n', 'share/keep': 'kept\n' }, ['current']);
   await d.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
   return { d, deviceApi };
@@ -38,29 +41,50 @@ test('[systemctl stand-in] happy path: a partial package over a hard-link snapsh
   assert.deepEqual((await d.update('2.0.0')).body, { code: 200, msg: 'success', data: null });
   assert.equal((await d.progress()).body.data.stage, 'installing', 'the stage changed before the reply');
   const end = await d.finished();
-  assert.deepEqual(end, { stage: 'success', progress: 100, message: 'Successfully installed version 2.0.0', error: null });
+  assert.deepEqual(end, {
+    stage: 'success',
+    progress: 100,
+    message: 'Successfully installed version 2.0.0',
+    error: null,
+  });
 
   assert.equal(await d.link('current'), 'v2.0.0');
   assert.equal(await d.link('previous'), 'v1.0.0');
   assert.equal(await d.file('/opt/tope/versions/current/bin/a'), 'a 2.0.0\n');
-  assert.equal(await d.file('/opt/tope/versions/v1.0.0/bin/a'), 'a 1.0.0\n', 'the old snapshot was not written through a link');
-  const kept = [await fsp.stat(path.join(d.versionsDir, 'v2.0.0/share/keep')), await fsp.stat(path.join(d.versionsDir, 'v1.0.0/share/keep'))];
+  assert.equal(
+    await d.file('/opt/tope/versions/v1.0.0/bin/a'),
+    'a 1.0.0\n',
+    'the old snapshot was not written through a link',
+  );
+  const kept = [
+    await fsp.stat(path.join(d.versionsDir, 'v2.0.0/share/keep')),
+    await fsp.stat(path.join(d.versionsDir, 'v1.0.0/share/keep')),
+  ];
   assert.equal(kept[0].ino, kept[1].ino, 'files the package does not carry are hard links to the old snapshot');
   assert.equal((await fsp.stat(path.join(d.versionsDir, 'v2.0.0/bin/a'))).mode & 0o777, 0o755);
   assert.equal((await fsp.stat(path.join(d.versionsDir, 'v2.0.0/etc/c.conf'))).mode & 0o777, 0o640);
 
   const calls = (await d.calls()).filter((c) => /^(stop|start) /.test(c));
   assert.deepEqual(calls, [
-    'stop a.service current=1.0.0', 'stop b.service current=1.0.0',
-    'start b.service current=2.0.0', 'start a.service current=2.0.0',
+    'stop a.service current=1.0.0',
+    'stop b.service current=1.0.0',
+    'start b.service current=2.0.0',
+    'start a.service current=2.0.0',
   ]);
   await waitFor('the final report', () => deviceApi.reports.at(-1)?.stage === 'success');
-  const allowed = /^(Installing version 2\.0\.0\.\.\.|Verifying package\.\.\.|Installing module [abc] \([123]\/3\)|Stopping services\.\.\.|Switching to version 2\.0\.0\.\.\.|Starting [ab]\.service \([12]\/2\)|Checking services\.\.\.)$/;
+  const allowed =
+    /^(Installing version 2\.0\.0\.\.\.|Verifying package\.\.\.|Installing module [abc] \([123]\/3\)|Stopping services\.\.\.|Switching to version 2\.0\.0\.\.\.|Starting [ab]\.service \([12]\/2\)|Checking services\.\.\.)$/;
   const installing = deviceApi.reports.filter((r) => r.stage === 'installing');
   assert.equal(installing[0].message, 'Installing version 2.0.0...');
-  assert.ok(installing.every((r) => allowed.test(r.message)), JSON.stringify(installing.map((r) => r.message)));
+  assert.ok(
+    installing.every((r) => allowed.test(r.message)),
+    JSON.stringify(installing.map((r) => r.message)),
+  );
   const progress = deviceApi.reports.filter((r) => r.stage === 'installing').map((r) => r.progress);
-  assert.ok(progress.every((p, i) => i === 0 || p >= progress[i - 1]), 'progress never goes back');
+  assert.ok(
+    progress.every((p, i) => i === 0 || p >= progress[i - 1]),
+    'progress never goes back',
+  );
   assert.equal((await d.installerStore.read())?.status.stage, 'success');
 });
 
@@ -80,7 +104,10 @@ test('[systemctl stand-in] reinstalling a version that exists works, and old sna
   assert.equal(await d.file('/opt/tope/versions/current/bin/a'), 'a 2.0.0 again\n');
   assert.equal(await d.file('/opt/tope/versions/current/lib/b'), 'b 2.0.0\n');
   const left = (await fsp.readdir(d.versionsDir)).sort();
-  assert.deepEqual(left.filter((n) => n.startsWith('v')).sort(), [(await d.link('current'))!, 'v0.9.0', 'v2.0.0'].sort());
+  assert.deepEqual(
+    left.filter((n) => n.startsWith('v')).sort(),
+    [(await d.link('current'))!, 'v0.9.0', 'v2.0.0'].sort(),
+  );
 });
 
 test('[systemctl stand-in] post_cmds run in order in the new snapshot; a failing one fails the install before the switch, with nothing changed', async () => {
@@ -116,7 +143,10 @@ test('[systemctl stand-in] a unit that crash-loops on the new version: rolled ba
   await d.update('2.0.0');
   const end = await d.finished();
   assert.equal(end.stage, 'failed');
-  assert.match(end.error!, /^SERVICE_UNHEALTHY: a\.service is activating during probation; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/);
+  assert.match(
+    end.error!,
+    /^SERVICE_UNHEALTHY: a\.service is activating during probation; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/,
+  );
   assert.equal(end.message, 'Update failed; rolled back to version 1.0.0');
   assert.equal(await d.link('current'), 'v1.0.0');
   assert.ok(!(await fsp.readdir(d.versionsDir)).includes('v2.0.0'));
@@ -137,7 +167,10 @@ test('[systemctl stand-in] a unit restarted by systemd during probation counts a
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
   await d.update('2.0.0');
   const end = await d.finished();
-  assert.match(end.error!, /^SERVICE_UNHEALTHY: b\.service restarted \d+ time\(s\) during probation; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/);
+  assert.match(
+    end.error!,
+    /^SERVICE_UNHEALTHY: b\.service restarted \d+ time\(s\) during probation; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/,
+  );
   assert.equal(await d.link('current'), 'v1.0.0');
 });
 
@@ -149,7 +182,10 @@ test('[systemctl stand-in] previous unhealthy too: rolled back to factory; witho
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
   await d.update('2.0.0');
   const end = await d.finished();
-  assert.match(end.error!, /^SERVICE_START_FAILED: systemctl start a\.service exited 1: Job for a\.service failed\.; ROLLBACK_LEVEL_1_FAILED: SERVICE_START_FAILED: .*; ROLLBACK_LEVEL_2_SUCCESS: 0\.9\.0$/);
+  assert.match(
+    end.error!,
+    /^SERVICE_START_FAILED: systemctl start a\.service exited 1: Job for a\.service failed\.; ROLLBACK_LEVEL_1_FAILED: SERVICE_START_FAILED: .*; ROLLBACK_LEVEL_2_SUCCESS: 0\.9\.0$/,
+  );
   assert.equal(await d.link('current'), 'v0.9.0');
 
   await fsp.rm(path.join(d.versionsDir, 'factory'));
@@ -157,7 +193,10 @@ test('[systemctl stand-in] previous unhealthy too: rolled back to factory; witho
   await d.verified(await buildPackage('2.1.0', modules), '2.1.0');
   await d.update('2.1.0');
   const worst = await d.finished();
-  assert.match(worst.error!, /; ROLLBACK_LEVEL_1_FAILED: SERVICE_START_FAILED: .*; ROLLBACK_LEVEL_2_FAILED: no factory version$/);
+  assert.match(
+    worst.error!,
+    /; ROLLBACK_LEVEL_1_FAILED: SERVICE_START_FAILED: .*; ROLLBACK_LEVEL_2_FAILED: no factory version$/,
+  );
   assert.equal(worst.message, 'Both rollbacks failed - manual intervention required');
 });
 
@@ -168,7 +207,10 @@ test('[systemctl stand-in] a unit that hangs on start is SERVICE_START_TIMEOUT a
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
   await d.update('2.0.0');
   const end = await d.finished();
-  assert.match(end.error!, /^SERVICE_START_TIMEOUT: b\.service did not start within 400 ms; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/);
+  assert.match(
+    end.error!,
+    /^SERVICE_START_TIMEOUT: b\.service did not start within 400 ms; ROLLBACK_LEVEL_1_SUCCESS: 1\.0\.0$/,
+  );
 });
 
 test('[systemctl stand-in] stop failures come before the switch: no rollback, no downgrade, units started again', async () => {
@@ -194,7 +236,11 @@ test('[systemctl stand-in] a dst under another allowed root is backed up, replac
   await fsp.mkdir(path.join(d.sysroot, 'etc/tope'), { recursive: true });
   await fsp.writeFile(path.join(d.sysroot, 'etc/tope/app.conf'), 'old conf\n', { mode: 0o600 });
   await d.start('installer', 'api-gateway');
-  const pkg = [...modules, { name: 'conf', dst: '/etc/tope/app.conf', data: 'new conf\n' }, { name: 'extra', dst: '/etc/tope/new.conf', data: 'fresh\n' }];
+  const pkg = [
+    ...modules,
+    { name: 'conf', dst: '/etc/tope/app.conf', data: 'new conf\n' },
+    { name: 'extra', dst: '/etc/tope/new.conf', data: 'fresh\n' },
+  ];
 
   await d.behave({ 'a.service': { unhealthy: ['2.0.0'] } });
   await d.verified(await buildPackage('2.0.0', pkg), '2.0.0');
@@ -220,7 +266,10 @@ test('[systemctl stand-in] a package changed on disk after verification is refus
   const end = await d.finished();
   assert.match(end.error!, /^MD5_MISMATCH: expected [a-f0-9]{32}; the package's MD5 differs$/);
   assert.equal(await d.link('current'), 'v1.0.0');
-  assert.deepEqual((await d.calls()).filter((c) => c.startsWith('stop')), []);
+  assert.deepEqual(
+    (await d.calls()).filter((c) => c.startsWith('stop')),
+    [],
+  );
 });
 
 test('[systemctl stand-in] ota-gui: its unit is started without waiting; its absence or failure changes nothing', async () => {
@@ -238,7 +287,12 @@ test('[systemctl stand-in] ota-gui: its unit is started without waiting; its abs
   await d.verified(await buildPackage('2.1.0', modules), '2.1.0');
   await d.update('2.1.0');
   assert.equal((await d.finished()).stage, 'success');
-  await waitFor('the ota-gui binary to run', () => fsp.stat(marker).then(() => true, () => false));
+  await waitFor('the ota-gui binary to run', () =>
+    fsp.stat(marker).then(
+      () => true,
+      () => false,
+    ),
+  );
 
   await fsp.writeFile(path.join(d.sysroot, 'opt/tope/ota-gui'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
   await d.verified(await buildPackage('2.2.0', modules), '2.2.0');
@@ -249,7 +303,10 @@ test('[systemctl stand-in] ota-gui: its unit is started without waiting; its abs
 test('[systemctl stand-in] a first install on an empty device, without services', async () => {
   const deviceApi = await new DeviceApi().start();
   const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
-  cleanups.push(() => deviceApi.stop(), () => d.stop());
+  cleanups.push(
+    () => deviceApi.stop(),
+    () => d.stop(),
+  );
   await d.start('installer', 'api-gateway');
   await d.verified(await buildPackage('1.0.0', [{ name: 'tool', dst: '/opt/tope/bin/tool' }]), '1.0.0');
   await d.update('1.0.0');
@@ -267,15 +324,33 @@ test('[systemctl stand-in] the same install command arriving several times at on
   const { d } = await device();
   await d.start('installer');
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
-  const replies = await Promise.all(Array.from({ length: 4 }, () => sendCommand(d.env.TOPE_INSTALLER_SOCKET, { type: 'install', seq: 5, version: '2.0.0' })));
+  const replies = await Promise.all(
+    Array.from({ length: 4 }, () =>
+      sendCommand(d.env.TOPE_INSTALLER_SOCKET, { type: 'install', seq: 5, version: '2.0.0' }),
+    ),
+  );
   assert.deepEqual(replies, Array(4).fill({ ok: true }));
-  await waitFor('the install to end', async () => ['success', 'failed'].includes((await d.installerStore.read())?.status.stage ?? '') || null);
+  await waitFor(
+    'the install to end',
+    async () => ['success', 'failed'].includes((await d.installerStore.read())?.status.stage ?? '') || null,
+  );
   const end = await d.installerStore.read();
-  assert.deepEqual(end?.status, { stage: 'success', progress: 100, message: 'Successfully installed version 2.0.0', error: null });
+  assert.deepEqual(end?.status, {
+    stage: 'success',
+    progress: 100,
+    message: 'Successfully installed version 2.0.0',
+    error: null,
+  });
   const calls = (await d.calls()).filter((c) => /^(stop|start) /.test(c));
-  assert.deepEqual(calls, [
-    'stop a.service current=1.0.0', 'stop b.service current=1.0.0',
-    'start b.service current=2.0.0', 'start a.service current=2.0.0',
-  ], 'one install: each unit stopped and started once');
+  assert.deepEqual(
+    calls,
+    [
+      'stop a.service current=1.0.0',
+      'stop b.service current=1.0.0',
+      'start b.service current=2.0.0',
+      'start a.service current=2.0.0',
+    ],
+    'one install: each unit stopped and started once',
+  );
   assert.equal(await d.link('current'), 'v2.0.0');
 });

@@ -35,53 +35,82 @@ function result(where: 'unit' | 'baseline', probe: 'memory' | 'tasks', unit: str
 }
 
 describe('MemoryMax= and TasksMax= enforced, in a QEMU VM (systemd-nspawn cannot enforce cgroup limits on this host)', () => {
-  before(async () => {
-    if (skip) return;
-    scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-limits-'));
-    const checks = units.map((u) => ({ unit: u.unit, user: u.user, memoryBytes: 2 * u.memoryMax, tasks: u.tasksMax + 16 }));
-    writeFileSync(path.join(scratch, 'checks.json'), JSON.stringify(checks));
-    writeFileSync(path.join(scratch, 'entry'), 'exec /usr/bin/node /mnt/payload/test/limits-vm.js /mnt/payload/test/checks.json\n');
-    results = await runVm(path.join(scratch, 'entry'), [
-      [path.join(distDir, 'test/system/limits-vm.js'), 'test/limits-vm.js'],
-      [path.join(distDir, 'test/system/limits-probe.js'), 'test/limits-probe.js'],
-      [path.join(scratch, 'checks.json'), 'test/checks.json'],
-    ], 420);
-    const failed = results.find((r) => 'failed' in r);
-    if (failed) throw new Error(`inside the VM: ${String(failed.failed)}`);
-  }, { timeout: 600_000 });
-  after(() => { if (scratch) rmSync(scratch, { recursive: true, force: true }); });
-
-  test('the baseline: outside the units, as the same users, the probes allocate and spawn beyond every limit', { skip }, () => {
-    for (const u of units) {
-      const mem = result('baseline', 'memory', u.unit);
-      assert.equal(mem.status, 0, `${u.unit}: ${JSON.stringify(mem)}`);
-      assert.equal(mem.allocated, 2 * u.memoryMax, `${u.unit}: ${JSON.stringify(mem)}`);
-      const tasks = result('baseline', 'tasks', u.unit);
-      assert.equal(tasks.status, 0, `${u.unit}: ${JSON.stringify(tasks)}`);
-      assert.equal(tasks.error, null, `${u.unit}: ${JSON.stringify(tasks)}`);
-      assert.equal(tasks.spawned, u.tasksMax + 16, `${u.unit}: ${JSON.stringify(tasks)}`);
-      assert.ok(tasks.peak > u.tasksMax, `${u.unit}: ${JSON.stringify(tasks)}`);
-    }
+  before(
+    async () => {
+      if (skip) return;
+      scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-limits-'));
+      const checks = units.map((u) => ({
+        unit: u.unit,
+        user: u.user,
+        memoryBytes: 2 * u.memoryMax,
+        tasks: u.tasksMax + 16,
+      }));
+      writeFileSync(path.join(scratch, 'checks.json'), JSON.stringify(checks));
+      writeFileSync(
+        path.join(scratch, 'entry'),
+        'exec /usr/bin/node /mnt/payload/test/limits-vm.js /mnt/payload/test/checks.json\n',
+      );
+      results = await runVm(
+        path.join(scratch, 'entry'),
+        [
+          [path.join(distDir, 'test/system/limits-vm.js'), 'test/limits-vm.js'],
+          [path.join(distDir, 'test/system/limits-probe.js'), 'test/limits-probe.js'],
+          [path.join(scratch, 'checks.json'), 'test/checks.json'],
+        ],
+        420,
+      );
+      const failed = results.find((r) => 'failed' in r);
+      if (failed) throw new Error(`inside the VM: ${String(failed.failed)}`);
+    },
+    { timeout: 600_000 },
+  );
+  after(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  for (const u of units) {
-    test(`${u.unit}: MemoryMax=${u.memoryMax / MiB}M, beyond it the kernel kills the unit (Result=oom-kill)`, { skip }, () => {
-      const r = result('unit', 'memory', u.unit);
-      assert.equal(r.Result, 'oom-kill', JSON.stringify(r));
-      assert.equal(r.ExecMainStatus, '9', 'SIGKILL');
-      assert.ok(r.allocated < u.memoryMax, `killed before it had allocated its limit: ${JSON.stringify(r)}`);
-      assert.equal(r.shipped.MemoryMax, String(u.memoryMax), 'the unit as shipped');
-    });
+  test(
+    'the baseline: outside the units, as the same users, the probes allocate and spawn beyond every limit',
+    { skip },
+    () => {
+      for (const u of units) {
+        const mem = result('baseline', 'memory', u.unit);
+        assert.equal(mem.status, 0, `${u.unit}: ${JSON.stringify(mem)}`);
+        assert.equal(mem.allocated, 2 * u.memoryMax, `${u.unit}: ${JSON.stringify(mem)}`);
+        const tasks = result('baseline', 'tasks', u.unit);
+        assert.equal(tasks.status, 0, `${u.unit}: ${JSON.stringify(tasks)}`);
+        assert.equal(tasks.error, null, `${u.unit}: ${JSON.stringify(tasks)}`);
+        assert.equal(tasks.spawned, u.tasksMax + 16, `${u.unit}: ${JSON.stringify(tasks)}`);
+        assert.ok(tasks.peak > u.tasksMax, `${u.unit}: ${JSON.stringify(tasks)}`);
+      }
+    },
+  );
 
-    test(`${u.unit}: TasksMax=${u.tasksMax}, beyond it a fork fails with EAGAIN and the unit never holds more`, { skip }, () => {
-      const r = result('unit', 'tasks', u.unit);
-      assert.equal(r.error, 'EAGAIN', JSON.stringify(r));
-      assert.equal(r.pidsMax, String(u.tasksMax), JSON.stringify(r));
-      // the fork failed with the cgroup full: exactly TasksMax tasks, never more
-      assert.equal(r.peak, u.tasksMax, JSON.stringify(r));
-      assert.ok(r.spawned < u.tasksMax, JSON.stringify(r));
-      assert.equal(r.Result, 'success', `the probe survived the refusal: ${JSON.stringify(r)}`);
-      assert.equal(r.shipped.TasksMax, String(u.tasksMax), 'the unit as shipped');
-    });
+  for (const u of units) {
+    test(
+      `${u.unit}: MemoryMax=${u.memoryMax / MiB}M, beyond it the kernel kills the unit (Result=oom-kill)`,
+      { skip },
+      () => {
+        const r = result('unit', 'memory', u.unit);
+        assert.equal(r.Result, 'oom-kill', JSON.stringify(r));
+        assert.equal(r.ExecMainStatus, '9', 'SIGKILL');
+        assert.ok(r.allocated < u.memoryMax, `killed before it had allocated its limit: ${JSON.stringify(r)}`);
+        assert.equal(r.shipped.MemoryMax, String(u.memoryMax), 'the unit as shipped');
+      },
+    );
+
+    test(
+      `${u.unit}: TasksMax=${u.tasksMax}, beyond it a fork fails with EAGAIN and the unit never holds more`,
+      { skip },
+      () => {
+        const r = result('unit', 'tasks', u.unit);
+        assert.equal(r.error, 'EAGAIN', JSON.stringify(r));
+        assert.equal(r.pidsMax, String(u.tasksMax), JSON.stringify(r));
+        // the fork failed with the cgroup full: exactly TasksMax tasks, never more
+        assert.equal(r.peak, u.tasksMax, JSON.stringify(r));
+        assert.ok(r.spawned < u.tasksMax, JSON.stringify(r));
+        assert.equal(r.Result, 'success', `the probe survived the refusal: ${JSON.stringify(r)}`);
+        assert.equal(r.shipped.TasksMax, String(u.tasksMax), 'the unit as shipped');
+      },
+    );
   }
 });

@@ -8,8 +8,15 @@ import { cases, networkCampaign } from './reliability/network-campaign.js';
 
 const seed = Number(process.env.CAMPAIGN_SEED ?? Date.now() % 1e9);
 
-test(`network faults: every case ends right, never a loop or a hang (seed ${seed})`, { timeout: 600_000 }, async (t) => {
-  const runs = await networkCampaign(3, seed, (l) => t.diagnostic(l));
-  assert.equal(runs.length, cases.length * 3);
-  assert.deepEqual(runs.filter((r) => !r.ok).map((r) => `${r.name}: ${r.outcome}`), []);
-});
+test(
+  `network faults: every case ends right, never a loop or a hang (seed ${seed})`,
+  { timeout: 600_000 },
+  async (t) => {
+    const runs = await networkCampaign(3, seed, (l) => t.diagnostic(l));
+    assert.equal(runs.length, cases.length * 3);
+    assert.deepEqual(
+      runs.filter((r) => !r.ok).map((r) => `${r.name}: ${r.outcome}`),
+      [],
+    );
+  },
+);

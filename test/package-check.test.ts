@@ -8,7 +8,12 @@ import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { UpdaterError } from '../shared/errors.js';
 import {
-  checkPackage, hashFilePrefix, hashingStream, PackageHasher, packageProblem, type Digests,
+  checkPackage,
+  hashFilePrefix,
+  hashingStream,
+  PackageHasher,
+  packageProblem,
+  type Digests,
 } from '../shared/package-check.js';
 
 const body = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251));
@@ -28,7 +33,12 @@ test('the hasher gives both digests of the bytes, however they are cut into chun
 test('the hashing stream passes every byte through unchanged and hashes them on the way', async () => {
   const hasher = new PackageHasher();
   const out: Buffer[] = [];
-  const sink = new Writable({ write(chunk: Buffer, _encoding, callback) { out.push(chunk); callback(); } });
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      out.push(chunk);
+      callback();
+    },
+  });
   await pipeline(Readable.from([body.subarray(0, 12_345), body.subarray(12_345)]), hashingStream(hasher), sink);
   assert.ok(Buffer.concat(out).equals(body));
   assert.deepEqual(hasher.digests(), expected);
@@ -69,11 +79,17 @@ test('the digest comparison says which digest failed and what was expected, neve
 
   const badMd5 = refusal(() => checkPackage({ ...claims, package_md5: 'f'.repeat(32) }, { digests: expected }));
   assert.equal(badMd5.wire, `MD5_MISMATCH: expected ${'f'.repeat(32)}; the package's MD5 differs`);
-  assert.ok(!badMd5.wire.includes(expected.md5) && !badMd5.wire.includes(expected.sha256), 'no digest of what a URL returned');
+  assert.ok(
+    !badMd5.wire.includes(expected.md5) && !badMd5.wire.includes(expected.sha256),
+    'no digest of what a URL returned',
+  );
 
   const badSha = refusal(() => checkPackage({ ...claims, package_sha256: '0'.repeat(64) }, { digests: expected }));
   assert.equal(badSha.wire, `SHA256_MISMATCH: expected ${'0'.repeat(64)}; the package's SHA-256 differs`);
-  assert.ok(!badSha.wire.includes(expected.sha256) && !badSha.wire.includes(expected.md5), 'no digest of what a URL returned');
+  assert.ok(
+    !badSha.wire.includes(expected.sha256) && !badSha.wire.includes(expected.md5),
+    'no digest of what a URL returned',
+  );
 
   // both wrong: the checks run in order and the first one is reported
   const both = packageProblem({ package_md5: 'f'.repeat(32), package_sha256: '0'.repeat(64) }, { digests: expected });

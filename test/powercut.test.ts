@@ -21,21 +21,40 @@ const skip = available === true ? false : available;
 const work = mkdtempSync(path.join(os.tmpdir(), 'tope-powercut-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-test('power cuts of the whole VM mid-download, mid-install and mid-probation: each boot recovers to old or new, never wedged', { skip, timeout: 3_600_000 }, async () => {
-  const lines: string[] = [];
-  const r = await powercutCampaign({
-    work,
-    log: (l) => lines.push(l),
-    plans: [
-      cutAtStage('mid-download', (m) => m.stage === 'downloading', 1500),
-      cutAtStage('mid-install', (m) => m.stage === 'installing' && /^Stopping services/.test(m.message ?? ''), 0),
-      cutAtStage('mid-probation', (m) => m.stage === 'installing' && /^Checking services/.test(m.message ?? ''), 1500),
-    ],
-  }, 1);
-  const summary = `${describe(r)} in ${Math.round(r.ms / 1000)} s\n${lines.join('\n')}`;
-  assert.deepEqual(r.violations.map((v) => `${v.cut}: ${v.finding.violations.join('; ')}\n${v.finding.journal ?? ''}\n${v.console}`), [], summary);
-  assert.equal(r.cuts.length, 3, summary);
-  assert.deepEqual(r.cuts.map((c) => c.what), ['mid-download', 'mid-install', 'mid-probation'], summary);
-  assert.equal(r.recoveries, 3, summary);
-  console.log(summary);
-});
+test(
+  'power cuts of the whole VM mid-download, mid-install and mid-probation: each boot recovers to old or new, never wedged',
+  { skip, timeout: 3_600_000 },
+  async () => {
+    const lines: string[] = [];
+    const r = await powercutCampaign(
+      {
+        work,
+        log: (l) => lines.push(l),
+        plans: [
+          cutAtStage('mid-download', (m) => m.stage === 'downloading', 1500),
+          cutAtStage('mid-install', (m) => m.stage === 'installing' && /^Stopping services/.test(m.message ?? ''), 0),
+          cutAtStage(
+            'mid-probation',
+            (m) => m.stage === 'installing' && /^Checking services/.test(m.message ?? ''),
+            1500,
+          ),
+        ],
+      },
+      1,
+    );
+    const summary = `${describe(r)} in ${Math.round(r.ms / 1000)} s\n${lines.join('\n')}`;
+    assert.deepEqual(
+      r.violations.map((v) => `${v.cut}: ${v.finding.violations.join('; ')}\n${v.finding.journal ?? ''}\n${v.console}`),
+      [],
+      summary,
+    );
+    assert.equal(r.cuts.length, 3, summary);
+    assert.deepEqual(
+      r.cuts.map((c) => c.what),
+      ['mid-download', 'mid-install', 'mid-probation'],
+      summary,
+    );
+    assert.equal(r.recoveries, 3, summary);
+    console.log(summary);
+  },
+);

@@ -23,74 +23,128 @@ const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
 const runs = (n: number) => ({ numRuns: Number(process.env.FC_RUNS || n), ...(seed !== undefined ? { seed } : {}) });
 
 test('Content-Range: every well-formed value round-trips; any other string is null or consistent, never a throw', () => {
-  fc.assert(fc.property(fc.nat(2 ** 40), fc.nat(2 ** 40), fc.nat(2 ** 40), (a, len, extra) => {
-    const end = a + len;
-    const total = end + 1 + extra;
-    assert.deepEqual(parseContentRange(`bytes ${a}-${end}/${total}`), { start: a, end, total });
-    assert.deepEqual(parseContentRange(`bytes ${a}-${end}/*`), { start: a, end, total: null });
-    assert.equal(parseContentRange(`bytes ${end + 1}-${a}/${total}`), null, 'end before start');
-    assert.equal(parseContentRange(`bytes ${a}-${end}/${end}`), null, 'end at or past total');
-  }), runs(2000));
-  fc.assert(fc.property(fc.oneof(fc.string(), fc.stringMatching(/^bytes [0-9* -]{0,12}\/[0-9*]{0,6}$/)), (s) => {
-    const r = parseContentRange(s);
-    if (r) assert.ok(Number.isSafeInteger(r.start) && r.start <= r.end && (r.total === null || r.end < r.total), s);
-  }), runs(3000));
+  fc.assert(
+    fc.property(fc.nat(2 ** 40), fc.nat(2 ** 40), fc.nat(2 ** 40), (a, len, extra) => {
+      const end = a + len;
+      const total = end + 1 + extra;
+      assert.deepEqual(parseContentRange(`bytes ${a}-${end}/${total}`), { start: a, end, total });
+      assert.deepEqual(parseContentRange(`bytes ${a}-${end}/*`), { start: a, end, total: null });
+      assert.equal(parseContentRange(`bytes ${end + 1}-${a}/${total}`), null, 'end before start');
+      assert.equal(parseContentRange(`bytes ${a}-${end}/${end}`), null, 'end at or past total');
+    }),
+    runs(2000),
+  );
+  fc.assert(
+    fc.property(fc.oneof(fc.string(), fc.stringMatching(/^bytes [0-9* -]{0,12}\/[0-9*]{0,6}$/)), (s) => {
+      const r = parseContentRange(s);
+      if (r) assert.ok(Number.isSafeInteger(r.start) && r.start <= r.end && (r.total === null || r.end < r.total), s);
+    }),
+    runs(3000),
+  );
 });
 
 test('Content-Length and Retry-After: only clean numbers (or an HTTP date) count, never a throw', () => {
-  fc.assert(fc.property(fc.string(), (s) => {
-    const n = parseContentLength(s);
-    if (n !== null) assert.ok(Number.isSafeInteger(n) && n >= 0 && /^\s*\d+\s*$/.test(s), s);
-    const ms = parseRetryAfter(s, 0);
-    if (ms !== null) assert.ok(ms >= 0, s);
-  }), runs(3000));
-  fc.assert(fc.property(fc.nat(1e9), (n) => { assert.equal(parseContentLength(String(n)), n); }), runs(500));
+  fc.assert(
+    fc.property(fc.string(), (s) => {
+      const n = parseContentLength(s);
+      if (n !== null) assert.ok(Number.isSafeInteger(n) && n >= 0 && /^\s*\d+\s*$/.test(s), s);
+      const ms = parseRetryAfter(s, 0);
+      if (ms !== null) assert.ok(ms >= 0, s);
+    }),
+    runs(3000),
+  );
+  fc.assert(
+    fc.property(fc.nat(1e9), (n) => {
+      assert.equal(parseContentLength(String(n)), n);
+    }),
+    runs(500),
+  );
 });
 
 // Path pieces that have broken installers: climbing out, doubling, roots that are prefixes.
-const pathPiece = fc.constantFrom('opt', 'tope', 'tope-data', 'etc', 'versions', 'current', '..', '.', '', 'bin', 'a', 'passwd', 'x\0y', ' ', 'v1.0.0', 'tope-updater', 'keys.d', 'k.pub');
+const pathPiece = fc.constantFrom(
+  'opt',
+  'tope',
+  'tope-data',
+  'etc',
+  'versions',
+  'current',
+  '..',
+  '.',
+  '',
+  'bin',
+  'a',
+  'passwd',
+  'x\0y',
+  ' ',
+  'v1.0.0',
+  'tope-updater',
+  'keys.d',
+  'k.pub',
+);
 const devicePath = fc.oneof(
   fc.array(pathPiece, { minLength: 1, maxLength: 6 }).map((p) => `/${p.join('/')}`),
   fc.array(pathPiece, { minLength: 1, maxLength: 6 }).map((p) => p.join('/')),
   fc.string({ maxLength: 40 }),
 );
-const layout = { allowedRoots: ['/opt/tope', '/etc/tope'], versionsDir: '/opt/tope/versions', keysDir: '/etc/tope-updater/keys.d', trustedKeys: ['a.pub'] };
-const files = new Map([['bin/a', {}], ['bin/b', {}], ['etc/c', {}]]);
+const layout = {
+  allowedRoots: ['/opt/tope', '/etc/tope'],
+  versionsDir: '/opt/tope/versions',
+  keysDir: '/etc/tope-updater/keys.d',
+  trustedKeys: ['a.pub'],
+};
+const files = new Map([
+  ['bin/a', {}],
+  ['bin/b', {}],
+  ['etc/c', {}],
+]);
 
 test('the manifest planner: any manifest is refused with INVALID_MANIFEST or placed strictly inside the allowed roots', () => {
-  const module = fc.record({
-    name: fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.string({ maxLength: 5 })),
-    src: fc.oneof(fc.constantFrom('bin/a', 'bin/b', 'etc/c', '../bin/a', 'bin/'), fc.string({ maxLength: 8 })),
-    dst: devicePath,
-    size: fc.oneof(fc.nat(10), fc.constant(-1)),
-    sha256: fc.constantFrom('0'.repeat(64), 'not hex'),
-    process_name: fc.option(fc.oneof(fc.constant('a.service'), fc.string({ maxLength: 10 })), { nil: undefined }),
-    restart_order: fc.option(fc.integer({ min: -2000, max: 2000 }), { nil: undefined }),
-  }, { requiredKeys: ['name', 'src', 'dst', 'size', 'sha256'] });
+  const module = fc.record(
+    {
+      name: fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.string({ maxLength: 5 })),
+      src: fc.oneof(fc.constantFrom('bin/a', 'bin/b', 'etc/c', '../bin/a', 'bin/'), fc.string({ maxLength: 8 })),
+      dst: devicePath,
+      size: fc.oneof(fc.nat(10), fc.constant(-1)),
+      sha256: fc.constantFrom('0'.repeat(64), 'not hex'),
+      process_name: fc.option(fc.oneof(fc.constant('a.service'), fc.string({ maxLength: 10 })), { nil: undefined }),
+      restart_order: fc.option(fc.integer({ min: -2000, max: 2000 }), { nil: undefined }),
+    },
+    { requiredKeys: ['name', 'src', 'dst', 'size', 'sha256'] },
+  );
   const manifest = fc.oneof(
     fc.record({
-      version: fc.constantFrom('2.0.0', '2.0', '9.9.9'), compatible: fc.constantFrom(['tope-test'], []), security_version: fc.integer({ min: -1, max: 3 }),
-      modules: fc.array(module, { maxLength: 4 }), remove_keys: fc.option(fc.array(fc.constantFrom('a.pub', 'k.pub', '../x.pub'), { maxLength: 2 }), { nil: undefined }),
+      version: fc.constantFrom('2.0.0', '2.0', '9.9.9'),
+      compatible: fc.constantFrom(['tope-test'], []),
+      security_version: fc.integer({ min: -1, max: 3 }),
+      modules: fc.array(module, { maxLength: 4 }),
+      remove_keys: fc.option(fc.array(fc.constantFrom('a.pub', 'k.pub', '../x.pub'), { maxLength: 2 }), {
+        nil: undefined,
+      }),
     }),
     fc.anything(),
   );
-  fc.assert(fc.property(manifest, (raw) => {
-    let plan: ReturnType<typeof planInstall>;
-    try {
-      plan = planInstall(raw, '2.0.0', files, layout);
-    } catch (e) {
-      assert.ok(e instanceof UpdaterError && e.code === 'INVALID_MANIFEST', String(e));
-      return;
-    }
-    for (const p of plan.placements) {
-      const dst = p.kind === 'snapshot' ? path.posix.join('/opt', p.rel) : p.dst;
-      assert.equal(path.posix.normalize(dst), dst);
-      const keyFile = p.kind === 'in-place' && p.trustedKey && path.posix.dirname(dst) === layout.keysDir && dst.endsWith('.pub');
-      assert.ok(keyFile || layout.allowedRoots.some((r) => dst.startsWith(`${r}/`)), dst);
-      assert.ok(!dst.startsWith('/opt/tope/versions/') && dst !== '/opt/tope/versions', dst);
-      if (p.kind === 'snapshot') assert.ok(!p.rel.split('/').includes('..') && !path.posix.isAbsolute(p.rel), p.rel);
-    }
-  }), runs(3000));
+  fc.assert(
+    fc.property(manifest, (raw) => {
+      let plan: ReturnType<typeof planInstall>;
+      try {
+        plan = planInstall(raw, '2.0.0', files, layout);
+      } catch (e) {
+        assert.ok(e instanceof UpdaterError && e.code === 'INVALID_MANIFEST', String(e));
+        return;
+      }
+      for (const p of plan.placements) {
+        const dst = p.kind === 'snapshot' ? path.posix.join('/opt', p.rel) : p.dst;
+        assert.equal(path.posix.normalize(dst), dst);
+        const keyFile =
+          p.kind === 'in-place' && p.trustedKey && path.posix.dirname(dst) === layout.keysDir && dst.endsWith('.pub');
+        assert.ok(keyFile || layout.allowedRoots.some((r) => dst.startsWith(`${r}/`)), dst);
+        assert.ok(!dst.startsWith('/opt/tope/versions/') && dst !== '/opt/tope/versions', dst);
+        if (p.kind === 'snapshot') assert.ok(!p.rel.split('/').includes('..') && !path.posix.isAbsolute(p.rel), p.rel);
+      }
+    }),
+    runs(3000),
+  );
 });
 
 test('the zip reader: mutated packages are refused with a package error or unpack only inside the sysroot', async () => {
@@ -101,47 +155,73 @@ test('the zip reader: mutated packages are refused with a package error or unpac
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-fuzz-'));
   const sysroot = path.join(work, 'sysroot');
   const mutation = fc.oneof(
-    fc.array(fc.tuple(fc.nat(zip.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })
-      .map((flips) => (b: Buffer) => { for (const [i, v] of flips) b[i] = v; return b; }),
+    fc
+      .array(fc.tuple(fc.nat(zip.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })
+      .map((flips) => (b: Buffer) => {
+        for (const [i, v] of flips) b[i] = v;
+        return b;
+      }),
     fc.nat(zip.length - 1).map((n) => (b: Buffer) => b.subarray(0, n)),
-    fc.tuple(fc.nat(zip.length - 1), fc.uint8Array({ minLength: 1, maxLength: 64 }))
-      .map(([at, bytes]) => (b: Buffer) => Buffer.concat([b.subarray(0, at), Buffer.from(bytes), b.subarray(at)])),
+    fc.tuple(fc.nat(zip.length - 1), fc.uint8Array({ minLength: 1, maxLength: 64 })).map(
+      ([at, bytes]) =>
+        (b: Buffer) =>
+          Buffer.concat([b.subarray(0, at), Buffer.from(bytes), b.subarray(at)]),
+    ),
   );
-  const allowedCodes = new Set(['INVALID_PACKAGE', 'INVALID_MANIFEST', 'SIGNATURE_MISSING', 'SIGNATURE_MALFORMED', 'SIGNATURE_INVALID', 'PAYLOAD_MISMATCH']);
+  const allowedCodes = new Set([
+    'INVALID_PACKAGE',
+    'INVALID_MANIFEST',
+    'SIGNATURE_MISSING',
+    'SIGNATURE_MALFORMED',
+    'SIGNATURE_INVALID',
+    'PAYLOAD_MISMATCH',
+  ]);
   const keysDir = path.join(work, 'keys.d');
   await fsp.mkdir(keysDir);
   await fsp.writeFile(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
   const trust = { keysDir, productId: async () => TEST_PRODUCT_ID, allowUnsigned: false, floor: async () => 0 };
   let unpacked = 0;
   try {
-    await fc.assert(fc.asyncProperty(mutation, async (mutate) => {
-      await fsp.rm(sysroot, { recursive: true, force: true });
-      const file = path.join(work, 'package.zip');
-      await fsp.writeFile(file, mutate(Buffer.from(zip)));
-      let archive: PackageArchive | null = null;
-      try {
-        archive = await PackageArchive.open(file, { maxBytes: 1024 * 1024, maxEntries: 50 });
-        const { manifest } = await checkPackageTrust(archive, trust);
-        const { placements } = planInstall(manifest, '2.0.0', archive.files, layout);
-        for (const p of placements) {
-          const dst = p.kind === 'snapshot' ? path.join(sysroot, 'opt/tope/versions/.staging', p.rel) : path.join(sysroot, p.dst);
-          await archive.extractTo(p.module.src, dst, expectationOf(p.module));
+    await fc.assert(
+      fc.asyncProperty(mutation, async (mutate) => {
+        await fsp.rm(sysroot, { recursive: true, force: true });
+        const file = path.join(work, 'package.zip');
+        await fsp.writeFile(file, mutate(Buffer.from(zip)));
+        let archive: PackageArchive | null = null;
+        try {
+          archive = await PackageArchive.open(file, { maxBytes: 1024 * 1024, maxEntries: 50 });
+          const { manifest } = await checkPackageTrust(archive, trust);
+          const { placements } = planInstall(manifest, '2.0.0', archive.files, layout);
+          for (const p of placements) {
+            const dst =
+              p.kind === 'snapshot'
+                ? path.join(sysroot, 'opt/tope/versions/.staging', p.rel)
+                : path.join(sysroot, p.dst);
+            await archive.extractTo(p.module.src, dst, expectationOf(p.module));
+          }
+          unpacked++;
+        } catch (e) {
+          assert.ok(
+            e instanceof UpdaterError && allowedCodes.has(e.code),
+            `not a package error: ${(e as Error).stack}`,
+          );
+        } finally {
+          archive?.close();
         }
-        unpacked++;
-      } catch (e) {
-        assert.ok(e instanceof UpdaterError && allowedCodes.has(e.code), `not a package error: ${(e as Error).stack}`);
-      } finally {
-        archive?.close();
-      }
-      const written = await fsp.readdir(work, { recursive: true });
-      for (const w of written.map(String)) {
-        assert.ok(w === 'package.zip' || w === 'sysroot' || w.startsWith(`sysroot${path.sep}`) || w.startsWith('keys.d'), `written outside: ${w}`);
-      }
-      for (const w of (await fsp.readdir(sysroot, { recursive: true }).catch(() => [])).map(String)) {
-        assert.ok(['opt', 'etc'].includes(w.split(path.sep)[0]), `outside the allowed roots: ${w}`);
-        assert.ok(!w.endsWith('.tope-partial'), `a partial file left behind: ${w}`);
-      }
-    }), runs(400));
+        const written = await fsp.readdir(work, { recursive: true });
+        for (const w of written.map(String)) {
+          assert.ok(
+            w === 'package.zip' || w === 'sysroot' || w.startsWith(`sysroot${path.sep}`) || w.startsWith('keys.d'),
+            `written outside: ${w}`,
+          );
+        }
+        for (const w of (await fsp.readdir(sysroot, { recursive: true }).catch(() => [])).map(String)) {
+          assert.ok(['opt', 'etc'].includes(w.split(path.sep)[0]), `outside the allowed roots: ${w}`);
+          assert.ok(!w.endsWith('.tope-partial'), `a partial file left behind: ${w}`);
+        }
+      }),
+      runs(400),
+    );
   } finally {
     await fsp.rm(work, { recursive: true, force: true });
   }
@@ -159,7 +239,13 @@ before(async () => {
   await d.setUnits({ 'a.service': { active: true } });
   origin.body = await buildPackage('2.0.0', [{ name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service' }]);
   await origin.start();
-  goodJob = { version: '2.0.0', package_url: origin.url(), package_name: 'tope-2.0.0.zip', package_size: origin.body.length, package_md5: md5(origin.body) };
+  goodJob = {
+    version: '2.0.0',
+    package_url: origin.url(),
+    package_name: 'tope-2.0.0.zip',
+    package_size: origin.body.length,
+    package_md5: md5(origin.body),
+  };
   await d.start('fetcher', 'installer', 'api-gateway');
 });
 after(async () => {
@@ -175,37 +261,53 @@ test('[systemctl stand-in] the gateway under random bodies and command sequences
   const field = fc.oneof(fc.anything(), fc.string(), fc.integer(), fc.constant(null));
   const body = fc.oneof(
     fc.constant(() => goodJob),
-    fc.record({ key: fc.constantFrom('version', 'package_url', 'package_name', 'package_size', 'package_md5', 'extra'), value: field })
+    fc
+      .record({
+        key: fc.constantFrom('version', 'package_url', 'package_name', 'package_size', 'package_md5', 'extra'),
+        value: field,
+      })
       .map(({ key, value }) => () => ({ ...goodJob, [key]: value })),
     fc.record({ version: fc.oneof(fc.constant('2.0.0'), fc.constant('1.0.0'), fc.string()) }).map((b) => () => b),
     fc.anything().map((b) => () => b),
   );
   const command = fc.oneof(
     fc.record({ route: fc.constantFrom('/api/v1.0/download', '/api/v1.0/update'), body }),
-    fc.record({ route: fc.constantFrom('/api/v1.0/download', '/api/v1.0/update', '/api/v1.0/nope'), raw: fc.oneof(fc.string(), fc.constant('{"version":'), fc.constant('[]')) }),
+    fc.record({
+      route: fc.constantFrom('/api/v1.0/download', '/api/v1.0/update', '/api/v1.0/nope'),
+      raw: fc.oneof(fc.string(), fc.constant('{"version":'), fc.constant('[]')),
+    }),
     fc.record({ route: fc.constant('/api/v1.0/progress') }),
   );
-  await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 8 }), async (cmds) => {
-    for (const c of cmds) {
-      const beforeStage = (await d.progress()).body.data.stage as string;
-      const r = 'raw' in c ? await call(d.base, 'POST', c.route, undefined, c.raw)
-        : 'body' in c ? await call(d.base, 'POST', c.route, c.body())
-          : await call(d.base, 'GET', c.route);
-      assert.equal(r.http === 200 || r.http === 404 || r.http === 400 || r.http === 413, true, `HTTP ${r.http}`);
-      assert.equal(typeof r.body.code, 'number');
-      assert.equal(typeof r.body.msg, 'string');
-      if (r.body.code !== 200 && c.route !== '/api/v1.0/progress') {
-        const code = /^([A-Z_]+):/.exec(r.body.msg)?.[1];
-        assert.ok(code && knownCodes.has(code), `an error from the one list: ${r.body.msg}`);
-        // a refused command changes nothing: a stage that only a command can leave stays
-        if (stable.has(beforeStage)) assert.equal((await d.progress()).body.data.stage, beforeStage, `after refused ${r.body.msg}`);
+  await fc.assert(
+    fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 8 }), async (cmds) => {
+      for (const c of cmds) {
+        const beforeStage = (await d.progress()).body.data.stage as string;
+        const r =
+          'raw' in c
+            ? await call(d.base, 'POST', c.route, undefined, c.raw)
+            : 'body' in c
+              ? await call(d.base, 'POST', c.route, c.body())
+              : await call(d.base, 'GET', c.route);
+        assert.equal(r.http === 200 || r.http === 404 || r.http === 400 || r.http === 413, true, `HTTP ${r.http}`);
+        assert.equal(typeof r.body.code, 'number');
+        assert.equal(typeof r.body.msg, 'string');
+        if (r.body.code !== 200 && c.route !== '/api/v1.0/progress') {
+          const code = /^([A-Z_]+):/.exec(r.body.msg)?.[1];
+          assert.ok(code && knownCodes.has(code), `an error from the one list: ${r.body.msg}`);
+          // a refused command changes nothing: a stage that only a command can leave stays
+          if (stable.has(beforeStage))
+            assert.equal((await d.progress()).body.data.stage, beforeStage, `after refused ${r.body.msg}`);
+        }
+        const now = (await d.progress()).body.data;
+        assert.ok((stages as readonly string[]).includes(now.stage), now.stage);
+        assert.ok(now.progress >= 0 && now.progress <= 100);
       }
-      const now = (await d.progress()).body.data;
-      assert.ok((stages as readonly string[]).includes(now.stage), now.stage);
-      assert.ok(now.progress >= 0 && now.progress <= 100);
-    }
-  }), runs(40));
+    }),
+    runs(40),
+  );
   for (const s of d.running) assert.equal(s.child.exitCode, null, `${s.child.spawnargs.at(-1)} is still running`);
   const end = await d.progress();
-  assert.ok(['idle', 'downloading', 'verifying', 'toInstall', 'installing', 'success', 'failed'].includes(end.body.data.stage));
+  assert.ok(
+    ['idle', 'downloading', 'verifying', 'toInstall', 'installing', 'success', 'failed'].includes(end.body.data.stage),
+  );
 });

@@ -21,26 +21,54 @@ function rawExchange(p: string, text: string): Promise<string> {
   return new Promise((ok, fail) => {
     let out = '';
     const s = net.createConnection(p, () => s.write(text));
-    s.setEncoding('utf8').on('data', (c: string) => { out += c; }).on('end', () => ok(out)).on('error', fail);
+    s.setEncoding('utf8')
+      .on('data', (c: string) => {
+        out += c;
+      })
+      .on('end', () => ok(out))
+      .on('error', fail);
   });
 }
 
 test('a command and its reply are validated at both ends', async () => {
   const seen: Command[] = [];
-  const server = createCommandServer(async (c) => { seen.push(c); return { ok: true }; }, () => undefined);
+  const server = createCommandServer(
+    async (c) => {
+      seen.push(c);
+      return { ok: true };
+    },
+    () => undefined,
+  );
   const p = await serve(server);
   assert.deepEqual(await sendCommand(p, download), { ok: true });
   assert.deepEqual(seen, [download]);
-  assert.deepEqual(JSON.parse(await rawExchange(p, '{"type":"download","seq":1}\n')), { ok: false, code: 'VALIDATION_ERROR', message: 'malformed command' });
-  assert.deepEqual(JSON.parse(await rawExchange(p, 'not json\n')), { ok: false, code: 'VALIDATION_ERROR', message: 'command is not JSON' });
-  assert.deepEqual(JSON.parse(await rawExchange(p, 'x'.repeat(70_000))), { ok: false, code: 'VALIDATION_ERROR', message: 'command too long' });
+  assert.deepEqual(JSON.parse(await rawExchange(p, '{"type":"download","seq":1}\n')), {
+    ok: false,
+    code: 'VALIDATION_ERROR',
+    message: 'malformed command',
+  });
+  assert.deepEqual(JSON.parse(await rawExchange(p, 'not json\n')), {
+    ok: false,
+    code: 'VALIDATION_ERROR',
+    message: 'command is not JSON',
+  });
+  assert.deepEqual(JSON.parse(await rawExchange(p, 'x'.repeat(70_000))), {
+    ok: false,
+    code: 'VALIDATION_ERROR',
+    message: 'command too long',
+  });
   server.close();
 });
 
 test('a failing handler answers with its code, or INTERNAL_ERROR for a bug', async () => {
   let fail: Error = new UpdaterError('OPERATION_IN_PROGRESS', 'busy');
   const errors: unknown[] = [];
-  const server = createCommandServer(async () => { throw fail; }, (e) => errors.push(e));
+  const server = createCommandServer(
+    async () => {
+      throw fail;
+    },
+    (e) => errors.push(e),
+  );
   const p = await serve(server);
   assert.deepEqual(await sendCommand(p, download), { ok: false, code: 'OPERATION_IN_PROGRESS', message: 'busy' });
   fail = new TypeError('oops');
@@ -50,7 +78,10 @@ test('a failing handler answers with its code, or INTERNAL_ERROR for a bug', asy
 });
 
 test('an absent, silent or garbling worker is SERVICE_UNAVAILABLE', async () => {
-  await assert.rejects(sendCommand(sockPath(), download), (e: unknown) => e instanceof UpdaterError && e.code === 'SERVICE_UNAVAILABLE' && /ENOENT/.test(e.message));
+  await assert.rejects(
+    sendCommand(sockPath(), download),
+    (e: unknown) => e instanceof UpdaterError && e.code === 'SERVICE_UNAVAILABLE' && /ENOENT/.test(e.message),
+  );
   const silent = net.createServer(() => undefined);
   const p1 = await serve(silent);
   await assert.rejects(sendCommand(p1, download, 100), /no reply .* within 100 ms/);
@@ -67,7 +98,10 @@ test('an absent, silent or garbling worker is SERVICE_UNAVAILABLE', async () => 
 
 test('every error code of the list is produced and asserted by some test', () => {
   const dir = path.dirname(fileURLToPath(import.meta.url)).replace(`${path.sep}dist${path.sep}`, path.sep);
-  const sources = readdirSync(dir).filter((f) => f.endsWith('.test.ts')).map((f) => readFileSync(path.join(dir, f), 'utf8')).join('\n');
+  const sources = readdirSync(dir)
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => readFileSync(path.join(dir, f), 'utf8'))
+    .join('\n');
   // each code must appear as a wire prefix ("CODE: ...") or a quoted code in some test's expectations
   const missing = errorCodes.filter((c) => !new RegExp(`(\\^${c}:|${c}: |'${c}')`).test(sources));
   assert.deepEqual(missing, []);

@@ -8,7 +8,14 @@ import { call } from './helpers/api.js';
 import { CuttingProxy } from './helpers/cutting-proxy.js';
 import { TestDevice } from './helpers/device.js';
 import { packageOfSize } from './helpers/packages.js';
-import { missing, startNginx, startOpensslWww, startPythonHttp, tlsFiles, type RealOrigin } from './helpers/real-origins.js';
+import {
+  missing,
+  startNginx,
+  startOpensslWww,
+  startPythonHttp,
+  tlsFiles,
+  type RealOrigin,
+} from './helpers/real-origins.js';
 import type { Service } from './helpers/services.js';
 import { makeTestCa } from './helpers/test-ca.js';
 import { waitFor } from './helpers/wait.js';
@@ -29,7 +36,11 @@ const files = new Map<string, { size: number; md5: string; sha256: string }>();
 async function addFile(name: string, size: number): Promise<void> {
   const bytes = await packageOfSize(size);
   await fsp.writeFile(path.join(docroot, name), bytes);
-  files.set(name, { size, md5: createHash('md5').update(bytes).digest('hex'), sha256: createHash('sha256').update(bytes).digest('hex') });
+  files.set(name, {
+    size,
+    md5: createHash('md5').update(bytes).digest('hex'),
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  });
 }
 
 before(async () => {
@@ -51,86 +62,106 @@ const cases: Case[] = [
   { start: () => startOpensslWww(docroot, tls), skip: missing('openssl'), resumeStatus: 200 },
   { start: () => startPythonHttp(docroot), skip: missing('python3'), resumeStatus: 200 },
 ];
-const titles = ['nginx (plain HTTP/1.1, keepalive_requests 2)', 'nginx over TLS (keepalive_requests 2)', 'openssl s_server -WWW (HTTP/1.0 over TLS, closes after the body)', 'python3 -m http.server (HTTP/1.0)'];
+const titles = [
+  'nginx (plain HTTP/1.1, keepalive_requests 2)',
+  'nginx over TLS (keepalive_requests 2)',
+  'openssl s_server -WWW (HTTP/1.0 over TLS, closes after the body)',
+  'python3 -m http.server (HTTP/1.0)',
+];
 
-cases.forEach((c, i) => describe(`a real origin: ${titles[i]}`, { skip: c.skip ?? undefined }, () => {
-  let origin: RealOrigin;
-  let proxy: CuttingProxy;
-  let device: TestDevice;
-  let fetcher: Service;
-  let version = 0;
+cases.forEach((c, i) =>
+  describe(`a real origin: ${titles[i]}`, { skip: c.skip ?? undefined }, () => {
+    let origin: RealOrigin;
+    let proxy: CuttingProxy;
+    let device: TestDevice;
+    let fetcher: Service;
+    let version = 0;
 
-  before(async () => {
-    origin = await c.start();
-    proxy = await new CuttingProxy(origin.port).start();
-    device = new TestDevice({ TOPE_ALLOW_HTTP: '1', NODE_EXTRA_CA_CERTS: ca.caFile, TOPE_RETRY_BASE_MS: '20' });
-    [fetcher] = await device.start('fetcher', 'api-gateway');
-  });
-  after(async () => {
-    await device?.stop();
-    await proxy?.stop();
-    await origin?.stop();
-  });
-
-  const url = (name: string, port = origin.port) => `${origin.scheme}://127.0.0.1:${port}/${name}`;
-
-  /** One /download of `name` to toInstall; the fetcher verified MD5 and SHA-256 on the way. */
-  async function download(name: string, at = url(name), timeoutMs = 180_000): Promise<void> {
-    const f = files.get(name)!;
-    version++;
-    const answer = await call(device.base, 'POST', '/api/v1.0/download', {
-      version: `1.0.${version}`, package_url: at, package_name: name, package_size: f.size, package_md5: f.md5, package_sha256: f.sha256,
+    before(async () => {
+      origin = await c.start();
+      proxy = await new CuttingProxy(origin.port).start();
+      device = new TestDevice({ TOPE_ALLOW_HTTP: '1', NODE_EXTRA_CA_CERTS: ca.caFile, TOPE_RETRY_BASE_MS: '20' });
+      [fetcher] = await device.start('fetcher', 'api-gateway');
     });
-    assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
-    const ready = `Package ready to install: 1.0.${version}`;
-    // ends at once when the fetcher dies (undici 7 did, on these servers) or the download fails
-    const end = await waitFor(ready, async () => {
-      if (!fetcher.alive()) return { stage: 'dead', message: fetcher.stderr.slice(-600) };
-      const { data } = (await device.progress()).body;
-      return data.stage === 'failed' || (data.stage === 'toInstall' && data.message === ready) ? data : null;
-    }, timeoutMs, 50);
-    assert.equal(end.message, ready, JSON.stringify(end));
-    const held = await fsp.readFile(path.join(device.packagesDir, name));
-    assert.equal(createHash('md5').update(held).digest('hex'), f.md5);
-  }
+    after(async () => {
+      await device?.stop();
+      await proxy?.stop();
+      await origin?.stop();
+    });
 
-  const requests = () => fetcher.lines.filter((l) => l.msg === 'GET') as Array<{ url: string; range: string | null }>;
+    const url = (name: string, port = origin.port) => `${origin.scheme}://127.0.0.1:${port}/${name}`;
 
-  test('a large download (48 MiB) arrives whole', async () => {
-    await download('large.bin');
-  });
-
-  test('a download cut mid-body (TCP reset, then FIN) resumes as the server allows', async () => {
-    const before = requests().length;
-    proxy.cutNext(9 * MiB, 'reset');
-    proxy.cutNext(5 * MiB, 'fin');
-    await download('cut.bin', url('cut.bin', proxy.port));
-    const mine = requests().slice(before);
-    assert.equal(mine.length, 3, JSON.stringify(mine));
-    assert.equal(mine[0].range, null);
-    assert.match(mine[1].range ?? '', /^bytes=[1-9]\d*-$/, 'the second request asks for the rest');
-    const log = await origin.log();
-    if (c.resumeStatus === 206) {
-      // nginx honours Range when If-Range is its own (strong) ETag: only the missing bytes came again
-      const partial = log.split('\n').filter((l) => l.startsWith('206 '));
-      assert.ok(partial.length >= 2, log);
-      assert.match(partial[0], /range="bytes=\d+-" if_range="(\\x22|")[0-9a-f]+-[0-9a-f]+(\\x22|")" etag="(\\x22|")[0-9a-f]+-[0-9a-f]+(\\x22|")"/);
-    } else if (origin.name.startsWith('python')) {
-      assert.ok(log.split('\n').filter((l) => /"GET \/cut\.bin HTTP\/1\.1" 200/.test(l)).length >= 3, log);
+    /** One /download of `name` to toInstall; the fetcher verified MD5 and SHA-256 on the way. */
+    async function download(name: string, at = url(name), timeoutMs = 180_000): Promise<void> {
+      const f = files.get(name)!;
+      version++;
+      const answer = await call(device.base, 'POST', '/api/v1.0/download', {
+        version: `1.0.${version}`,
+        package_url: at,
+        package_name: name,
+        package_size: f.size,
+        package_md5: f.md5,
+        package_sha256: f.sha256,
+      });
+      assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
+      const ready = `Package ready to install: 1.0.${version}`;
+      // ends at once when the fetcher dies (undici 7 did, on these servers) or the download fails
+      const end = await waitFor(
+        ready,
+        async () => {
+          if (!fetcher.alive()) return { stage: 'dead', message: fetcher.stderr.slice(-600) };
+          const { data } = (await device.progress()).body;
+          return data.stage === 'failed' || (data.stage === 'toInstall' && data.message === ready) ? data : null;
+        },
+        timeoutMs,
+        50,
+      );
+      assert.equal(end.message, ready, JSON.stringify(end));
+      const held = await fsp.readFile(path.join(device.packagesDir, name));
+      assert.equal(createHash('md5').update(held).digest('hex'), f.md5);
     }
-  });
 
-  test('several downloads in a row by the same fetcher process, over kept-alive and closed connections', async () => {
-    const pid = fetcher.child.pid;
-    for (const n of [1, 2, 3, 4]) await download(`row-${n}.bin`);
-    assert.ok(fetcher.alive(), 'the fetcher process never died');
-    assert.equal(fetcher.child.pid, pid);
-    assert.equal(fetcher.stderr, '', 'nothing on stderr (an uncaught exception would be there)');
-    if (origin.name.startsWith('nginx')) {
-      // keepalive_requests 2: the second answer on each kept-alive connection says Connection: close
+    const requests = () => fetcher.lines.filter((l) => l.msg === 'GET') as Array<{ url: string; range: string | null }>;
+
+    test('a large download (48 MiB) arrives whole', async () => {
+      await download('large.bin');
+    });
+
+    test('a download cut mid-body (TCP reset, then FIN) resumes as the server allows', async () => {
+      const before = requests().length;
+      proxy.cutNext(9 * MiB, 'reset');
+      proxy.cutNext(5 * MiB, 'fin');
+      await download('cut.bin', url('cut.bin', proxy.port));
+      const mine = requests().slice(before);
+      assert.equal(mine.length, 3, JSON.stringify(mine));
+      assert.equal(mine[0].range, null);
+      assert.match(mine[1].range ?? '', /^bytes=[1-9]\d*-$/, 'the second request asks for the rest');
       const log = await origin.log();
-      assert.match(log, /connection="close" request=2/);
-      assert.match(log, /connection="keep-alive" request=1/);
-    }
-  });
-}));
+      if (c.resumeStatus === 206) {
+        // nginx honours Range when If-Range is its own (strong) ETag: only the missing bytes came again
+        const partial = log.split('\n').filter((l) => l.startsWith('206 '));
+        assert.ok(partial.length >= 2, log);
+        assert.match(
+          partial[0],
+          /range="bytes=\d+-" if_range="(\\x22|")[0-9a-f]+-[0-9a-f]+(\\x22|")" etag="(\\x22|")[0-9a-f]+-[0-9a-f]+(\\x22|")"/,
+        );
+      } else if (origin.name.startsWith('python')) {
+        assert.ok(log.split('\n').filter((l) => /"GET \/cut\.bin HTTP\/1\.1" 200/.test(l)).length >= 3, log);
+      }
+    });
+
+    test('several downloads in a row by the same fetcher process, over kept-alive and closed connections', async () => {
+      const pid = fetcher.child.pid;
+      for (const n of [1, 2, 3, 4]) await download(`row-${n}.bin`);
+      assert.ok(fetcher.alive(), 'the fetcher process never died');
+      assert.equal(fetcher.child.pid, pid);
+      assert.equal(fetcher.stderr, '', 'nothing on stderr (an uncaught exception would be there)');
+      if (origin.name.startsWith('nginx')) {
+        // keepalive_requests 2: the second answer on each kept-alive connection says Connection: close
+        const log = await origin.log();
+        assert.match(log, /connection="close" request=2/);
+        assert.match(log, /connection="keep-alive" request=1/);
+      }
+    });
+  }),
+);

@@ -21,12 +21,14 @@ const deviceApi = new DeviceApi();
 before(() => deviceApi.start());
 after(() => deviceApi.stop());
 
-test('reports reach device-api with the contract\'s payload {stage, progress, message, error}', async () => {
+test("reports reach device-api with the contract's payload {stage, progress, message, error}", async () => {
   deviceApi.reports.length = 0;
   const r = new Reporter(deviceApi.url, 500, log);
   r.report({ stage: 'failed', progress: 12, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' });
   await r.close();
-  assert.deepEqual(deviceApi.reports, [{ stage: 'failed', progress: 12, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' }]);
+  assert.deepEqual(deviceApi.reports, [
+    { stage: 'failed', progress: 12, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' },
+  ]);
 });
 
 test('a hanging device-api: report() returns at once, each post ends at its deadline, the newest state wins', async () => {
@@ -38,7 +40,11 @@ test('a hanging device-api: report() returns at once, each post ends at its dead
     for (let p = 0; p <= 100; p += 5) r.report(s(p));
     assert.ok(Date.now() - t0 < 50, 'report() never waits for the network');
     await r.close();
-    assert.deepEqual(deviceApi.reports.map((x) => x.progress), [0, 100], 'the first post, then only the newest');
+    assert.deepEqual(
+      deviceApi.reports.map((x) => x.progress),
+      [0, 100],
+      'the first post, then only the newest',
+    );
   } finally {
     deviceApi.hang = false;
   }
@@ -55,11 +61,16 @@ test('a dead device-api costs a log line, not an exception', async () => {
 test('a slow receiver: progress within a stage coalesces, every stage change still goes, in order', async () => {
   const sent: string[] = [];
   let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  const q = new LatestOnly<[string, number]>(async ([stage, p]) => {
-    sent.push(`${stage}:${p}`);
-    if (sent.length === 1) await gate;
-  }, ([stage]) => stage);
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const q = new LatestOnly<[string, number]>(
+    async ([stage, p]) => {
+      sent.push(`${stage}:${p}`);
+      if (sent.length === 1) await gate;
+    },
+    ([stage]) => stage,
+  );
   q.push(['downloading', 0]);
   for (let p = 5; p <= 100; p += 5) q.push(['downloading', p]);
   q.push(['verifying', 0]);
@@ -154,9 +165,13 @@ test('a worker started by the shared bootstrap under WatchdogSec= pings', async 
 test('under a NOTIFY_SOCKET the fetcher sends READY=1 and STATUS= lines, through systemd-notify', async () => {
   const device = new TestDevice();
   const sock = path.join(device.root, 'notify.sock');
-  const listener = spawn('python3', [path.join(distDir, '..', 'test/helpers/notify-listener.py'), sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const listener = spawn('python3', [path.join(distDir, '..', 'test/helpers/notify-listener.py'), sock], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
-  listener.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+  listener.stdout.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
   try {
     await waitFor('the notify listener', () => out.includes('listening'));
     device.env.NOTIFY_SOCKET = sock;
@@ -166,10 +181,18 @@ test('under a NOTIFY_SOCKET the fetcher sends READY=1 and STATUS= lines, through
     assert.match(out, /STATUS=Ready: idle/);
     // the gateway's: the stage and the version the printer runs
     assert.match(out, /READY=1\|STATUS=idle; running 1\.0\.0\|/);
-    await call(device.base, 'POST', '/api/v1.0/download', { version: '1.0.0', package_url: 'http://127.0.0.1:9/p', package_name: 'p', package_size: 5, package_md5: 'c'.repeat(32) });
+    await call(device.base, 'POST', '/api/v1.0/download', {
+      version: '1.0.0',
+      package_url: 'http://127.0.0.1:9/p',
+      package_name: 'p',
+      package_size: 5,
+      package_md5: 'c'.repeat(32),
+    });
     await waitFor('a STATUS line about the failure', () => /STATUS=failed: Download failed/.test(out));
     await call(device.base, 'GET', '/api/v1.0/progress');
-    await waitFor("the gateway's STATUS line about the failure", () => /^STATUS=failed 1\.0\.0 \(DOWNLOAD_FAILED: .*\); running 1\.0\.0\|/m.test(out));
+    await waitFor("the gateway's STATUS line about the failure", () =>
+      /^STATUS=failed 1\.0\.0 \(DOWNLOAD_FAILED: .*\); running 1\.0\.0\|/m.test(out),
+    );
   } finally {
     await device.stop();
     listener.kill();

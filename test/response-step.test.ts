@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UpdaterError } from '../shared/errors.js';
 import {
-  classifyResponse, type RequestState, type ResponseHead, type ResponseStep,
+  classifyResponse,
+  type RequestState,
+  type ResponseHead,
+  type ResponseStep,
 } from '../services/fetcher/response-step.js';
 import { decideRetry, RETRY_STATUSES, type RetryPolicy } from '../services/fetcher/retry-policy.js';
 
@@ -19,56 +22,119 @@ const resumedByDate: RequestState = { offset: 400, size: SIZE, etag: null, lastM
 /** An expected step; a failure is written as its wire text. */
 type Expected = Exclude<ResponseStep, { kind: 'fail' }> | { kind: 'fail'; wire: string };
 
-const retry = (reason: string, fromZero: boolean, retryAfterMs: number | null = null): Expected =>
-  ({ kind: 'retry', reason, retryAfterMs, fromZero });
+const retry = (reason: string, fromZero: boolean, retryAfterMs: number | null = null): Expected => ({
+  kind: 'retry',
+  reason,
+  retryAfterMs,
+  fromZero,
+});
 const fail = (wire: string): Expected => ({ kind: 'fail', wire });
 const answer = (status: number, headers: ResponseHead['headers'] = {}): ResponseHead => ({ status, headers });
 /** A 206 with this Content-Range. */
 const partial = (contentRange: string, headers: ResponseHead['headers'] = {}): ResponseHead =>
   answer(206, { 'content-range': contentRange, ...headers });
 const append: Expected = { kind: 'append' };
-const restart = (etag: string | null, lastModified: string | null): Expected =>
-  ({ kind: 'restart', etag, lastModified });
+const restart = (etag: string | null, lastModified: string | null): Expected => ({
+  kind: 'restart',
+  etag,
+  lastModified,
+});
 
 const cases: Array<[name: string, request: RequestState, response: ResponseHead, expected: Expected]> = [
   // 200: the whole file, whatever was asked
-  ['200 to a first request', fresh, answer(200, { 'content-length': '1000', etag: ETAG, 'last-modified': DATE }),
-    restart(ETAG, DATE)],
+  [
+    '200 to a first request',
+    fresh,
+    answer(200, { 'content-length': '1000', etag: ETAG, 'last-modified': DATE }),
+    restart(ETAG, DATE),
+  ],
   ['200 without validators or length (chunked)', fresh, answer(200), restart(null, null)],
-  ['200 to a Range (server ignores Range, or If-Range saw a new build)', resumed,
-    answer(200, { 'content-length': '1000', etag: '"build-2"' }), restart('"build-2"', null)],
-  ['200 with a Content-Length other than the package size', resumed, answer(200, { 'content-length': '999' }),
-    fail('PACKAGE_SIZE_MISMATCH: expected 1000 bytes, but the server offers 999')],
-  ['200 with an unreadable Content-Length: the end of the body decides', fresh,
-    answer(200, { 'content-length': '1 000' }), restart(null, null)],
+  [
+    '200 to a Range (server ignores Range, or If-Range saw a new build)',
+    resumed,
+    answer(200, { 'content-length': '1000', etag: '"build-2"' }),
+    restart('"build-2"', null),
+  ],
+  [
+    '200 with a Content-Length other than the package size',
+    resumed,
+    answer(200, { 'content-length': '999' }),
+    fail('PACKAGE_SIZE_MISMATCH: expected 1000 bytes, but the server offers 999'),
+  ],
+  [
+    '200 with an unreadable Content-Length: the end of the body decides',
+    fresh,
+    answer(200, { 'content-length': '1 000' }),
+    restart(null, null),
+  ],
 
   // 206: appended only when it continues exactly our bytes
   ['206 at the right offset', resumed, partial('bytes 400-999/1000', { etag: ETAG }), append],
   ['206 at the right offset, total unknown', resumed, partial('bytes 400-999/*'), append],
   ['206 at the right offset, no ETag in the answer', resumed, partial('bytes 400-999/1000'), append],
-  ['206 carrying an ETag when ours had none (If-Range by date)', resumedByDate,
-    partial('bytes 400-999/1000', { etag: ETAG }), append],
-  ['206 with another Last-Modified: the server evaluated If-Range by date, the digests judge the result',
-    resumedByDate, partial('bytes 400-999/1000', { 'last-modified': 'Fri, 27 Nov 2026 10:00:00 GMT' }), append],
-  ['206 starting before the offset', resumed, partial('bytes 10-999/1000', { etag: ETAG }),
-    retry('unusable 206 (Content-Range bytes 10-999/1000) for offset 400', true)],
-  ['206 starting after the offset', resumed, partial('bytes 500-999/1000', { etag: ETAG }),
-    retry('unusable 206 (Content-Range bytes 500-999/1000) for offset 400', true)],
-  ['206 with a changed ETag', resumed, partial('bytes 400-999/1000', { etag: '"build-2"' }),
-    retry('unusable 206 (Content-Range bytes 400-999/1000) for offset 400', true)],
-  ['206 without Content-Range', resumed, answer(206, { etag: ETAG }),
-    retry('unusable 206 (Content-Range missing) for offset 400', true)],
-  ['206 with a malformed Content-Range', resumed, partial('bytes 400-999'),
-    retry('unusable 206 (Content-Range bytes 400-999) for offset 400', true)],
-  ['206 with a multipart range list', resumed, partial('bytes 400-499/1000, bytes 500-999/1000'),
-    retry('unusable 206 (Content-Range bytes 400-499/1000, bytes 500-999/1000) for offset 400', true)],
-  ['206 whose total is not the package size', resumed, partial('bytes 400-1099/1100'),
-    fail('PACKAGE_SIZE_MISMATCH: expected 1000 bytes, but the server offers 1100')],
+  [
+    '206 carrying an ETag when ours had none (If-Range by date)',
+    resumedByDate,
+    partial('bytes 400-999/1000', { etag: ETAG }),
+    append,
+  ],
+  [
+    '206 with another Last-Modified: the server evaluated If-Range by date, the digests judge the result',
+    resumedByDate,
+    partial('bytes 400-999/1000', { 'last-modified': 'Fri, 27 Nov 2026 10:00:00 GMT' }),
+    append,
+  ],
+  [
+    '206 starting before the offset',
+    resumed,
+    partial('bytes 10-999/1000', { etag: ETAG }),
+    retry('unusable 206 (Content-Range bytes 10-999/1000) for offset 400', true),
+  ],
+  [
+    '206 starting after the offset',
+    resumed,
+    partial('bytes 500-999/1000', { etag: ETAG }),
+    retry('unusable 206 (Content-Range bytes 500-999/1000) for offset 400', true),
+  ],
+  [
+    '206 with a changed ETag',
+    resumed,
+    partial('bytes 400-999/1000', { etag: '"build-2"' }),
+    retry('unusable 206 (Content-Range bytes 400-999/1000) for offset 400', true),
+  ],
+  [
+    '206 without Content-Range',
+    resumed,
+    answer(206, { etag: ETAG }),
+    retry('unusable 206 (Content-Range missing) for offset 400', true),
+  ],
+  [
+    '206 with a malformed Content-Range',
+    resumed,
+    partial('bytes 400-999'),
+    retry('unusable 206 (Content-Range bytes 400-999) for offset 400', true),
+  ],
+  [
+    '206 with a multipart range list',
+    resumed,
+    partial('bytes 400-499/1000, bytes 500-999/1000'),
+    retry('unusable 206 (Content-Range bytes 400-499/1000, bytes 500-999/1000) for offset 400', true),
+  ],
+  [
+    '206 whose total is not the package size',
+    resumed,
+    partial('bytes 400-1099/1100'),
+    fail('PACKAGE_SIZE_MISMATCH: expected 1000 bytes, but the server offers 1100'),
+  ],
   ['206 to a first request, from byte 0', fresh, partial('bytes 0-999/1000'), append],
 
   // 416: nothing to send from that offset
-  ['416 with every byte held', { ...resumed, offset: SIZE }, answer(416, { 'content-range': 'bytes */1000' }),
-    { kind: 'complete' }],
+  [
+    '416 with every byte held',
+    { ...resumed, offset: SIZE },
+    answer(416, { 'content-range': 'bytes */1000' }),
+    { kind: 'complete' },
+  ],
   ['416 part way: start again from zero', resumed, answer(416), retry('HTTP 416 at offset 400', true)],
   ['416 for the whole file', fresh, answer(416), fail('DOWNLOAD_FAILED: HTTP 416 for the whole file')],
 
@@ -77,8 +143,12 @@ const cases: Array<[name: string, request: RequestState, response: ResponseHead,
   ['502', fresh, answer(502), retry('HTTP 502', false)],
   ['503 + Retry-After seconds', resumed, answer(503, { 'retry-after': '3' }), retry('HTTP 503', false, 3000)],
   ['599', resumed, answer(599), retry('HTTP 599', false)],
-  ['429 + Retry-After date', resumed, answer(429, { 'retry-after': 'Thu, 26 Nov 2026 10:00:05 GMT' }),
-    retry('HTTP 429', false, 5000)],
+  [
+    '429 + Retry-After date',
+    resumed,
+    answer(429, { 'retry-after': 'Thu, 26 Nov 2026 10:00:05 GMT' }),
+    retry('HTTP 429', false, 5000),
+  ],
   ['429 + unreadable Retry-After', resumed, answer(429, { 'retry-after': 'soon' }), retry('HTTP 429', false)],
   ['408', resumed, answer(408), retry('HTTP 408', false)],
 
@@ -104,7 +174,7 @@ test('every answer maps to one step: append, restart, complete, retry (after N m
   }
 });
 
-test('which statuses are retried is the policy\'s data', () => {
+test("which statuses are retried is the policy's data", () => {
   const statuses = { codes: [425], serverErrorsFrom: 600 };
   assert.deepEqual(classifyResponse(fresh, answer(425), statuses, NOW), retry('HTTP 425', false));
   assert.equal(classifyResponse(fresh, answer(503), statuses, NOW).kind, 'fail');
@@ -112,7 +182,11 @@ test('which statuses are retried is the policy\'s data', () => {
 });
 
 const policy: RetryPolicy = {
-  maxRetries: 3, baseMs: 100, retryAfterMaxMs: 5000, retryStatuses: RETRY_STATUSES, random: () => 0.5,
+  maxRetries: 3,
+  baseMs: 100,
+  retryAfterMaxMs: 5000,
+  retryStatuses: RETRY_STATUSES,
+  random: () => 0.5,
 };
 
 test('retry decisions: backoff doubles per failure, Retry-After honoured up to its cap, then it gives up', () => {
@@ -127,8 +201,11 @@ test('retry decisions: backoff doubles per failure, Retry-After honoured up to i
   ];
   for (const [failures, retryAfterMs, expected] of rows) {
     const decision = decideRetry(policy, failures, 'HTTP 502', retryAfterMs);
-    assert.deepEqual(decision.kind === 'give-up' ? decision.error.wire : decision,
-      expected.kind === 'give-up' ? expected.error.wire : expected, `failure ${failures}, Retry-After ${retryAfterMs}`);
+    assert.deepEqual(
+      decision.kind === 'give-up' ? decision.error.wire : decision,
+      expected.kind === 'give-up' ? expected.error.wire : expected,
+      `failure ${failures}, Retry-After ${retryAfterMs}`,
+    );
   }
   assert.equal(decideRetry({ ...policy, maxRetries: 0 }, 1, 'network error: ECONNRESET', null).kind, 'give-up');
 });

@@ -24,16 +24,24 @@ class MakeRun {
   readonly base: string;
 
   constructor(port: number, extra: Record<string, string> = {}) {
-    const { env } = makeDevice({ TOPE_LISTEN_PORT: String(port), TOPE_RUN_VAR: mkdtempSync(path.join(os.tmpdir(), 'make-run-')), ...extra });
+    const { env } = makeDevice({
+      TOPE_LISTEN_PORT: String(port),
+      TOPE_RUN_VAR: mkdtempSync(path.join(os.tmpdir(), 'make-run-')),
+      ...extra,
+    });
     this.base = `http://127.0.0.1:${port}`;
     this.child = spawn('bash', [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => { this.stderr += c; });
+    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      this.stderr += c;
+    });
     this.exited = new Promise((ok) => this.child.on('exit', (code) => ok(code)));
   }
 
   /** The pids the script said it started `service` with, in order. */
   pids(service: string): number[] {
-    return [...this.stderr.matchAll(new RegExp(`make run: ${service} started \\(pid (\\d+)\\)`, 'g'))].map((m) => Number(m[1]));
+    return [...this.stderr.matchAll(new RegExp(`make run: ${service} started \\(pid (\\d+)\\)`, 'g'))].map((m) =>
+      Number(m[1]),
+    );
   }
 
   async stop(): Promise<void> {
@@ -52,23 +60,36 @@ const alive = (pid: number) => {
 };
 
 const job = (version: string) => ({
-  version, package_url: origin.url(), package_name: `p-${version}.zip`, package_size: origin.body.length, package_md5: origin.md5,
+  version,
+  package_url: origin.url(),
+  package_name: `p-${version}.zip`,
+  package_size: origin.body.length,
+  package_md5: origin.md5,
 });
 
 async function downloaded(run: MakeRun, version: string): Promise<void> {
   const answer = await call(run.base, 'POST', '/api/v1.0/download', job(version));
   assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
-  await waitFor(`${version} downloaded`, async () => {
-    const { data } = (await call(run.base, 'GET', '/api/v1.0/progress')).body;
-    return data.stage === 'toInstall' && data.message.includes(version);
-  }, 30_000);
+  await waitFor(
+    `${version} downloaded`,
+    async () => {
+      const { data } = (await call(run.base, 'GET', '/api/v1.0/progress')).body;
+      return data.stage === 'toInstall' && data.message.includes(version);
+    },
+    30_000,
+  );
 }
 
 test('a download sent the moment /progress first answers is taken: the gateway starts after the workers can take commands (10 starts)', async () => {
   for (let n = 0; n < 10; n++) {
     const run = new MakeRun(await freePort());
     try {
-      await waitFor('the gateway answering', async () => (await call(run.base, 'GET', '/api/v1.0/progress')).http === 200, 60_000, 5);
+      await waitFor(
+        'the gateway answering',
+        async () => (await call(run.base, 'GET', '/api/v1.0/progress')).http === 200,
+        60_000,
+        5,
+      );
       const answer = await call(run.base, 'POST', '/api/v1.0/download', job('1.0.0'));
       assert.equal(answer.body.code, 200, `start ${n + 1}: ${JSON.stringify(answer.body)}`);
     } finally {
@@ -85,15 +106,27 @@ test('a crashed service is logged and started again, and serves; a second crash 
     const [first] = run.pids('fetcher');
     process.kill(first, 'SIGKILL');
     const second = await waitFor('the fetcher started again', () => run.pids('fetcher')[1], 30_000);
-    await waitFor('the new fetcher taking commands', () => run.stderr.split('make run: fetcher takes commands').length === 3, 30_000);
-    assert.match(run.stderr, new RegExp(`make run: fetcher \\(pid ${first}\\) killed by signal 9 \\(KILL\\); starting it again`));
+    await waitFor(
+      'the new fetcher taking commands',
+      () => run.stderr.split('make run: fetcher takes commands').length === 3,
+      30_000,
+    );
+    assert.match(
+      run.stderr,
+      new RegExp(`make run: fetcher \\(pid ${first}\\) killed by signal 9 \\(KILL\\); starting it again`),
+    );
     assert.equal(run.child.exitCode, null, 'make run goes on');
     await downloaded(run, '1.0.1'); // the new fetcher takes commands
 
     const others = [...run.pids('installer'), ...run.pids('api-gateway')];
     process.kill(second, 'SIGKILL');
     assert.equal(await run.exited, 1);
-    assert.match(run.stderr, new RegExp(`make run: fetcher \\(pid ${second}\\) killed by signal 9 \\(KILL\\), its second crash within 600 s; stopping everything`));
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `make run: fetcher \\(pid ${second}\\) killed by signal 9 \\(KILL\\), its second crash within 600 s; stopping everything`,
+      ),
+    );
     for (const pid of others) assert.ok(!alive(pid), `pid ${pid} was stopped`);
   } finally {
     await run.stop();

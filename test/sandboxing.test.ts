@@ -24,9 +24,13 @@ before(async () => {
   releaseSandbox = await holdSandboxLock();
   sbx.up();
   sbx.sh('ip addr add 192.0.2.7/32 dev lo && ip addr add 169.254.7.7/32 dev lo');
-  sbx.sh(`systemd-run --unit=tope-test-listener --quiet /usr/bin/node -e "require('net').createServer((s) => s.end()).listen(8009, '0.0.0.0')"`);
+  sbx.sh(
+    `systemd-run --unit=tope-test-listener --quiet /usr/bin/node -e "require('net').createServer((s) => s.end()).listen(8009, '0.0.0.0')"`,
+  );
   sbx.sh('for i in $(seq 100); do ss -ltn | grep -q ":8009 " && exit 0; sleep 0.05; done; exit 1');
-  sbx.sh('touch /tmp/tope-probe-host-marker && install -d -o tope-fetcher -g tope-fetcher /var/lib/tope-updater/fetcher && install -d /var/lib/tope-updater/installer');
+  sbx.sh(
+    'touch /tmp/tope-probe-host-marker && install -d -o tope-fetcher -g tope-fetcher /var/lib/tope-updater/fetcher && install -d /var/lib/tope-updater/installer',
+  );
 });
 after(() => {
   try {
@@ -40,7 +44,9 @@ type Probe = Record<string, string>;
 
 function probeOutside(user: string, stateDir: string): Probe {
   const as = user === 'root' ? '' : `setpriv --reuid=${user} --regid=${user} --init-groups `;
-  return JSON.parse(sbx!.sh(`PROBE_STATE_DIR=${stateDir} PROBE_CONNECT=${listener} ${as}node /mnt/test/sandbox-probe.js`));
+  return JSON.parse(
+    sbx!.sh(`PROBE_STATE_DIR=${stateDir} PROBE_CONNECT=${listener} ${as}node /mnt/test/sandbox-probe.js`),
+  );
 }
 
 function probeInUnit(unit: string, stateDir: string): Probe {
@@ -66,12 +72,23 @@ systemctl daemon-reload`);
 const none = '0000000000000000';
 /** What every unit shows, whatever its job. */
 const locked = {
-  noNewPrivs: '1', capEff: none, capBnd: none, writeUsr: 'EROFS', writeEtc: 'EROFS',
-  seeHostTmp: 'hidden', seeHome: 'EACCES', seeTunDevice: 'hidden', syscallResources: 'EPERM',
+  noNewPrivs: '1',
+  capEff: none,
+  capBnd: none,
+  writeUsr: 'EROFS',
+  writeEtc: 'EROFS',
+  seeHostTmp: 'hidden',
+  seeHome: 'EACCES',
+  seeTunDevice: 'hidden',
+  syscallResources: 'EPERM',
 };
 
 test('the baseline: outside any unit, as the same users, every attempt the units forbid succeeds', { skip }, () => {
-  for (const [user, dir] of [['tope-gateway', '/tmp'], ['tope-fetcher', '/var/lib/tope-updater/fetcher'], ['root', '/var/lib/tope-updater/installer']]) {
+  for (const [user, dir] of [
+    ['tope-gateway', '/tmp'],
+    ['tope-fetcher', '/var/lib/tope-updater/fetcher'],
+    ['root', '/var/lib/tope-updater/installer'],
+  ]) {
     const p = probeOutside(user, dir);
     assert.equal(p.noNewPrivs, '0', user);
     assert.equal(p.writeOwnState, 'ok', user);
@@ -89,34 +106,76 @@ test('the baseline: outside any unit, as the same users, every attempt the units
   assert.equal(root.writeUsr, 'ok');
 });
 
-test('the gateway: no privileges, read-only system, no network of its own, no IP sockets at all, filtered system calls', { skip }, () => {
-  const p = probeInUnit('tope-api-gateway.service', '/var/lib/tope-updater');
-  assert.deepEqual(p, {
-    ...locked, writeOwnState: 'EROFS', seePid1: 'hidden', seeMeminfo: 'hidden', syscallPrivileged: 'EPERM',
-    'connect 127.0.0.1:8009': 'EAFNOSUPPORT', 'connect 192.0.2.7:8009': 'EAFNOSUPPORT', 'connect 169.254.7.7:8009': 'EAFNOSUPPORT',
-  });
-});
+test(
+  'the gateway: no privileges, read-only system, no network of its own, no IP sockets at all, filtered system calls',
+  { skip },
+  () => {
+    const p = probeInUnit('tope-api-gateway.service', '/var/lib/tope-updater');
+    assert.deepEqual(p, {
+      ...locked,
+      writeOwnState: 'EROFS',
+      seePid1: 'hidden',
+      seeMeminfo: 'hidden',
+      syscallPrivileged: 'EPERM',
+      'connect 127.0.0.1:8009': 'EAFNOSUPPORT',
+      'connect 192.0.2.7:8009': 'EAFNOSUPPORT',
+      'connect 169.254.7.7:8009': 'EAFNOSUPPORT',
+    });
+  },
+);
 
-test('the fetcher: no privileges, writes only its state, reaches origins but not link-local neighbours, filtered system calls', { skip }, () => {
-  const p = probeInUnit('tope-fetcher.service', '/var/lib/tope-updater/fetcher');
-  assert.deepEqual(p, {
-    ...locked, writeOwnState: 'ok', seePid1: 'hidden', seeMeminfo: 'visible', syscallPrivileged: 'EPERM',
-    'connect 127.0.0.1:8009': 'ok', 'connect 192.0.2.7:8009': 'ok', 'connect 169.254.7.7:8009': p['connect 169.254.7.7:8009'],
-  });
-  assert.notEqual(p['connect 169.254.7.7:8009'], 'ok', 'IPAddressDeny=link-local');
-  assert.equal(probeInUnit('tope-fetcher.service', '/etc/tope-updater/keys.d').writeOwnState, 'EROFS', 'the trusted keys are not the fetcher\'s to change');
-});
+test(
+  'the fetcher: no privileges, writes only its state, reaches origins but not link-local neighbours, filtered system calls',
+  { skip },
+  () => {
+    const p = probeInUnit('tope-fetcher.service', '/var/lib/tope-updater/fetcher');
+    assert.deepEqual(p, {
+      ...locked,
+      writeOwnState: 'ok',
+      seePid1: 'hidden',
+      seeMeminfo: 'visible',
+      syscallPrivileged: 'EPERM',
+      'connect 127.0.0.1:8009': 'ok',
+      'connect 192.0.2.7:8009': 'ok',
+      'connect 169.254.7.7:8009': p['connect 169.254.7.7:8009'],
+    });
+    assert.notEqual(p['connect 169.254.7.7:8009'], 'ok', 'IPAddressDeny=link-local');
+    assert.equal(
+      probeInUnit('tope-fetcher.service', '/etc/tope-updater/keys.d').writeOwnState,
+      'EROFS',
+      "the trusted keys are not the fetcher's to change",
+    );
+  },
+);
 
-test('the installer: root without capabilities, writes only its state and the install roots, loopback only', { skip }, () => {
-  const p = probeInUnit('tope-installer.service', '/var/lib/tope-updater/installer');
-  const installRoot = probeInUnit('tope-installer.service', '/opt/tope');
-  assert.equal(installRoot.writeOwnState, 'ok', 'the install roots are writable');
-  assert.equal(probeInUnit('tope-installer.service', '/etc/tope-updater/keys.d').writeOwnState, 'ok', 'key rotation writes the trusted keys');
-  assert.equal(probeInUnit('tope-installer.service', '/etc/tope-updater').writeOwnState, 'EROFS', 'but not the product id beside them');
-  assert.deepEqual(p, {
-    ...locked, writeOwnState: 'ok', seePid1: 'visible', seeMeminfo: 'visible', syscallPrivileged: 'ok',
-    'connect 127.0.0.1:8009': 'ok', 'connect 192.0.2.7:8009': p['connect 192.0.2.7:8009'], 'connect 169.254.7.7:8009': p['connect 169.254.7.7:8009'],
-  });
-  assert.notEqual(p['connect 192.0.2.7:8009'], 'ok', 'IPAddressAllow=localhost');
-  assert.notEqual(p['connect 169.254.7.7:8009'], 'ok');
-});
+test(
+  'the installer: root without capabilities, writes only its state and the install roots, loopback only',
+  { skip },
+  () => {
+    const p = probeInUnit('tope-installer.service', '/var/lib/tope-updater/installer');
+    const installRoot = probeInUnit('tope-installer.service', '/opt/tope');
+    assert.equal(installRoot.writeOwnState, 'ok', 'the install roots are writable');
+    assert.equal(
+      probeInUnit('tope-installer.service', '/etc/tope-updater/keys.d').writeOwnState,
+      'ok',
+      'key rotation writes the trusted keys',
+    );
+    assert.equal(
+      probeInUnit('tope-installer.service', '/etc/tope-updater').writeOwnState,
+      'EROFS',
+      'but not the product id beside them',
+    );
+    assert.deepEqual(p, {
+      ...locked,
+      writeOwnState: 'ok',
+      seePid1: 'visible',
+      seeMeminfo: 'visible',
+      syscallPrivileged: 'ok',
+      'connect 127.0.0.1:8009': 'ok',
+      'connect 192.0.2.7:8009': p['connect 192.0.2.7:8009'],
+      'connect 169.254.7.7:8009': p['connect 169.254.7.7:8009'],
+    });
+    assert.notEqual(p['connect 192.0.2.7:8009'], 'ok', 'IPAddressAllow=localhost');
+    assert.notEqual(p['connect 169.254.7.7:8009'], 'ok');
+  },
+);

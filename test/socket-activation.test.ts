@@ -18,14 +18,27 @@ afterEach(async () => {
 /** `name` behind systemd-socket-activate listening on `address`, as its .socket unit starts it: at the first connection. */
 function activated(name: string, env: Record<string, string>, address: string): Service {
   const setenv = Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
-  const s = new Service(name, {}, { file: 'systemd-socket-activate', args: ['-l', address, ...setenv, process.execPath, mainOf(name)] });
+  const s = new Service(
+    name,
+    {},
+    { file: 'systemd-socket-activate', args: ['-l', address, ...setenv, process.execPath, mainOf(name)] },
+  );
   cleanups.push(() => s.kill('SIGKILL'));
   return s;
 }
 
 const ready: FetcherRecord = {
-  seq: 7, job: { version: '3.1.4', package_url: 'https://h/p.zip', package_name: 'p.zip', package_size: 1, package_md5: 'b'.repeat(32) },
-  checkpoint: null, verifiedAt: new Date().toISOString(), packageFile: null,
+  seq: 7,
+  job: {
+    version: '3.1.4',
+    package_url: 'https://h/p.zip',
+    package_name: 'p.zip',
+    package_size: 1,
+    package_md5: 'b'.repeat(32),
+  },
+  checkpoint: null,
+  verifiedAt: new Date().toISOString(),
+  packageFile: null,
   status: { stage: 'toInstall', progress: 100, message: 'Package ready to install: 3.1.4', error: null },
 };
 
@@ -47,11 +60,18 @@ test('idle, the gateway exits by itself; the next connection starts it again and
   const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '300' });
   await device.seedFetcher(ready);
   const port = await freePort();
-  const holder = spawn('python3', [path.join(distDir, '..', 'test/helpers/socket-holder.py'), String(port), process.execPath, mainOf('api-gateway')],
-    { env: { PATH: process.env.PATH ?? '', ...device.env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.push(async () => { holder.kill('SIGKILL'); });
+  const holder = spawn(
+    'python3',
+    [path.join(distDir, '..', 'test/helpers/socket-holder.py'), String(port), process.execPath, mainOf('api-gateway')],
+    { env: { PATH: process.env.PATH ?? '', ...device.env }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  cleanups.push(async () => {
+    holder.kill('SIGKILL');
+  });
   let out = '';
-  holder.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+  holder.stdout.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
   await waitFor('the socket holder', () => out.includes('listening'));
   const base = `http://127.0.0.1:${port}`;
 
@@ -65,10 +85,15 @@ test('idle, the gateway exits by itself; the next connection starts it again and
 
 test('while work runs, the idle gateway stays up', async () => {
   const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '200' });
-  await device.seedFetcher({ ...ready, status: { stage: 'downloading', progress: 10, message: 'Downloading', error: null } });
+  await device.seedFetcher({
+    ...ready,
+    status: { stage: 'downloading', progress: 10, message: 'Downloading', error: null },
+  });
   const port = await freePort();
   const gw = activated('api-gateway', device.env, `127.0.0.1:${port}`);
-  await waitFor('an answer on the activated socket', () => call(`http://127.0.0.1:${port}`, 'GET', '/api/v1.0/progress'));
+  await waitFor('an answer on the activated socket', () =>
+    call(`http://127.0.0.1:${port}`, 'GET', '/api/v1.0/progress'),
+  );
   // it checks at each idle period; after several it is still serving
   await waitFor('three idle periods', () => gw.lines.length > 0 && Date.now() > Number(gw.lines[0].time) + 800, 5000);
   assert.equal(gw.child.exitCode, null);
@@ -97,11 +122,23 @@ test('socket-activated, an idle worker exits by itself, but never while its work
   cleanups.push(() => origin.stop());
   const socket = device.env.TOPE_FETCHER_SOCKET;
   const fetcher = activated('fetcher', device.env, socket);
-  const job = { version: '5.0.0', package_url: origin.url(), package_name: 'p.zip', package_size: origin.body.length, package_md5: origin.md5 };
-  const reply = await waitFor('the activated fetcher to take a command', () => sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null));
+  const job = {
+    version: '5.0.0',
+    package_url: origin.url(),
+    package_name: 'p.zip',
+    package_size: origin.body.length,
+    package_md5: origin.md5,
+  };
+  const reply = await waitFor('the activated fetcher to take a command', () =>
+    sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null),
+  );
   assert.deepEqual(reply, { ok: true });
   assert.equal((await fetcher.waitLog('fetcher ready')).where, 'inherited fd 3');
-  await waitFor('the download to end', async () => (await device.fetcherStore.read())?.status.stage === 'toInstall', 10_000);
+  await waitFor(
+    'the download to end',
+    async () => (await device.fetcherStore.read())?.status.stage === 'toInstall',
+    10_000,
+  );
   assert.equal(fetcher.logged('stopping'), undefined, 'it stayed up for the whole download, longer than its idle time');
   const { code } = await fetcher.exited;
   assert.equal(code, 0);

@@ -21,15 +21,28 @@ function setUp() {
   return { view: new StatusView(recordPaths), fetcher, installer };
 }
 
-const fetcherRecord = (seq: number): FetcherRecord =>
-  ({ seq, status: statuses.verifying(), job: null, checkpoint: null, verifiedAt: null, packageFile: null });
-const installerRecord = (seq: number): InstallerRecord =>
-  ({ seq, version: '1.0.0', status: statuses.installing(5, 'x') });
+const fetcherRecord = (seq: number): FetcherRecord => ({
+  seq,
+  status: statuses.verifying(),
+  job: null,
+  checkpoint: null,
+  verifiedAt: null,
+  packageFile: null,
+});
+const installerRecord = (seq: number): InstallerRecord => ({
+  seq,
+  version: '1.0.0',
+  status: statuses.installing(5, 'x'),
+});
 
 test('no record: idle, sequence 0, no worker active', async () => {
   const { view } = setUp();
-  assert.deepEqual(await view.read(),
-    { seq: 0, status: statuses.idle(), active: null, records: { fetcher: null, installer: null } });
+  assert.deepEqual(await view.read(), {
+    seq: 0,
+    status: statuses.idle(),
+    active: null,
+    records: { fetcher: null, installer: null },
+  });
 });
 
 test('the higher sequence number wins, whichever worker holds it', async () => {

@@ -12,13 +12,23 @@ const origin = new Origin(300_000, ca);
 before(() => origin.start());
 after(() => origin.stop());
 
-const request = () => ({ version: '1.0.0', package_url: origin.url(), package_name: 'p.zip', package_size: 300_000, package_md5: origin.md5, package_sha256: origin.sha256 });
+const request = () => ({
+  version: '1.0.0',
+  package_url: origin.url(),
+  package_name: 'p.zip',
+  package_size: 300_000,
+  package_md5: origin.md5,
+  package_sha256: origin.sha256,
+});
 
 test('over real TLS, trusting the test CA: the package arrives, plain http is refused', async () => {
   const device = new TestDevice({ TOPE_ALLOW_HTTP: '0', NODE_EXTRA_CA_CERTS: ca.caFile });
   try {
     await device.start('fetcher', 'api-gateway');
-    const plain = await call(device.base, 'POST', '/api/v1.0/download', { ...request(), package_url: 'http://127.0.0.1:9/p.zip' });
+    const plain = await call(device.base, 'POST', '/api/v1.0/download', {
+      ...request(),
+      package_url: 'http://127.0.0.1:9/p.zip',
+    });
     assert.equal(plain.body.msg, 'VALIDATION_ERROR: package_url: must be an https URL');
     origin.sequence({ kind: 'cut', after: 100_000 });
     assert.equal((await call(device.base, 'POST', '/api/v1.0/download', request())).body.code, 200);

@@ -25,9 +25,18 @@ async function run(over: Partial<TransferOptions> = {}) {
   origin.requests.length = 0;
   const retries: Array<{ delayMs: number; reason: string }> = [];
   const digests = await transfer({
-    url: origin.url(), size: SIZE, partFile, start: fresh, allowHttp: true, dispatcher: agent,
-    retryAttempts: 3, retryBaseMs: 5, retryAfterMaxMs: 60_000, signal: new AbortController().signal,
-    onProgress: () => undefined, onRetry: (r) => retries.push(r),
+    url: origin.url(),
+    size: SIZE,
+    partFile,
+    start: fresh,
+    allowHttp: true,
+    dispatcher: agent,
+    retryAttempts: 3,
+    retryBaseMs: 5,
+    retryAfterMaxMs: 60_000,
+    signal: new AbortController().signal,
+    onProgress: () => undefined,
+    onRetry: (r) => retries.push(r),
     ...over,
   });
   const bytes = await fsp.readFile(over.partFile ?? partFile);
@@ -35,7 +44,10 @@ async function run(over: Partial<TransferOptions> = {}) {
 }
 
 const expectFailure = async (code: string, pattern: RegExp, over: Partial<TransferOptions> = {}) => {
-  await assert.rejects(run(over), (e: unknown) => e instanceof UpdaterError && e.code === code && pattern.test(e.message));
+  await assert.rejects(
+    run(over),
+    (e: unknown) => e instanceof UpdaterError && e.code === code && pattern.test(e.message),
+  );
 };
 
 function assertWhole(r: Awaited<ReturnType<typeof run>>) {
@@ -68,7 +80,10 @@ test('resume from a partial file asks Range + If-Range and appends the 206', asy
   origin.sequence();
   const r = await resume(100_000);
   assertWhole(r);
-  assert.deepEqual(r.requests.map((q) => [q.range, q.ifRange]), [['bytes=100000-', origin.etag]]);
+  assert.deepEqual(
+    r.requests.map((q) => [q.range, q.ifRange]),
+    [['bytes=100000-', origin.etag]],
+  );
 });
 
 test('a cut connection resumes from the bytes already written', async () => {
@@ -122,7 +137,10 @@ test('416 on an incomplete file restarts from 0 once', async () => {
   origin.sequence({ kind: 'status', code: 416 });
   const r = await resume(5000);
   assertWhole(r);
-  assert.deepEqual(r.requests.map((q) => q.range), ['bytes=5000-', undefined]);
+  assert.deepEqual(
+    r.requests.map((q) => q.range),
+    ['bytes=5000-', undefined],
+  );
   origin.script(() => ({ kind: 'status', code: 416 }));
   await expectFailure('DOWNLOAD_FAILED', /HTTP 416 for the whole file/);
 });
@@ -132,7 +150,10 @@ test('5xx answers are retried with backoff, then succeed', async () => {
   const r = await run();
   assertWhole(r);
   assert.equal(r.requests.length, 3);
-  assert.deepEqual(r.retries.map((x) => x.reason), ['HTTP 503', 'HTTP 500']);
+  assert.deepEqual(
+    r.retries.map((x) => x.reason),
+    ['HTTP 503', 'HTTP 500'],
+  );
   assert.ok(r.retries[1].delayMs >= r.retries[0].delayMs, 'the delay grows');
 });
 
@@ -192,7 +213,10 @@ test('redirects are followed, within limits and the scheme policy', async () => 
   origin.script((n, p) => (p === '/pkg.zip' ? { kind: 'redirect', to: '/real.zip', code: 307 } : { kind: 'serve' }));
   const r = await run();
   assertWhole(r);
-  assert.deepEqual(r.requests.map((q) => q.path), ['/pkg.zip', '/real.zip']);
+  assert.deepEqual(
+    r.requests.map((q) => q.path),
+    ['/pkg.zip', '/real.zip'],
+  );
 
   origin.script(() => ({ kind: 'redirect', to: '/again' }));
   await expectFailure('DOWNLOAD_FAILED', /more than 5 redirects/);
@@ -205,13 +229,21 @@ test('redirects are followed, within limits and the scheme policy', async () => 
 });
 
 test('an unreachable server fails after the retries', async () => {
-  await expectFailure('DOWNLOAD_FAILED', /network error.*gave up after 2 attempts/, { url: 'http://127.0.0.1:9/pkg.zip', retryAttempts: 1 });
+  await expectFailure('DOWNLOAD_FAILED', /network error.*gave up after 2 attempts/, {
+    url: 'http://127.0.0.1:9/pkg.zip',
+    retryAttempts: 1,
+  });
 });
 
 test('stopping (abort) ends the transfer at once with the abort reason', async () => {
   origin.script(() => ({ kind: 'serve', throttle: { bytes: 1000, everyMs: 20 } }));
   const controller = new AbortController();
-  const p = run({ signal: controller.signal, onProgress: (pos) => { if (pos.offset > 2000) controller.abort(new Error('stopping')); } });
+  const p = run({
+    signal: controller.signal,
+    onProgress: (pos) => {
+      if (pos.offset > 2000) controller.abort(new Error('stopping'));
+    },
+  });
   await assert.rejects(p, /stopping/);
 });
 
@@ -219,7 +251,13 @@ test('progress callbacks see every offset and can make the bytes durable', async
   origin.sequence();
   const seen: number[] = [];
   let syncs = 0;
-  await run({ onProgress: async (pos, sync) => { seen.push(pos.offset); await sync(); syncs++; } });
+  await run({
+    onProgress: async (pos, sync) => {
+      seen.push(pos.offset);
+      await sync();
+      syncs++;
+    },
+  });
   assert.equal(seen.at(-1), SIZE);
   assert.ok(seen.every((v, i) => i === 0 || v > seen[i - 1]));
   assert.equal(syncs, seen.length);

@@ -8,7 +8,9 @@ import { distDir, freePort, Service } from './helpers/services.js';
 
 const repo = path.resolve(distDir, '..');
 const unitsDir = path.join(repo, 'units');
-const unitFiles = readdirSync(unitsDir).filter((f) => /\.(service|socket|path|target)$/.test(f)).map((f) => path.join(unitsDir, f));
+const unitFiles = readdirSync(unitsDir)
+  .filter((f) => /\.(service|socket|path|target)$/.test(f))
+  .map((f) => path.join(unitsDir, f));
 
 test('systemd-analyze verify is clean for every unit (any output fails)', () => {
   const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...unitFiles], { encoding: 'utf8' });
@@ -16,12 +18,32 @@ test('systemd-analyze verify is clean for every unit (any output fails)', () => 
   assert.equal(`${r.stdout}${r.stderr}`.trim(), '');
 });
 
-const ceilings: Record<string, number> = { 'tope-api-gateway.service': 1.0, 'tope-fetcher.service': 1.5, 'tope-installer.service': 3.0 };
+const ceilings: Record<string, number> = {
+  'tope-api-gateway.service': 1.0,
+  'tope-fetcher.service': 1.5,
+  'tope-installer.service': 3.0,
+};
 for (const [unit, ceiling] of Object.entries(ceilings)) {
   test(`systemd-analyze security: ${unit} exposure at most ${ceiling}`, () => {
-    const r = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', `--threshold=${Math.round(ceiling * 10)}`, path.join(unitsDir, unit)], { encoding: 'utf8' });
+    const r = spawnSync(
+      'systemd-analyze',
+      [
+        'security',
+        '--offline=true',
+        '--no-pager',
+        `--threshold=${Math.round(ceiling * 10)}`,
+        path.join(unitsDir, unit),
+      ],
+      { encoding: 'utf8' },
+    );
     const level = Number(/Overall exposure level for \S+: (\d+\.\d)/.exec(r.stdout)?.[1]);
-    assert.ok(level <= ceiling, `${unit}: ${level}\n${r.stdout.split('\n').filter((l) => l.startsWith('✗')).join('\n')}`);
+    assert.ok(
+      level <= ceiling,
+      `${unit}: ${level}\n${r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('✗'))
+        .join('\n')}`,
+    );
     assert.equal(r.status, 0);
   });
 }
@@ -40,7 +62,8 @@ test('the units tell the deployment: who runs as whom, which sockets, which path
   const users = read('tope-updater.sysusers');
   assert.match(users, /^u tope-gateway /m);
   assert.match(users, /^u tope-fetcher /m);
-  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), /^SystemCallFilter=@system-service @pkey$/m);
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer'])
+    assert.match(read(`${svc}.service`), /^SystemCallFilter=@system-service @pkey$/m);
   // the trust chain: only the installer may write the keys (rotation); the fetcher reads the floor in the installer's state
   assert.match(read('tope-installer.service'), /^ReadWritePaths=\/opt\/tope -\/etc\/tope-updater\/keys\.d$/m);
   assert.match(read('tope-fetcher.service'), /^SupplementaryGroups=tope-installer$/m);
@@ -51,32 +74,57 @@ test('the units tell the deployment: who runs as whom, which sockets, which path
     assert.match(read(`${svc}.service`), /^WatchdogSec=30$/m);
   }
   // journalctl -t <name> finds each service's lines
-  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) assert.match(read(`${svc}.service`), new RegExp(`^SyslogIdentifier=${svc}$`, 'm'));
+  for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer'])
+    assert.match(read(`${svc}.service`), new RegExp(`^SyslogIdentifier=${svc}$`, 'm'));
 });
 
-test('make install puts the code, its production dependencies and the units under DESTDIR', { timeout: 300_000 }, async () => {
-  const dest = mkdtempSync(path.join(os.tmpdir(), 'destdir-'));
-  execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${dest}`], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' } });
-  const lib = path.join(dest, 'usr/lib/tope-updater');
-  for (const f of ['dist/services/api-gateway/main.js', 'dist/services/fetcher/main.js', 'dist/services/installer/main.js', 'package.json', 'node_modules/undici/package.json', 'node_modules/yauzl/package.json']) {
-    assert.ok(readdirSync(path.dirname(path.join(lib, f))).includes(path.basename(f)), f);
-  }
-  assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
-  assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
-  assert.deepEqual(readdirSync(path.join(dest, 'usr/lib/systemd/system')).sort(), unitFiles.map((f) => path.basename(f)).sort());
-  assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
-  assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
-  // the packaging tool, with its dependency
-  assert.ok(readdirSync(path.join(lib, 'node_modules')).includes('yazl'));
-  assert.match(readFileSync(path.join(dest, 'usr/bin/tope-pack'), 'utf8'), /^exec \/usr\/bin\/node \/usr\/lib\/tope-updater\/dist\/scripts\/tope-pack\/main\.js "\$@"$/m);
-  const pack = spawnSync(process.execPath, [path.join(lib, 'dist/scripts/tope-pack/main.js')], { encoding: 'utf8' });
-  assert.equal(pack.status, 2);
-  assert.match(pack.stderr, /^usage:\n  tope-pack keygen/);
-  // the installed gateway runs from there: it loads, validates its configuration and says what is wrong
-  const gw = new Service('api-gateway', { TOPE_LISTEN_PORT: String(await freePort()), TOPE_RETRY_ATTEMPTS: 'x' }, { file: process.execPath, args: [path.join(lib, 'dist/services/api-gateway/main.js')] });
-  try {
-    assert.deepEqual((await gw.waitLog('configuration invalid')).variables, ['TOPE_RETRY_ATTEMPTS']);
-  } finally {
-    await gw.kill();
-  }
-});
+test(
+  'make install puts the code, its production dependencies and the units under DESTDIR',
+  { timeout: 300_000 },
+  async () => {
+    const dest = mkdtempSync(path.join(os.tmpdir(), 'destdir-'));
+    execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${dest}`], {
+      stdio: 'pipe',
+      env: { ...process.env, MAKEFLAGS: '' },
+    });
+    const lib = path.join(dest, 'usr/lib/tope-updater');
+    for (const f of [
+      'dist/services/api-gateway/main.js',
+      'dist/services/fetcher/main.js',
+      'dist/services/installer/main.js',
+      'package.json',
+      'node_modules/undici/package.json',
+      'node_modules/yauzl/package.json',
+    ]) {
+      assert.ok(readdirSync(path.dirname(path.join(lib, f))).includes(path.basename(f)), f);
+    }
+    assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
+    assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
+    assert.deepEqual(
+      readdirSync(path.join(dest, 'usr/lib/systemd/system')).sort(),
+      unitFiles.map((f) => path.basename(f)).sort(),
+    );
+    assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
+    assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
+    // the packaging tool, with its dependency
+    assert.ok(readdirSync(path.join(lib, 'node_modules')).includes('yazl'));
+    assert.match(
+      readFileSync(path.join(dest, 'usr/bin/tope-pack'), 'utf8'),
+      /^exec \/usr\/bin\/node \/usr\/lib\/tope-updater\/dist\/scripts\/tope-pack\/main\.js "\$@"$/m,
+    );
+    const pack = spawnSync(process.execPath, [path.join(lib, 'dist/scripts/tope-pack/main.js')], { encoding: 'utf8' });
+    assert.equal(pack.status, 2);
+    assert.match(pack.stderr, /^usage:\n  tope-pack keygen/);
+    // the installed gateway runs from there: it loads, validates its configuration and says what is wrong
+    const gw = new Service(
+      'api-gateway',
+      { TOPE_LISTEN_PORT: String(await freePort()), TOPE_RETRY_ATTEMPTS: 'x' },
+      { file: process.execPath, args: [path.join(lib, 'dist/services/api-gateway/main.js')] },
+    );
+    try {
+      assert.deepEqual((await gw.waitLog('configuration invalid')).variables, ['TOPE_RETRY_ATTEMPTS']);
+    } finally {
+      await gw.kill();
+    }
+  },
+);

@@ -20,8 +20,13 @@ interface CappedResult {
 async function measureCapped(ctx: BenchContext, pkg: PackageFile, runs: number): Promise<CappedResult> {
   const r: CappedResult = { pkg, runs: [], curl: [] };
   for (let i = 1; i <= runs; i++) {
-    ctx.say(`update ${fmt.size(pkg.payloadBytes)} at 10 Mbit/s (~${Math.round(pkg.size / ctx.plan.capBytesPerSecond)} s): run ${i}/${runs}`);
-    const [curl, run] = await Promise.all([curlMs(ctx.scratch, ctx.cappedOrigin, pkg), updateRun(ctx.cappedOrigin, pkg)]);
+    ctx.say(
+      `update ${fmt.size(pkg.payloadBytes)} at 10 Mbit/s (~${Math.round(pkg.size / ctx.plan.capBytesPerSecond)} s): run ${i}/${runs}`,
+    );
+    const [curl, run] = await Promise.all([
+      curlMs(ctx.scratch, ctx.cappedOrigin, pkg),
+      updateRun(ctx.cappedOrigin, pkg),
+    ]);
     r.curl.push(curl);
     r.runs.push(run);
   }
@@ -39,13 +44,22 @@ export async function benchCapped(ctx: BenchContext): Promise<Row[]> {
     const endToEnd = median(s.runs.map((r) => r.endToEndMs));
     const curlMedian = median(s.curl);
     const bound = s === small ? `; the bound for 100 MB: ${bounds.capped100MBSeconds} s` : '';
-    rows.push({
-      measure: `Download ${fmt.size(s.pkg.payloadBytes)} through a 10 Mbit/s token bucket (POST /download → verified)`,
-      value: fmt.rate(ours), reference: `curl -o, same cap, beside it: ${fmt.rate(curl)}`, ratio: fmt.ratio(ours / curl), runs: String(s.runs.length),
-    }, {
-      measure: `${fmt.size(s.pkg.payloadBytes)} end to end at 10 Mbit/s (POST /download → install succeeded${bound})`,
-      value: fmt.ms(endToEnd), reference: `curl's download alone: ${fmt.ms(curlMedian)}`, ratio: fmt.ratio(endToEnd / curlMedian), runs: String(s.runs.length),
-    });
+    rows.push(
+      {
+        measure: `Download ${fmt.size(s.pkg.payloadBytes)} through a 10 Mbit/s token bucket (POST /download → verified)`,
+        value: fmt.rate(ours),
+        reference: `curl -o, same cap, beside it: ${fmt.rate(curl)}`,
+        ratio: fmt.ratio(ours / curl),
+        runs: String(s.runs.length),
+      },
+      {
+        measure: `${fmt.size(s.pkg.payloadBytes)} end to end at 10 Mbit/s (POST /download → install succeeded${bound})`,
+        value: fmt.ms(endToEnd),
+        reference: `curl's download alone: ${fmt.ms(curlMedian)}`,
+        ratio: fmt.ratio(endToEnd / curlMedian),
+        runs: String(s.runs.length),
+      },
+    );
   }
   for (const p of PROCESSES) {
     const atSmall = median(small.runs.map((r) => r.peak[p]));
@@ -53,7 +67,10 @@ export async function benchCapped(ctx: BenchContext): Promise<Row[]> {
     const minutes = median(large.runs.map((r) => r.endToEndMs)) / 60_000;
     rows.push({
       measure: `Peak RSS (VmHWM) of ${p} over a ${fmt.size(large.pkg.payloadBytes)} update at 10 Mbit/s (${minutes.toFixed(1)} min)`,
-      value: fmt.mib(atLarge), reference: `same, ${fmt.size(small.pkg.payloadBytes)} at 10 Mbit/s: ${fmt.mib(atSmall)}`, ratio: fmt.ratio(atLarge / atSmall), runs: String(large.runs.length),
+      value: fmt.mib(atLarge),
+      reference: `same, ${fmt.size(small.pkg.payloadBytes)} at 10 Mbit/s: ${fmt.mib(atSmall)}`,
+      ratio: fmt.ratio(atLarge / atSmall),
+      runs: String(large.runs.length),
     });
   }
   return rows;

@@ -22,11 +22,20 @@ interface Activation {
   exitCode: number | null;
 }
 
-async function activate(command: string[], env: Record<string, string>, path: string, waitExit: boolean): Promise<Activation> {
+async function activate(
+  command: string[],
+  env: Record<string, string>,
+  path: string,
+  waitExit: boolean,
+): Promise<Activation> {
   const port = await freePort();
   const setenv = Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
   const t0 = nowMs();
-  const s = new Service('cold-start', {}, { file: 'systemd-socket-activate', args: ['-l', `127.0.0.1:${port}`, ...setenv, ...command] });
+  const s = new Service(
+    'cold-start',
+    {},
+    { file: 'systemd-socket-activate', args: ['-l', `127.0.0.1:${port}`, ...setenv, ...command] },
+  );
   try {
     const r = await firstAnswer(`http://127.0.0.1:${port}${path}`, t0);
     if (!waitExit) return { answerMs: r.ms, exitMs: NaN, exitCode: null };
@@ -47,7 +56,14 @@ export async function benchColdStart(ctx: BenchContext): Promise<Row[]> {
     await d.verified(await buildTreePackage('3.1.4', 1, 1024, 0), '3.1.4');
     for (let i = 1; i <= ctx.plan.runs.coldStart; i++) {
       ctx.say(`cold start: run ${i}/${ctx.plan.runs.coldStart}`);
-      gateway.push(await activate([process.execPath, mainOf('api-gateway')], { ...d.env, TOPE_LISTEN_PORT: '1' }, '/api/v1.0/progress', true));
+      gateway.push(
+        await activate(
+          [process.execPath, mainOf('api-gateway')],
+          { ...d.env, TOPE_LISTEN_PORT: '1' },
+          '/api/v1.0/progress',
+          true,
+        ),
+      );
       reference.push(await activate([process.execPath, referenceServer], {}, '/', false));
     }
   } finally {
@@ -61,11 +77,17 @@ export async function benchColdStart(ctx: BenchContext): Promise<Row[]> {
   return [
     {
       measure: 'Cold start: socket-activated gateway that had exited, spawn → first /progress answer',
-      value: fmt.ms(ours), reference: `bare Node http server, same activation: ${fmt.ms(theirs)}`, ratio: fmt.ratio(ours / theirs), runs: String(gateway.length),
+      value: fmt.ms(ours),
+      reference: `bare Node http server, same activation: ${fmt.ms(theirs)}`,
+      ratio: fmt.ratio(ours / theirs),
+      runs: String(gateway.length),
     },
     {
       measure: `Idle exit: last answer → gateway gone (exit 0), TOPE_IDLE_EXIT_MS=${IDLE_EXIT_MS}`,
-      value: fmt.ms(exit), reference: `the idle period: ${fmt.ms(IDLE_EXIT_MS)}`, ratio: fmt.ratio(exit / IDLE_EXIT_MS), runs: String(gateway.length),
+      value: fmt.ms(exit),
+      reference: `the idle period: ${fmt.ms(IDLE_EXIT_MS)}`,
+      ratio: fmt.ratio(exit / IDLE_EXIT_MS),
+      runs: String(gateway.length),
     },
   ];
 }

@@ -58,19 +58,28 @@ export async function benchDownload(ctx: BenchContext): Promise<Row[]> {
     const curl = median(s.curl.map((ms) => rateOf(s.pkg.size, ms)));
     rows.push({
       measure: `Download ${fmt.size(s.pkg.payloadBytes)} over loopback, MD5+SHA-256 inline (POST /download → verified)`,
-      value: fmt.rate(ours), reference: `curl -o, same server: ${fmt.rate(curl)}`, ratio: fmt.ratio(ours / curl), runs: String(s.runs.length),
+      value: fmt.rate(ours),
+      reference: `curl -o, same server: ${fmt.rate(curl)}`,
+      ratio: fmt.ratio(ours / curl),
+      runs: String(s.runs.length),
     });
   }
   rows.push({
     measure: `MD5+SHA-256 of the ${fmt.size(packages.small.payloadBytes)} file on one Node thread, from the page cache (the fetcher's CPU ceiling)`,
-    value: fmt.rate(hashRate), reference: `curl -o, same server: ${fmt.rate(curlSmall)}`, ratio: fmt.ratio(hashRate / curlSmall), runs: String(hashMs.length),
+    value: fmt.rate(hashRate),
+    reference: `curl -o, same server: ${fmt.rate(curlSmall)}`,
+    ratio: fmt.ratio(hashRate / curlSmall),
+    runs: String(hashMs.length),
   });
   for (const s of [small, large]) {
     const ms = median(s.runs.map((r) => r.installMs));
     const copy = median(s.copy);
     rows.push({
       measure: `Install of that ${fmt.size(s.pkg.payloadBytes)} package (POST /update → success)`,
-      value: fmt.ms(ms), reference: `cp of the package + sync: ${fmt.ms(copy)}`, ratio: fmt.ratio(ms / copy), runs: String(s.runs.length),
+      value: fmt.ms(ms),
+      reference: `cp of the package + sync: ${fmt.ms(copy)}`,
+      ratio: fmt.ratio(ms / copy),
+      runs: String(s.runs.length),
     });
   }
 
@@ -79,18 +88,27 @@ export async function benchDownload(ctx: BenchContext): Promise<Row[]> {
     const atLarge = median(large.runs.map((r) => r.peak[p]));
     rows.push({
       measure: `Peak RSS (VmHWM) of ${p} over a ${fmt.size(small.pkg.payloadBytes)} update`,
-      value: fmt.mib(atSmall), reference: `idle bare node: ${fmt.mib(bareRss)}`, ratio: fmt.ratio(atSmall / bareRss), runs: String(small.runs.length),
+      value: fmt.mib(atSmall),
+      reference: `idle bare node: ${fmt.mib(bareRss)}`,
+      ratio: fmt.ratio(atSmall / bareRss),
+      runs: String(small.runs.length),
     });
     rows.push({
       measure: `Peak RSS (VmHWM) of ${p} over a ${fmt.size(large.pkg.payloadBytes)} update`,
-      value: fmt.mib(atLarge), reference: `same, ${fmt.size(small.pkg.payloadBytes)} update: ${fmt.mib(atSmall)}`, ratio: fmt.ratio(atLarge / atSmall), runs: String(large.runs.length),
+      value: fmt.mib(atLarge),
+      reference: `same, ${fmt.size(small.pkg.payloadBytes)} update: ${fmt.mib(atSmall)}`,
+      ratio: fmt.ratio(atLarge / atSmall),
+      runs: String(large.runs.length),
     });
   }
   for (const p of PROCESSES) {
     const after = median(large.runs.map((r) => r.idleAfter[p]));
     rows.push({
       measure: `RSS of ${p} idle, 1 s after a ${fmt.size(large.pkg.payloadBytes)} update`,
-      value: fmt.mib(after), reference: `idle bare node: ${fmt.mib(bareRss)}`, ratio: fmt.ratio(after / bareRss), runs: String(large.runs.length),
+      value: fmt.mib(after),
+      reference: `idle bare node: ${fmt.mib(bareRss)}`,
+      ratio: fmt.ratio(after / bareRss),
+      runs: String(large.runs.length),
     });
   }
   return rows;

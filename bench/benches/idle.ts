@@ -37,7 +37,10 @@ export async function benchIdle(ctx: BenchContext): Promise<Row[]> {
     const v = median(rss[p]);
     return {
       measure: `RSS of ${p} at idle, fresh, local (${UNDER_SYSTEMD[p]})`,
-      value: fmt.mib(v), reference: `idle bare node: ${fmt.mib(node)}`, ratio: fmt.ratio(v / node), runs: String(rss[p].length),
+      value: fmt.mib(v),
+      reference: `idle bare node: ${fmt.mib(node)}`,
+      ratio: fmt.ratio(v / node),
+      runs: String(rss[p].length),
     };
   });
 }

@@ -33,7 +33,8 @@ function downtimeOf(calls: Array<{ ns: bigint; cmd: string; unit: string }>): nu
   const ours = calls.filter((c) => c.unit.startsWith(UNIT_PREFIX));
   const firstStop = ours.find((c) => c.cmd === 'stop');
   const lastStart = ours.filter((c) => c.cmd === 'start').at(-1);
-  if (!firstStop || !lastStart) throw new Error(`no stop/start in the stand-in's calls: ${JSON.stringify(ours.map((c) => `${c.cmd} ${c.unit}`))}`);
+  if (!firstStop || !lastStart)
+    throw new Error(`no stop/start in the stand-in's calls: ${JSON.stringify(ours.map((c) => `${c.cmd} ${c.unit}`))}`);
   return nsToMs(lastStart.ns - firstStop.ns);
 }
 
@@ -42,18 +43,31 @@ async function callsFloorMs(dir: string, units: number): Promise<number> {
   const names = Array.from({ length: units }, (_, i) => `${UNIT_PREFIX}${i}.service`);
   const script = [
     ...[...names].reverse().flatMap((u) => [`"$0" stop ${u}`, `"$0" is-active ${u} >/dev/null || true`]),
-    ...names.flatMap((u, i) => [`"$0" start ${u}`, ...(i < names.length - 1 ? [`"$0" is-active ${u} >/dev/null`, `"$0" show -p NRestarts --value ${u} >/dev/null`] : [])]),
+    ...names.flatMap((u, i) => [
+      `"$0" start ${u}`,
+      ...(i < names.length - 1
+        ? [`"$0" is-active ${u} >/dev/null`, `"$0" show -p NRestarts --value ${u} >/dev/null`]
+        : []),
+    ]),
   ].join('\n');
   await fsp.rm(path.join(dir, 'calls.log'), { force: true });
   await timeCommand('sh', ['-c', script, standInSystemctl], { ...process.env, STANDIN_SYSTEMCTL_DIR: dir });
   const text = await fsp.readFile(path.join(dir, 'calls.log'), 'utf8');
-  return downtimeOf(text.trim().split('\n').map((l) => {
-    const [ns, cmd, unit] = l.split(' ');
-    return { ns: BigInt(ns), cmd, unit };
-  }));
+  return downtimeOf(
+    text
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [ns, cmd, unit] = l.split(' ');
+        return { ns: BigInt(ns), cmd, unit };
+      }),
+  );
 }
 
-async function measureCount(ctx: BenchContext, count: number): Promise<{ runs: InstallRun[]; copyMs: number[]; floorMs: number[] }> {
+async function measureCount(
+  ctx: BenchContext,
+  count: number,
+): Promise<{ runs: InstallRun[]; copyMs: number[]; floorMs: number[] }> {
   const { plan } = ctx;
   const d = new BenchDevice();
   const src = path.join(ctx.scratch, `tree-${count}`);
@@ -104,13 +118,19 @@ export async function benchInstall(ctx: BenchContext): Promise<Row[]> {
     const copy = median(m.copyMs);
     rows.push({
       measure: `Install of ${count} files × ${kib} KiB over a running version of ${count} files (POST /update → success, probation 0)`,
-      value: fmt.ms(ms), reference: `cp -a of such a tree + sync: ${fmt.ms(copy)}`, ratio: fmt.ratio(ms / copy), runs: String(m.runs.length),
+      value: fmt.ms(ms),
+      reference: `cp -a of such a tree + sync: ${fmt.ms(copy)}`,
+      ratio: fmt.ratio(ms / copy),
+      runs: String(m.runs.length),
     });
     const down = median(m.runs.map((r) => r.downtimeMs));
     const floor = median(m.floorMs);
     downtimeRows.push({
       measure: `Switch downtime, ${count}-file package, ${ctx.plan.unitsPerPackage} units (first unit's stop → last unit's start)`,
-      value: fmt.ms(down), reference: `the same systemctl calls back to back: ${fmt.ms(floor)}`, ratio: fmt.ratio(down / floor), runs: String(m.runs.length),
+      value: fmt.ms(down),
+      reference: `the same systemctl calls back to back: ${fmt.ms(floor)}`,
+      ratio: fmt.ratio(down / floor),
+      runs: String(m.runs.length),
     });
   }
   return [...rows, ...downtimeRows];

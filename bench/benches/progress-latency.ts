@@ -14,11 +14,16 @@ import { median, percentile } from '../lib/stats.js';
 // origin serves on the other): polled at 20 requests/s on fresh connections, interleaved with
 // the same poll of a bare Node server, so both see the same load.
 
-export const referenceServer = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../reference/static-server.js');
+export const referenceServer = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../reference/static-server.js',
+);
 
 async function startReferenceServer(): Promise<{ url: string; stop: () => void }> {
   const child = spawn(process.execPath, [referenceServer], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((ok) => child.stdout.setEncoding('utf8').once('data', (l: string) => ok(JSON.parse(l).port)));
+  const port = await new Promise<number>((ok) =>
+    child.stdout.setEncoding('utf8').once('data', (l: string) => ok(JSON.parse(l).port)),
+  );
   return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill('SIGKILL') };
 }
 
@@ -60,7 +65,10 @@ async function latencyRun(ctx: BenchContext, reference: string): Promise<Latency
       }
     })();
     let failure: unknown = null;
-    downloads.catch((e) => { failure = e; downloading = false; });
+    downloads.catch((e) => {
+      failure = e;
+      downloading = false;
+    });
     await sleep(200); // under way
     const period = 1000 / ctx.plan.latencyRequestsPerSecond;
     const end = Date.now() + ctx.plan.latencyRunMs;
@@ -69,14 +77,18 @@ async function latencyRun(ctx: BenchContext, reference: string): Promise<Latency
     // open loop: a slow answer never delays the next request
     for (let tick = Date.now(); tick < end && !failure; tick += period) {
       await sleep(Math.max(0, tick - Date.now()));
-      pending.push(timedGet(`${d.base}/api/v1.0/progress`).then((r) => {
-        lastStage = JSON.parse(r.body).data.stage;
-        if (lastStage === 'downloading') run.ours.push(r.ms);
-      }));
+      pending.push(
+        timedGet(`${d.base}/api/v1.0/progress`).then((r) => {
+          lastStage = JSON.parse(r.body).data.stage;
+          if (lastStage === 'downloading') run.ours.push(r.ms);
+        }),
+      );
       await sleep(period / 2);
-      pending.push(timedGet(reference).then((r) => {
-        if (lastStage === 'downloading') run.reference.push(r.ms);
-      }));
+      pending.push(
+        timedGet(reference).then((r) => {
+          if (lastStage === 'downloading') run.reference.push(r.ms);
+        }),
+      );
     }
     await Promise.all(pending);
     downloading = false;
@@ -105,7 +117,10 @@ export async function benchProgressLatency(ctx: BenchContext): Promise<Row[]> {
     const theirs = median(runs.map((r) => percentile(r.reference, p)));
     rows.push({
       measure: `/progress p${p} at ${ctx.plan.latencyRequestsPerSecond} req/s during a full-speed ${fmt.size(ctx.packages.large.payloadBytes)} download (~${samples} samples a run; the bound: ${bounds.progressMs} ms)`,
-      value: fmt.ms(ours), reference: `bare Node http server, same poll: ${fmt.ms(theirs)}`, ratio: fmt.ratio(ours / theirs), runs: String(runs.length),
+      value: fmt.ms(ours),
+      reference: `bare Node http server, same poll: ${fmt.ms(theirs)}`,
+      ratio: fmt.ratio(ours / theirs),
+      runs: String(runs.length),
     });
   }
   return rows;

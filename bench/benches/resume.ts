@@ -29,7 +29,10 @@ async function resumeRun(origin: OriginProcess, pkg: PackageFile): Promise<Resum
     await requestDownload(d.base, origin.url(path.basename(pkg.file)), pkg, version);
     const part = partFileOf(d.packagesDir, version);
     for (;;) {
-      const size = await fsp.stat(part).then((s) => s.size, () => 0);
+      const size = await fsp.stat(part).then(
+        (s) => s.size,
+        () => 0,
+      );
       if (size >= pkg.size / 2) break;
       await sleep(1);
     }
@@ -39,8 +42,13 @@ async function resumeRun(origin: OriginProcess, pkg: PackageFile): Promise<Resum
     await outcome(fetcher, 0, 'package verified', 'download failed', 10 * 60_000);
     const { bytesServed, requests } = await origin.stats();
     const ranged = requests.find((r) => r.range !== null);
-    if (!ranged) throw new Error(`the restarted fetcher did not resume with a Range request: ${JSON.stringify(requests)}`);
-    return { refetched: bytesServed - pkg.size, resumeDelayMs: ranged.at - restartedAt, resumedAt: Number(/\d+/.exec(ranged.range!)![0]) };
+    if (!ranged)
+      throw new Error(`the restarted fetcher did not resume with a Range request: ${JSON.stringify(requests)}`);
+    return {
+      refetched: bytesServed - pkg.size,
+      resumeDelayMs: ranged.at - restartedAt,
+      resumedAt: Number(/\d+/.exec(ranged.range!)![0]),
+    };
   } finally {
     await d.dispose();
   }
@@ -64,7 +72,10 @@ export async function benchResume(ctx: BenchContext): Promise<Row[]> {
     const refetched = median(r.map((x) => x.refetched));
     return {
       measure: `Bytes fetched again after SIGKILL at 50 % of a ${fmt.size(pkg.payloadBytes)} download ${how}, restart (origin's count − file size)`,
-      value: fmt.bytes(refetched), reference: `the file: ${fmt.bytes(pkg.size)}`, ratio: `${((refetched / pkg.size) * 100).toFixed(2)} %`, runs: String(r.length),
+      value: fmt.bytes(refetched),
+      reference: `the file: ${fmt.bytes(pkg.size)}`,
+      ratio: `${((refetched / pkg.size) * 100).toFixed(2)} %`,
+      runs: String(r.length),
     };
   };
   const delay = median(runs.map((r) => r.resumeDelayMs));
@@ -75,7 +86,10 @@ export async function benchResume(ctx: BenchContext): Promise<Row[]> {
     refetchedRow(capped, ctx.packages.resumeCapped, 'through the 10 Mbit/s cap'),
     {
       measure: `Restart → ranged GET at the origin (resumed at ${fmt.mib(at)}: start, recovery, re-hash of the part file)`,
-      value: fmt.ms(delay), reference: `node -e 0: ${fmt.ms(node)}`, ratio: fmt.ratio(delay / node), runs: String(runs.length),
+      value: fmt.ms(delay),
+      reference: `node -e 0: ${fmt.ms(node)}`,
+      ratio: fmt.ratio(delay / node),
+      runs: String(runs.length),
     },
   ];
 }

@@ -5,7 +5,10 @@ import { InstallDevice } from '../../test/helpers/install-device.js';
 import type { Service } from '../../test/helpers/services.js';
 
 /** From dist/bench/lib back to the source tree, where the shell stand-in lives. */
-export const standInSystemctl = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/fixtures/systemctl-stand-in.sh');
+export const standInSystemctl = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../bench/fixtures/systemctl-stand-in.sh',
+);
 
 /**
  * A device in a temp dir with production-like settings (info logs, default timeouts; started
@@ -17,9 +20,13 @@ export class BenchDevice extends InstallDevice {
 
   constructor(extra: Record<string, string> = {}) {
     super({
-      TOPE_LOG_LEVEL: 'info', TOPE_HTTP_TIMEOUT_MS: '30000', TOPE_RETRY_BASE_MS: '1000',
+      TOPE_LOG_LEVEL: 'info',
+      TOPE_HTTP_TIMEOUT_MS: '30000',
+      TOPE_RETRY_BASE_MS: '1000',
       // probation is a deliberate wait, not work: it would only add its own length to each install
-      TOPE_PROBATION_MS: '0', TOPE_UNIT_START_TIMEOUT_MS: '30000', TOPE_UNIT_STOP_TIMEOUT_MS: '10000',
+      TOPE_PROBATION_MS: '0',
+      TOPE_UNIT_START_TIMEOUT_MS: '30000',
+      TOPE_UNIT_STOP_TIMEOUT_MS: '10000',
       ...extra,
     });
     this.standInDir = path.join(this.root, 'stand-in');
@@ -45,10 +52,13 @@ export class BenchDevice extends InstallDevice {
   /** The stand-in's calls: [ns timestamp, command, unit]. */
   async standInCalls(): Promise<Array<{ ns: bigint; cmd: string; unit: string }>> {
     const text = await fsp.readFile(path.join(this.standInDir, 'calls.log'), 'utf8').catch(() => '');
-    return text.split('\n').filter(Boolean).map((l) => {
-      const [ns, cmd, unit] = l.split(' ');
-      return { ns: BigInt(ns), cmd, unit };
-    });
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [ns, cmd, unit] = l.split(' ');
+        return { ns: BigInt(ns), cmd, unit };
+      });
   }
 
   async dispose(): Promise<void> {

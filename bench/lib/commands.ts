@@ -7,7 +7,9 @@ export function timeCommand(file: string, args: string[], env?: NodeJS.ProcessEn
     const t0 = nowMs();
     const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
     child.on('error', reject);
     child.on('exit', (code) => {
       const ms = nowMs() - t0;
@@ -29,5 +31,6 @@ export async function requireTools(tools: string[]): Promise<void> {
   for (const t of tools) {
     await output('sh', ['-c', `command -v ${t}`]).catch(() => missing.push(t));
   }
-  if (missing.length) throw new Error(`missing tools: ${missing.join(', ')} (make tools, or apt-get install curl systemd)`);
+  if (missing.length)
+    throw new Error(`missing tools: ${missing.join(', ')} (make tools, or apt-get install curl systemd)`);
 }

@@ -12,7 +12,9 @@ export function timedGet(url: string, timeoutMs = 10_000): Promise<Timed> {
     const t0 = nowMs();
     const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => { body += c; });
+      res.setEncoding('utf8').on('data', (c: string) => {
+        body += c;
+      });
       res.on('end', () => resolve({ ms: nowMs() - t0, body }));
       res.on('error', reject);
     });

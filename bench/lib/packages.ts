@@ -23,9 +23,12 @@ export const UNIT_PREFIX = 'bench-unit-';
 export function randomStream(bytes: number, seed = randomBytes(32)): Readable {
   const cipher = createCipheriv('aes-128-ctr', seed.subarray(0, 16), seed.subarray(16, 32));
   const zeros = Buffer.alloc(1024 * 1024);
-  return Readable.from((function* () {
-    for (let left = bytes; left > 0; left -= zeros.length) yield cipher.update(zeros.subarray(0, Math.min(left, zeros.length)));
-  })());
+  return Readable.from(
+    (function* () {
+      for (let left = bytes; left > 0; left -= zeros.length)
+        yield cipher.update(zeros.subarray(0, Math.min(left, zeros.length)));
+    })(),
+  );
 }
 
 export async function digestFile(file: string): Promise<{ md5: string; sha256: string }> {
@@ -46,28 +49,50 @@ export async function digestFile(file: string): Promise<{ md5: string; sha256: s
 export async function writeBigPackage(file: string, version: string, payloadBytes: number): Promise<PackageFile> {
   const seed = randomBytes(32);
   const description = {
-    version, compatible: [TEST_PRODUCT_ID], security_version: 0,
-    modules: [{ name: 'payload', src: 'modules/payload', dst: '/opt/tope/bin/payload', process_name: `${UNIT_PREFIX}0.service`, restart_order: 1 }],
+    version,
+    compatible: [TEST_PRODUCT_ID],
+    security_version: 0,
+    modules: [
+      {
+        name: 'payload',
+        src: 'modules/payload',
+        dst: '/opt/tope/bin/payload',
+        process_name: `${UNIT_PREFIX}0.service`,
+        restart_order: 1,
+      },
+    ],
   };
-  const payload = new Map([['modules/payload', { open: () => randomStream(payloadBytes, seed), compress: false, mode: 0o100755 }]]);
+  const payload = new Map([
+    ['modules/payload', { open: () => randomStream(payloadBytes, seed), compress: false, mode: 0o100755 }],
+  ]);
   await packPackage(description, payload, testKey.privateKeyPem, file);
   const { size } = await fsp.stat(file);
   return { file, size, payloadBytes, ...(await digestFile(file)) };
 }
 
 /** Where the i-th file of a many-file package lives under /opt/tope: 100 files a directory. */
-export const treePath = (i: number) => `app/d${String(Math.floor(i / 100)).padStart(2, '0')}/f${String(i).padStart(4, '0')}`;
+export const treePath = (i: number) =>
+  `app/d${String(Math.floor(i / 100)).padStart(2, '0')}/f${String(i).padStart(4, '0')}`;
 
 /**
  * A package of `count` modules of `fileBytes` random bytes each, the first `units` of them with
  * a systemd unit to stop and start. Returns it in memory (a few MiB at most).
  */
-export async function buildTreePackage(version: string, count: number, fileBytes: number, units: number): Promise<Buffer> {
+export async function buildTreePackage(
+  version: string,
+  count: number,
+  fileBytes: number,
+  units: number,
+): Promise<Buffer> {
   const modules = Array.from({ length: count }, (_, i) => ({
-    name: `m${i}`, src: `files/${treePath(i)}`, dst: `/opt/tope/${treePath(i)}`,
+    name: `m${i}`,
+    src: `files/${treePath(i)}`,
+    dst: `/opt/tope/${treePath(i)}`,
     ...(i < units ? { process_name: `${UNIT_PREFIX}${i}.service`, restart_order: i + 1 } : {}),
   }));
-  const payload = new Map(modules.map((m) => [m.src, { data: randomBytes(fileBytes), compress: false, mode: 0o100755 }]));
+  const payload = new Map(
+    modules.map((m) => [m.src, { data: randomBytes(fileBytes), compress: false, mode: 0o100755 }]),
+  );
   const description = { version, compatible: [TEST_PRODUCT_ID], security_version: 0, modules };
   return (await packPackage(description, payload, testKey.privateKeyPem)).zip!;
 }

@@ -26,7 +26,10 @@ export class RssSampler {
   private readonly peaks = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly pids: Record<string, number>, everyMs = 50) {
+  constructor(
+    private readonly pids: Record<string, number>,
+    everyMs = 50,
+  ) {
     this.timer = setInterval(() => this.sample(), everyMs);
     this.sample();
   }

@@ -12,12 +12,19 @@ export interface Row {
 const MiB = 1024 * 1024;
 
 export const fmt = {
-  ms: (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(ms >= 10 ? 1 : 2)} ms`),
+  ms: (ms: number) =>
+    ms >= 10_000
+      ? `${(ms / 1000).toFixed(1)} s`
+      : ms >= 100
+        ? `${ms.toFixed(0)} ms`
+        : `${ms.toFixed(ms >= 10 ? 1 : 2)} ms`,
   rate: (bytesPerSecond: number) => `${(bytesPerSecond / MiB).toFixed(bytesPerSecond >= 100 * MiB ? 0 : 2)} MiB/s`,
   mib: (bytes: number) => `${(bytes / MiB).toFixed(bytes >= 100 * MiB ? 0 : 1)} MiB`,
   size: (bytes: number) => (bytes >= 1024 * MiB ? `${bytes / (1024 * MiB)} GiB` : `${bytes / MiB} MiB`),
-  bytes: (n: number) => (n >= MiB ? `${(n / MiB).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(0)} KiB` : `${n} B`),
-  ratio: (r: number) => (Number.isFinite(r) ? `${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)}×` : '–'),
+  bytes: (n: number) =>
+    n >= MiB ? `${(n / MiB).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(0)} KiB` : `${n} B`,
+  ratio: (r: number) =>
+    Number.isFinite(r) ? `${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)}×` : '–',
 };
 
 export function table(rows: Row[]): string {

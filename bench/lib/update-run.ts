@@ -58,7 +58,10 @@ export async function updateRun(origin: OriginProcess, pkg: PackageFile): Promis
     await d.waitStage('success', 60_000);
     const peak = sampler.stop() as Record<Proc, number>;
     await sleep(1000); // settled: what each keeps while nothing happens
-    const idleAfter = Object.fromEntries(PROCESSES.map((p) => [p, readMemory(pids[p])?.rss ?? NaN])) as Record<Proc, number>;
+    const idleAfter = Object.fromEntries(PROCESSES.map((p) => [p, readMemory(pids[p])?.rss ?? NaN])) as Record<
+      Proc,
+      number
+    >;
     return { downloadMs, installMs: succeeded - t1, endToEndMs: succeeded - t0, peak, idleAfter };
   } finally {
     await d.dispose();

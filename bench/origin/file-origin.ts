@@ -77,7 +77,9 @@ export class FileOrigin {
     const chunkSize = cap ? CAPPED_CHUNK : CHUNK;
     const fh = await fsp.open(file, 'r');
     let closed = false;
-    res.on('close', () => { closed = true; });
+    res.on('close', () => {
+      closed = true;
+    });
     try {
       for (let at = start; at < size && !closed;) {
         const want = Math.min(chunkSize, size - at);
@@ -88,7 +90,9 @@ export class FileOrigin {
         const chunk = buf.subarray(0, bytesRead);
         at += bytesRead;
         // counted once the chunk is out of our hands (in the kernel's socket buffer)
-        const flowing = res.write(chunk, (err) => { if (!err) this.bytesServed += chunk.length; });
+        const flowing = res.write(chunk, (err) => {
+          if (!err) this.bytesServed += chunk.length;
+        });
         if (!flowing && !closed) await drainedOrClosed(res);
       }
       if (!closed) res.end();

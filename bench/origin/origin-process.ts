@@ -7,10 +7,15 @@ const originMain = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main
 
 /** The bench's handle on a package server process serving the files of `root`. */
 export class OriginProcess {
-  private constructor(private readonly child: ChildProcess, readonly port: number) {}
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
 
   static async start(root: string, capBytesPerSecond: number | null): Promise<OriginProcess> {
-    const child = fork(originMain, [root, capBytesPerSecond ? String(capBytesPerSecond) : 'none'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(originMain, [root, capBytesPerSecond ? String(capBytesPerSecond) : 'none'], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const port = await new Promise<number>((ok, fail) => {
       child.once('message', (m: { port: number }) => ok(m.port));
       child.once('exit', (code) => fail(new Error(`origin exited ${code} before listening`)));

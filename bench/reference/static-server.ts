@@ -6,9 +6,11 @@ import type { AddressInfo } from 'node:net';
 // Under systemd-socket-activate it serves the inherited fd 3; alone, it prints its port.
 
 const body = JSON.stringify({
-  code: 200, msg: 'success',
+  code: 200,
+  msg: 'success',
   data: { stage: 'downloading', progress: 45, message: 'Downloading version 1.2.3... 47.2 MB / 104.9 MB', error: null },
-  stage: null, progress: null,
+  stage: null,
+  progress: null,
 });
 const server = http.createServer((_req, res) => {
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
@@ -16,6 +18,8 @@ const server = http.createServer((_req, res) => {
 if (process.env.LISTEN_FDS) {
   server.listen({ fd: 3 });
 } else {
-  server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`));
+  server.listen(0, '127.0.0.1', () =>
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`),
+  );
 }
 process.on('SIGTERM', () => process.exit(0));

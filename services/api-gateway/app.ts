@@ -59,7 +59,12 @@ export function createApp(deps: GatewayDeps) {
   });
 
   app.get('/', async (_req, res) => {
-    send(res, { status: 'ok', service: 'tope-updater', version: deps.version, features: ['Version Snapshot Architecture', 'Two-Level Rollback', 'Progress Reporting', 'systemd Integration'] } );
+    send(res, {
+      status: 'ok',
+      service: 'tope-updater',
+      version: deps.version,
+      features: ['Version Snapshot Architecture', 'Two-Level Rollback', 'Progress Reporting', 'systemd Integration'],
+    });
   });
 
   const openApi = openApiDocument(deps.version, deps.allowHttp);

@@ -38,7 +38,10 @@ export class CommandPath {
       const view = await this.deps.readView();
       const decision = decideDownload(view, job, this.deps.now(), this.deps.trustWindowMs);
       const stage = view.status.stage;
-      this.deps.log.info({ route: 'download', version: job.version, stage, decision: decision.kind }, 'download requested');
+      this.deps.log.info(
+        { route: 'download', version: job.version, stage, decision: decision.kind },
+        'download requested',
+      );
       return this.answer(decision, view, { type: 'download', seq: view.seq + 1, job });
     });
   }
@@ -48,7 +51,9 @@ export class CommandPath {
       const view = await this.deps.readView();
       const decision = decideUpdate(view, version, this.deps.now(), this.deps.trustWindowMs);
       this.deps.log.info(
-        { route: 'update', version, stage: view.status.stage, decision: decision.kind }, 'update requested');
+        { route: 'update', version, stage: view.status.stage, decision: decision.kind },
+        'update requested',
+      );
       const seq = view.seq + 1;
       const reason = `${expiredText(this.deps.trustWindowMs, version)} and was deleted`;
       return this.answer(decision, view, { type: 'install', seq, version }, { type: 'discard', seq, reason });

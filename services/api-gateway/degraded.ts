@@ -8,11 +8,12 @@ import { errorEnvelope, progressEnvelope, send } from './envelope.js';
  * CONFIG_INVALID. No command reaches a worker. Each connection closes after its answer, so
  * that the process can end soon and read the configuration again (see shared/degraded.ts).
  */
-export const degradedGateway: DegradedServer = (error) => http.createServer((req, res) => {
-  req.resume();
-  res.setHeader('connection', 'close');
-  if (req.method === 'GET' && req.url?.split('?')[0] === '/api/v1.0/progress') {
-    return send(res, progressEnvelope({ stage: 'failed', progress: 0, message: 'Configuration invalid', error }));
-  }
-  send(res, errorEnvelope(500, 'CONFIG_INVALID', error.replace(/^CONFIG_INVALID: /, '')));
-});
+export const degradedGateway: DegradedServer = (error) =>
+  http.createServer((req, res) => {
+    req.resume();
+    res.setHeader('connection', 'close');
+    if (req.method === 'GET' && req.url?.split('?')[0] === '/api/v1.0/progress') {
+      return send(res, progressEnvelope({ stage: 'failed', progress: 0, message: 'Configuration invalid', error }));
+    }
+    send(res, errorEnvelope(500, 'CONFIG_INVALID', error.replace(/^CONFIG_INVALID: /, '')));
+  });

@@ -16,18 +16,30 @@ export function send(res: ServerResponse, body: Envelope | Record<string, unknow
   res.end(text);
 }
 
-export const errorEnvelope = (code: number, error: ErrorCode, text: string): Envelope => ({ code, msg: `${error}: ${text}` });
+export const errorEnvelope = (code: number, error: ErrorCode, text: string): Envelope => ({
+  code,
+  msg: `${error}: ${text}`,
+});
 
 /** Busy and expiry answers also carry the stage and progress at the top level, as clients read them. */
-export const stateErrorEnvelope = (code: number, error: ErrorCode, text: string, status: Status): Envelope =>
-  ({ ...errorEnvelope(code, error, text), stage: status.stage, progress: status.progress });
+export const stateErrorEnvelope = (code: number, error: ErrorCode, text: string, status: Status): Envelope => ({
+  ...errorEnvelope(code, error, text),
+  stage: status.stage,
+  progress: status.progress,
+});
 
 export const okEnvelope: Envelope = { code: 200, msg: 'success', data: null };
 
 /** /progress: code 500 and "Update failed: <error>" while failed; null top-level stage and progress otherwise. */
 export function progressEnvelope(status: Status): Envelope {
   if (status.stage === 'failed') {
-    return { code: 500, msg: status.error ? `Update failed: ${status.error}` : 'Update failed', data: status, stage: status.stage, progress: status.progress };
+    return {
+      code: 500,
+      msg: status.error ? `Update failed: ${status.error}` : 'Update failed',
+      data: status,
+      stage: status.stage,
+      progress: status.progress,
+    };
   }
   return { code: 200, msg: 'success', data: status, stage: null, progress: null };
 }

@@ -18,25 +18,36 @@ import { guardRequests } from './request-guard.js';
 
 const config = await loadConfigOrServeDegraded('api-gateway', degradedGateway);
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
-const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 const view = new StatusView(recordPaths(config));
 const notifier = new Notifier(log);
 notifier.startWatchdog();
 
 const app = createApp({
-  log, version,
+  log,
+  version,
   allowHttp: config.TOPE_ALLOW_HTTP,
   trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
   readView: () => view.read(),
   sendTo: (worker, command) => sendCommand(workers[worker].socket(config), command),
 });
 const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
-const server = http.createServer(serverOptions(limits))
-  .on('request', guardRequests(app.attach, { hostNames: [config.TOPE_LISTEN_HOST, ...config.TOPE_API_HOST_NAMES], log }));
+const server = http
+  .createServer(serverOptions(limits))
+  .on(
+    'request',
+    guardRequests(app.attach, { hostNames: [config.TOPE_LISTEN_HOST, ...config.TOPE_API_HOST_NAMES], log }),
+  );
 limitConnections(server, { ...limits, maxConnections: config.TOPE_API_MAX_CONNECTIONS, log });
 const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
 log.info({ where, version }, 'api-gateway ready');
-const statusLine = new StatusLine(notifier, path.join(config.TOPE_ROOT_PREFIX, config.TOPE_VERSIONS_DIR, 'current'), () => view.read());
+const statusLine = new StatusLine(
+  notifier,
+  path.join(config.TOPE_ROOT_PREFIX, config.TOPE_VERSIONS_DIR, 'current'),
+  () => view.read(),
+);
 await statusLine.ready();
 
 const stop = async (why: string) => {
@@ -46,7 +57,11 @@ const stop = async (why: string) => {
   await notifier.idle();
   process.exit(0);
 };
-const idle = new IdleExit(config.TOPE_IDLE_EXIT_MS, async () => busyStages.has((await view.read()).status.stage), () => void stop('idle'));
+const idle = new IdleExit(
+  config.TOPE_IDLE_EXIT_MS,
+  async () => busyStages.has((await view.read()).status.stage),
+  () => void stop('idle'),
+);
 server.on('request', (_req, res) => {
   idle.begin();
   res.on('close', () => {

@@ -39,18 +39,25 @@ export interface UpdateFacts {
 
 const start: Decision = { kind: 'start' };
 const repeat: Decision = { kind: 'repeat' };
-const busy = (stage: Stage): Decision =>
-  ({ kind: 'reject', code: 409, error: 'OPERATION_IN_PROGRESS', text: `Operation already in progress: ${stage}` });
-const notFound = (version: string): Decision =>
-  ({ kind: 'reject', code: 404, error: 'PACKAGE_NOT_FOUND', text: `Package not found: ${version}` });
+const busy = (stage: Stage): Decision => ({
+  kind: 'reject',
+  code: 409,
+  error: 'OPERATION_IN_PROGRESS',
+  text: `Operation already in progress: ${stage}`,
+});
+const notFound = (version: string): Decision => ({
+  kind: 'reject',
+  code: 404,
+  error: 'PACKAGE_NOT_FOUND',
+  text: `Package not found: ${version}`,
+});
 const incomplete = (text: string): Decision => ({ kind: 'reject', code: 409, error: 'DOWNLOAD_INCOMPLETE', text });
 const installIfFresh = (facts: UpdateFacts): Decision => (facts.expired ? { kind: 'expire' } : start);
 
 // A download in progress: the same request again is answered 200 with nothing new started.
 const downloadWhileFetching = (facts: DownloadFacts): Decision => (facts.sameJob ? repeat : busy(facts.stage));
-const updateWhileFetching = (facts: UpdateFacts): Decision => (facts.downloaded
-  ? incomplete(`Download of ${facts.version} is not complete: ${facts.stage}`)
-  : busy(facts.stage));
+const updateWhileFetching = (facts: UpdateFacts): Decision =>
+  facts.downloaded ? incomplete(`Download of ${facts.version} is not complete: ${facts.stage}`) : busy(facts.stage);
 // An install in progress: the same /update again is answered 200.
 const updateWhileInstalling = (facts: UpdateFacts): Decision => (facts.installedLast ? repeat : busy(facts.stage));
 

@@ -8,9 +8,15 @@ const MAX_ERROR = 200;
 /** What `systemctl status tope-api-gateway` says: the stage, the version it concerns, the version the printer runs. */
 export function statusText(view: View, running: string | null): string {
   const { stage, error } = view.status;
-  const version = view.active === 'installer' ? view.records.installer?.version : view.active === 'fetcher' ? view.records.fetcher?.job?.version : undefined;
+  const version =
+    view.active === 'installer'
+      ? view.records.installer?.version
+      : view.active === 'fetcher'
+        ? view.records.fetcher?.job?.version
+        : undefined;
   const about = stage !== 'idle' && version ? ` ${version}` : '';
-  const failure = stage === 'failed' && error ? ` (${error.length > MAX_ERROR ? `${error.slice(0, MAX_ERROR)}...` : error})` : '';
+  const failure =
+    stage === 'failed' && error ? ` (${error.length > MAX_ERROR ? `${error.slice(0, MAX_ERROR)}...` : error})` : '';
   return `${stage}${about}${failure}; ${running ? `running ${running}` : 'no version installed'}`;
 }
 
@@ -21,7 +27,11 @@ export function statusText(view: View, running: string | null): string {
 export class StatusLine {
   private last = '';
 
-  constructor(private readonly notifier: Notifier, private readonly currentLink: string, private readonly readView: () => Promise<View>) {}
+  constructor(
+    private readonly notifier: Notifier,
+    private readonly currentLink: string,
+    private readonly readView: () => Promise<View>,
+  ) {}
 
   async ready(): Promise<void> {
     this.last = await this.text();

@@ -18,8 +18,9 @@ export class StatusView {
   private readonly stores: RecordStores;
 
   constructor(recordPaths: Record<WorkerName, string>) {
-    this.stores = Object.fromEntries(workerNames.map((name) =>
-      [name, new DurableJson(recordPaths[name], workers[name].recordSchema)])) as unknown as RecordStores;
+    this.stores = Object.fromEntries(
+      workerNames.map((name) => [name, new DurableJson(recordPaths[name], workers[name].recordSchema)]),
+    ) as unknown as RecordStores;
   }
 
   /**

@@ -34,8 +34,12 @@ export interface FetcherDeps {
 }
 
 const emptyRecord: FetcherRecord = {
-  seq: 0, status: statuses.idle(),
-  job: null, checkpoint: null, verifiedAt: null, packageFile: null,
+  seq: 0,
+  status: statuses.idle(),
+  job: null,
+  checkpoint: null,
+  verifiedAt: null,
+  packageFile: null,
 };
 
 /** What the fetcher makes of each stage its record can hold. */
@@ -48,8 +52,11 @@ interface StageRule {
   holdsPackage: boolean;
 }
 
-const rule = (underWay: boolean, resumable: boolean, holdsPackage: boolean): StageRule =>
-  ({ underWay, resumable, holdsPackage });
+const rule = (underWay: boolean, resumable: boolean, holdsPackage: boolean): StageRule => ({
+  underWay,
+  resumable,
+  holdsPackage,
+});
 
 /**
  * The fetcher's rows of the recovery table and its command rules, per stage. A Record, so a new
@@ -104,14 +111,23 @@ export class Fetcher {
     const job = this.record.job;
     await this.removeStrayFiles();
     if (job && stageRules[stage].underWay) {
-      this.deps.log.info({ stage, version: job.version, checkpoint: this.record.checkpoint }, 'resuming the interrupted download');
+      this.deps.log.info(
+        { stage, version: job.version, checkpoint: this.record.checkpoint },
+        'resuming the interrupted download',
+      );
       this.deps.publisher.report(this.record.status);
       this.begin(job, this.record.checkpoint);
     } else if (job && stageRules[stage].holdsPackage) {
       if (this.expired()) {
-        await this.discardPackage(this.record.seq, `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`);
+        await this.discardPackage(
+          this.record.seq,
+          `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`,
+        );
       } else if (!(await this.packagePresent())) {
-        await this.setStatus(statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0), { job, checkpoint: null, verifiedAt: null, packageFile: null });
+        await this.setStatus(
+          statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0),
+          { job, checkpoint: null, verifiedAt: null, packageFile: null },
+        );
       }
     }
     if (!this.running) await this.deps.publisher.reportAgainIfLeft(this.record.status);
@@ -141,17 +157,25 @@ export class Fetcher {
   private async startDownload(seq: number, job: PackageJob): Promise<Reply> {
     const { stage } = this.record.status;
     if (this.running && stageRules[stage].underWay) {
-      return sameJob(this.running.job, job) ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `downloading ${this.running.job.version}`);
+      return sameJob(this.running.job, job)
+        ? { ok: true }
+        : refuse('OPERATION_IN_PROGRESS', `downloading ${this.running.job.version}`);
     }
     // the last one has its end written and is only reporting it: the new one waits for that
     await this.running?.done;
-    const resumable = sameJob(this.record.job, job) && this.record.checkpoint !== null &&
+    const resumable =
+      sameJob(this.record.job, job) &&
+      this.record.checkpoint !== null &&
       stageRules[this.record.status.stage].resumable; // read again: the await above can end the last download
     const checkpoint = resumable ? this.record.checkpoint : null;
     if (!checkpoint) await this.clearPackages();
     const offset = checkpoint?.offset ?? 0;
     this.record = {
-      seq, job, checkpoint, verifiedAt: null, packageFile: null,
+      seq,
+      job,
+      checkpoint,
+      verifiedAt: null,
+      packageFile: null,
       status: statuses.downloading(job.version, offset, job.package_size),
     };
     await this.persistAndReport();
@@ -164,7 +188,9 @@ export class Fetcher {
     const controller = new AbortController();
     const done = this.run(job, checkpoint, controller.signal)
       .catch((e) => this.deps.log.error({ err: e }, 'download ended with an unexpected error'))
-      .finally(() => { this.running = null; });
+      .finally(() => {
+        this.running = null;
+      });
     this.running = { job, controller, done };
   }
 
@@ -185,10 +211,17 @@ export class Fetcher {
       if (free < needed) throw new UpdaterError('DISK_FULL', `${needed} bytes needed, ${free} free`);
       this.deps.log.info({ version: job.version, url: job.package_url, offset: start.offset }, 'download started');
       const digests = await transfer({
-        url: job.package_url, size: job.package_size, partFile: part, start,
-        allowHttp: this.deps.config.TOPE_ALLOW_HTTP, dispatcher: this.deps.dispatcher,
-        retryAttempts: this.deps.config.TOPE_RETRY_ATTEMPTS, retryBaseMs: this.deps.config.TOPE_RETRY_BASE_MS,
-        retryAfterMaxMs: this.deps.config.TOPE_RETRY_AFTER_MAX_MS, signal, random: this.deps.random,
+        url: job.package_url,
+        size: job.package_size,
+        partFile: part,
+        start,
+        allowHttp: this.deps.config.TOPE_ALLOW_HTTP,
+        dispatcher: this.deps.dispatcher,
+        retryAttempts: this.deps.config.TOPE_RETRY_ATTEMPTS,
+        retryBaseMs: this.deps.config.TOPE_RETRY_BASE_MS,
+        retryAfterMaxMs: this.deps.config.TOPE_RETRY_AFTER_MAX_MS,
+        signal,
+        random: this.deps.random,
         onProgress: (position, sync) => this.onProgress(job, position, sync),
         onRetry: (info) => this.deps.log.warn(info, 'download attempt failed; retrying'),
         onRequest: (info) => this.deps.log.debug(info, 'GET'),
@@ -212,8 +245,17 @@ export class Fetcher {
     const part = this.partFile(job);
     const fin = this.finalFile(job);
     if (!checkpoint) return { offset: 0, etag: null, lastModified: null };
-    let size = await fsp.stat(part).then((s) => s.size, () => -1);
-    if (size < 0 && (await fsp.stat(fin).then(() => true, () => false))) {
+    let size = await fsp.stat(part).then(
+      (s) => s.size,
+      () => -1,
+    );
+    if (
+      size < 0 &&
+      (await fsp.stat(fin).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       await fsp.rename(fin, part); // the crash came between the rename and the toInstall record
       size = job.package_size;
     }
@@ -226,7 +268,10 @@ export class Fetcher {
   private async onProgress(job: PackageJob, position: Position, sync: () => Promise<void>): Promise<void> {
     const percent = clampPercent((position.offset * 100) / job.package_size);
     const last = this.record.checkpoint;
-    const validatorChanged = !last || last.etag !== position.etag || last.lastModified !== position.lastModified ||
+    const validatorChanged =
+      !last ||
+      last.etag !== position.etag ||
+      last.lastModified !== position.lastModified ||
       position.offset < last.offset;
     if (percent <= this.record.status.progress && !validatorChanged) return;
     // on a fast link, a checkpoint (two fsyncs) per percent costs more than the bytes it saves
@@ -252,8 +297,17 @@ export class Fetcher {
     const part = this.partFile(job);
     let problem: UpdaterError | null = null;
     try {
-      const trusted = await checkPackageFile(part, job, { digests: got }, archiveLimits(this.deps.config), this.deps.trust);
-      this.deps.log.info({ version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version }, 'package trusted');
+      const trusted = await checkPackageFile(
+        part,
+        job,
+        { digests: got },
+        archiveLimits(this.deps.config),
+        this.deps.trust,
+      );
+      this.deps.log.info(
+        { version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version },
+        'package trusted',
+      );
     } catch (e) {
       problem = UpdaterError.from(e, 'INVALID_PACKAGE');
     }
@@ -271,20 +325,28 @@ export class Fetcher {
     failpoint('fetcher.package-renamed');
     await fsyncDir(this.deps.packagesDir);
     this.deps.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
-    await this.setStatus(statuses.toInstall(job.version),
-      { checkpoint: null, verifiedAt: this.now().toISOString(), packageFile: fin });
+    await this.setStatus(statuses.toInstall(job.version), {
+      checkpoint: null,
+      verifiedAt: this.now().toISOString(),
+      packageFile: fin,
+    });
   }
 
   private async fail(job: PackageJob, e: unknown): Promise<void> {
     const err = UpdaterError.from(e, 'DOWNLOAD_FAILED', 'internal error: ');
     // a partial file is kept for the next /download to resume, unless it is worthless
-    const partSize = await fsp.stat(this.partFile(job)).then((s) => s.size, () => 0);
+    const partSize = await fsp.stat(this.partFile(job)).then(
+      (s) => s.size,
+      () => 0,
+    );
     const keepPartial = err.code === 'DOWNLOAD_FAILED' && partSize > 0;
     if (!keepPartial) await fsp.rm(this.partFile(job), { force: true });
     this.deps.log.error({ version: job.version, error: err.wire }, 'download failed');
     const message = err.code === 'PACKAGE_SIZE_MISMATCH' ? 'Download validation failed' : 'Download failed';
-    await this.setStatus(statuses.failed(err.wire, message, this.record.status.progress),
-      keepPartial ? {} : { checkpoint: null });
+    await this.setStatus(
+      statuses.failed(err.wire, message, this.record.status.progress),
+      keepPartial ? {} : { checkpoint: null },
+    );
   }
 
   private async setStatus(status: Status, patch: Partial<FetcherRecord>): Promise<void> {
@@ -296,7 +358,9 @@ export class Fetcher {
     const record = this.record;
     const { stage, progress, message } = record.status;
     await this.deps.publisher.publish(record.status, busyStages.has(stage), () => this.deps.store.write(record));
-    this.deps.notify(stage === 'downloading' ? `Downloading ${record.job?.version}: ${progress}%` : `${stage}: ${message}`);
+    this.deps.notify(
+      stage === 'downloading' ? `Downloading ${record.job?.version}: ${progress}%` : `${stage}: ${message}`,
+    );
   }
 
   private async discardPackage(seq: number, reason: string): Promise<void> {
@@ -308,7 +372,13 @@ export class Fetcher {
   private async packagePresent(): Promise<boolean> {
     const file = this.record.packageFile;
     const size = this.record.job?.package_size;
-    return !!file && (await fsp.stat(file).then((s) => s.size === size, () => false));
+    return (
+      !!file &&
+      (await fsp.stat(file).then(
+        (s) => s.size === size,
+        () => false,
+      ))
+    );
   }
 
   private async clearPackages(): Promise<void> {

@@ -15,11 +15,17 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
   const packagesDir = path.join(stateDir, PACKAGES_DIR);
   await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
   // Unreadable, every start counts as a reboot: only checkpointed bytes are trusted (the safe side).
-  const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then((s) => s.trim(), (e: Error) => {
-    log.warn({ err: e.message }, 'boot id unreadable; resuming from checkpoints only');
-    return `unknown-${randomUUID()}`;
+  const bootId = await fsp.readFile(config.TOPE_BOOT_ID_FILE, 'utf8').then(
+    (s) => s.trim(),
+    (e: Error) => {
+      log.warn({ err: e.message }, 'boot id unreadable; resuming from checkpoints only');
+      return `unknown-${randomUUID()}`;
+    },
+  );
+  const urlPolicy = new AddressPolicy({
+    allowedNets: config.TOPE_ALLOWED_URL_NETS,
+    allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS,
   });
-  const urlPolicy = new AddressPolicy({ allowedNets: config.TOPE_ALLOWED_URL_NETS, allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS });
   const dispatcher = new Agent({
     connect: checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS }),
     headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
@@ -28,7 +34,11 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
   // the security floor is the installer's (it raises it after a probation); the fetcher only reads it
   const floor = new SecurityFloor(workers.installer.stateDir(config));
   const fetcher = new Fetcher({
-    config, log, packagesDir, dispatcher, notify,
+    config,
+    log,
+    packagesDir,
+    dispatcher,
+    notify,
     trust: trustSettings(config, () => floor.current()),
     store: new DurableJson(recordPath, fetcherRecordSchema),
     publisher,

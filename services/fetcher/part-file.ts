@@ -23,7 +23,10 @@ function diskError(e: unknown): UpdaterError {
 export class PartFile {
   private hasher = new PackageHasher();
 
-  private constructor(private readonly handle: fsp.FileHandle, readonly position: Position) {}
+  private constructor(
+    private readonly handle: fsp.FileHandle,
+    readonly position: Position,
+  ) {}
 
   /** Opens the file holding the first `start.offset` good bytes (anything after them is cut). */
   static async open(file: string, start: Position): Promise<PartFile> {
@@ -48,7 +51,9 @@ export class PartFile {
     this.position.etag = null;
     this.position.lastModified = null;
     this.hasher = new PackageHasher();
-    await this.handle.truncate(0).catch((e) => { throw diskError(e); });
+    await this.handle.truncate(0).catch((e) => {
+      throw diskError(e);
+    });
   }
 
   /** The validators of the bytes written from now on (a 200's). */
@@ -73,7 +78,9 @@ export class PartFile {
 
   /** Syncs the whole file and ends the hashing. */
   async finish(): Promise<Digests> {
-    await this.handle.sync().catch((e) => { throw diskError(e); });
+    await this.handle.sync().catch((e) => {
+      throw diskError(e);
+    });
     return this.hasher.digests();
   }
 

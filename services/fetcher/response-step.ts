@@ -35,7 +35,10 @@ export const sizeMismatch = (expected: number, got: number | string): UpdaterErr
   new UpdaterError('PACKAGE_SIZE_MISMATCH', `expected ${expected} bytes, but the server offers ${got}`);
 
 export function classifyResponse(
-  request: RequestState, response: ResponseHead, retryStatuses: RetryStatuses = RETRY_STATUSES, now = Date.now(),
+  request: RequestState,
+  response: ResponseHead,
+  retryStatuses: RetryStatuses = RETRY_STATUSES,
+  now = Date.now(),
 ): ResponseStep {
   const { status, headers } = response;
   if (status === 200) {

@@ -28,16 +28,17 @@ export const RETRY_STATUSES: RetryStatuses = { codes: [408, 429], serverErrorsFr
 export const isRetryStatus = (statuses: RetryStatuses, status: number): boolean =>
   status >= statuses.serverErrorsFrom || statuses.codes.includes(status);
 
-export type RetryDecision =
-  | { kind: 'wait'; delayMs: number }
-  | { kind: 'give-up'; error: UpdaterError };
+export type RetryDecision = { kind: 'wait'; delayMs: number } | { kind: 'give-up'; error: UpdaterError };
 
 /**
  * After the `failures`-th failed attempt in a row: how long to wait before the next one, or the
  * error to fail with. `retryAfterMs` is the server's Retry-After, if it sent one.
  */
 export function decideRetry(
-  policy: RetryPolicy, failures: number, reason: string, retryAfterMs: number | null,
+  policy: RetryPolicy,
+  failures: number,
+  reason: string,
+  retryAfterMs: number | null,
 ): RetryDecision {
   if (failures > policy.maxRetries) {
     const error = new UpdaterError('DOWNLOAD_FAILED', `${reason} (gave up after ${failures} attempts)`);

@@ -35,9 +35,7 @@ const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** How one attempt ended, when it did not throw an UpdaterError. */
-type AttemptEnd =
-  | { kind: 'body-read' }
-  | Extract<ResponseStep, { kind: 'complete' | 'retry' }>;
+type AttemptEnd = { kind: 'body-read' } | Extract<ResponseStep, { kind: 'complete' | 'retry' }>;
 
 /** Drops an answer's body without an unhandled 'error' event from undici. */
 function discard(res: Dispatcher.ResponseData): void {
@@ -54,8 +52,11 @@ function discard(res: Dispatcher.ResponseData): void {
  */
 export async function transfer(options: TransferOptions): Promise<Digests> {
   const policy: RetryPolicy = {
-    maxRetries: options.retryAttempts, baseMs: options.retryBaseMs, retryAfterMaxMs: options.retryAfterMaxMs,
-    retryStatuses: RETRY_STATUSES, random: options.random,
+    maxRetries: options.retryAttempts,
+    baseMs: options.retryBaseMs,
+    retryAfterMaxMs: options.retryAfterMaxMs,
+    retryStatuses: RETRY_STATUSES,
+    random: options.random,
   };
   const part = await PartFile.open(options.partFile, options.start);
   const { position } = part;
@@ -105,11 +106,18 @@ async function attempt(options: TransferOptions, part: PartFile, policy: RetryPo
 }
 
 /** What one answer brings: its classification and, when usable, its body into the part file. */
-async function readAnswer(options: TransferOptions, part: PartFile, policy: RetryPolicy,
-  res: Dispatcher.ResponseData): Promise<AttemptEnd> {
+async function readAnswer(
+  options: TransferOptions,
+  part: PartFile,
+  policy: RetryPolicy,
+  res: Dispatcher.ResponseData,
+): Promise<AttemptEnd> {
   const { position } = part;
-  const step = classifyResponse({ ...position, size: options.size },
-    { status: res.statusCode, headers: res.headers }, policy.retryStatuses);
+  const step = classifyResponse(
+    { ...position, size: options.size },
+    { status: res.statusCode, headers: res.headers },
+    policy.retryStatuses,
+  );
   switch (step.kind) {
     case 'complete':
     case 'retry':

@@ -15,7 +15,10 @@ export class Backups {
 
   /** Copies `dst` aside as backup number `index` (durably); null backup: there was no file to keep. */
   async take(dst: string, index: number): Promise<BackupEntry> {
-    const exists = await fsp.stat(dst).then((s) => s.isFile(), () => false);
+    const exists = await fsp.stat(dst).then(
+      (s) => s.isFile(),
+      () => false,
+    );
     if (!exists) return { dst, backup: null };
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const backup = path.join(this.dir, String(index));
@@ -38,10 +41,13 @@ export class Backups {
         await fsyncDir(path.dirname(entry.dst));
       } else {
         // the file did not exist before: remove what we put there, if we got that far
-        const removed = await fsp.rm(entry.dst).then(() => true, (e: NodeJS.ErrnoException) => {
-          if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
-          throw e;
-        });
+        const removed = await fsp.rm(entry.dst).then(
+          () => true,
+          (e: NodeJS.ErrnoException) => {
+            if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
+            throw e;
+          },
+        );
         if (removed) await fsyncDir(path.dirname(entry.dst));
       }
     }

@@ -14,7 +14,13 @@ import type { Status } from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Backups } from './backups.js';
 import {
-  recoveryExhausted, recoveryFor, recoveryLabel, type installerStateSchema, type InstallerState, type Journal, type RecoveryAction,
+  recoveryExhausted,
+  recoveryFor,
+  recoveryLabel,
+  type installerStateSchema,
+  type InstallerState,
+  type Journal,
+  type RecoveryAction,
 } from './journal.js';
 import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from '../../shared/package-archive.js';
@@ -90,9 +96,12 @@ export class Installer {
   }
 
   async handle(command: Command): Promise<Reply> {
-    if (command.type !== 'install') return refuse('VALIDATION_ERROR', `the installer does not take ${command.type} commands`);
+    if (command.type !== 'install')
+      return refuse('VALIDATION_ERROR', `the installer does not take ${command.type} commands`);
     if (this.running && this.state.status.stage === 'installing') {
-      return command.version === this.state.version ? { ok: true } : refuse('OPERATION_IN_PROGRESS', `installing ${this.state.version}`);
+      return command.version === this.state.version
+        ? { ok: true }
+        : refuse('OPERATION_IN_PROGRESS', `installing ${this.state.version}`);
     }
     // the last one has its end written and is only reporting it: the new one waits for that
     await this.running;
@@ -108,7 +117,13 @@ export class Installer {
     }
     const fetched = await this.deps.fetcherStore.read();
     const job = fetched?.job;
-    if (!fetched || !job || fetched.status.stage !== 'toInstall' || job.version !== command.version || !fetched.packageFile) {
+    if (
+      !fetched ||
+      !job ||
+      fetched.status.stage !== 'toInstall' ||
+      job.version !== command.version ||
+      !fetched.packageFile
+    ) {
       return refuse('PACKAGE_NOT_FOUND', `Package not found: ${command.version}`);
     }
     const now = this.deps.now?.() ?? Date.now();
@@ -120,7 +135,9 @@ export class Installer {
     this.state = { seq: command.seq, version: command.version, journal: null, status };
     await this.persist();
     failpoint('installer.install-recorded');
-    this.running = this.install(command.seq, job, fetched.packageFile).finally(() => { this.running = null; });
+    this.running = this.install(command.seq, job, fetched.packageFile).finally(() => {
+      this.running = null;
+    });
     return { ok: true };
   }
 
@@ -129,7 +146,10 @@ export class Installer {
     this.state = (await this.deps.store.read()) ?? empty;
     const journal = this.state.journal;
     // the package copy is worthless now; the backups in workDir are what an undo restores
-    await fsp.rm(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir, { recursive: true, force: true });
+    await fsp.rm(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir, {
+      recursive: true,
+      force: true,
+    });
     if (!journal) {
       await this.deps.versions.sweep();
       if (this.state.status.stage === 'installing') await this.conclude(null);
@@ -154,7 +174,9 @@ export class Installer {
         this.state = { ...this.state, status };
         await this.persist();
       })
-      .finally(() => { this.running = null; });
+      .finally(() => {
+        this.running = null;
+      });
   }
 
   /**
@@ -162,8 +184,9 @@ export class Installer {
    * The journal and the backups stay for whoever repairs the device; installs are refused.
    */
   private async abandon(journal: Journal): Promise<void> {
-    const error = `RECOVERY_ABANDONED: the recovery of the install of ${journal.version} (journal phase ${journal.phase}) `
-      + `did not finish in ${journal.recoveryAttempts} attempts; the device is left as it is`;
+    const error =
+      `RECOVERY_ABANDONED: the recovery of the install of ${journal.version} (journal phase ${journal.phase}) ` +
+      `did not finish in ${journal.recoveryAttempts} attempts; the device is left as it is`;
     if (this.state.status.error === error) return this.deps.publisher.reportAgainIfLeft(this.state.status);
     this.deps.log.fatal({ journal }, 'recovery abandoned');
     const message = 'Update failed; recovery abandoned - manual intervention required';
@@ -179,7 +202,8 @@ export class Installer {
     const journal = tx?.journal ?? null;
     const cause = failure === undefined ? 'crash' : 'failure';
     const action = recoveryFor(journal?.phase ?? null, tx ? await tx.currentIsTarget() : false, cause);
-    if (journal) this.deps.log.warn({ phase: journal.phase, cause, action: recoveryLabel[action] }, 'ending the install');
+    if (journal)
+      this.deps.log.warn({ phase: journal.phase, cause, action: recoveryLabel[action] }, 'ending the install');
     const error = failure ?? interruptedError(action, journal);
     const started = (): Transaction => {
       if (!tx) throw new Error(`${action} needs the journal of the install`);
@@ -190,7 +214,9 @@ export class Installer {
         return this.finish(statuses.failed(error, 'Update failed', this.state.status.progress));
       case 'undo-before-switch': {
         const problems = await started().undoBeforeSwitch();
-        return this.finish(statuses.failed([error, ...problems].join('; '), 'Update failed', this.state.status.progress));
+        return this.finish(
+          statuses.failed([error, ...problems].join('; '), 'Update failed', this.state.status.progress),
+        );
       }
       case 'roll-forward':
         try {
@@ -212,7 +238,9 @@ export class Installer {
 
   private context(): TransactionContext {
     return {
-      log: this.deps.log, versions: this.deps.versions, units: this.deps.units,
+      log: this.deps.log,
+      versions: this.deps.versions,
+      units: this.deps.units,
       backups: new Backups(path.join(this.deps.workDir, 'backups')),
       heldDir: path.join(this.deps.workDir, 'held'),
       postCmdTimeoutMs: this.deps.config.TOPE_POST_CMD_TIMEOUT_MS,
@@ -233,22 +261,36 @@ export class Installer {
       await this.progress(verifying.percent, verifying.message);
       const copy = await this.takePackage(job, packageFile);
       failpoint('installer.package-copied');
-      const limits = { maxBytes: this.deps.config.TOPE_ZIP_MAX_BYTES, maxEntries: this.deps.config.TOPE_ZIP_MAX_ENTRIES };
+      const limits = {
+        maxBytes: this.deps.config.TOPE_ZIP_MAX_BYTES,
+        maxEntries: this.deps.config.TOPE_ZIP_MAX_ENTRIES,
+      };
       const archive = await PackageArchive.open(copy, limits);
       try {
         const trusted = await checkPackageContent(archive, this.deps.trust);
-        this.deps.log.info({ version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version }, 'package trusted');
+        this.deps.log.info(
+          { version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version },
+          'package trusted',
+        );
         const { manifest, placements, removals } = planInstall(trusted.manifest, job.version, archive.files, {
-          allowedRoots: this.deps.config.TOPE_ALLOWED_ROOTS, versionsDir: this.deps.config.TOPE_VERSIONS_DIR,
-          keysDir: this.deps.config.TOPE_TRUSTED_KEYS_DIR, trustedKeys: trusted.trustedKeys,
+          allowedRoots: this.deps.config.TOPE_ALLOWED_ROOTS,
+          versionsDir: this.deps.config.TOPE_VERSIONS_DIR,
+          keysDir: this.deps.config.TOPE_TRUSTED_KEYS_DIR,
+          trustedKeys: trusted.trustedKeys,
         });
         await checkUnitsExist(manifest, (unit) => this.deps.units.exists(unit));
         const { versions } = this.deps;
         const journal: Journal = {
-          phase: 'staging', version: job.version,
-          targetDir: await versions.freeDirName(job.version, seq), stagingDir: versions.stagingName(seq),
-          fromDir: await versions.target('current'), previousBefore: await versions.target('previous'),
-          units: unitsInOrder(manifest), backups: [], error: null, recoveryAttempts: 0,
+          phase: 'staging',
+          version: job.version,
+          targetDir: await versions.freeDirName(job.version, seq),
+          stagingDir: versions.stagingName(seq),
+          fromDir: await versions.target('current'),
+          previousBefore: await versions.target('previous'),
+          units: unitsInOrder(manifest),
+          backups: [],
+          error: null,
+          recoveryAttempts: 0,
           securityVersion: manifest.security_version,
         };
         tx = new Transaction(this.context(), journal);
@@ -275,15 +317,19 @@ export class Installer {
 
   private async rollBack(tx: Transaction, error: string): Promise<void> {
     const { reached, levels } = await tx.rollBack(error);
-    const message = reached !== null
-      ? `Update failed; rolled back to version ${reached}`
-      : 'Both rollbacks failed - manual intervention required';
-    await this.finish(statuses.failed([error, ...levels.map(levelText)].join('; '), message, this.state.status.progress));
+    const message =
+      reached !== null
+        ? `Update failed; rolled back to version ${reached}`
+        : 'Both rollbacks failed - manual intervention required';
+    await this.finish(
+      statuses.failed([error, ...levels.map(levelText)].join('; '), message, this.state.status.progress),
+    );
   }
 
   private async succeed({ version, securityVersion }: Journal): Promise<void> {
     // only now, after the probation: a package that failed it never raises the floor
-    if (await this.deps.floor.raise(securityVersion, version)) this.deps.log.info({ version, securityVersion }, 'security floor raised');
+    if (await this.deps.floor.raise(securityVersion, version))
+      this.deps.log.info({ version, securityVersion }, 'security floor raised');
     failpoint('installer.floor-raised');
     const pruned = await this.deps.versions.prune();
     failpoint('installer.pruned');
@@ -311,8 +357,12 @@ export class Installer {
     const { stage, progress, message } = state.status;
     // a journal is work left for the next start, unless its recovery was given up
     const workLeft = state.journal !== null && !recoveryExhausted(state.journal);
-    await this.deps.publisher.publish(state.status, stage === 'installing' || workLeft, () => this.deps.store.write(state));
-    this.deps.notify(stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`);
+    await this.deps.publisher.publish(state.status, stage === 'installing' || workLeft, () =>
+      this.deps.store.write(state),
+    );
+    this.deps.notify(
+      stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`,
+    );
   }
 
   /** Copies the verified package into the installer's own directory and checks its hashes there. */

@@ -23,8 +23,14 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
   });
   const floor = new SecurityFloor(stateDir);
   const installer = new Installer({
-    config, log, versions, units, hostPath, notify,
-    trust: trustSettings(config, () => floor.current()), floor,
+    config,
+    log,
+    versions,
+    units,
+    hostPath,
+    notify,
+    trust: trustSettings(config, () => floor.current()),
+    floor,
     store: new DurableJson(recordPath, installerStateSchema),
     fetcherStore: new DurableJson(recordPathOf('fetcher', config), fetcherRecordSchema),
     workDir: path.join(stateDir, 'work'),

@@ -34,7 +34,12 @@ const under = (p: string, root: string) => p === root || p.startsWith(root.endsW
  * goes. `dst` under the versions' parent (/opt/tope) lands in the snapshot; under another
  * allowed root it is replaced in place.
  */
-export function planInstall(raw: unknown, version: string, files: ReadonlyMap<string, unknown>, layout: Layout): InstallPlan {
+export function planInstall(
+  raw: unknown,
+  version: string,
+  files: ReadonlyMap<string, unknown>,
+  layout: Layout,
+): InstallPlan {
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) throw bad(describeIssues(parsed.error));
   const manifest = parsed.data;
@@ -44,15 +49,23 @@ export function planInstall(raw: unknown, version: string, files: ReadonlyMap<st
   const placements = manifest.modules.map((m): Placement => {
     if (!files.has(m.src)) throw bad(`module ${m.name}: src ${m.src} is not a regular file in the package`);
     const dst = m.dst;
-    if (!dst.startsWith('/') || path.posix.normalize(dst) !== dst || dst.endsWith('/') || dst.split('/').includes('..')) {
+    if (
+      !dst.startsWith('/') ||
+      path.posix.normalize(dst) !== dst ||
+      dst.endsWith('/') ||
+      dst.split('/').includes('..')
+    ) {
       throw bad(`module ${m.name}: dst ${dst} is not a normalised absolute file path`);
     }
     if (seen.has(dst)) throw bad(`module ${m.name}: dst ${dst} is written by two modules`);
     seen.add(dst);
     if (under(dst, layout.keysDir)) return keyPlacement(m, layout.keysDir);
-    if (!layout.allowedRoots.some((r) => under(dst, r) && dst !== r)) throw bad(`module ${m.name}: dst ${dst} is outside the allowed roots ${layout.allowedRoots.join(', ')}`);
+    if (!layout.allowedRoots.some((r) => under(dst, r) && dst !== r))
+      throw bad(`module ${m.name}: dst ${dst} is outside the allowed roots ${layout.allowedRoots.join(', ')}`);
     if (under(dst, layout.versionsDir)) throw bad(`module ${m.name}: dst ${dst} is inside the versions directory`);
-    return under(dst, snapshotRoot) ? { module: m, kind: 'snapshot', rel: path.posix.relative(snapshotRoot, dst) } : { module: m, kind: 'in-place', dst };
+    return under(dst, snapshotRoot)
+      ? { module: m, kind: 'snapshot', rel: path.posix.relative(snapshotRoot, dst) }
+      : { module: m, kind: 'in-place', dst };
   });
   const removals = (manifest.remove_keys ?? []).map((name) => path.posix.join(layout.keysDir, name));
   for (const r of removals) if (seen.has(r)) throw bad(`remove_keys: ${r} is also installed by a module`);
@@ -73,7 +86,8 @@ function keyPlacement(m: Module, keysDir: string): Placement {
   if (path.posix.dirname(m.dst) !== keysDir || !keyFileNameSchema.safeParse(path.posix.basename(m.dst)).success) {
     throw bad(`module ${m.name}: dst ${m.dst} is in the trusted keys directory but is not a <name>.pub directly in it`);
   }
-  if (m.process_name || m.post_cmds?.length) throw bad(`module ${m.name}: a trusted key file takes no process_name or post_cmds`);
+  if (m.process_name || m.post_cmds?.length)
+    throw bad(`module ${m.name}: a trusted key file takes no process_name or post_cmds`);
   return { module: m, kind: 'in-place', dst: m.dst, trustedKey: true };
 }
 

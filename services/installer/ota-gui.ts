@@ -18,7 +18,13 @@ export function startGui(units: Units, hostPath: (p: string) => string, log: Log
       return;
     }
     const bin = hostPath(GUI_BINARY);
-    if (!(await fsp.access(bin, constants.X_OK).then(() => true, () => false))) return;
+    if (
+      !(await fsp.access(bin, constants.X_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
     const child = spawn(bin, [], { detached: true, stdio: 'ignore' });
     child.on('error', (e) => log.warn({ err: e.message }, 'ota-gui failed to start'));
     child.unref();

@@ -14,7 +14,10 @@ export const installSteps = {
   stopping: { percent: 60, message: () => 'Stopping services...' },
   postCmds: { percent: 65, message: (module: string) => `Running post command of ${module}` },
   switching: { percent: 70, message: (version: string) => `Switching to version ${version}...` },
-  starting: { percent: 75, message: (unit: string, index: number, count: number) => `Starting ${unit} (${index}/${count})` },
+  starting: {
+    percent: 75,
+    message: (unit: string, index: number, count: number) => `Starting ${unit} (${index}/${count})`,
+  },
   probation: { percent: 85, message: () => 'Checking services...' },
   rollingBack: { percent: 90, message: (version: string) => `Rolling back to version ${version}...` },
 } as const satisfies Record<string, { percent: number; message: (...args: never[]) => string }>;

@@ -51,7 +51,10 @@ const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
  * of `current`, a failure undoes everything; after it, the rollback goes to previous, then factory.
  */
 export class Transaction {
-  constructor(private readonly context: TransactionContext, private recorded: Journal) {}
+  constructor(
+    private readonly context: TransactionContext,
+    private recorded: Journal,
+  ) {}
 
   /** The journal as last persisted. */
   get journal(): Journal {
@@ -72,7 +75,12 @@ export class Transaction {
   }
 
   /** Stage the snapshot while services run, stop them, place in-place files, post_cmds, switch. */
-  async forward(archive: PackageArchive, manifest: Manifest, placements: Placement[], removals: string[] = []): Promise<void> {
+  async forward(
+    archive: PackageArchive,
+    manifest: Manifest,
+    placements: Placement[],
+    removals: string[] = [],
+  ): Promise<void> {
     await this.record(this.recorded);
     failpoint('installer.journal-begun');
     await this.stageSnapshot(archive, placements);
@@ -96,7 +104,12 @@ export class Transaction {
       }
       reported = percent;
       // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
-      if (placement.kind === 'snapshot') await archive.extractTo(placement.module.src, path.join(staging, placement.rel), expectationOf(placement.module));
+      if (placement.kind === 'snapshot')
+        await archive.extractTo(
+          placement.module.src,
+          path.join(staging, placement.rel),
+          expectationOf(placement.module),
+        );
       else await holdInPlace(archive, placement, this.heldPath(index));
       failpoint('installer.module-staged');
     }
@@ -145,7 +158,8 @@ export class Transaction {
       }
     }
     // the post_cmds wrote into the snapshot after it was made durable: again, before the switch
-    if (manifest.modules.some((m) => m.post_cmds?.length)) await this.context.versions.syncFiles(this.recorded.targetDir);
+    if (manifest.modules.some((m) => m.post_cmds?.length))
+      await this.context.versions.syncFiles(this.recorded.targetDir);
   }
 
   private async switchCurrent(): Promise<void> {

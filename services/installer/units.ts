@@ -22,7 +22,10 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * before every unit name, so no name can read as one ("-Hroot@host", "--user").
  */
 export class Units {
-  constructor(private readonly systemctl: string, private readonly timeouts: UnitTimeouts) {}
+  constructor(
+    private readonly systemctl: string,
+    private readonly timeouts: UnitTimeouts,
+  ) {}
 
   private run(args: string[], timeoutMs: number): Promise<Run> {
     return new Promise((resolve) => {
@@ -61,24 +64,33 @@ export class Units {
 
   async stop(unit: string): Promise<void> {
     const r = await this.run(['stop', '--', unit], this.timeouts.stopMs);
-    if (r.timedOut) throw new UpdaterError('SERVICE_STOP_TIMEOUT', `${unit} did not stop within ${this.timeouts.stopMs} ms`);
-    if (r.code !== 0) throw new UpdaterError('SERVICE_STOP_FAILED', `systemctl stop ${unit} exited ${r.code}: ${r.stderr}`);
+    if (r.timedOut)
+      throw new UpdaterError('SERVICE_STOP_TIMEOUT', `${unit} did not stop within ${this.timeouts.stopMs} ms`);
+    if (r.code !== 0)
+      throw new UpdaterError('SERVICE_STOP_FAILED', `systemctl stop ${unit} exited ${r.code}: ${r.stderr}`);
     const state = await this.state(unit);
     // a unit that ends "failed" after SIGTERM is stopped all the same
-    if (state !== 'inactive' && state !== 'failed') throw new UpdaterError('SERVICE_STOP_FAILED', `${unit} is ${state} after stop`);
+    if (state !== 'inactive' && state !== 'failed')
+      throw new UpdaterError('SERVICE_STOP_FAILED', `${unit} is ${state} after stop`);
   }
 
   /** Starts a unit and waits until it is active; returns its restart count at that moment. */
   async start(unit: string): Promise<number> {
     const deadline = Date.now() + this.timeouts.startMs;
     const r = await this.run(['start', '--', unit], this.timeouts.startMs);
-    if (r.timedOut) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} did not start within ${this.timeouts.startMs} ms`);
-    if (r.code !== 0) throw new UpdaterError('SERVICE_START_FAILED', `systemctl start ${unit} exited ${r.code}: ${r.stderr}`);
+    if (r.timedOut)
+      throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} did not start within ${this.timeouts.startMs} ms`);
+    if (r.code !== 0)
+      throw new UpdaterError('SERVICE_START_FAILED', `systemctl start ${unit} exited ${r.code}: ${r.stderr}`);
     for (;;) {
       const state = await this.state(unit);
       if (state === 'active') return this.restarts(unit);
       if (state === 'failed') throw new UpdaterError('SERVICE_START_FAILED', `${unit} failed right after start`);
-      if (Date.now() > deadline) throw new UpdaterError('SERVICE_START_TIMEOUT', `${unit} is ${state}, not active, after ${this.timeouts.startMs} ms`);
+      if (Date.now() > deadline)
+        throw new UpdaterError(
+          'SERVICE_START_TIMEOUT',
+          `${unit} is ${state}, not active, after ${this.timeouts.startMs} ms`,
+        );
       await pause(pollEvery(this.timeouts.startMs));
     }
   }
@@ -91,7 +103,8 @@ export class Units {
         const state = await this.state(unit);
         if (state !== 'active') throw new UpdaterError('SERVICE_UNHEALTHY', `${unit} is ${state} during probation`);
         const now = await this.restarts(unit);
-        if (now !== before) throw new UpdaterError('SERVICE_UNHEALTHY', `${unit} restarted ${now - before} time(s) during probation`);
+        if (now !== before)
+          throw new UpdaterError('SERVICE_UNHEALTHY', `${unit} restarted ${now - before} time(s) during probation`);
       }
       if (Date.now() >= end) return;
       await pause(Math.min(pollEvery(this.timeouts.probationMs), Math.max(0, end - Date.now())));

@@ -109,7 +109,8 @@ export class VersionStore {
   /** Leftovers of an interrupted install: staging trees and temporary links. */
   async sweep(): Promise<void> {
     for (const name of await fsp.readdir(this.dir)) {
-      if (name.startsWith(STAGING_PREFIX) || name.startsWith(LINK_TMP)) await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+      if (name.startsWith(STAGING_PREFIX) || name.startsWith(LINK_TMP))
+        await fsp.rm(this.pathOf(name), { recursive: true, force: true });
     }
   }
 }

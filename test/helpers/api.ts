@@ -1,7 +1,13 @@
 import { request } from 'undici';
 
 /** Calls the gateway as device-api does and returns the HTTP status and the parsed envelope. */
-export async function call(base: string, method: 'GET' | 'POST', path: string, body?: unknown, raw?: string): Promise<{ http: number; body: any }> {
+export async function call(
+  base: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  raw?: string,
+): Promise<{ http: number; body: any }> {
   const res = await request(`${base}${path}`, {
     method,
     // device-api says application/json on every POST, whatever the body (the gateway refuses one that does not)

@@ -68,11 +68,18 @@ export class CrashScenario {
   private sup: Record<ServiceName, SupervisedService> = {} as Record<ServiceName, SupervisedService>;
   private zip!: Buffer;
 
-  constructor(readonly scenario: ScenarioName, extraEnv: Record<string, string> = {}) {
+  constructor(
+    readonly scenario: ScenarioName,
+    extraEnv: Record<string, string> = {},
+  ) {
     this.device = new InstallDevice({
-      TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope', TOPE_PROBATION_MS: '100', TOPE_LOG_LEVEL: 'info',
+      TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope',
+      TOPE_PROBATION_MS: '100',
+      TOPE_LOG_LEVEL: 'info',
       // no scenario hangs a unit: a deadline here only has to outlast a slow stand-in call on a busy machine
-      TOPE_UNIT_STOP_TIMEOUT_MS: '5000', TOPE_UNIT_START_TIMEOUT_MS: '5000', ...extraEnv,
+      TOPE_UNIT_STOP_TIMEOUT_MS: '5000',
+      TOPE_UNIT_START_TIMEOUT_MS: '5000',
+      ...extraEnv,
     });
     this.origin = new Origin(1);
   }
@@ -87,7 +94,10 @@ export class CrashScenario {
     await this.device.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
     if (this.scenario === 'rollback') await this.device.behave({ 'a.service': { failStart: [NEW] } });
     // the blob makes the throttled download last; a module like the others, since every entry must be one
-    this.zip = await buildPackage(NEW, [...modulesFor(this.scenario), { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(96 * 1024), compress: false }]);
+    this.zip = await buildPackage(NEW, [
+      ...modulesFor(this.scenario),
+      { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(96 * 1024), compress: false },
+    ]);
     this.origin.body = this.zip;
     this.origin.script(() => ({ kind: 'serve', throttle: { bytes: 8 * 1024, everyMs: 5 } }));
     await this.origin.start();
@@ -100,8 +110,13 @@ export class CrashScenario {
     const t0 = Date.now();
     const violations: string[] = [];
     for (const name of services) this.sup[name] = new SupervisedService(name, this.device.env);
-    await Promise.all(services.map((name) => this.sup[name].start(
-      kill?.failpoint && kill.service === name ? { TOPE_FAILPOINT: `${kill.failpoint}#${kill.hit ?? 1}` } : {})));
+    await Promise.all(
+      services.map((name) =>
+        this.sup[name].start(
+          kill?.failpoint && kill.service === name ? { TOPE_FAILPOINT: `${kill.failpoint}#${kill.hit ?? 1}` } : {},
+        ),
+      ),
+    );
     let timer: NodeJS.Timeout | undefined;
     if (kill?.atMs !== undefined) {
       timer = setTimeout(() => {
@@ -126,7 +141,8 @@ export class CrashScenario {
         firstEnd = `${end.stage}: ${end.error ?? end.message}`;
         await this.settle();
         const again = await this.pass();
-        if (again !== want.stage) violations.push(`a clean attempt after the crash ended ${again}: ${JSON.stringify(await this.progress())}`);
+        if (again !== want.stage)
+          violations.push(`a clean attempt after the crash ended ${again}: ${JSON.stringify(await this.progress())}`);
       } else {
         firstEnd = end.stage;
       }
@@ -134,12 +150,17 @@ export class CrashScenario {
       violations.push(...(await this.invariants()));
       lap('checked');
     } catch (e) {
-      violations.push(`the scenario did not end: ${(e as Error).message}; progress ${JSON.stringify(await this.progress().catch(() => null))}`);
+      violations.push(
+        `the scenario did not end: ${(e as Error).message}; progress ${JSON.stringify(await this.progress().catch(() => null))}`,
+      );
     } finally {
       clearTimeout(timer);
       for (const name of services) {
-        violations.push(...this.sup[name].exits.filter((e) => !killed(e))
-          .map((e) => `${name} exited by itself (code ${e.code}, signal ${e.signal}): ${e.stderrTail}`));
+        violations.push(
+          ...this.sup[name].exits
+            .filter((e) => !killed(e))
+            .map((e) => `${name} exited by itself (code ${e.code}, signal ${e.signal}): ${e.stderrTail}`),
+        );
       }
       await Promise.all(services.map((name) => this.sup[name].stop()));
     }
@@ -147,7 +168,8 @@ export class CrashScenario {
     const kills = services.reduce((n, name) => n + this.sup[name].exits.filter(killed).length, 0);
     // a download's number of checkpoints depends on timing: a later pass may not come this time
     const reached = !kill?.failpoint || kills > 0;
-    if (!reached && (kill?.hit ?? 1) === 1) violations.push(`failpoint ${kill!.failpoint} was never reached in ${kill!.service}`);
+    if (!reached && (kill?.hit ?? 1) === 1)
+      violations.push(`failpoint ${kill!.failpoint} was never reached in ${kill!.service}`);
     return { scenario: this.scenario, kill, kills, reached, firstEnd, violations, ms: Date.now() - t0, activeMs };
   }
 
@@ -158,27 +180,48 @@ export class CrashScenario {
   }
 
   private get job() {
-    return { version: NEW, package_url: this.origin.url(), package_name: `tope-${NEW}.zip`, package_size: this.zip.length, package_md5: md5(this.zip) };
+    return {
+      version: NEW,
+      package_url: this.origin.url(),
+      package_name: `tope-${NEW}.zip`,
+      package_size: this.zip.length,
+      package_md5: md5(this.zip),
+    };
   }
 
   private async progress(): Promise<{ stage: string; progress: number; message: string; error: string | null }> {
-    return waitFor('the gateway to answer', async () => (await call(this.device.base, 'GET', '/api/v1.0/progress')).body.data, 15_000, 20);
+    return waitFor(
+      'the gateway to answer',
+      async () => (await call(this.device.base, 'GET', '/api/v1.0/progress')).body.data,
+      15_000,
+      20,
+    );
   }
 
   /** As device-api does: ask, and ask again when the answer was lost with a restarting process. */
   private async command(route: string, body: unknown, accepted: (stage: string) => boolean): Promise<void> {
-    await waitFor(`${route} accepted`, async () => {
-      const r = await call(this.device.base, 'POST', route, body).catch(() => null);
-      if (r?.body.code === 200) return true;
-      return accepted((await this.progress()).stage);
-    }, 15_000, 100);
+    await waitFor(
+      `${route} accepted`,
+      async () => {
+        const r = await call(this.device.base, 'POST', route, body).catch(() => null);
+        if (r?.body.code === 200) return true;
+        return accepted((await this.progress()).stage);
+      },
+      15_000,
+      100,
+    );
   }
 
   private async until(stages: string[]): Promise<string> {
-    const p = await waitFor(`one of ${stages.join(', ')}`, async () => {
-      const s = await this.progress();
-      return stages.includes(s.stage) ? s : null;
-    }, 30_000, 20);
+    const p = await waitFor(
+      `one of ${stages.join(', ')}`,
+      async () => {
+        const s = await this.progress();
+        return stages.includes(s.stage) ? s : null;
+      },
+      30_000,
+      20,
+    );
     return p.stage;
   }
 
@@ -204,30 +247,49 @@ export class CrashScenario {
     const units = await d.units();
     const view = {
       current,
-      snapshot: { 'bin/a': await d.file('/opt/tope/versions/current/bin/a'), 'post.txt': await d.file('/opt/tope/versions/current/post.txt') },
+      snapshot: {
+        'bin/a': await d.file('/opt/tope/versions/current/bin/a'),
+        'post.txt': await d.file('/opt/tope/versions/current/post.txt'),
+      },
       inPlace: { '/etc/tope/c.conf': await d.file('/etc/tope/c.conf') },
       unitsActive: { 'a.service': !!units['a.service']?.active, 'b.service': !!units['b.service']?.active },
     };
     v.push(...versionInvariants(view, allowed, (version) => snapshotFiles(version, version === OLD)));
     v.push(...statusInvariants(end, current, OLD, NEW));
-    const last = await waitFor('the last report to match the status', () => {
-      const r = this.deviceApi.reports.at(-1);
-      return r && r.stage === end.stage && r.error === end.error ? r : null;
-    }, 5000).catch(() => null);
-    if (!last) v.push(`device-api's last report ${JSON.stringify(this.deviceApi.reports.at(-1))} differs from the status ${JSON.stringify(end)}`);
+    const last = await waitFor(
+      'the last report to match the status',
+      () => {
+        const r = this.deviceApi.reports.at(-1);
+        return r && r.stage === end.stage && r.error === end.error ? r : null;
+      },
+      5000,
+    ).catch(() => null);
+    if (!last)
+      v.push(
+        `device-api's last report ${JSON.stringify(this.deviceApi.reports.at(-1))} differs from the status ${JSON.stringify(end)}`,
+      );
     // the status is written before the clean-up it announces (an undo needs the backups until then)
-    const leftNames = async () => leftovers({
-      versions: await fsp.readdir(d.versionsDir),
-      inPlaceDir: await fsp.readdir(path.join(d.sysroot, 'etc/tope')),
-      installerState: await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR),
-      fetcherState: await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR),
-    }, [`v${OLD}`, `v${NEW}`], ['c.conf']);
-    const left = await waitFor('the clean-up', async () => ((await leftNames()).length === 0), 5000).then(() => [], () => leftNames());
+    const leftNames = async () =>
+      leftovers(
+        {
+          versions: await fsp.readdir(d.versionsDir),
+          inPlaceDir: await fsp.readdir(path.join(d.sysroot, 'etc/tope')),
+          installerState: await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR),
+          fetcherState: await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR),
+        },
+        [`v${OLD}`, `v${NEW}`],
+        ['c.conf'],
+      );
+    const left = await waitFor('the clean-up', async () => (await leftNames()).length === 0, 5000).then(
+      () => [],
+      () => leftNames(),
+    );
     if (left.length) v.push(`leftovers: ${left.join(', ')}`);
     const fetched = await d.fetcherStore.read();
     if (fetched?.status.stage === 'toInstall') {
       const data = await fsp.readFile(fetched.packageFile!).catch(() => null);
-      if (!data || createHash('md5').update(data).digest('hex') !== this.job.package_md5) v.push('the verified package is damaged');
+      if (!data || createHash('md5').update(data).digest('hex') !== this.job.package_md5)
+        v.push('the verified package is damaged');
     }
     return v;
   }

@@ -20,7 +20,8 @@ export class DeviceApi {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if (req.method === 'POST' && req.url === REPORT_PATH) this.reports.push(JSON.parse(Buffer.concat(chunks).toString()));
+        if (req.method === 'POST' && req.url === REPORT_PATH)
+          this.reports.push(JSON.parse(Buffer.concat(chunks).toString()));
         if (this.hang) return void this.held.push(res);
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ code: 200, msg: 'success', data: null }));

@@ -2,8 +2,13 @@ import path from 'node:path';
 import { DurableJson } from '../../shared/durable-store.js';
 import type { Stage } from '../../shared/status.js';
 import {
-  FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema, PACKAGES_DIR,
-  type FetcherRecord, type InstallerRecord,
+  FETCHER_RECORD,
+  fetcherRecordSchema,
+  INSTALLER_RECORD,
+  installerRecordSchema,
+  PACKAGES_DIR,
+  type FetcherRecord,
+  type InstallerRecord,
 } from '../../shared/worker-records.js';
 import { call } from './api.js';
 import { freePort, makeDevice, startServices, type Service } from './services.js';
@@ -67,9 +72,13 @@ export class TestDevice {
   }
 
   async waitStage(stage: Stage, timeoutMs = 15_000) {
-    return waitFor(`stage ${stage}`, async () => {
-      const p = await this.progress();
-      return p.body.data.stage === stage ? p.body : null;
-    }, timeoutMs);
+    return waitFor(
+      `stage ${stage}`,
+      async () => {
+        const p = await this.progress();
+        return p.body.data.stage === stage ? p.body : null;
+      },
+      timeoutMs,
+    );
   }
 }

@@ -12,13 +12,23 @@ import path from 'node:path';
 
 const dir = process.env.FAKE_SYSTEMCTL_DIR;
 const versions = process.env.FAKE_VERSIONS_DIR;
-const read = (f, d) => { try { return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')); } catch { return d; } };
+const read = (f, d) => {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+  } catch {
+    return d;
+  }
+};
 const units = read('units.json', {});
 const behaviour = read('behaviour.json', {});
 const args = process.argv.slice(2).filter((a) => !a.startsWith('--') && a !== '-p' && a !== 'NRestarts');
 const [cmd, unit] = args;
 let current = null;
-try { current = fs.readlinkSync(path.join(versions, 'current')).replace(/^v/, '').replace(/~\d+$/, ''); } catch { /* none yet */ }
+try {
+  current = fs.readlinkSync(path.join(versions, 'current')).replace(/^v/, '').replace(/~\d+$/, '');
+} catch {
+  /* none yet */
+}
 fs.appendFileSync(path.join(dir, 'calls.log'), `${cmd} ${unit} current=${current}\n`);
 const known = unit in units || unit in behaviour;
 const b = behaviour[unit] ?? {};
@@ -33,29 +43,51 @@ if (on('missing') && cmd !== 'stop') {
 }
 switch (cmd) {
   case 'cat': // a unit exists when the test declared it
-    if (!known) { process.stderr.write(`No files found for ${unit}.\n`); process.exit(1); }
+    if (!known) {
+      process.stderr.write(`No files found for ${unit}.\n`);
+      process.exit(1);
+    }
     console.log(`# /etc/systemd/system/${unit}`);
     break;
   case 'is-active': {
     // a crash-looping unit: each look finds it restarted once more
-    if (u.active && on('unhealthy') && ++u.looks > 1) { u.restarts++; save(); console.log('activating'); process.exit(3); }
+    if (u.active && on('unhealthy') && ++u.looks > 1) {
+      u.restarts++;
+      save();
+      console.log('activating');
+      process.exit(3);
+    }
     if (u.active && on('unhealthy')) save();
     console.log(u.active ? 'active' : 'inactive');
     process.exit(u.active ? 0 : 3);
   }
   case 'show':
-    if (u.active && on('flapping')) { u.restarts++; save(); }
+    if (u.active && on('flapping')) {
+      u.restarts++;
+      save();
+    }
     console.log(String(u.restarts));
     break;
   case 'start':
     if (on('hangStart')) hang();
-    else if (on('failStart')) { process.stderr.write(`Job for ${unit} failed.\n`); process.exit(1); }
-    else { u.active = true; u.looks = 0; save(); }
+    else if (on('failStart')) {
+      process.stderr.write(`Job for ${unit} failed.\n`);
+      process.exit(1);
+    } else {
+      u.active = true;
+      u.looks = 0;
+      save();
+    }
     break;
   case 'stop':
     if (on('hangStop')) hang();
-    else if (on('failStop')) { process.stderr.write(`Failed to stop ${unit}.\n`); process.exit(1); }
-    else { u.active = false; save(); }
+    else if (on('failStop')) {
+      process.stderr.write(`Failed to stop ${unit}.\n`);
+      process.exit(1);
+    } else {
+      u.active = false;
+      save();
+    }
     break;
   default:
     process.stderr.write(`fake systemctl: unsupported ${cmd}\n`);

@@ -7,7 +7,10 @@ import { TestDevice } from './device.js';
 import { md5 } from './packages.js';
 import { waitFor } from './wait.js';
 
-const fakeSystemctl = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/helpers/fake-systemctl.mjs');
+const fakeSystemctl = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../test/helpers/fake-systemctl.mjs',
+);
 
 /** A device with a versions tree under its sysroot and the recording systemctl stand-in. */
 export class InstallDevice extends TestDevice {
@@ -16,12 +19,21 @@ export class InstallDevice extends TestDevice {
   readonly sysroot: string;
 
   constructor(extra: Record<string, string> = {}) {
-    super({ TOPE_PROBATION_MS: '300', TOPE_UNIT_START_TIMEOUT_MS: '4000', TOPE_UNIT_STOP_TIMEOUT_MS: '3000', ...extra });
+    super({
+      TOPE_PROBATION_MS: '300',
+      TOPE_UNIT_START_TIMEOUT_MS: '4000',
+      TOPE_UNIT_STOP_TIMEOUT_MS: '3000',
+      ...extra,
+    });
     this.sysroot = this.env.TOPE_ROOT_PREFIX;
     this.versionsDir = path.join(this.sysroot, 'opt/tope/versions');
     this.fakeDir = path.join(this.root, 'systemd');
     mkdirSync(this.fakeDir);
-    Object.assign(this.env, { TOPE_SYSTEMCTL: fakeSystemctl, FAKE_SYSTEMCTL_DIR: this.fakeDir, FAKE_VERSIONS_DIR: this.versionsDir });
+    Object.assign(this.env, {
+      TOPE_SYSTEMCTL: fakeSystemctl,
+      FAKE_SYSTEMCTL_DIR: this.fakeDir,
+      FAKE_VERSIONS_DIR: this.versionsDir,
+    });
   }
 
   async behave(b: Record<string, object>): Promise<void> {
@@ -29,7 +41,10 @@ export class InstallDevice extends TestDevice {
   }
 
   async setUnits(u: Record<string, { active: boolean; restarts?: number }>): Promise<void> {
-    await fsp.writeFile(path.join(this.fakeDir, 'units.json'), JSON.stringify(Object.fromEntries(Object.entries(u).map(([k, v]) => [k, { restarts: 0, ...v }]))));
+    await fsp.writeFile(
+      path.join(this.fakeDir, 'units.json'),
+      JSON.stringify(Object.fromEntries(Object.entries(u).map(([k, v]) => [k, { restarts: 0, ...v }]))),
+    );
   }
 
   async units(): Promise<Record<string, { active: boolean; restarts: number }>> {
@@ -37,7 +52,9 @@ export class InstallDevice extends TestDevice {
   }
 
   async calls(): Promise<string[]> {
-    return (await fsp.readFile(path.join(this.fakeDir, 'calls.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    return (await fsp.readFile(path.join(this.fakeDir, 'calls.log'), 'utf8').catch(() => ''))
+      .split('\n')
+      .filter(Boolean);
   }
 
   /** What a link names ("v1.0.0"), or null. */
@@ -69,8 +86,17 @@ export class InstallDevice extends TestDevice {
     await fsp.writeFile(file, zip);
     const seq = Math.max((await this.fetcherStore.read())?.seq ?? 0, (await this.installerStore.read())?.seq ?? 0) + 1;
     await this.seedFetcher({
-      seq, checkpoint: null, verifiedAt: verifiedAt.toISOString(), packageFile: file,
-      job: { version, package_url: `https://h/tope-${version}.zip`, package_name: `tope-${version}.zip`, package_size: zip.length, package_md5: md5(zip) },
+      seq,
+      checkpoint: null,
+      verifiedAt: verifiedAt.toISOString(),
+      packageFile: file,
+      job: {
+        version,
+        package_url: `https://h/tope-${version}.zip`,
+        package_name: `tope-${version}.zip`,
+        package_size: zip.length,
+        package_md5: md5(zip),
+      },
       status: toInstall(version),
     });
   }
@@ -80,9 +106,13 @@ export class InstallDevice extends TestDevice {
   }
 
   async finished(timeoutMs = 20_000) {
-    return waitFor('the install to end', async () => {
-      const p = await this.progress();
-      return ['success', 'failed'].includes(p.body.data.stage) ? p.body.data : null;
-    }, timeoutMs);
+    return waitFor(
+      'the install to end',
+      async () => {
+        const p = await this.progress();
+        return ['success', 'failed'].includes(p.body.data.stage) ? p.body.data : null;
+      },
+      timeoutMs,
+    );
   }
 }

@@ -39,7 +39,10 @@ export class Origin {
   private readonly sockets = new Set<import('node:net').Socket>();
   private readonly placeholder: Buffer;
 
-  constructor(size: number, private readonly tls?: { key: string; cert: string }) {
+  constructor(
+    size: number,
+    private readonly tls?: { key: string; cert: string },
+  ) {
     this.body = randomBytes(size);
     this.placeholder = this.body;
   }
@@ -70,7 +73,8 @@ export class Origin {
   async start(): Promise<this> {
     // a body the test did not choose is a signed package of the size asked for: the fetcher
     // accepts only those (a tiny one stays random bytes, for tests that never verify it)
-    if (this.body === this.placeholder && this.body.length >= MIN_PACKAGE_BYTES) this.body = await packageOfSize(this.body.length);
+    if (this.body === this.placeholder && this.body.length >= MIN_PACKAGE_BYTES)
+      this.body = await packageOfSize(this.body.length);
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res);
     this.server = this.tls ? https.createServer(this.tls, handler) : http.createServer(handler);
     this.server.on('connection', (s) => {
@@ -127,7 +131,11 @@ export class Origin {
         res.end(this.body.subarray(0, Math.min(b.length, size)));
         return;
       case 'bad-range':
-        res.writeHead(206, { ...common, 'content-range': `bytes ${b.start}-${size - 1}/${size}`, 'content-length': size - b.start });
+        res.writeHead(206, {
+          ...common,
+          'content-range': `bytes ${b.start}-${size - 1}/${size}`,
+          'content-length': size - b.start,
+        });
         res.end(this.body.subarray(b.start));
         return;
       case 'no-range-206':
@@ -139,7 +147,12 @@ export class Origin {
     }
   }
 
-  private serve(req: http.IncomingMessage, res: http.ServerResponse, b: Extract<Behaviour, { kind: 'serve' }>, common: Record<string, string>): void {
+  private serve(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    b: Extract<Behaviour, { kind: 'serve' }>,
+    common: Record<string, string>,
+  ): void {
     const size = this.body.length;
     const etag = b.etag ?? this.etag;
     const headers = { ...common, etag };

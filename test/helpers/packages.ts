@@ -1,7 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { signManifest } from '../../shared/trust/signature.js';
 import yazl from 'yazl';
-import { manifestBytesOf, newKeyPair, packPackage, writeSignedZip, type PayloadFile } from '../../scripts/tope-pack/pack.js';
+import {
+  manifestBytesOf,
+  newKeyPair,
+  packPackage,
+  writeSignedZip,
+  type PayloadFile,
+} from '../../scripts/tope-pack/pack.js';
 
 // Package zips built by the tests, through the packaging tool's own code (scripts/tope-pack),
 // signed with a key every test device trusts; and the byte-level damage the hostile ones need
@@ -60,10 +66,20 @@ const EMPTY_SHA256 = createHash('sha256').digest('hex');
  * A valid signed package: one file per module under modules/<name>/, the manifest with sizes and
  * hashes, signed. `extra` entries go into the zip too, named by no module.
  */
-export async function buildPackage(version: string, modules: ModuleSpec[], extra: FileSpec[] = [], options: PackageOptions = {}): Promise<Buffer> {
+export async function buildPackage(
+  version: string,
+  modules: ModuleSpec[],
+  extra: FileSpec[] = [],
+  options: PackageOptions = {},
+): Promise<Buffer> {
   const payload = new Map<string, PayloadFile>();
   for (const m of modules) {
-    if (!m.src) payload.set(`modules/${m.name}/file`, { data: Buffer.from(m.data ?? `${m.name} ${version}\n`), mode: m.mode ?? 0o100755, compress: m.compress });
+    if (!m.src)
+      payload.set(`modules/${m.name}/file`, {
+        data: Buffer.from(m.data ?? `${m.name} ${version}\n`),
+        mode: m.mode ?? 0o100755,
+        compress: m.compress,
+      });
   }
   const description = {
     version,
@@ -71,7 +87,9 @@ export async function buildPackage(version: string, modules: ModuleSpec[], extra
     security_version: options.security_version ?? 0,
     ...(options.remove_keys ? { remove_keys: options.remove_keys } : {}),
     modules: modules.map((m) => ({
-      name: m.name, src: m.src ?? `modules/${m.name}/file`, dst: m.dst,
+      name: m.name,
+      src: m.src ?? `modules/${m.name}/file`,
+      dst: m.dst,
       // a src with no file behind it: the device must say so, not miss a hash
       ...(m.src ? { size: 0, sha256: EMPTY_SHA256 } : {}),
       ...(m.process_name ? { process_name: m.process_name } : {}),
@@ -86,11 +104,25 @@ export async function buildPackage(version: string, modules: ModuleSpec[], extra
   return (await writeSignedZip(manifestBytesOf(manifest), { privateKeyPem: key }, entries))!;
 }
 
-const entryOf = (f: FileSpec) => ({ name: f.name, data: Buffer.from(f.data ?? ''), mode: f.mode, dir: f.dir, compress: f.compress });
+const entryOf = (f: FileSpec) => ({
+  name: f.name,
+  data: Buffer.from(f.data ?? ''),
+  mode: f.mode,
+  dir: f.dir,
+  compress: f.compress,
+});
 
 /** A package of these exact manifest bytes (or this object as the tool writes it), signed with the test key unless told otherwise. */
-export async function signedZip(manifest: string | Buffer | object, files: FileSpec[], privateKeyPem = testKey.privateKeyPem): Promise<Buffer> {
-  const bytes = Buffer.isBuffer(manifest) ? manifest : typeof manifest === 'string' ? Buffer.from(manifest) : manifestBytesOf(manifest);
+export async function signedZip(
+  manifest: string | Buffer | object,
+  files: FileSpec[],
+  privateKeyPem = testKey.privateKeyPem,
+): Promise<Buffer> {
+  const bytes = Buffer.isBuffer(manifest)
+    ? manifest
+    : typeof manifest === 'string'
+      ? Buffer.from(manifest)
+      : manifestBytesOf(manifest);
   return (await writeSignedZip(bytes, { privateKeyPem }, files.map(entryOf)))!;
 }
 
@@ -103,20 +135,33 @@ export async function packageOfSize(size: number, version = '1.0.0'): Promise<Bu
   let payloadBytes = Math.max(1, size - 2048);
   for (;;) {
     const data = random.subarray(0, payloadBytes);
-    const description = { version, compatible: [TEST_PRODUCT_ID], security_version: 0, modules: [{ name: 'blob', src: 'blob', dst: '/opt/tope/share/blob' }] };
-    const { manifest } = await packPackage(description, new Map([['blob', { data, compress: false }]]), testKey.privateKeyPem);
+    const description = {
+      version,
+      compatible: [TEST_PRODUCT_ID],
+      security_version: 0,
+      modules: [{ name: 'blob', src: 'blob', dst: '/opt/tope/share/blob' }],
+    };
+    const { manifest } = await packPackage(
+      description,
+      new Map([['blob', { data, compress: false }]]),
+      testKey.privateKeyPem,
+    );
     const bytes = manifestBytesOf(manifest);
     const signature = { text: signManifest(bytes, testKey.privateKeyPem) };
     const entries = [{ name: 'blob', data, compress: false }];
     const short = size - (await writeSignedZip(bytes, signature, entries))!.length;
-    if (short >= 0 && short <= 60_000) return (await writeSignedZip(bytes, signature, entries, undefined, ' '.repeat(short)))!;
+    if (short >= 0 && short <= 60_000)
+      return (await writeSignedZip(bytes, signature, entries, undefined, ' '.repeat(short)))!;
     if (payloadBytes === 1) throw new Error(`no signed package is as small as ${size} bytes`);
     payloadBytes = Math.max(1, payloadBytes + Math.min(short, 0) - 16);
   }
 }
 
 /** A module's size and sha256 as the manifest carries them. */
-export const hashesOf = (data: string | Buffer) => ({ size: Buffer.byteLength(data), sha256: createHash('sha256').update(data).digest('hex') });
+export const hashesOf = (data: string | Buffer) => ({
+  size: Buffer.byteLength(data),
+  sha256: createHash('sha256').update(data).digest('hex'),
+});
 
 /** Replaces a name in both the local header and the central directory (same length). */
 export function patchName(zip: Buffer, from: string, to: string): Buffer {
@@ -138,7 +183,10 @@ export function patchName(zip: Buffer, from: string, to: string): Buffer {
 export function patchField(zip: Buffer, name: string, field: 'crc' | 'uncompressed', value: number): Buffer {
   const out = Buffer.from(zip);
   const offsets = { crc: [14, 16], uncompressed: [22, 24] }[field];
-  for (const [sig, nameAt, off] of [[0x04034b50, 30, offsets[0]], [0x02014b50, 46, offsets[1]]] as const) {
+  for (const [sig, nameAt, off] of [
+    [0x04034b50, 30, offsets[0]],
+    [0x02014b50, 46, offsets[1]],
+  ] as const) {
     for (let i = 0; i + nameAt < out.length; i++) {
       if (out.readUInt32LE(i) !== sig) continue;
       const nameLen = out.readUInt16LE(sig === 0x04034b50 ? i + 26 : i + 28);

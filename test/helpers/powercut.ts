@@ -15,11 +15,29 @@ import { updateModules, VM_IN_PLACE, type CatalogEntry } from './update-invarian
 const repo = path.resolve(distDir, '..');
 const vmScript = path.join(repo, 'test/system/vm.sh');
 
-export interface Mark { kind: string; stage?: string; message?: string; label?: string; uptime: number; hostMs: number; [k: string]: unknown }
-export interface VmFinding { kind: string; violations: string[]; journal?: string; previousBoot?: string; [k: string]: unknown }
+export interface Mark {
+  kind: string;
+  stage?: string;
+  message?: string;
+  label?: string;
+  uptime: number;
+  hostMs: number;
+  [k: string]: unknown;
+}
+export interface VmFinding {
+  kind: string;
+  violations: string[];
+  journal?: string;
+  previousBoot?: string;
+  [k: string]: unknown;
+}
 
 /** When to cut: `delayMs` after the first mark `from` matches (or after qemu started: 'spawn'). */
-export interface CutPlan { from: 'spawn' | ((m: Mark) => boolean); delayMs: number; what: string }
+export interface CutPlan {
+  from: 'spawn' | ((m: Mark) => boolean);
+  delayMs: number;
+  what: string;
+}
 
 export interface Boot {
   marks: Mark[];
@@ -39,11 +57,16 @@ export function stageOf(mark: Mark | null | undefined): string {
   const prefix = mark.label === 'update' ? '' : `${mark.label}: `;
   const msg = mark.message ?? '';
   switch (mark.stage) {
-    case 'downloading': return `${prefix}download`;
-    case 'verifying': return `${prefix}verification`;
-    case 'toInstall': return `${prefix}verified, install command`;
-    case 'success': return `${prefix}success shown`;
-    case 'failed': return `${prefix}failed shown`;
+    case 'downloading':
+      return `${prefix}download`;
+    case 'verifying':
+      return `${prefix}verification`;
+    case 'toInstall':
+      return `${prefix}verified, install command`;
+    case 'success':
+      return `${prefix}success shown`;
+    case 'failed':
+      return `${prefix}failed shown`;
     case 'installing':
       if (/^Installing version|^Verifying package/.test(msg)) return `${prefix}install: package check`;
       if (/^Installing module/.test(msg)) return `${prefix}install: staging`;
@@ -52,7 +75,8 @@ export function stageOf(mark: Mark | null | undefined): string {
       if (/^Starting/.test(msg)) return `${prefix}install: start`;
       if (/^Checking services/.test(msg)) return `${prefix}install: probation`;
       return `${prefix}install: ${msg}`;
-    default: return `${prefix}${mark.stage}`;
+    default:
+      return `${prefix}${mark.stage}`;
   }
 }
 
@@ -75,22 +99,32 @@ export class PowercutVm {
     mkdirSync(path.join(stage, 'packages'), { recursive: true });
     for (let i = 0; i < versions; i++) {
       const version = `${i + 2}.0.0`;
-      const zip = await buildPackage(version, updateModules(version, { inPlace: VM_IN_PLACE }), [{ name: 'blob', data: randomBytes(blobBytes), compress: false }]);
+      const zip = await buildPackage(version, updateModules(version, { inPlace: VM_IN_PLACE }), [
+        { name: 'blob', data: randomBytes(blobBytes), compress: false },
+      ]);
       const name = `tope-${version}.zip`;
       writeFileSync(path.join(stage, 'packages', name), zip);
       this.catalog.push({ version, package_name: name, package_size: zip.length, package_md5: md5(zip) });
     }
     writeFileSync(path.join(stage, 'packages/catalog.json'), JSON.stringify(this.catalog));
     // node goes onto the root disk at the first boot: the units that start at later boots need it
-    writeFileSync(path.join(stage, 'entry'), '[ -s /usr/bin/node ] || { cp /mnt/payload/node /usr/bin/node.new && sync && mv /usr/bin/node.new /usr/bin/node; }\nexec /usr/bin/node /mnt/payload/test/system/powercut-vm.js\n');
+    writeFileSync(
+      path.join(stage, 'entry'),
+      '[ -s /usr/bin/node ] || { cp /mnt/payload/node /usr/bin/node.new && sync && mv /usr/bin/node.new /usr/bin/node; }\nexec /usr/bin/node /mnt/payload/test/system/powercut-vm.js\n',
+    );
     writeFileSync(path.join(stage, 'package.json'), '{"type":"module"}\n');
     const files = [
-      ...['powercut-vm.js', 'origin-server.js', 'device-api-recorder.js', 'printerd.js'].map((f) => `${path.join(distDir, 'test/system', f)}:test/system/${f}`),
+      ...['powercut-vm.js', 'origin-server.js', 'device-api-recorder.js', 'printerd.js'].map(
+        (f) => `${path.join(distDir, 'test/system', f)}:test/system/${f}`,
+      ),
       `${path.join(distDir, 'test/helpers/update-invariants.js')}:test/helpers/update-invariants.js`,
       `${path.join(stage, 'packages')}:packages`,
       `${path.join(stage, 'package.json')}:package.json`,
     ];
-    const r = spawnSync('bash', [vmScript, 'payload', this.payload, path.join(stage, 'entry'), ...files], { encoding: 'utf8', env: { ...process.env, PERSISTENT: '1', MAKEFLAGS: '' } });
+    const r = spawnSync('bash', [vmScript, 'payload', this.payload, path.join(stage, 'entry'), ...files], {
+      encoding: 'utf8',
+      env: { ...process.env, PERSISTENT: '1', MAKEFLAGS: '' },
+    });
     if (r.status !== 0) throw new Error(`vm.sh payload failed: ${r.stderr}`);
     rmSync(stage, { recursive: true, force: true });
   }
@@ -115,22 +149,39 @@ export class PowercutVm {
     const b: Boot = { marks: [], findings: [], cut: null, console: consoleFile, ms: 0 };
     return new Promise((resolve, reject) => {
       // vm.sh boot execs qemu: this child's pid is the emulator's, so its SIGKILL is the power cut
-      const qemu = spawn('bash', [vmScript, 'boot', this.disk, this.payload, consoleFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const qemu = spawn('bash', [vmScript, 'boot', this.disk, this.payload, consoleFile], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       let ended = false;
       let armed: NodeJS.Timeout | undefined;
-      qemu.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      qemu.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
       const powerOff = (what: 'cut' | 'end') => {
         if (ended) return;
         ended = true;
-        if (what === 'cut' && cut) b.cut = { stage: stageOf(b.marks.at(-1)), atMs: Date.now() - t0, what: cut.what, lastMark: b.marks.at(-1) ?? null };
+        if (what === 'cut' && cut)
+          b.cut = {
+            stage: stageOf(b.marks.at(-1)),
+            atMs: Date.now() - t0,
+            what: cut.what,
+            lastMark: b.marks.at(-1) ?? null,
+          };
         qemu.kill('SIGKILL');
       };
-      const arm = () => { armed = setTimeout(() => powerOff('cut'), cut!.delayMs); };
+      const arm = () => {
+        armed = setTimeout(() => powerOff('cut'), cut!.delayMs);
+      };
       if (cut?.from === 'spawn') arm();
       // a guest that never gets to its checks is a finding of its own, not a boot without news
       const deadline = setTimeout(() => {
-        b.findings.push({ kind: 'timeout', violations: [`the VM ran past its ${timeoutMs} ms deadline; its last mark: ${JSON.stringify(b.marks.at(-1) ?? null)}`] });
+        b.findings.push({
+          kind: 'timeout',
+          violations: [
+            `the VM ran past its ${timeoutMs} ms deadline; its last mark: ${JSON.stringify(b.marks.at(-1) ?? null)}`,
+          ],
+        });
         powerOff('end');
       }, timeoutMs);
       createInterface({ input: qemu.stdout }).on('line', (raw) => {
@@ -139,7 +190,11 @@ export class PowercutVm {
         const m = /^TOPE-(MARK|RESULT) (\{.*\})$/.exec(text);
         if (!m || ended) return;
         let json: Record<string, unknown>;
-        try { json = JSON.parse(m[2]); } catch { return; }
+        try {
+          json = JSON.parse(m[2]);
+        } catch {
+          return;
+        }
         if (m[1] === 'MARK') {
           const mark = { ...json, hostMs: Date.now() - t0 } as Mark;
           b.marks.push(mark);

@@ -25,7 +25,8 @@ export interface TlsFiles {
 
 /** Why a server cannot be started here, or null when it can. */
 export function missing(command: string): string | null {
-  const found = spawnSync('sh', ['-c', `command -v ${command} || test -x /usr/sbin/${command}`], { stdio: 'ignore' }).status === 0;
+  const found =
+    spawnSync('sh', ['-c', `command -v ${command} || test -x /usr/sbin/${command}`], { stdio: 'ignore' }).status === 0;
   return found ? null : `${command} is not installed (scripts/ensure-tools.sh installs it when run as root)`;
 }
 
@@ -38,18 +39,26 @@ export function tlsFiles(tls: { key: string; cert: string }): TlsFiles {
   return files;
 }
 
-const accepts = (port: number) => new Promise<boolean>((ok) => {
-  const s = net.connect(port, '127.0.0.1');
-  s.on('connect', () => { s.destroy(); ok(true); });
-  s.on('error', () => ok(false));
-});
+const accepts = (port: number) =>
+  new Promise<boolean>((ok) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => {
+      s.destroy();
+      ok(true);
+    });
+    s.on('error', () => ok(false));
+  });
 
 class Spawned {
   output = '';
   readonly exited: Promise<void>;
   constructor(readonly child: ChildProcess) {
-    child.stdout?.setEncoding('utf8').on('data', (c: string) => { this.output += c; });
-    child.stderr?.setEncoding('utf8').on('data', (c: string) => { this.output += c; });
+    child.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      this.output += c;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+      this.output += c;
+    });
     this.exited = new Promise((ok) => child.on('exit', () => ok()));
   }
 
@@ -68,7 +77,11 @@ async function onFreePort(name: string, launch: (port: number) => Spawned): Prom
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const proc = launch(port);
-    const up = await waitFor(`${name} listening on ${port}`, async () => (await accepts(port)) || !proc.alive() || null, 15_000);
+    const up = await waitFor(
+      `${name} listening on ${port}`,
+      async () => (await accepts(port)) || !proc.alive() || null,
+      15_000,
+    );
     if (up && proc.alive()) return { port, proc };
     await proc.stop();
     if (attempt === 3) throw new Error(`${name} did not start: ${proc.output.slice(-500)}`);
@@ -84,7 +97,9 @@ export async function startNginx(docroot: string, tls?: TlsFiles, keepaliveReque
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nginx-'));
   const accessLog = path.join(dir, 'access.log');
   const { port, proc } = await onFreePort('nginx', (p) => {
-    writeFileSync(path.join(dir, 'nginx.conf'), `
+    writeFileSync(
+      path.join(dir, 'nginx.conf'),
+      `
 daemon off;
 master_process off;
 pid ${dir}/nginx.pid;
@@ -106,11 +121,19 @@ http {
     root ${docroot};
   }
 }
-`);
-    return new Spawned(spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` } }));
+`,
+    );
+    return new Spawned(
+      spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` },
+      }),
+    );
   });
   return {
-    name: tls ? 'nginx over TLS' : 'nginx', port, scheme: tls ? 'https' : 'http',
+    name: tls ? 'nginx over TLS' : 'nginx',
+    port,
+    scheme: tls ? 'https' : 'http',
     log: () => fsp.readFile(accessLog, 'utf8').catch(() => ''),
     stop: () => proc.stop(),
   };
@@ -121,16 +144,42 @@ http {
  * connection closes after the body, which is the only end of it.
  */
 export async function startOpensslWww(docroot: string, tls: TlsFiles): Promise<RealOrigin> {
-  const { port, proc } = await onFreePort('openssl s_server', (p) => new Spawned(spawn('openssl',
-    ['s_server', '-WWW', '-quiet', '-accept', `127.0.0.1:${p}`, '-cert', tls.cert, '-key', tls.key],
-    { cwd: docroot, stdio: ['ignore', 'pipe', 'pipe'] })));
-  return { name: 'openssl s_server -WWW', port, scheme: 'https', log: async () => proc.output, stop: () => proc.stop() };
+  const { port, proc } = await onFreePort(
+    'openssl s_server',
+    (p) =>
+      new Spawned(
+        spawn(
+          'openssl',
+          ['s_server', '-WWW', '-quiet', '-accept', `127.0.0.1:${p}`, '-cert', tls.cert, '-key', tls.key],
+          { cwd: docroot, stdio: ['ignore', 'pipe', 'pipe'] },
+        ),
+      ),
+  );
+  return {
+    name: 'openssl s_server -WWW',
+    port,
+    scheme: 'https',
+    log: async () => proc.output,
+    stop: () => proc.stop(),
+  };
 }
 
 /** `python3 -m http.server`: HTTP/1.0, Content-Length and Last-Modified, Range ignored (200). */
 export async function startPythonHttp(docroot: string): Promise<RealOrigin> {
-  const { port, proc } = await onFreePort('python3 -m http.server', (p) => new Spawned(spawn('python3',
-    ['-u', '-m', 'http.server', String(p), '--bind', '127.0.0.1', '--directory', docroot],
-    { stdio: ['ignore', 'pipe', 'pipe'] })));
-  return { name: 'python3 -m http.server', port, scheme: 'http', log: async () => proc.output, stop: () => proc.stop() };
+  const { port, proc } = await onFreePort(
+    'python3 -m http.server',
+    (p) =>
+      new Spawned(
+        spawn('python3', ['-u', '-m', 'http.server', String(p), '--bind', '127.0.0.1', '--directory', docroot], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      ),
+  );
+  return {
+    name: 'python3 -m http.server',
+    port,
+    scheme: 'http',
+    log: async () => proc.output,
+    stop: () => proc.stop(),
+  };
 }

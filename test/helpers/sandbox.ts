@@ -75,12 +75,21 @@ export class Sandbox {
    * `debDir` (/mnt/deb inside) for the test to install, and /var/lib/tope-updater is the
    * container's own (a purge removes it), so such a sandbox does not survive `reboot()`.
    */
-  constructor(readonly name: string, readonly opts: { via: 'make install' | 'deb' } = { via: 'make install' }) {
+  constructor(
+    readonly name: string,
+    readonly opts: { via: 'make install' | 'deb' } = { via: 'make install' },
+  ) {
     this.host = mkdtempSync(path.join(os.tmpdir(), `sbx-${name}-`));
     this.dest = path.join(this.host, 'dest');
     this.persist = path.join(this.host, 'persist');
-    for (const d of ['var-lib', 'opt-tope/versions', 'test/packages']) mkdirSync(path.join(this.persist, d), { recursive: true });
-    const make = (...args: string[]) => execFileSync('make', ['-s', '-C', repo, ...args], { stdio: 'pipe', env: { ...process.env, MAKEFLAGS: '' }, encoding: 'utf8' }).trim();
+    for (const d of ['var-lib', 'opt-tope/versions', 'test/packages'])
+      mkdirSync(path.join(this.persist, d), { recursive: true });
+    const make = (...args: string[]) =>
+      execFileSync('make', ['-s', '-C', repo, ...args], {
+        stdio: 'pipe',
+        env: { ...process.env, MAKEFLAGS: '' },
+        encoding: 'utf8',
+      }).trim();
     if (opts.via === 'deb') this.deb = make('deb-package', `DEB_DIR=${this.debDir}`);
     else make('install-files', `DESTDIR=${this.dest}`);
     // the device trusts the tests' signing key and is a tope-test (provision.sh installs them)
@@ -110,24 +119,41 @@ export class Sandbox {
   }
 
   up(): void {
-    const installed = this.opts.via === 'deb'
-      ? [`ro:${this.debDir}:/mnt/deb`]
-      : [`${path.join(this.persist, 'var-lib')}:/var/lib/tope-updater`,
-        `ro:${this.dest}:/mnt/dest`,
-        `ro:${path.join(this.dest, 'usr/lib/tope-updater')}:/usr/lib/tope-updater`];
-    execFileSync('bash', [script, 'up', this.name,
-      ...installed,
-      `${path.join(this.persist, 'opt-tope')}:/opt/tope`,
-      `${path.join(this.persist, 'test')}:/var/lib/tope-test`,
-      `ro:${path.join(distDir, 'test/system')}:/mnt/test`,
-      `ro:${path.join(repo, 'test/system/provision.sh')}:/usr/local/sbin/provision`,
-    ], { stdio: 'pipe', timeout: 120_000 });
+    const installed =
+      this.opts.via === 'deb'
+        ? [`ro:${this.debDir}:/mnt/deb`]
+        : [
+            `${path.join(this.persist, 'var-lib')}:/var/lib/tope-updater`,
+            `ro:${this.dest}:/mnt/dest`,
+            `ro:${path.join(this.dest, 'usr/lib/tope-updater')}:/usr/lib/tope-updater`,
+          ];
+    execFileSync(
+      'bash',
+      [
+        script,
+        'up',
+        this.name,
+        ...installed,
+        `${path.join(this.persist, 'opt-tope')}:/opt/tope`,
+        `${path.join(this.persist, 'test')}:/var/lib/tope-test`,
+        `ro:${path.join(distDir, 'test/system')}:/mnt/test`,
+        `ro:${path.join(repo, 'test/system/provision.sh')}:/usr/local/sbin/provision`,
+      ],
+      { stdio: 'pipe', timeout: 120_000 },
+    );
     const env = { ...this.env, ...(this.opts.via === 'deb' ? { HELPERS_ONLY: '1' } : {}) };
-    this.sh(`${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} sh /usr/local/sbin/provision`);
+    this.sh(
+      `${Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')} sh /usr/local/sbin/provision`,
+    );
   }
 
   down(powerCut = false): void {
-    execFileSync('bash', [script, 'down', this.name, ...(powerCut ? ['--power-cut'] : [])], { stdio: 'pipe', timeout: 60_000 });
+    execFileSync('bash', [script, 'down', this.name, ...(powerCut ? ['--power-cut'] : [])], {
+      stdio: 'pipe',
+      timeout: 60_000,
+    });
   }
 
   reboot(powerCut: boolean): void {
@@ -137,14 +163,19 @@ export class Sandbox {
 
   /** Runs a shell command inside; returns stdout, throws with stderr on a non-zero status. */
   sh(command: string): string {
-    const r = spawnSync('bash', [script, 'exec', this.name, 'sh', '-c', command], { encoding: 'utf8', timeout: 60_000 });
-    if (r.status !== 0) throw new Error(`inside the sandbox, \`${command}\` exited ${r.status}: ${r.stderr}${r.stdout}`);
+    const r = spawnSync('bash', [script, 'exec', this.name, 'sh', '-c', command], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    if (r.status !== 0)
+      throw new Error(`inside the sandbox, \`${command}\` exited ${r.status}: ${r.stderr}${r.stdout}`);
     return r.stdout.trim();
   }
 
   /** The exit status of a shell command inside. */
   status(command: string): number | null {
-    return spawnSync('bash', [script, 'exec', this.name, 'sh', '-c', command], { encoding: 'utf8', timeout: 60_000 }).status;
+    return spawnSync('bash', [script, 'exec', this.name, 'sh', '-c', command], { encoding: 'utf8', timeout: 60_000 })
+      .status;
   }
 
   api(method: 'GET' | 'POST', route: string, body?: unknown): any {
@@ -153,7 +184,9 @@ export class Sandbox {
   }
 
   active(unit: string): string {
-    return spawnSync('bash', [script, 'exec', this.name, 'systemctl', 'is-active', unit], { encoding: 'utf8' }).stdout.trim();
+    return spawnSync('bash', [script, 'exec', this.name, 'systemctl', 'is-active', unit], {
+      encoding: 'utf8',
+    }).stdout.trim();
   }
 
   prop(unit: string, name: string): string {
@@ -161,15 +194,23 @@ export class Sandbox {
   }
 
   async stage(want: Stage, timeoutMs = 60_000): Promise<any> {
-    return waitFor(`stage ${want} inside the sandbox`, () => {
-      const p = this.api('GET', '/api/v1.0/progress');
-      if (p.data.stage === 'failed' && want !== 'failed') throw new Error(`failed: ${p.data.error}`);
-      return p.data.stage === want ? p.data : null;
-    }, timeoutMs, 200);
+    return waitFor(
+      `stage ${want} inside the sandbox`,
+      () => {
+        const p = this.api('GET', '/api/v1.0/progress');
+        if (p.data.stage === 'failed' && want !== 'failed') throw new Error(`failed: ${p.data.error}`);
+        return p.data.stage === want ? p.data : null;
+      },
+      timeoutMs,
+      200,
+    );
   }
 
   reports(): Array<{ stage: string; progress: number; message: string; error: string | null }> {
-    return this.sh('cat /var/lib/tope-test/reports.jsonl 2>/dev/null || true').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    return this.sh('cat /var/lib/tope-test/reports.jsonl 2>/dev/null || true')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
   }
 
   journal(unit: string): string {

@@ -17,7 +17,8 @@ export const mainOf = (service: string) => path.join(distDir, 'services', servic
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
-  for (const d of ['run', 'fetcher', 'installer', 'sysroot/opt/tope/versions']) mkdirSync(path.join(root, d), { recursive: true });
+  for (const d of ['run', 'fetcher', 'installer', 'sysroot/opt/tope/versions'])
+    mkdirSync(path.join(root, d), { recursive: true });
   const env: Record<string, string> = {
     TOPE_FETCHER_STATE_DIR: path.join(root, 'fetcher'),
     TOPE_INSTALLER_STATE_DIR: path.join(root, 'installer'),
@@ -39,8 +40,11 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
   writeFileSync(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
   const productIdFile = path.join(sysroot, env.TOPE_PRODUCT_ID_FILE ?? productDefaults.TOPE_PRODUCT_ID_FILE);
   mkdirSync(path.dirname(productIdFile), { recursive: true });
-  writeFileSync(productIdFile, `${TEST_PRODUCT_ID}
-`);
+  writeFileSync(
+    productIdFile,
+    `${TEST_PRODUCT_ID}
+`,
+  );
   return { root, env };
 }
 
@@ -60,7 +64,9 @@ export async function portOutsideEphemeralRange(): Promise<number> {
   for (;;) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
     const s = net.createServer();
-    const ok = await new Promise<boolean>((done) => s.once('error', () => done(false)).listen(port, '127.0.0.1', () => done(true)));
+    const ok = await new Promise<boolean>((done) =>
+      s.once('error', () => done(false)).listen(port, '127.0.0.1', () => done(true)),
+    );
     if (ok) {
       await new Promise((done) => s.close(done));
       return port;
@@ -79,7 +85,9 @@ export class Service {
     const file = command?.file ?? process.execPath;
     const args = command?.args ?? [mainOf(name)];
     // NODE_V8_COVERAGE carries c8's coverage collection into the service processes
-    const inherited = Object.fromEntries(['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]));
+    const inherited = Object.fromEntries(
+      ['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]),
+    );
     this.child = spawn(file, args, { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.child.stdout!.setEncoding('utf8').on('data', (c: string) => {
@@ -95,7 +103,9 @@ export class Service {
         }
       }
     });
-    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => { this.stderr += c; });
+    this.child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      this.stderr += c;
+    });
     this.exited = new Promise((ok) => this.child.on('exit', (code, signal) => ok({ code, signal })));
   }
 
@@ -143,7 +153,10 @@ export class SupervisedService {
   private stopping = false;
   private starting: Promise<void> = Promise.resolve();
 
-  constructor(readonly name: string, private readonly env: Record<string, string>) {}
+  constructor(
+    readonly name: string,
+    private readonly env: Record<string, string>,
+  ) {}
 
   /** Resolves once the process says it is ready, or after 15 s without: one killed before never will. */
   start(extra: Record<string, string> = {}): Promise<void> {
@@ -154,7 +167,10 @@ export class SupervisedService {
       this.exits.push({ code, signal, stderrTail: svc.stderr.slice(-300) });
       this.starting = this.start(); // without `extra`: a failpoint armed there is not armed again
     });
-    this.starting = svc.waitLog(`${this.name} ready`, 15_000).then(() => undefined, () => undefined);
+    this.starting = svc.waitLog(`${this.name} ready`, 15_000).then(
+      () => undefined,
+      () => undefined,
+    );
     return this.starting;
   }
 

@@ -6,13 +6,27 @@ import type { ModuleSpec } from './packages.js';
 // No imports beyond types: the VM runs this file with nothing but node.
 
 /** Every error code a failed update may end with after a crash (the README's list). */
-export const failCodes = /^(INSTALL_INTERRUPTED|POST_CMD_FAILED|SERVICE_START_FAILED|SERVICE_UNHEALTHY|ROLLBACK_LEVEL_\d_\w+|DOWNLOAD_FAILED|DEPLOYMENT_FAILED)\b/;
+export const failCodes =
+  /^(INSTALL_INTERRUPTED|POST_CMD_FAILED|SERVICE_START_FAILED|SERVICE_UNHEALTHY|ROLLBACK_LEVEL_\d_\w+|DOWNLOAD_FAILED|DEPLOYMENT_FAILED)\b/;
 
 /** The test packages' shape: one snapshot file with a post_cmd, in-place files, two units. */
 export function updateModules(version: string, opts: { postCmd?: string; inPlace?: string[] } = {}): ModuleSpec[] {
   return [
-    { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service', restart_order: 1, data: `a ${version}\n`, post_cmds: [opts.postCmd ?? 'echo ran > post.txt'] },
-    ...(opts.inPlace ?? ['c']).map((name) => ({ name, dst: `/etc/tope/${name}.conf`, process_name: 'b.service', restart_order: 2, data: `${name} ${version}\n` })),
+    {
+      name: 'a',
+      dst: '/opt/tope/bin/a',
+      process_name: 'a.service',
+      restart_order: 1,
+      data: `a ${version}\n`,
+      post_cmds: [opts.postCmd ?? 'echo ran > post.txt'],
+    },
+    ...(opts.inPlace ?? ['c']).map((name) => ({
+      name,
+      dst: `/etc/tope/${name}.conf`,
+      process_name: 'b.service',
+      restart_order: 2,
+      data: `${name} ${version}\n`,
+    })),
   ];
 }
 
@@ -23,9 +37,19 @@ export function snapshotFiles(version: string, seeded: boolean): Record<string, 
 
 /** The power-cut VM's packages: two in-place files, so that "all old or all new" means something. */
 export const VM_IN_PLACE = ['c', 'd'];
-export interface CatalogEntry { version: string; package_name: string; package_size: number; package_md5: string }
+export interface CatalogEntry {
+  version: string;
+  package_name: string;
+  package_size: number;
+  package_md5: string;
+}
 
-export interface Status { stage: string; progress?: number; message: string; error: string | null }
+export interface Status {
+  stage: string;
+  progress?: number;
+  message: string;
+  error: string | null;
+}
 
 export interface DeviceView {
   /** `current`'s target (`v1.0.0`), or null. */
@@ -42,21 +66,30 @@ export interface DeviceView {
  * `current` names one of `allowed` and is that version complete, byte-exact; the in-place files
  * are all that version's. `exact`: the snapshot holds nothing else either.
  */
-export function versionInvariants(view: DeviceView, allowed: string[], expected: (version: string) => Record<string, string>, exact = false): string[] {
+export function versionInvariants(
+  view: DeviceView,
+  allowed: string[],
+  expected: (version: string) => Record<string, string>,
+  exact = false,
+): string[] {
   const v: string[] = [];
   const current = view.current;
   if (!current || !allowed.includes(current)) v.push(`current names ${current} (allowed: ${allowed.join(', ')})`);
   const version = current?.replace(/^v/, '').replace(/~\d+$/, '') ?? '?';
   const want = expected(version);
   for (const [rel, data] of Object.entries(want)) {
-    if (view.snapshot[rel] !== data) v.push(`${rel} of ${current} is ${JSON.stringify(view.snapshot[rel] ?? null)}, not ${JSON.stringify(data)}`);
+    if (view.snapshot[rel] !== data)
+      v.push(`${rel} of ${current} is ${JSON.stringify(view.snapshot[rel] ?? null)}, not ${JSON.stringify(data)}`);
   }
   if (exact) {
     const extra = Object.keys(view.snapshot).filter((rel) => !(rel in want));
     if (extra.length) v.push(`${current} holds files its package has not: ${extra.join(', ')}`);
   }
   for (const [file, data] of Object.entries(view.inPlace)) {
-    const name = file.split('/').pop()!.replace(/\.conf$/, '');
+    const name = file
+      .split('/')
+      .pop()!
+      .replace(/\.conf$/, '');
     if (data !== `${name} ${version}\n`) v.push(`the in-place file ${file} is ${JSON.stringify(data)} with ${current}`);
   }
   for (const [unit, active] of Object.entries(view.unitsActive)) if (!active) v.push(`${unit} is not running`);
@@ -68,10 +101,21 @@ export function versionInvariants(view: DeviceView, allowed: string[], expected:
  * with the old one and a listed code. `settled`: the stages a device may rest in after a cut
  * besides those two (a download the cut interrupted ends in toInstall; one never begun, idle).
  */
-export function statusInvariants(end: Status, current: string | null, oldVersion: string, newVersion: string, settled: string[] = []): string[] {
+export function statusInvariants(
+  end: Status,
+  current: string | null,
+  oldVersion: string,
+  newVersion: string,
+  settled: string[] = [],
+): string[] {
   const v: string[] = [];
-  if (end.stage === 'success' && (current !== `v${newVersion}` || end.message !== `Successfully installed version ${newVersion}`)) v.push(`success reported with ${current}: ${end.message}`);
-  if (end.stage === 'failed' && (current !== `v${oldVersion}` || !failCodes.test(end.error ?? ''))) v.push(`failed reported with ${current}: ${end.error}`);
+  if (
+    end.stage === 'success' &&
+    (current !== `v${newVersion}` || end.message !== `Successfully installed version ${newVersion}`)
+  )
+    v.push(`success reported with ${current}: ${end.message}`);
+  if (end.stage === 'failed' && (current !== `v${oldVersion}` || !failCodes.test(end.error ?? '')))
+    v.push(`failed reported with ${current}: ${end.error}`);
   if (!['success', 'failed'].includes(end.stage)) {
     if (!settled.includes(end.stage)) v.push(`the update ended in stage ${end.stage}`);
     else if (current !== `v${oldVersion}`) v.push(`${end.stage} shown with ${current} current`);
@@ -80,7 +124,11 @@ export function statusInvariants(end: Status, current: string | null, oldVersion
 }
 
 /** Names a finished update leaves nowhere: staging trees, temporary links, partial and temp files. */
-export function leftovers(dirs: { versions: string[]; inPlaceDir: string[]; installerState: string[]; fetcherState: string[] }, versions: string[], inPlaceNames: string[]): string[] {
+export function leftovers(
+  dirs: { versions: string[]; inPlaceDir: string[]; installerState: string[]; fetcherState: string[] },
+  versions: string[],
+  inPlaceNames: string[],
+): string[] {
   return [
     ...dirs.versions.filter((n) => n.startsWith('.') || !['current', 'previous', 'factory', ...versions].includes(n)),
     ...dirs.inPlaceDir.filter((n) => !inPlaceNames.includes(n)),

@@ -11,7 +11,10 @@ const script = path.join(repo, 'test/system/vm.sh');
 export function vmAvailable(): true | string {
   if (process.getuid?.() !== 0) return 'needs root for QEMU and its disk images';
   const r = spawnSync('bash', [script, 'prepare'], { encoding: 'utf8', timeout: 900_000 });
-  if (r.status !== 0) throw new Error(`the QEMU VM cannot be prepared (status ${r.status}${r.error ? `, ${r.error.message}` : ''}): ${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(
+      `the QEMU VM cannot be prepared (status ${r.status}${r.error ? `, ${r.error.message}` : ''}): ${r.stderr}`,
+    );
   return true;
 }
 
@@ -27,19 +30,35 @@ export function runVm(entry: string, files: Array<[string, string]>, timeoutS = 
   const out = mkdtempSync(path.join(os.tmpdir(), 'tope-vm-out-'));
   const args = [script, 'run', out, entry, ...files.map(([src, dst]) => `${src}:${dst}`)];
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', args, { env: { ...process.env, TOPE_VM_TIMEOUT: String(timeoutS), MAKEFLAGS: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', args, {
+      env: { ...process.env, TOPE_VM_TIMEOUT: String(timeoutS), MAKEFLAGS: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('close', (status) => {
       if (status !== 0) {
-        reject(new Error(`the VM run failed (status ${status}; its console is in ${out}/console.log):\n${stderr}\n${stdout}`));
+        reject(
+          new Error(
+            `the VM run failed (status ${status}; its console is in ${out}/console.log):\n${stderr}\n${stdout}`,
+          ),
+        );
         return;
       }
       rmSync(out, { recursive: true, force: true });
-      resolve(stdout.split('\n').filter((l) => l.startsWith('TOPE-RESULT ')).map((l) => JSON.parse(l.slice('TOPE-RESULT '.length)) as VmResult));
+      resolve(
+        stdout
+          .split('\n')
+          .filter((l) => l.startsWith('TOPE-RESULT '))
+          .map((l) => JSON.parse(l.slice('TOPE-RESULT '.length)) as VmResult),
+      );
     });
   });
 }

@@ -1,7 +1,15 @@
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CrashScenario, failpointsInCode, scenarios, type Kill, type RunResult, type ScenarioName, type ServiceName } from '../helpers/crash-scenario.js';
+import {
+  CrashScenario,
+  failpointsInCode,
+  scenarios,
+  type Kill,
+  type RunResult,
+  type ScenarioName,
+  type ServiceName,
+} from '../helpers/crash-scenario.js';
 import { distDir } from '../helpers/services.js';
 
 // Every failpoint in the code, crashed at: a census run of each scenario records which process
@@ -26,7 +34,8 @@ async function census(scenario: ScenarioName): Promise<{ result: RunResult; pass
   try {
     const result = await s.run(null);
     const passes = new Map<string, number>();
-    for (const line of (await fsp.readFile(trace, 'utf8')).split('\n').filter(Boolean)) passes.set(line, (passes.get(line) ?? 0) + 1);
+    for (const line of (await fsp.readFile(trace, 'utf8')).split('\n').filter(Boolean))
+      passes.set(line, (passes.get(line) ?? 0) + 1);
     return { result, passes };
   } finally {
     await s.tearDown();

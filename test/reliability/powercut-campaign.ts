@@ -22,7 +22,14 @@ export interface PlanContext {
   rand: () => number;
 }
 
-export interface CutRecord { cut: number; boot: number; stage: string; atMs: number; what: string; recoveryCut: boolean }
+export interface CutRecord {
+  cut: number;
+  boot: number;
+  stage: string;
+  atMs: number;
+  what: string;
+  recoveryCut: boolean;
+}
 export interface PowercutResult {
   cuts: CutRecord[];
   boots: number;
@@ -37,14 +44,25 @@ export interface PowercutResult {
 const isUpdateStart = (m: Mark) => m.kind === 'update-start';
 
 /** A cut at a uniform instant of a whole update (from its download command to the probation's end). */
-export const randomUpdateCut = (ctx: PlanContext): CutPlan => ({ from: isUpdateStart, delayMs: Math.round(ctx.rand() * ctx.updateMs), what: 'update, random instant' });
+export const randomUpdateCut = (ctx: PlanContext): CutPlan => ({
+  from: isUpdateStart,
+  delayMs: Math.round(ctx.rand() * ctx.updateMs),
+  what: 'update, random instant',
+});
 
 /** A cut during the recovery boot: between the kernel's start and the units having settled. */
-export const recoveryCut = (ctx: PlanContext): CutPlan => ({ from: 'spawn', delayMs: Math.round(ctx.recoveryMs * (0.3 + 0.7 * ctx.rand())), what: 'recovery boot' });
+export const recoveryCut = (ctx: PlanContext): CutPlan => ({
+  from: 'spawn',
+  delayMs: Math.round(ctx.recoveryMs * (0.3 + 0.7 * ctx.rand())),
+  what: 'recovery boot',
+});
 
 /** A cut `delayMs` after the guest first saw a stage (CI's deterministic cuts). */
-export const cutAtStage = (label: string, test: (m: Mark) => boolean, delayMs: number) => (): CutPlan =>
-  ({ from: (m) => m.kind === 'stage' && m.label === 'update' && test(m), delayMs, what: label });
+export const cutAtStage = (label: string, test: (m: Mark) => boolean, delayMs: number) => (): CutPlan => ({
+  from: (m) => m.kind === 'stage' && m.label === 'update' && test(m),
+  delayMs,
+  what: label,
+});
 
 /** Mulberry32: a seeded campaign replays its cut instants. */
 export function seeded(seed: number): () => number {
@@ -58,7 +76,11 @@ export function seeded(seed: number): () => number {
   };
 }
 
-export async function powercutCampaign(opts: PowercutOptions, seed: number, versions = opts.plans.length * 2 + 4): Promise<PowercutResult> {
+export async function powercutCampaign(
+  opts: PowercutOptions,
+  seed: number,
+  versions = opts.plans.length * 2 + 4,
+): Promise<PowercutResult> {
   const t0 = Date.now();
   const vm = new PowercutVm(opts.work);
   const ctx: PlanContext = { updateMs: 120_000, recoveryMs: 150_000, rand: seeded(seed) };
@@ -89,7 +111,10 @@ export async function powercutCampaign(opts: PowercutOptions, seed: number, vers
     for (const f of b.findings) {
       if (f.kind === 'check') res.recoveries++;
       if (f.violations?.length) {
-        const cut = pendingCuts.map((c) => `cut ${c.cut} (${c.what}) at ${c.stage}, ${c.atMs} ms into boot ${c.boot}`).join(', then ') || 'no cut';
+        const cut =
+          pendingCuts
+            .map((c) => `cut ${c.cut} (${c.what}) at ${c.stage}, ${c.atMs} ms into boot ${c.boot}`)
+            .join(', then ') || 'no cut';
         res.violations.push({ cut, finding: f, console: vm.consoleTail(b, 80) });
         opts.log(`VIOLATION after ${cut}: ${f.violations.join('; ')}`);
       }
@@ -109,11 +134,20 @@ export async function powercutCampaign(opts: PowercutOptions, seed: number, vers
     record(b);
     if (b.cut) {
       const recoveryCutHere = plan.what === 'recovery boot' && !b.marks.some((m) => m.kind === 'settled');
-      const c: CutRecord = { cut: res.cuts.length + 1, boot: res.boots, stage: recoveryCutHere ? 'recovery boot (before it settled)' : b.cut.stage, atMs: b.cut.atMs, what: plan.what, recoveryCut: recoveryCutHere };
+      const c: CutRecord = {
+        cut: res.cuts.length + 1,
+        boot: res.boots,
+        stage: recoveryCutHere ? 'recovery boot (before it settled)' : b.cut.stage,
+        atMs: b.cut.atMs,
+        what: plan.what,
+        recoveryCut: recoveryCutHere,
+      };
       res.cuts.push(c);
       res.byStage[c.stage] = (res.byStage[c.stage] ?? 0) + 1;
       pendingCuts.push(c);
-      opts.log(`cut ${c.cut}/${opts.plans.length} (${c.what}) at ${c.stage}, ${Math.round(c.atMs / 1000)} s into boot ${res.boots} (${Math.round((Date.now() - t0) / 1000)} s so far, ${res.violations.length} violations)`);
+      opts.log(
+        `cut ${c.cut}/${opts.plans.length} (${c.what}) at ${c.stage}, ${Math.round(c.atMs / 1000)} s into boot ${res.boots} (${Math.round((Date.now() - t0) / 1000)} s so far, ${res.violations.length} violations)`,
+      );
     } else {
       opts.log(`boot ${res.boots} ended without a cut: ${b.findings.map((f) => f.kind).join(', ')}`);
     }
@@ -128,6 +162,9 @@ export async function powercutCampaign(opts: PowercutOptions, seed: number, vers
 }
 
 export function describe(result: PowercutResult): string {
-  const stages = Object.entries(result.byStage).sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s}: ${n}`).join('; ');
+  const stages = Object.entries(result.byStage)
+    .sort((a, b) => b[1] - a[1])
+    .map(([s, n]) => `${s}: ${n}`)
+    .join('; ');
   return `cuts ${result.cuts.length} (${result.cuts.filter((c) => c.recoveryCut).length} during a recovery boot), boots ${result.boots}, recoveries ${result.recoveries}, violations ${result.violations.length}; where they fell: ${stages}`;
 }

@@ -27,7 +27,11 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-export async function randomCampaign(runs: number, seed: number, log: (line: string) => void = () => undefined): Promise<RandomCampaign> {
+export async function randomCampaign(
+  runs: number,
+  seed: number,
+  log: (line: string) => void = () => undefined,
+): Promise<RandomCampaign> {
   const random = seededRandom(seed);
   const clean = await runOne('update', null);
   if (clean.violations.length) throw new Error(`a clean run already fails: ${describeRun(clean)}`);

@@ -6,20 +6,22 @@ import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import http from 'node:http';
 
 const file = process.env.RECORD_FILE ?? '/var/lib/tope-test/reports.jsonl';
-http.createServer((req, res) => {
-  const chunks: Buffer[] = [];
-  req.on('data', (c: Buffer) => chunks.push(c));
-  req.on('end', () => {
-    if (req.url === '/api/v1.0/ota/report') {
-      const fd = openSync(file, 'a');
-      try {
-        writeSync(fd, `${Buffer.concat(chunks).toString()}\n`);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
+http
+  .createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url === '/api/v1.0/ota/report') {
+        const fd = openSync(file, 'a');
+        try {
+          writeSync(fd, `${Buffer.concat(chunks).toString()}\n`);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
       }
-    }
-    res.setHeader('content-type', 'application/json');
-    res.end('{"code":200,"msg":"success","data":null}');
-  });
-}).listen(9080, '127.0.0.1');
+      res.setHeader('content-type', 'application/json');
+      res.end('{"code":200,"msg":"success","data":null}');
+    });
+  })
+  .listen(9080, '127.0.0.1');

@@ -13,7 +13,8 @@ import { stat } from 'node:fs/promises';
 
 const [mode, arg] = process.argv.slice(2);
 const target = Number(arg);
-if (!Number.isSafeInteger(target) || target <= 0) throw new Error(`usage: limits-probe.js memory BYTES | tasks COUNT (got ${mode} ${arg})`);
+if (!Number.isSafeInteger(target) || target <= 0)
+  throw new Error(`usage: limits-probe.js memory BYTES | tasks COUNT (got ${mode} ${arg})`);
 
 // stdout is a file or a pipe: write synchronously, so that the last line before a SIGKILL is out
 const say = (line: string) => writeSync(1, `${line}\n`);
@@ -58,10 +59,15 @@ async function tasks(): Promise<void> {
     peak = Math.max(peak, pidsCurrent());
   }
   const spawned = children.length;
-  await Promise.all(children.map((c) => new Promise((resolve) => {
-    c.once('exit', resolve);
-    c.kill('SIGKILL');
-  })));
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise((resolve) => {
+          c.once('exit', resolve);
+          c.kill('SIGKILL');
+        }),
+    ),
+  );
   say(JSON.stringify({ spawned, error, peak, pidsMax: readFileSync(cgroupFile('pids.max'), 'utf8').trim() }));
 }
 

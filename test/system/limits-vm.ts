@@ -9,7 +9,12 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
-interface Check { unit: string; user: string; memoryBytes: number; tasks: number }
+interface Check {
+  unit: string;
+  user: string;
+  memoryBytes: number;
+  tasks: number;
+}
 
 const checks: Check[] = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const probe = '/mnt/payload/test/limits-probe.js';
@@ -17,10 +22,15 @@ const dest = '/mnt/payload/dest';
 
 // each result says when it was made (seconds since the VM's boot), to see where the time goes
 const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-const report = (r: Record<string, unknown>) => process.stdout.write(`TOPE-RESULT ${JSON.stringify({ ...r, uptime: uptime() })}\n`);
+const report = (r: Record<string, unknown>) =>
+  process.stdout.write(`TOPE-RESULT ${JSON.stringify({ ...r, uptime: uptime() })}\n`);
 const sh = (cmd: string, timeout = 60_000) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8', timeout }).trim();
-const show = (unit: string, props: string[]) => Object.fromEntries(
-  sh(`systemctl show ${props.map((p) => `-p ${p}`).join(' ')} ${unit}`).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const show = (unit: string, props: string[]) =>
+  Object.fromEntries(
+    sh(`systemctl show ${props.map((p) => `-p ${p}`).join(' ')} ${unit}`)
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 
 function provision(): void {
   sh(`cp ${dest}/usr/lib/systemd/system/* /etc/systemd/system/`);
@@ -47,13 +57,16 @@ function dropIns(): void {
   for (const c of checks) {
     const dir = `/run/systemd/system/${c.unit}.d`;
     mkdirSync(dir, { recursive: true });
-    writeFileSync(`${dir}/zz-limits-probe.conf`, `[Service]
+    writeFileSync(
+      `${dir}/zz-limits-probe.conf`,
+      `[Service]
 Type=oneshot
 Restart=no
 ExecStart=
 ExecStart=/usr/bin/node ${probe} \${TOPE_LIMITS_PROBE} \${TOPE_LIMITS_ARG}
 StandardOutput=truncate:${outFile(c)}
-`);
+`,
+    );
   }
   sh('systemctl daemon-reload');
 }
@@ -72,8 +85,26 @@ function inUnit(c: Check, mode: string, arg: number): { out: string; props: Reco
 /** The same probe outside the unit: a transient service as the same user, limits lifted. */
 function outside(c: Check, mode: string, arg: number): { out: string; status: number | null } {
   const out = `/run/tope-limits-baseline-${c.unit}.out`;
-  const r = spawnSync('systemd-run', ['--wait', '--quiet', '--collect', `--uid=${c.user}`, '-p', 'MemoryMax=infinity', '-p', 'TasksMax=infinity',
-    '-p', `StandardOutput=truncate:${out}`, '/usr/bin/node', probe, mode, String(arg)], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(
+    'systemd-run',
+    [
+      '--wait',
+      '--quiet',
+      '--collect',
+      `--uid=${c.user}`,
+      '-p',
+      'MemoryMax=infinity',
+      '-p',
+      'TasksMax=infinity',
+      '-p',
+      `StandardOutput=truncate:${out}`,
+      '/usr/bin/node',
+      probe,
+      mode,
+      String(arg),
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
   return { out: readOut(out), status: r.status };
 }
 
@@ -85,13 +116,43 @@ try {
   for (const c of checks) {
     const shipped = show(c.unit, ['MemoryMax', 'TasksMax']);
     const mem = inUnit(c, 'memory', c.memoryBytes);
-    report({ where: 'unit', probe: 'memory', unit: c.unit, shipped, asked: c.memoryBytes, allocated: lastAllocated(mem.out), ...mem.props });
+    report({
+      where: 'unit',
+      probe: 'memory',
+      unit: c.unit,
+      shipped,
+      asked: c.memoryBytes,
+      allocated: lastAllocated(mem.out),
+      ...mem.props,
+    });
     const base = outside(c, 'memory', c.memoryBytes);
-    report({ where: 'baseline', probe: 'memory', unit: c.unit, asked: c.memoryBytes, allocated: lastAllocated(base.out), status: base.status });
+    report({
+      where: 'baseline',
+      probe: 'memory',
+      unit: c.unit,
+      asked: c.memoryBytes,
+      allocated: lastAllocated(base.out),
+      status: base.status,
+    });
     const tasks = inUnit(c, 'tasks', c.tasks);
-    report({ where: 'unit', probe: 'tasks', unit: c.unit, shipped, asked: c.tasks, ...tasks.props, ...parseTasks(tasks.out) });
+    report({
+      where: 'unit',
+      probe: 'tasks',
+      unit: c.unit,
+      shipped,
+      asked: c.tasks,
+      ...tasks.props,
+      ...parseTasks(tasks.out),
+    });
     const baseTasks = outside(c, 'tasks', c.tasks);
-    report({ where: 'baseline', probe: 'tasks', unit: c.unit, asked: c.tasks, status: baseTasks.status, ...parseTasks(baseTasks.out) });
+    report({
+      where: 'baseline',
+      probe: 'tasks',
+      unit: c.unit,
+      asked: c.tasks,
+      status: baseTasks.status,
+      ...parseTasks(baseTasks.out),
+    });
   }
 } catch (err) {
   report({ failed: String((err as Error).stack ?? err) });

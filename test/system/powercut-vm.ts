@@ -12,9 +12,28 @@
 //                each stage on stdout (the results port) for the host to cut in; and the next.
 // Lines on stdout: `TOPE-MARK {json}` (where it is) and `TOPE-RESULT {json}` (what it found).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
-import { leftovers, snapshotFiles, statusInvariants, versionInvariants, VM_IN_PLACE as IN_PLACE, type CatalogEntry, type Status } from '../helpers/update-invariants.js';
+import {
+  leftovers,
+  snapshotFiles,
+  statusInvariants,
+  versionInvariants,
+  VM_IN_PLACE as IN_PLACE,
+  type CatalogEntry,
+  type Status,
+} from '../helpers/update-invariants.js';
 
 const OLD_VERSION = '1.0.0';
 const payload = '/mnt/payload';
@@ -28,12 +47,18 @@ const origin = 'http://127.0.0.1:8000';
 const transient = ['downloading', 'verifying', 'installing'];
 
 const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-const line = (kind: 'MARK' | 'RESULT', r: Record<string, unknown>) => process.stdout.write(`TOPE-${kind} ${JSON.stringify({ ...r, uptime: uptime() })}\n`);
+const line = (kind: 'MARK' | 'RESULT', r: Record<string, unknown>) =>
+  process.stdout.write(`TOPE-${kind} ${JSON.stringify({ ...r, uptime: uptime() })}\n`);
 const mark = (r: Record<string, unknown>) => line('MARK', r);
 const sh = (cmd: string, timeout = 120_000) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8', timeout }).trim();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, everyMs = 200): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeoutMs: number,
+  everyMs = 200,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await Promise.resolve(probe()).catch(() => null);
@@ -44,7 +69,10 @@ async function waitFor<T>(what: string, probe: () => Promise<T | null | undefine
 }
 
 /** The campaign's own state, written as the product writes its own (temp, fsync, rename, fsync). */
-interface Campaign { pending: { from: string; to: string } | null; updates: number }
+interface Campaign {
+  pending: { from: string; to: string } | null;
+  updates: number;
+}
 function writeDurable(file: string, text: string): void {
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, 'w');
@@ -61,8 +89,12 @@ const saveCampaign = (c: Campaign) => writeDurable(campaignFile, JSON.stringify(
 
 function provision(): void {
   const unit = (name: string, text: string) => writeDurable(`/etc/systemd/system/${name}`, text);
-  sh('mkdir -p /usr/lib/tope-test /var/log/journal /etc/tope && cp -a /mnt/payload/dest/usr/lib/tope-updater /usr/lib/');
-  sh('cp /mnt/payload/test/system/origin-server.js /mnt/payload/test/system/device-api-recorder.js /mnt/payload/test/system/printerd.js /usr/lib/tope-test/ && echo \'{"type":"module"}\' > /usr/lib/tope-test/package.json');
+  sh(
+    'mkdir -p /usr/lib/tope-test /var/log/journal /etc/tope && cp -a /mnt/payload/dest/usr/lib/tope-updater /usr/lib/',
+  );
+  sh(
+    'cp /mnt/payload/test/system/origin-server.js /mnt/payload/test/system/device-api-recorder.js /mnt/payload/test/system/printerd.js /usr/lib/tope-test/ && echo \'{"type":"module"}\' > /usr/lib/tope-test/package.json',
+  );
   sh(`cp /mnt/payload/dest/lib/systemd/system/* /etc/systemd/system/
     install -Dm644 /mnt/payload/dest/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/tope-updater.conf
     install -Dm644 /mnt/payload/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
@@ -70,33 +102,71 @@ function provision(): void {
   sh(`mkdir -p ${testDir}/packages && cp /mnt/payload/packages/*.zip ${testDir}/packages/ && touch ${reportsFile}`);
   // generous timeouts: every node start is emulated on a loaded host, and the device-api
   // stand-in fsyncs each report before it answers (seconds, under emulation, not 500 ms)
-  writeDurable('/etc/default/tope-updater', [
-    'TOPE_ALLOW_HTTP=1', 'TOPE_ALLOWED_URL_NETS=127.0.0.0/8', 'TOPE_RETRY_BASE_MS=200', 'TOPE_PROBATION_MS=4000', 'TOPE_UNIT_START_TIMEOUT_MS=60000', 'TOPE_REPORT_TIMEOUT_MS=10000',
-    'TOPE_ALLOWED_ROOTS=/opt/tope:/etc/tope', ''].join('\n'));
+  writeDurable(
+    '/etc/default/tope-updater',
+    [
+      'TOPE_ALLOW_HTTP=1',
+      'TOPE_ALLOWED_URL_NETS=127.0.0.0/8',
+      'TOPE_RETRY_BASE_MS=200',
+      'TOPE_PROBATION_MS=4000',
+      'TOPE_UNIT_START_TIMEOUT_MS=60000',
+      'TOPE_REPORT_TIMEOUT_MS=10000',
+      'TOPE_ALLOWED_ROOTS=/opt/tope:/etc/tope',
+      '',
+    ].join('\n'),
+  );
   // systemd's default 90 s to READY=1 is less than a cold node start can take here (emulated, on a
   // loaded host): without this, a slow start would be killed and counted against the recovery.
   // The installer may write the in-place files' root, as README's operators section says
   for (const svc of ['tope-api-gateway', 'tope-fetcher', 'tope-installer']) {
     sh(`mkdir -p /etc/systemd/system/${svc}.service.d`);
-    writeDurable(`/etc/systemd/system/${svc}.service.d/powercut.conf`, `[Service]\nTimeoutStartSec=900\n${svc === 'tope-installer' ? 'ReadWritePaths=/etc/tope\n' : ''}`);
+    writeDurable(
+      `/etc/systemd/system/${svc}.service.d/powercut.conf`,
+      `[Service]\nTimeoutStartSec=900\n${svc === 'tope-installer' ? 'ReadWritePaths=/etc/tope\n' : ''}`,
+    );
   }
   // the origin and device-api come up before a worker that resumes at boot needs them
   const before = 'Before=tope-fetcher.service tope-installer.service\n';
-  unit('tope-test-origin.service', `[Unit]\n${before}[Service]\nEnvironment=ORIGIN_DIR=${testDir}/packages ORIGIN_RATE=${process.env.ORIGIN_RATE ?? 262144}\nExecStart=/usr/bin/node /usr/lib/tope-test/origin-server.js\n[Install]\nWantedBy=multi-user.target\n`);
-  unit('tope-test-device-api.service', `[Unit]\n${before}[Service]\nEnvironment=RECORD_FILE=${reportsFile}\nExecStart=/usr/bin/node /usr/lib/tope-test/device-api-recorder.js\n[Install]\nWantedBy=multi-user.target\n`);
+  unit(
+    'tope-test-origin.service',
+    `[Unit]\n${before}[Service]\nEnvironment=ORIGIN_DIR=${testDir}/packages ORIGIN_RATE=${process.env.ORIGIN_RATE ?? 262144}\nExecStart=/usr/bin/node /usr/lib/tope-test/origin-server.js\n[Install]\nWantedBy=multi-user.target\n`,
+  );
+  unit(
+    'tope-test-device-api.service',
+    `[Unit]\n${before}[Service]\nEnvironment=RECORD_FILE=${reportsFile}\nExecStart=/usr/bin/node /usr/lib/tope-test/device-api-recorder.js\n[Install]\nWantedBy=multi-user.target\n`,
+  );
   // the printer's services: a runs the snapshot's bin/a, b reads the in-place c.conf
-  for (const [name, file] of [['a', `${versionsDir}/current/bin/a`], ['b', '/etc/tope/c.conf']]) {
-    unit(`${name}.service`, `[Unit]\nDescription=printer stand-in ${name}\n[Service]\nEnvironment=PRINTERD_FILE=${file} PRINTERD_STATE=/run/${name}.version\nExecStart=/usr/bin/node /usr/lib/tope-test/printerd.js\nRestart=on-failure\nRestartSec=200ms\n[Install]\nWantedBy=multi-user.target\n`);
+  for (const [name, file] of [
+    ['a', `${versionsDir}/current/bin/a`],
+    ['b', '/etc/tope/c.conf'],
+  ]) {
+    unit(
+      `${name}.service`,
+      `[Unit]\nDescription=printer stand-in ${name}\n[Service]\nEnvironment=PRINTERD_FILE=${file} PRINTERD_STATE=/run/${name}.version\nExecStart=/usr/bin/node /usr/lib/tope-test/printerd.js\nRestart=on-failure\nRestartSec=200ms\n[Install]\nWantedBy=multi-user.target\n`,
+    );
   }
-  sh(`mkdir -p ${versionsDir}/v${OLD_VERSION}/bin && printf 'a ${OLD_VERSION}\\n' > ${versionsDir}/v${OLD_VERSION}/bin/a && ln -sfn v${OLD_VERSION} ${versionsDir}/current`);
+  sh(
+    `mkdir -p ${versionsDir}/v${OLD_VERSION}/bin && printf 'a ${OLD_VERSION}\\n' > ${versionsDir}/v${OLD_VERSION}/bin/a && ln -sfn v${OLD_VERSION} ${versionsDir}/current`,
+  );
   for (const name of IN_PLACE) sh(`printf '${name} ${OLD_VERSION}\\n' > /etc/tope/${name}.conf`);
-  sh('systemctl daemon-reload && systemctl enable --now tope-test-origin.service tope-test-device-api.service a.service b.service tope-updater.target 2>&1');
+  sh(
+    'systemctl daemon-reload && systemctl enable --now tope-test-origin.service tope-test-device-api.service a.service b.service tope-updater.target 2>&1',
+  );
   sh('sync');
   saveCampaign({ pending: null, updates: 0 });
 }
 
-async function api(method: 'GET' | 'POST', route: string, body?: unknown): Promise<{ code: number; data: any; msg?: string }> {
-  const r = await fetch(`${gateway}${route}`, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(30_000) });
+async function api(
+  method: 'GET' | 'POST',
+  route: string,
+  body?: unknown,
+): Promise<{ code: number; data: any; msg?: string }> {
+  const r = await fetch(`${gateway}${route}`, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(30_000),
+  });
   return (await r.json()) as { code: number; data: any };
 }
 const progress = async (): Promise<Status> => (await api('GET', '/progress')).data as Status;
@@ -104,22 +174,37 @@ const progress = async (): Promise<Status> => (await api('GET', '/progress')).da
 /** A download and an install of one package, as device-api drives them; each stage marked. */
 async function update(pkg: CatalogEntry, label: string): Promise<Status> {
   let last = '';
-  const watch = async (until: string[]): Promise<Status> => waitFor(`one of ${until.join(', ')}`, async () => {
-    const p = await progress();
-    const key = `${p.stage}|${p.message}`;
-    if (key !== last) mark({ kind: 'stage', label, version: pkg.version, stage: p.stage, message: p.message });
-    last = key;
-    return until.includes(p.stage) ? p : null;
-  }, 600_000, 100);
+  const watch = async (until: string[]): Promise<Status> =>
+    waitFor(
+      `one of ${until.join(', ')}`,
+      async () => {
+        const p = await progress();
+        const key = `${p.stage}|${p.message}`;
+        if (key !== last) mark({ kind: 'stage', label, version: pkg.version, stage: p.stage, message: p.message });
+        last = key;
+        return until.includes(p.stage) ? p : null;
+      },
+      600_000,
+      100,
+    );
   // as device-api does: ask again while a worker is still starting (a node cold start under
   // emulation can outlast the gateway's 10 s wait for its reply), or until the stage shows it
-  const command = (route: string, body: unknown, accepted: string[]) => waitFor(`${route} accepted`, async () => {
-    const r = await api('POST', route, body).catch(() => null);
-    if (r?.code === 200) return r;
-    if (accepted.includes((await progress()).stage)) return { code: 200, data: null };
-    return r && !/SERVICE_UNAVAILABLE|OPERATION_IN_PROGRESS/.test(r.msg ?? '') ? r : null;
-  }, 300_000, 1000);
-  const download = await command('/download', { ...pkg, package_url: `${origin}/${pkg.package_name}` }, ['downloading', 'verifying']);
+  const command = (route: string, body: unknown, accepted: string[]) =>
+    waitFor(
+      `${route} accepted`,
+      async () => {
+        const r = await api('POST', route, body).catch(() => null);
+        if (r?.code === 200) return r;
+        if (accepted.includes((await progress()).stage)) return { code: 200, data: null };
+        return r && !/SERVICE_UNAVAILABLE|OPERATION_IN_PROGRESS/.test(r.msg ?? '') ? r : null;
+      },
+      300_000,
+      1000,
+    );
+  const download = await command('/download', { ...pkg, package_url: `${origin}/${pkg.package_name}` }, [
+    'downloading',
+    'verifying',
+  ]);
   if (download.code !== 200) return { stage: 'refused', message: JSON.stringify(download), error: null };
   if ((await watch(['toInstall', 'failed'])).stage === 'failed') return progress();
   const install = await command('/update', { version: pkg.version }, ['installing', 'success']);
@@ -128,11 +213,26 @@ async function update(pkg: CatalogEntry, label: string): Promise<Status> {
 }
 
 const active = (unit: string) => spawnSync('systemctl', ['is-active', '--quiet', unit]).status === 0;
-const failedUnits = () => ['tope-api-gateway.service', 'tope-fetcher.service', 'tope-installer.service'].filter((u) => spawnSync('systemctl', ['is-failed', '--quiet', u]).status === 0);
+const failedUnits = () =>
+  ['tope-api-gateway.service', 'tope-fetcher.service', 'tope-installer.service'].filter(
+    (u) => spawnSync('systemctl', ['is-failed', '--quiet', u]).status === 0,
+  );
 const busy = () => Object.values(stateDirs).filter((d) => existsSync(`${d}/busy`));
 const bare = (dir: string | null) => dir?.replace(/~\d+$/, '') ?? null;
-const readOr = (file: string) => { try { return readFileSync(file, 'utf8'); } catch { return null; } };
-const list = (dir: string) => { try { return readdirSync(dir); } catch { return []; } };
+const readOr = (file: string) => {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+};
+const list = (dir: string) => {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+};
 
 /** Every file under dir (relative) with its content. */
 function tree(dir: string, rel = ''): Record<string, string | null> {
@@ -147,44 +247,129 @@ function tree(dir: string, rel = ''): Record<string, string | null> {
 
 /** Until the units have done by themselves what a boot makes them do (no command sent). */
 async function settle(): Promise<Status> {
-  return waitFor('the units to settle', async () => {
-    if (busy().length) return null;
-    const p = await progress();
-    return transient.includes(p.stage) ? null : p;
-  }, 600_000, 500);
+  return waitFor(
+    'the units to settle',
+    async () => {
+      if (busy().length) return null;
+      const p = await progress();
+      return transient.includes(p.stage) ? null : p;
+    },
+    600_000,
+    500,
+  );
 }
 
 async function check(pending: { from: string; to: string }): Promise<string[]> {
   const v: string[] = [];
   const end = await progress();
-  const current = (() => { try { return readlinkSync(`${versionsDir}/current`); } catch { return null; } })();
-  await waitFor('a.service and b.service to run', () => active('a.service') && active('b.service'), 120_000).catch(() => undefined);
+  const current = (() => {
+    try {
+      return readlinkSync(`${versionsDir}/current`);
+    } catch {
+      return null;
+    }
+  })();
+  await waitFor('a.service and b.service to run', () => active('a.service') && active('b.service'), 120_000).catch(
+    () => undefined,
+  );
   const inPlace = Object.fromEntries(IN_PLACE.map((n) => [`/etc/tope/${n}.conf`, readOr(`/etc/tope/${n}.conf`)]));
-  const view = { current: bare(current), snapshot: tree(`${versionsDir}/current`), inPlace, unitsActive: { 'a.service': active('a.service'), 'b.service': active('b.service') } };
-  v.push(...versionInvariants(view, [`v${pending.from}`, `v${pending.to}`], (ver) => snapshotFiles(ver, ver === OLD_VERSION), true));
+  const view = {
+    current: bare(current),
+    snapshot: tree(`${versionsDir}/current`),
+    inPlace,
+    unitsActive: { 'a.service': active('a.service'), 'b.service': active('b.service') },
+  };
+  v.push(
+    ...versionInvariants(
+      view,
+      [`v${pending.from}`, `v${pending.to}`],
+      (ver) => snapshotFiles(ver, ver === OLD_VERSION),
+      true,
+    ),
+  );
   // a cut before the download command was on disk leaves the previous update's success showing
-  const previous = end.stage === 'success' && bare(current) === `v${pending.from}` && end.message === `Successfully installed version ${pending.from}`;
+  const previous =
+    end.stage === 'success' &&
+    bare(current) === `v${pending.from}` &&
+    end.message === `Successfully installed version ${pending.from}`;
   if (!previous) v.push(...statusInvariants(end, bare(current), pending.from, pending.to, ['idle', 'toInstall']));
-  for (const file of [`${stateDirs.installer}/install.json`, `${stateDirs.installer}/install.json.prev`, `${stateDirs.fetcher}/download.json`, `${stateDirs.fetcher}/download.json.prev`]) {
+  for (const file of [
+    `${stateDirs.installer}/install.json`,
+    `${stateDirs.installer}/install.json.prev`,
+    `${stateDirs.fetcher}/download.json`,
+    `${stateDirs.fetcher}/download.json.prev`,
+  ]) {
     const text = readOr(file);
     if (text === null) continue;
-    try { JSON.parse(text); } catch { v.push(`${file} does not parse: ${JSON.stringify(text.slice(0, 200))}`); }
+    try {
+      JSON.parse(text);
+    } catch {
+      v.push(`${file} does not parse: ${JSON.stringify(text.slice(0, 200))}`);
+    }
   }
-  const lastReport = () => readOr(reportsFile)?.split('\n').filter(Boolean).flatMap((l) => { try { return [JSON.parse(l) as Status]; } catch { return []; } }).at(-1);
-  const reported = await waitFor('the last report to match the status', () => { const r = lastReport(); return r && r.stage === end.stage && r.error === end.error; }, 30_000).catch(() => false);
+  const lastReport = () =>
+    readOr(reportsFile)
+      ?.split('\n')
+      .filter(Boolean)
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Status];
+        } catch {
+          return [];
+        }
+      })
+      .at(-1);
+  const reported = await waitFor(
+    'the last report to match the status',
+    () => {
+      const r = lastReport();
+      return r && r.stage === end.stage && r.error === end.error;
+    },
+    30_000,
+  ).catch(() => false);
   // a cut before any command was on disk: nothing happened, so there is nothing to report
   const nothingYet = end.stage === 'idle' && lastReport() === undefined;
-  if (!reported && !nothingYet) v.push(`device-api's last report ${JSON.stringify(lastReport() ?? null)} differs from the status ${JSON.stringify(end)}`);
-  const kept = [current, (() => { try { return readlinkSync(`${versionsDir}/previous`); } catch { return null; } })()].filter((x): x is string => !!x);
-  const leftNames = () => leftovers({ versions: list(versionsDir), inPlaceDir: list('/etc/tope'), installerState: list(stateDirs.installer), fetcherState: list(stateDirs.fetcher) }, kept, IN_PLACE.map((n) => `${n}.conf`));
-  const left = await waitFor('the clean-up', () => leftNames().length === 0, 20_000).then(() => [], () => leftNames());
+  if (!reported && !nothingYet)
+    v.push(
+      `device-api's last report ${JSON.stringify(lastReport() ?? null)} differs from the status ${JSON.stringify(end)}`,
+    );
+  const kept = [
+    current,
+    (() => {
+      try {
+        return readlinkSync(`${versionsDir}/previous`);
+      } catch {
+        return null;
+      }
+    })(),
+  ].filter((x): x is string => !!x);
+  const leftNames = () =>
+    leftovers(
+      {
+        versions: list(versionsDir),
+        inPlaceDir: list('/etc/tope'),
+        installerState: list(stateDirs.installer),
+        fetcherState: list(stateDirs.fetcher),
+      },
+      kept,
+      IN_PLACE.map((n) => `${n}.conf`),
+    );
+  const left = await waitFor('the clean-up', () => leftNames().length === 0, 20_000).then(
+    () => [],
+    () => leftNames(),
+  );
   if (left.length) v.push(`leftovers: ${left.join(', ')}`);
   const failed = failedUnits();
   if (failed.length) v.push(`failed units: ${failed.join(', ')}`);
   return v;
 }
 
-const journal = (boot: string) => spawnSync('sh', ['-c', `journalctl -b ${boot} -u 'tope-*' -u a.service -u b.service -o short-monotonic --no-pager | tail -n 150`], { encoding: 'utf8' }).stdout;
+const journal = (boot: string) =>
+  spawnSync(
+    'sh',
+    ['-c', `journalctl -b ${boot} -u 'tope-*' -u a.service -u b.service -o short-monotonic --no-pager | tail -n 150`],
+    { encoding: 'utf8' },
+  ).stdout;
 
 async function main(): Promise<void> {
   const catalog: CatalogEntry[] = JSON.parse(readFileSync(`${payload}/packages/catalog.json`, 'utf8'));
@@ -201,18 +386,36 @@ async function main(): Promise<void> {
     mark({ kind: 'settled', stage: end.stage });
     const violations = await check(pending);
     const current = bare(readlinkSync(`${versionsDir}/current`));
-    line('RESULT', { kind: 'check', ...pending, end, current, violations, ...(violations.length ? { journal: journal('0'), previousBoot: journal('-1') } : {}) });
+    line('RESULT', {
+      kind: 'check',
+      ...pending,
+      end,
+      current,
+      violations,
+      ...(violations.length ? { journal: journal('0'), previousBoot: journal('-1') } : {}),
+    });
     // never wedged: the same package, downloaded and installed again, succeeds
     const pkg = catalog.find((p) => p.version === pending.to)!;
     const again = await update(pkg, 'again');
-    const wedged = again.stage === 'success' && bare(readlinkSync(`${versionsDir}/current`)) === `v${pkg.version}` ? [] : [`the same package again ended ${JSON.stringify(again)}`];
-    line('RESULT', { kind: 'again', ...pending, end: again, violations: wedged, ...(wedged.length ? { journal: journal('0') } : {}) });
+    const wedged =
+      again.stage === 'success' && bare(readlinkSync(`${versionsDir}/current`)) === `v${pkg.version}`
+        ? []
+        : [`the same package again ended ${JSON.stringify(again)}`];
+    line('RESULT', {
+      kind: 'again',
+      ...pending,
+      end: again,
+      violations: wedged,
+      ...(wedged.length ? { journal: journal('0') } : {}),
+    });
     campaign = { pending: null, updates: campaign.updates };
     saveCampaign(campaign);
   }
   for (;;) {
     const current = bare(readlinkSync(`${versionsDir}/current`))!.slice(1);
-    const next = catalog.find((p) => p.version === current) ? catalog[catalog.findIndex((p) => p.version === current) + 1] : catalog[0];
+    const next = catalog.find((p) => p.version === current)
+      ? catalog[catalog.findIndex((p) => p.version === current) + 1]
+      : catalog[0];
     if (!next) {
       mark({ kind: 'catalog-done' });
       return;
@@ -223,13 +426,24 @@ async function main(): Promise<void> {
     const end = await update(next, 'update');
     mark({ kind: 'update-end', stage: end.stage });
     const violations = end.stage === 'success' ? [] : [`an update with no cut ended ${JSON.stringify(end)}`];
-    line('RESULT', { kind: 'clean', from: current, to: next.version, end, violations, ...(violations.length ? { journal: journal('0') } : {}) });
+    line('RESULT', {
+      kind: 'clean',
+      from: current,
+      to: next.version,
+      end,
+      violations,
+      ...(violations.length ? { journal: journal('0') } : {}),
+    });
     campaign = { pending: null, updates: campaign.updates };
     saveCampaign(campaign);
   }
 }
 
 main().catch((e) => {
-  line('RESULT', { kind: 'error', violations: [`the VM driver failed: ${String((e as Error).stack ?? e)}`], journal: journal('0') });
+  line('RESULT', {
+    kind: 'error',
+    violations: [`the VM driver failed: ${String((e as Error).stack ?? e)}`],
+    journal: journal('0'),
+  });
   process.exitCode = 1;
 });

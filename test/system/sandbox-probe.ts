@@ -38,8 +38,14 @@ function connect(target: string): Promise<string> {
       return;
     }
     // An IP firewall drops packets rather than refusing them: a SYN that never leaves ends in a timeout.
-    socket.setTimeout(1500, () => { socket.destroy(); resolve('TIMEOUT'); });
-    socket.on('connect', () => { socket.destroy(); resolve('ok'); });
+    socket.setTimeout(1500, () => {
+      socket.destroy();
+      resolve('TIMEOUT');
+    });
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve('ok');
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? String(err)));
   });
 }
