@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { buildPackage, md5 } from './packages.js';
+import { buildPackage, md5, TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
 import { distDir } from './services.js';
 import { updateModules, VM_IN_PLACE, type CatalogEntry } from './update-invariants.js';
 
@@ -99,14 +99,20 @@ export class PowercutVm {
     mkdirSync(path.join(stage, 'packages'), { recursive: true });
     for (let i = 0; i < versions; i++) {
       const version = `${i + 2}.0.0`;
-      const zip = await buildPackage(version, updateModules(version, { inPlace: VM_IN_PLACE }), [
-        { name: 'blob', data: randomBytes(blobBytes), compress: false },
+      // the blob makes the throttled download last; a module like the others, since every entry must be one
+      const zip = await buildPackage(version, [
+        ...updateModules(version, { inPlace: VM_IN_PLACE }),
+        { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(blobBytes), compress: false },
       ]);
       const name = `tope-${version}.zip`;
       writeFileSync(path.join(stage, 'packages', name), zip);
       this.catalog.push({ version, package_name: name, package_size: zip.length, package_md5: md5(zip) });
     }
     writeFileSync(path.join(stage, 'packages/catalog.json'), JSON.stringify(this.catalog));
+    // the device trusts the key this process signs with, and is the product the packages name
+    mkdirSync(path.join(stage, 'trust'), { recursive: true });
+    writeFileSync(path.join(stage, 'trust', TEST_KEY_FILE), testKey.publicKeyPem);
+    writeFileSync(path.join(stage, 'trust', 'product-id'), `${TEST_PRODUCT_ID}\n`);
     // node goes onto the root disk at the first boot: the units that start at later boots need it
     writeFileSync(
       path.join(stage, 'entry'),
@@ -119,6 +125,7 @@ export class PowercutVm {
       ),
       `${path.join(distDir, 'test/helpers/update-invariants.js')}:test/helpers/update-invariants.js`,
       `${path.join(stage, 'packages')}:packages`,
+      `${path.join(stage, 'trust')}:trust`,
       `${path.join(stage, 'package.json')}:package.json`,
     ];
     const r = spawnSync('bash', [vmScript, 'payload', this.payload, path.join(stage, 'entry'), ...files], {

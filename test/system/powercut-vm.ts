@@ -95,10 +95,12 @@ function provision(): void {
   sh(
     'cp /mnt/payload/test/system/origin-server.js /mnt/payload/test/system/device-api-recorder.js /mnt/payload/test/system/printerd.js /usr/lib/tope-test/ && echo \'{"type":"module"}\' > /usr/lib/tope-test/package.json',
   );
-  sh(`cp /mnt/payload/dest/lib/systemd/system/* /etc/systemd/system/
+  sh(`cp /mnt/payload/dest/usr/lib/systemd/system/* /etc/systemd/system/
     install -Dm644 /mnt/payload/dest/usr/lib/sysusers.d/tope-updater.conf /etc/sysusers.d/tope-updater.conf
     install -Dm644 /mnt/payload/dest/usr/lib/tmpfiles.d/tope-updater.conf /etc/tmpfiles.d/tope-updater.conf
-    systemd-sysusers && systemd-tmpfiles --create tope-updater.conf`);
+    systemd-sysusers && systemd-tmpfiles --create tope-updater.conf
+    install -d /etc/tope-updater/keys.d && cp /mnt/payload/trust/*.pub /etc/tope-updater/keys.d/
+    cp /mnt/payload/trust/product-id /etc/tope-updater/product-id`);
   sh(`mkdir -p ${testDir}/packages && cp /mnt/payload/packages/*.zip ${testDir}/packages/ && touch ${reportsFile}`);
   // generous timeouts: every node start is emulated on a loaded host, and the device-api
   // stand-in fsyncs each report before it answers (seconds, under emulation, not 500 ms)
