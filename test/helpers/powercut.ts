@@ -1,11 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildPackage, md5, TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
 import { distDir } from './services.js';
-import { updateModules, VM_IN_PLACE, type CatalogEntry } from './update-invariants.js';
+import { updateModules, VM_BLOB_REL, VM_IN_PLACE, vmBlob, type CatalogEntry } from './update-invariants.js';
 
 // The host's side of the power-cut campaign: boots the VM (test/system/vm.sh boot) on a disk of
 // its own that persists from boot to boot, and cuts the power, a SIGKILL of qemu, at an instant
@@ -93,7 +92,7 @@ export class PowercutVm {
   }
 
   /** The packages 2.0.0 … (versions+1).0.0, each with a blob the throttled origin serves for seconds. */
-  async preparePayload(versions: number, blobBytes = 768 * 1024): Promise<void> {
+  async preparePayload(versions: number): Promise<void> {
     const stage = path.join(this.work, 'payload');
     rmSync(stage, { recursive: true, force: true });
     mkdirSync(path.join(stage, 'packages'), { recursive: true });
@@ -102,7 +101,7 @@ export class PowercutVm {
       // the blob makes the throttled download last; a module like the others, since every entry must be one
       const zip = await buildPackage(version, [
         ...updateModules(version, { inPlace: VM_IN_PLACE }),
-        { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(blobBytes), compress: false },
+        { name: 'blob', dst: `/opt/tope/${VM_BLOB_REL}`, data: vmBlob(version), compress: false },
       ]);
       const name = `tope-${version}.zip`;
       writeFileSync(path.join(stage, 'packages', name), zip);

@@ -37,6 +37,15 @@ export function snapshotFiles(version: string, seeded: boolean): Record<string, 
 
 /** The power-cut VM's packages: two in-place files, so that "all old or all new" means something. */
 export const VM_IN_PLACE = ['c', 'd'];
+
+/**
+ * The power-cut VM's packages also carry a blob that makes the throttled download last (a module
+ * like the others: every entry of a signed package must be one). Its bytes follow from the version,
+ * so the guest can check the snapshot byte for byte without the package.
+ */
+export const VM_BLOB_REL = 'share/blob';
+export const VM_BLOB_BYTES = 768 * 1024;
+export const vmBlob = (version: string): string => `blob ${version}\n`.repeat(VM_BLOB_BYTES).slice(0, VM_BLOB_BYTES);
 export interface CatalogEntry {
   version: string;
   package_name: string;

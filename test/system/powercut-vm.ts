@@ -28,6 +28,8 @@ import path from 'node:path';
 import {
   leftovers,
   snapshotFiles,
+  VM_BLOB_REL,
+  vmBlob,
   statusInvariants,
   versionInvariants,
   VM_IN_PLACE as IN_PLACE,
@@ -285,7 +287,11 @@ async function check(pending: { from: string; to: string }): Promise<string[]> {
     ...versionInvariants(
       view,
       [`v${pending.from}`, `v${pending.to}`],
-      (ver) => snapshotFiles(ver, ver === OLD_VERSION),
+      // the seeded old version has no blob; every installed one has its package's
+      (ver) => ({
+        ...snapshotFiles(ver, ver === OLD_VERSION),
+        ...(ver === OLD_VERSION ? {} : { [VM_BLOB_REL]: vmBlob(ver) }),
+      }),
       true,
     ),
   );
