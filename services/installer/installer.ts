@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../../shared/config.js';
-import type { DurableJson } from '../../shared/durable-store.js';
+import { removeTreeDurably, type DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError, wireOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { checkPackage, checkPackageContent, hashingStream, PackageHasher } from '../../shared/package-check.js';
@@ -146,10 +146,7 @@ export class Installer {
     this.state = (await this.deps.store.read()) ?? empty;
     const journal = this.state.journal;
     // the package copy is worthless now; the backups in workDir are what an undo restores
-    await fsp.rm(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir, {
-      recursive: true,
-      force: true,
-    });
+    await removeTreeDurably(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir);
     if (!journal) {
       await this.deps.versions.sweep();
       if (this.state.status.stage === 'installing') await this.conclude(null);
@@ -342,7 +339,7 @@ export class Installer {
     this.state = { ...this.state, journal: null, status };
     await this.persist();
     // only now: until the journal is gone, an undo after a crash needs the backups in it
-    await fsp.rm(this.deps.workDir, { recursive: true, force: true });
+    await removeTreeDurably(this.deps.workDir);
     await this.deps.versions.sweep();
   }
 
