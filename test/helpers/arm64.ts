@@ -39,7 +39,7 @@ export async function findArm64Runtime(): Promise<Arm64Runtime | { missing: stri
 export function arm64Launcher(runtime: Arm64Runtime): Launcher {
   return {
     command: (main) => ({ file: runtime.qemu, args: ['-L', runtime.sysroot, runtime.node, main] }),
-    readyTimeoutMs: 120_000,
+    readyTimeoutMs: 180_000,
   };
 }
 
