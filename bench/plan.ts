@@ -27,6 +27,7 @@ export interface Plan {
     resume: number;
     install: number;
     idle: number;
+    arm64: number;
   };
   latencyRequestsPerSecond: number;
   /** How long each /progress latency run polls while downloads run back to back. */
@@ -61,6 +62,7 @@ export function makePlan(env = process.env): Plan {
           resume: 2,
           install: 2,
           idle: 1,
+          arm64: 1,
         }
       : {
           small: 5,
@@ -73,6 +75,7 @@ export function makePlan(env = process.env): Plan {
           resume: 5,
           install: 5,
           idle: 3,
+          arm64: 3,
         },
     latencyRequestsPerSecond: 20,
     latencyRunMs: quick ? 3000 : 10_000,

@@ -191,10 +191,24 @@ export class SupervisedService {
   }
 }
 
+/**
+ * How a service's process is started: this Node on its main file by default; another runtime
+ * (test/helpers/arm64.ts: the arm64 Node under QEMU) gives its own command for the same file,
+ * and the longer start-up it needs before "ready".
+ */
+export interface Launcher {
+  command(main: string): { file: string; args: string[] };
+  readyTimeoutMs: number;
+}
+
 /** Starts the named services and waits until each says it is ready. */
-export async function startServices(env: Record<string, string>, ...names: string[]): Promise<Service[]> {
-  const started = names.map((n) => new Service(n, env));
-  await Promise.all(started.map((s, i) => s.waitLog(`${names[i]} ready`)));
+export async function startServices(
+  env: Record<string, string>,
+  names: string[],
+  launcher?: Launcher,
+): Promise<Service[]> {
+  const started = names.map((n) => new Service(n, env, launcher?.command(mainOf(n))));
+  await Promise.all(started.map((s, i) => s.waitLog(`${names[i]} ready`, launcher?.readyTimeoutMs)));
   return started;
 }
 
