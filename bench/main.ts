@@ -7,6 +7,7 @@ import { benchColdStart } from './benches/cold-start.js';
 import { benchDownload } from './benches/download.js';
 import { benchIdle } from './benches/idle.js';
 import { benchInstall } from './benches/install.js';
+import { benchPeers } from './benches/peers.js';
 import { benchProgressLatency } from './benches/progress-latency.js';
 import { benchResume } from './benches/resume.js';
 import { benchTrust } from './benches/trust.js';
@@ -35,6 +36,8 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   install: benchInstall,
   trust: benchTrust,
   idle: benchIdle,
+  // SWUpdate and Mender from Debian beside ours; `make bench-peers` runs it alone
+  peers: benchPeers,
 };
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -52,6 +55,7 @@ async function run(): Promise<void> {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-bench-'));
   const cleanups: Array<() => Promise<unknown>> = [() => fsp.rm(scratch, { recursive: true, force: true })];
   let rows: Row[] = [];
+  const sections: string[] = [];
   // the machine line has the load at the start only; each benchmark's own tells which rows ran beside other work
   const loads: string[] = [];
   try {
@@ -69,7 +73,7 @@ async function run(): Promise<void> {
     cleanups.push(() => origin.stop());
     const cappedOrigin = await OriginProcess.start(served, plan.capBytesPerSecond);
     cleanups.push(() => cappedOrigin.stop());
-    const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say };
+    const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say, sections };
     for (const [name, bench] of Object.entries(BENCHES)) {
       if (plan.only && !plan.only.includes(name)) continue;
       const load = os.loadavg()[0].toFixed(2);
@@ -81,7 +85,7 @@ async function run(): Promise<void> {
     while (cleanups.length) await cleanups.pop()!().catch((e) => say(`cleanup: ${(e as Error).message}`));
   }
   const minutes = (nowMs() - t0) / 60_000;
-  const out = table(rows);
+  const out = [table(rows), ...sections].join('\n\n');
   process.stdout.write(`${out}\n`);
   // only a full run of every benchmark is a record
   const partial = plan.quick || plan.only !== null;
