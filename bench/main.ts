@@ -18,7 +18,7 @@ import { describeCommit, describeMachine } from './lib/machine.js';
 import { writeBigPackage } from './lib/packages.js';
 import { fmt, table, type Row } from './lib/report.js';
 import { OriginProcess } from './origin/origin-process.js';
-import { makePlan } from './plan.js';
+import { makePlan, type Plan } from './plan.js';
 
 // `make bench`: every benchmark against real service processes, one table on stdout and in
 // BENCHMARKS.md. A quick run (BENCH_QUICK=1) or a selection (BENCH_ONLY=download,install) writes
@@ -40,6 +40,40 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   peers: benchPeers,
 };
 
+/** Benchmarks that make their own files and servers: a selection of only these skips the shared ones. */
+const SELF_CONTAINED = new Set(['peers']);
+
+type Shared = Pick<BenchContext, 'origin' | 'cappedOrigin' | 'packages'>;
+
+/** The packages most benchmarks download, and the two servers (full speed, 10 Mbit/s) that serve them. */
+async function sharedPackages(plan: Plan, served: string, cleanups: Array<() => Promise<unknown>>): Promise<Shared> {
+  mkdirSync(served);
+  say(
+    `writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`,
+  );
+  const packages = {
+    small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
+    large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
+    resumeCapped: await writeBigPackage(path.join(served, 'resume-capped.zip'), '2.0.0', plan.resumeCappedPackage),
+  };
+  const origin = await OriginProcess.start(served, null);
+  cleanups.push(() => origin.stop());
+  const cappedOrigin = await OriginProcess.start(served, plan.capBytesPerSecond);
+  cleanups.push(() => cappedOrigin.stop());
+  return { origin, cappedOrigin, packages };
+}
+
+/** For a selection of self-contained benchmarks: touching the shared packages is a bug in SELF_CONTAINED. */
+function withoutSharedPackages(base: Omit<BenchContext, keyof Shared>): BenchContext {
+  const none = (): never => {
+    throw new Error('a benchmark in SELF_CONTAINED (bench/main.ts) used the shared packages or origins');
+  };
+  return Object.defineProperties(
+    { ...base },
+    { origin: { get: none }, cappedOrigin: { get: none }, packages: { get: none } },
+  ) as BenchContext;
+}
+
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const say = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
@@ -59,21 +93,11 @@ async function run(): Promise<void> {
   // the machine line has the load at the start only; each benchmark's own tells which rows ran beside other work
   const loads: string[] = [];
   try {
-    const served = path.join(scratch, 'served');
-    mkdirSync(served);
-    say(
-      `writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`,
-    );
-    const packages = {
-      small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
-      large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
-      resumeCapped: await writeBigPackage(path.join(served, 'resume-capped.zip'), '2.0.0', plan.resumeCappedPackage),
-    };
-    const origin = await OriginProcess.start(served, null);
-    cleanups.push(() => origin.stop());
-    const cappedOrigin = await OriginProcess.start(served, plan.capBytesPerSecond);
-    cleanups.push(() => cappedOrigin.stop());
-    const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say, sections };
+    const selected = Object.keys(BENCHES).filter((name) => !plan.only || plan.only.includes(name));
+    const base = { plan, scratch, say, sections };
+    const ctx: BenchContext = selected.some((name) => !SELF_CONTAINED.has(name))
+      ? { ...base, ...(await sharedPackages(plan, path.join(scratch, 'served'), cleanups)) }
+      : withoutSharedPackages(base);
     for (const [name, bench] of Object.entries(BENCHES)) {
       if (plan.only && !plan.only.includes(name)) continue;
       const load = os.loadavg()[0].toFixed(2);
