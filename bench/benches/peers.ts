@@ -8,7 +8,7 @@ import { PROCESSES } from '../lib/update-run.js';
 import { buildPeerArtifacts, PAYLOAD_NAME } from '../peers/artifacts.js';
 import { ensurePeerPackages, peerVersions } from '../peers/debian.js';
 import { Nginx } from '../peers/nginx.js';
-import { runMender, runOurs, runSwupdate, type Measured, type PeerDirs } from '../peers/runs.js';
+import { checkInstalled, runMender, runOurs, runSwupdate, type Measured, type PeerDirs } from '../peers/runs.js';
 
 // Against the peers, side by side: one payload installed as one file by ours (through its API,
 // the services up as under `make run`), by SWUpdate 2022.12 and by the Mender client 3.4 (single-
@@ -59,7 +59,7 @@ const METRICS: Metric[] = [
 ];
 const metric = (key: MetricKey) => METRICS.find((m) => m.key === key)!;
 
-async function freshDirs(root: string, tool: Tool, run: number): Promise<PeerDirs> {
+async function freshDirs(root: string, tool: (typeof PEERS)[number], run: number): Promise<PeerDirs> {
   const dest = path.join(root, `${tool}-dest`);
   const work = path.join(root, `${tool}-work-${run}`);
   await fsp.rm(path.join(dest, PAYLOAD_NAME), { force: true });
@@ -85,22 +85,25 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
   );
   const nginx = await Nginx.start(served, path.join(root, 'nginx'));
   const results: Record<Tool, Measured[]> = { ours: [], swupdate: [], mender: [] };
+  // before each run, what the previous one left dirty is written back
+  const measureOurs = () => {
+    execFileSync('sync');
+    return runOurs(nginx, artifacts);
+  };
+  const measurePeer = async (peer: (typeof PEERS)[number], round: number) => {
+    const dirs = await freshDirs(root, peer, round);
+    execFileSync('sync');
+    const m = await (peer === 'swupdate' ? runSwupdate : runMender)(nginx, artifacts, dirs);
+    checkInstalled(path.join(dirs.dest, PAYLOAD_NAME), artifacts.payload.sha256, peer);
+    await fsp.rm(dirs.work, { recursive: true, force: true });
+    return m;
+  };
   try {
     for (let round = 0; round <= plan.runs.peers; round++) {
       const order = TOOLS.map((_, i) => TOOLS[(i + round) % TOOLS.length]);
       for (const tool of order) {
         say(`peers: ${round === 0 ? 'warm-up' : `run ${round}/${plan.runs.peers}`}: ${tool}`);
-        const dirs = await freshDirs(root, tool, round);
-        // what the previous run left dirty is written back before this one starts
-        execFileSync('sync');
-        const m =
-          tool === 'ours'
-            ? await runOurs(nginx, artifacts)
-            : tool === 'swupdate'
-              ? await runSwupdate(nginx, artifacts, dirs)
-              : await runMender(nginx, artifacts, dirs);
-        if (tool !== 'ours') await checkInstalled(dirs.dest, artifacts.payload.sha256, tool);
-        await fsp.rm(dirs.work, { recursive: true, force: true });
+        const m = tool === 'ours' ? await measureOurs() : await measurePeer(tool, round);
         if (round > 0) results[tool].push(m);
       }
     }
@@ -135,12 +138,6 @@ function boundNote(key: MetricKey, peer: (typeof PEERS)[number]): string {
   if (peer === 'mender' && (key === 'wall' || key === 'cpu'))
     return ` (the bound: ≤ ${peerBounds.versusMender}× Mender's)`;
   return '';
-}
-
-/** The peer really installed the payload: the file at its destination has the payload's SHA-256. */
-async function checkInstalled(dest: string, sha256: string, tool: Tool): Promise<void> {
-  const out = execFileSync('sha256sum', [path.join(dest, PAYLOAD_NAME)], { encoding: 'utf8' });
-  if (!out.startsWith(sha256)) throw new Error(`${tool} installed a file whose SHA-256 is not the payload's: ${out}`);
 }
 
 /** The issue's table: ours beside each peer, the ratios, and each bound met or not. */

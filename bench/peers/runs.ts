@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ import { requestDownload, requestUpdate } from '../lib/downloads.js';
 import { UNIT_PREFIX } from '../lib/packages.js';
 import { RssSampler } from '../lib/proc.js';
 import { PROCESSES, type Proc } from '../lib/update-run.js';
-import { MENDER_DEVICE_TYPE, SWUPDATE_HARDWARE, type PeerArtifacts } from './artifacts.js';
+import { MENDER_DEVICE_TYPE, PAYLOAD_NAME, SWUPDATE_HARDWARE, type PeerArtifacts } from './artifacts.js';
 import type { Nginx } from './nginx.js';
 
 // One whole update of the same 100 MiB payload by each tool, from the same nginx, each measured
@@ -43,6 +43,12 @@ function counters(pid: number): { ticks: number; writtenBytes: number } {
   const ticks = [11, 12, 13, 14].reduce((s, i) => s + Number(f[i]), 0);
   const io = readFileSync(`/proc/${pid}/io`, 'utf8');
   return { ticks, writtenBytes: Number(/^write_bytes: (\d+)$/m.exec(io)?.[1] ?? NaN) };
+}
+
+/** The tool really installed the payload: the file it wrote has the payload's SHA-256. */
+export function checkInstalled(file: string, sha256: string, tool: string): void {
+  const out = execFileSync('sha256sum', [file], { encoding: 'utf8' });
+  if (!out.startsWith(sha256)) throw new Error(`${tool} installed a file whose SHA-256 is not the payload's: ${out}`);
 }
 
 async function stageOf(base: string): Promise<string> {
@@ -106,6 +112,11 @@ export async function runOurs(nginx: Nginx, artifacts: PeerArtifacts): Promise<M
         ];
       }),
     ) as Record<Proc, { cpuS: number; writtenBytes: number; peakRss: number }>;
+    checkInstalled(
+      path.join(d.sysroot, 'opt/tope/versions/current/bin', PAYLOAD_NAME),
+      artifacts.payload.sha256,
+      'ours',
+    );
     const all = Object.values(perProcess);
     return {
       wallS,
@@ -131,7 +142,11 @@ export async function runOurs(nginx: Nginx, artifacts: PeerArtifacts): Promise<M
 function reaped(argv: string[], env: NodeJS.ProcessEnv = process.env, installed?: string): Promise<Measured> {
   return new Promise((resolve, reject) => {
     const marks = installed ? ['--mark', installed] : [];
-    const child = spawn('python3', [reapScript, ...marks, '--', ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    // Debian's python3 (a peer package): not whatever a version manager's shim puts first in PATH
+    const child = spawn('/usr/bin/python3', [reapScript, ...marks, '--', ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
