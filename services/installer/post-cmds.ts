@@ -6,6 +6,7 @@ import {
   newPostCmdUnit,
   plainPath,
   POST_CMD_UNIT_PATTERN,
+  POST_CMD_UNIT_PREFIX,
   postCmdEnvironment,
   systemdRunArgs,
   type PostCmdSandboxSetting,
@@ -89,15 +90,31 @@ export class PostCmdRunner {
    */
   async stopLeftovers(): Promise<void> {
     if (!('sandbox' in this.choice) || this.choice.sandbox !== 'systemd') return;
-    const stopped = await systemctl(this.settings.systemctl, ['stop', '--', POST_CMD_UNIT_PATTERN], UNIT_STOP_MS);
-    if (!stopped.ok) this.log.warn({ err: stopped.stderr }, 'stopping leftover post_cmd units failed');
+    const { systemctl: file } = this.settings;
+    const listed = await systemctl(
+      file,
+      ['list-units', '--all', '--plain', '--no-legend', '--', POST_CMD_UNIT_PATTERN],
+      UNIT_STOP_MS,
+    );
+    const units = listed.stdout
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/)[0])
+      .filter((unit) => unit?.startsWith(POST_CMD_UNIT_PREFIX));
+    if (!units.length) return;
+    this.log.warn({ units }, 'stopping post_cmd units the last installer left running');
+    const stopped = await systemctl(file, ['stop', '--', ...units], UNIT_STOP_MS);
+    if (!stopped.ok) this.log.error({ units, err: stopped.stderr }, 'leftover post_cmd units did not stop');
   }
 }
 
-function systemctl(file: string, args: string[], timeoutMs: number): Promise<{ ok: boolean; stderr: string }> {
+function systemctl(
+  file: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, _stdout, stderr) =>
-      resolve({ ok: !err, stderr: String(stderr).trim() || (err ? err.message : '') }),
+    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
+      resolve({ ok: !err, stdout: String(stdout), stderr: String(stderr).trim() || (err ? err.message : '') }),
     );
   });
 }
