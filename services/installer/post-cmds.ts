@@ -12,6 +12,7 @@ import {
   type PostCmdSandboxSetting,
   type SandboxChoice,
 } from './post-cmd-sandbox.js';
+import { systemdToolEnvironment } from './units.js';
 
 const KEEP = 2000; // bytes of output kept for the error text
 /** systemd's own limit on a post_cmd unit, past the installer's deadline: for a unit whose installer died. */
@@ -113,7 +114,8 @@ function systemctl(
   timeoutMs: number,
 ): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
+    const options = { timeout: timeoutMs, killSignal: 'SIGKILL' as const, env: systemdToolEnvironment() };
+    execFile(file, args, options, (err, stdout, stderr) =>
       resolve({ ok: !err, stdout: String(stdout), stderr: String(stderr).trim() || (err ? err.message : '') }),
     );
   });
