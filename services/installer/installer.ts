@@ -26,6 +26,7 @@ import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from '../../shared/package-archive.js';
 import type { TrustSettings } from '../../shared/trust/package-trust.js';
 import type { SecurityFloor } from '../../shared/trust/security-floor.js';
+import type { PostCmdRunner } from './post-cmds.js';
 import { recoveringMessage, step } from './steps.js';
 import { levelText, Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
@@ -39,6 +40,8 @@ export interface InstallerDeps {
   fetcherStore: DurableJson<typeof fetcherRecordSchema>;
   versions: VersionStore;
   units: Units;
+  /** Runs each post_cmd in its sandbox. */
+  postCmds: PostCmdRunner;
   workDir: string;
   hostPath: (devicePath: string) => string;
   /** Reports and the busy marker: up from the install command until the install is over and reported. */
@@ -241,6 +244,7 @@ export class Installer {
       backups: new Backups(path.join(this.deps.workDir, 'backups')),
       heldDir: path.join(this.deps.workDir, 'held'),
       postCmdTimeoutMs: this.deps.config.TOPE_POST_CMD_TIMEOUT_MS,
+      postCmds: this.deps.postCmds,
       hostPath: this.deps.hostPath,
       journal: async (journal) => {
         this.state = { ...this.state, journal };

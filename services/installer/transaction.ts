@@ -8,7 +8,7 @@ import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
 import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
-import { runPostCmd } from './post-cmds.js';
+import type { PostCmdRunner } from './post-cmds.js';
 import { stagingPercent, step, type StepProgress } from './steps.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
@@ -21,6 +21,7 @@ export interface TransactionContext {
   /** In-place files extracted (and checked) here while staging, so a bad one is refused before anything live changes. */
   heldDir: string;
   postCmdTimeoutMs: number;
+  postCmds: PostCmdRunner;
   hostPath: (devicePath: string) => string;
   /** Persists the journal. */
   journal: (journal: Journal) => Promise<void>;
@@ -153,7 +154,7 @@ export class Transaction {
       for (const cmd of module.post_cmds ?? []) {
         await this.context.progress(step('postCmds', module.name));
         const env = { TOPE_VERSION: this.recorded.version, TOPE_VERSION_DIR: dir };
-        await runPostCmd(cmd, dir, this.context.postCmdTimeoutMs, env);
+        await this.context.postCmds.run(cmd, dir, this.context.postCmdTimeoutMs, env);
         failpoint('installer.post-cmd-done');
       }
     }

@@ -31,6 +31,8 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_HTTP_TIMEOUT_MS: '1000',
     TOPE_DEVICE_API_URL: 'http://127.0.0.1:9', // discard port: nobody listens
     TOPE_LOG_LEVEL: 'debug',
+    // no systemd here: post_cmds run as the installer's children (test/system-post-cmds.test.ts: in their units)
+    TOPE_POST_CMD_SANDBOX: 'none',
     ...extra,
   };
   // a device that trusts the tests' vendor key and is a `tope-test`, as a printer trusts its vendor's
