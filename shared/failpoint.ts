@@ -5,11 +5,16 @@ import path from 'node:path';
 // variable is set and failpoint() is an empty function. The test environment arms one:
 //   TOPE_FAILPOINT=<name>[#<n>]  SIGKILL this process at the n-th pass (default 1) through <name>
 //   TOPE_FAILPOINT_TRACE=<file>  append "<service> <name>" at each pass (the campaigns' census)
+//   TOPE_FAILPOINT_STOP=<name>[#<n>]  SIGSTOP this process at the n-th pass through <name>: a test
+//                                changes something under it (a file it reads), then sends SIGCONT
 // SIGKILL, not an exception: nothing after the point runs, no handler, no flush, as in a power
 // cut that keeps the page cache (the system tests cut power for real).
 
-const armed = process.env.TOPE_FAILPOINT ? /^([\w.-]+)(?:#(\d+))?$/.exec(process.env.TOPE_FAILPOINT) : null;
+const armedSpec = (spec: string | undefined) => (spec ? /^([\w.-]+)(?:#(\d+))?$/.exec(spec) : null);
+const armed = armedSpec(process.env.TOPE_FAILPOINT);
 const armedHit = Number(armed?.[2] ?? 1);
+const stopAt = armedSpec(process.env.TOPE_FAILPOINT_STOP);
+const stopHit = Number(stopAt?.[2] ?? 1);
 const trace = process.env.TOPE_FAILPOINT_TRACE;
 const service = path.basename(path.dirname(process.argv[1] ?? ''));
 const passes = new Map<string, number>();
@@ -19,6 +24,7 @@ function pass(name: string): void {
   passes.set(name, n);
   if (trace) appendFileSync(trace, `${service} ${name}\n`);
   if (armed && armed[1] === name && n === armedHit) process.kill(process.pid, 'SIGKILL');
+  if (stopAt && stopAt[1] === name && n === stopHit) process.kill(process.pid, 'SIGSTOP');
 }
 
-export const failpoint: (name: string) => void = armed || trace ? pass : () => undefined;
+export const failpoint: (name: string) => void = armed || trace || stopAt ? pass : () => undefined;

@@ -1,4 +1,4 @@
-import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -14,6 +14,7 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 export const MANIFEST = 'manifest.json';
+const zipOptions = { strictFileNames: true, validateEntrySizes: true, autoClose: false };
 const MANIFEST_MAX = 1024 * 1024;
 
 export interface ArchiveLimits {
@@ -52,10 +53,31 @@ export class PackageArchive {
   static async open(file: string, limits: ArchiveLimits): Promise<PackageArchive> {
     let zip: yauzl.ZipFile;
     try {
-      zip = await yauzl.openPromise(file, { strictFileNames: true, validateEntrySizes: true, autoClose: false });
+      zip = await yauzl.openPromise(file, zipOptions);
     } catch (e) {
       throw invalid(`not a readable zip file: ${(e as Error).message}`);
     }
+    return PackageArchive.checked(zip, limits);
+  }
+
+  /**
+   * The zip read through an open descriptor (positioned reads only: the file is read where it
+   * was opened, whatever its path names later). It takes the descriptor: closed with the
+   * archive, or here when it is not a zip we accept.
+   */
+  static async openFd(fd: number, limits: ArchiveLimits): Promise<PackageArchive> {
+    let zip: yauzl.ZipFile;
+    try {
+      zip = await yauzl.fromFdPromise(fd, zipOptions);
+    } catch (e) {
+      closeSync(fd); // yauzl leaves it open when it refuses the file
+      throw invalid(`not a readable zip file: ${(e as Error).message}`);
+    }
+    return PackageArchive.checked(zip, limits); // its close() closes the descriptor
+  }
+
+  /** The central directory, read once and checked entry by entry; the zip is closed on a refusal. */
+  private static async checked(zip: yauzl.ZipFile, limits: ArchiveLimits): Promise<PackageArchive> {
     const files = new Map<string, yauzl.Entry>();
     const dirs = new Set<string>();
     let total = 0;
@@ -122,8 +144,16 @@ export class PackageArchive {
    * rename replaces a hard link to the running version's file instead of writing through it.
    * With `expected`, the bytes are checked against the signed manifest's size and SHA-256 on
    * their way to the disk (no second pass): a mismatch is refused before the rename.
+   * `sync: false` leaves out the fsync, for a caller that fsyncs a whole tree's new files at once
+   * before anything can name the tree (VersionStore.finalize): one fsync per file, each waiting
+   * for its own journal commit, is most of the time of an install of many small files.
    */
-  async extractTo(name: string, dest: string, expected?: PayloadExpectation): Promise<void> {
+  async extractTo(
+    name: string,
+    dest: string,
+    expected?: PayloadExpectation,
+    { sync = true }: { sync?: boolean } = {},
+  ): Promise<void> {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
     const tmp = partialName(dest);
@@ -134,7 +164,9 @@ export class PackageArchive {
       const source = await this.stream(entry);
       if (expected) await pipeline(source, this.crcCheck(entry), payloadCheck(expected), out);
       else await pipeline(source, this.crcCheck(entry), out);
-      await fsyncFile(tmp, PackageArchive.modeOf(entry)); // the umask must not change the zip's mode
+      // the umask must not change the zip's mode
+      if (sync) await fsyncFile(tmp, PackageArchive.modeOf(entry));
+      else await fsp.chmod(tmp, PackageArchive.modeOf(entry));
       failpoint('installer.extracted-before-rename');
       await fsp.rename(tmp, dest);
     } catch (e) {

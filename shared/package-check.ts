@@ -10,8 +10,9 @@ import {
   type TrustSettings,
 } from './trust/package-trust.js';
 
-// The one place a package is judged: the fetcher (after the download) and the installer (on its
-// own copy, since the file may change between the two) hash the same way and run the same checks.
+// The one place a package is judged. The fetcher checks the digests the job names after the
+// download, then the content; the installer checks the content again on the file it reads (the
+// digests only come to it through the fetcher's record: README, "Trust").
 // A new check (a signature, a compatibility rule) is one more entry in `packageChecks`, and so
 // runs on every path that accepts a package.
 
@@ -104,8 +105,8 @@ export function checkPackage(claims: PackageClaims, evidence: PackageEvidence): 
 
 // The package's content, after its digests: the trust chain (shared/trust: signature by a
 // trusted key, compatibility, security floor, every entry named by the signed manifest). The
-// fetcher runs both on the downloaded file; the installer runs checkPackage on its copy's
-// digests and checkPackageContent on the archive it then installs from.
+// fetcher runs both on the downloaded file; the installer runs checkPackageContent on the
+// archive it then installs from.
 export { checkPackageTrust as checkPackageContent } from './trust/package-trust.js';
 
 /** Every check of a package file, in order: the digests against the job, then its content. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { DeviceApi } from './helpers/device-api.js';
 import { InstallDevice } from './helpers/install-device.js';
-import { buildPackage } from './helpers/packages.js';
+import { buildPackage, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
 import { waitFor } from './helpers/wait.js';
 import { sendCommand } from '../shared/protocol.js';
 
@@ -257,14 +257,23 @@ test('[systemctl stand-in] a dst under another allowed root is backed up, replac
   assert.equal(await d.file('/etc/tope/new.conf'), 'fresh\n');
 });
 
-test('[systemctl stand-in] a package changed on disk after verification is refused: MD5_MISMATCH, nothing touched', async () => {
+test('[systemctl stand-in] a package changed on disk after verification (bytes with the same CRC-32) is refused: PAYLOAD_MISMATCH, nothing touched', async () => {
   const { d } = await device();
   await d.start('installer', 'api-gateway');
-  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
-  await fsp.appendFile(path.join(d.packagesDir, 'tope-2.0.0.zip'), 'x');
+  // the installer reads the fetcher's file in place: what it checks is each file against the
+  // signed manifest, and the zip's own CRC-32 would not tell these bytes from the right ones
+  const zip = await buildPackage('2.0.0', [{ ...modules[0], compress: false }, ...modules.slice(1)]);
+  await d.verified(zip, '2.0.0');
+  const { offset, length } = storedDataOffset(zip, 'modules/a/file');
+  const file = await fsp.open(path.join(d.packagesDir, 'tope-2.0.0.zip'), 'r+');
+  await file.write(sameCrcOtherBytes(zip.subarray(offset, offset + length)), 0, length, offset);
+  await file.close();
   await d.update('2.0.0');
   const end = await d.finished();
-  assert.match(end.error!, /^MD5_MISMATCH: expected [a-f0-9]{32}; the package's MD5 differs$/);
+  assert.match(
+    end.error!,
+    /^PAYLOAD_MISMATCH: module a: modules\/a\/file has SHA-256 [a-f0-9]{64}, the signed manifest says/,
+  );
   assert.equal(await d.link('current'), 'v1.0.0');
   assert.deepEqual(
     (await d.calls()).filter((c) => c.startsWith('stop')),

@@ -1,12 +1,10 @@
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Config } from '../../shared/config.js';
 import { removeTreeDurably, type DurableJson } from '../../shared/durable-store.js';
-import { expiredText, UpdaterError, wireOf } from '../../shared/errors.js';
+import { wireOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { checkPackage, checkPackageContent, hashingStream, PackageHasher } from '../../shared/package-check.js';
-import type { PackageJob } from '../../shared/package-job.js';
+import { checkPackageContent } from '../../shared/package-check.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import * as statuses from '../../shared/status.js';
@@ -14,6 +12,7 @@ import type { Status } from '../../shared/status.js';
 import type { fetcherRecordSchema } from '../../shared/worker-records.js';
 import { Backups } from './backups.js';
 import {
+  interruptedError,
   recoveryExhausted,
   recoveryFor,
   recoveryLabel,
@@ -23,15 +22,15 @@ import {
   type RecoveryAction,
 } from './journal.js';
 import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
-import { PackageArchive } from '../../shared/package-archive.js';
 import type { TrustSettings } from '../../shared/trust/package-trust.js';
 import type { SecurityFloor } from '../../shared/trust/security-floor.js';
 import type { PostCmdRunner } from './post-cmds.js';
 import { recoveringMessage, step } from './steps.js';
 import { levelText, Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
-import { versionOfDir, type VersionStore } from './versions.js';
+import type { VersionStore } from './versions.js';
 import { failpoint } from '../../shared/failpoint.js';
+import { offeredPackage, openFetchedPackage } from './package-source.js';
 
 export interface InstallerDeps {
   config: Config;
@@ -42,13 +41,16 @@ export interface InstallerDeps {
   units: Units;
   /** Runs each post_cmd in its sandbox. */
   postCmds: PostCmdRunner;
+  /** The installer's own directory: backups and held in-place files of the install under way. */
   workDir: string;
+  /** The fetcher's packages directory: the only place a package is read from (package-source.ts). */
+  packagesDir: string;
   hostPath: (devicePath: string) => string;
   /** Reports and the busy marker: up from the install command until the install is over and reported. */
   publisher: StatusPublisher;
   notify: (text: string) => void;
   startGui: () => void;
-  /** What the device trusts; checked again here on the installer's own copy, whatever the fetcher said. */
+  /** What the device trusts; checked again here on the file the installer reads, whatever the fetcher said. */
   trust: TrustSettings;
   floor: SecurityFloor;
   now?: () => number;
@@ -56,28 +58,6 @@ export interface InstallerDeps {
 
 const empty: InstallerState = { seq: 0, version: '', status: statuses.idle(), journal: null };
 const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
-
-/** The error of an install a restart found unfinished, from what its journal says (null: none yet). */
-function interruptedError(action: RecoveryAction, journal: Journal | null): string {
-  const during = 'INSTALL_INTERRUPTED: the installer stopped during an install';
-  switch (action) {
-    case 'fail':
-      return 'INSTALL_INTERRUPTED: the installer stopped before changing anything';
-    case 'undo-before-switch': {
-      const stays = journal?.fromDir ? `; the device stays on ${versionOfDir(journal.fromDir)}` : '';
-      return `INSTALL_INTERRUPTED: the installer stopped before the switch to ${journal?.version}${stays}`;
-    }
-    case 'finish-rollback':
-      return journal?.error ?? during; // the rollback's cause, kept in the journal
-    case 'roll-forward': // only a failed start gives it an error, its own
-    case 'roll-back':
-      return during;
-    default: {
-      const undecided: never = action;
-      throw new Error(`no error text for ${String(undecided)}`);
-    }
-  }
-}
 
 /** Owns install.json and the versions tree: takes install commands, one at a time, and recovers at start. */
 export class Installer {
@@ -118,27 +98,15 @@ export class Installer {
       const pending = `the interrupted install of ${journal.version} is not undone yet; it is retried when the installer restarts`;
       return refuse('OPERATION_IN_PROGRESS', pending);
     }
-    const fetched = await this.deps.fetcherStore.read();
-    const job = fetched?.job;
-    if (
-      !fetched ||
-      !job ||
-      fetched.status.stage !== 'toInstall' ||
-      job.version !== command.version ||
-      !fetched.packageFile
-    ) {
-      return refuse('PACKAGE_NOT_FOUND', `Package not found: ${command.version}`);
-    }
     const now = this.deps.now?.() ?? Date.now();
-    if (fetched.verifiedAt && now - Date.parse(fetched.verifiedAt) > this.deps.config.TOPE_TRUST_WINDOW_MS) {
-      return refuse('PACKAGE_EXPIRED', expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS));
-    }
+    const offered = offeredPackage(await this.deps.fetcherStore.read(), command.version, now, this.deps.config);
+    if (typeof offered !== 'string') return offered;
     const accepted = step('accepted', command.version);
     const status = statuses.installing(accepted.percent, accepted.message);
     this.state = { seq: command.seq, version: command.version, journal: null, status };
     await this.persist();
     failpoint('installer.install-recorded');
-    this.running = this.install(command.seq, job, fetched.packageFile).finally(() => {
+    this.running = this.install(command.seq, command.version, offered).finally(() => {
       this.running = null;
     });
     return { ok: true };
@@ -148,7 +116,8 @@ export class Installer {
   async recover(): Promise<void> {
     this.state = (await this.deps.store.read()) ?? empty;
     const journal = this.state.journal;
-    // the package copy is worthless now; the backups in workDir are what an undo restores
+    // the backups in workDir are what an undo restores; package.zip is a copy of the package that
+    // installers before reading it in place made there, worthless now
     await removeTreeDurably(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir);
     if (!journal) {
       await this.deps.versions.sweep();
@@ -254,26 +223,33 @@ export class Installer {
     };
   }
 
-  private async install(seq: number, job: PackageJob, packageFile: string): Promise<void> {
+  /**
+   * The install, read straight from the fetcher's package: opened once (package-source.ts), its
+   * signed manifest checked through the one trust path, each file's size and SHA-256 checked as
+   * it is extracted. The job's whole-package MD5/SHA-256 are not checked again here: they come
+   * from the fetcher's own record, so a fetcher able to change the file could change them too,
+   * while the signature covers every byte used (README, "Trust").
+   */
+  private async install(seq: number, version: string, packageFile: string): Promise<void> {
     let tx: Transaction | null = null;
     try {
       this.deps.startGui();
       const verifying = step('verifying');
       await this.progress(verifying.percent, verifying.message);
-      const copy = await this.takePackage(job, packageFile);
-      failpoint('installer.package-copied');
       const limits = {
         maxBytes: this.deps.config.TOPE_ZIP_MAX_BYTES,
         maxEntries: this.deps.config.TOPE_ZIP_MAX_ENTRIES,
       };
-      const archive = await PackageArchive.open(copy, limits);
+      const { archive, identity } = await openFetchedPackage(this.deps.packagesDir, packageFile, limits);
+      failpoint('installer.package-opened');
       try {
         const trusted = await checkPackageContent(archive, this.deps.trust);
         this.deps.log.info(
-          { version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version },
+          { version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version, identity },
           'package trusted',
         );
-        const { manifest, placements, removals } = planInstall(trusted.manifest, job.version, archive.files, {
+        failpoint('installer.package-trusted');
+        const { manifest, placements, removals } = planInstall(trusted.manifest, version, archive.files, {
           allowedRoots: this.deps.config.TOPE_ALLOWED_ROOTS,
           versionsDir: this.deps.config.TOPE_VERSIONS_DIR,
           keysDir: this.deps.config.TOPE_TRUSTED_KEYS_DIR,
@@ -283,8 +259,8 @@ export class Installer {
         const { versions } = this.deps;
         const journal: Journal = {
           phase: 'staging',
-          version: job.version,
-          targetDir: await versions.freeDirName(job.version, seq),
+          version,
+          targetDir: await versions.freeDirName(version, seq),
           stagingDir: versions.stagingName(seq),
           fromDir: await versions.target('current'),
           previousBefore: await versions.target('previous'),
@@ -364,19 +340,5 @@ export class Installer {
     this.deps.notify(
       stage === 'installing' ? `Installing ${state.version}: ${progress}% ${message}` : `${stage}: ${message}`,
     );
-  }
-
-  /** Copies the verified package into the installer's own directory and checks its hashes there. */
-  private async takePackage(job: PackageJob, packageFile: string): Promise<string> {
-    await fsp.mkdir(this.deps.workDir, { recursive: true, mode: 0o700 });
-    const copy = path.join(this.deps.workDir, 'package.zip');
-    const hasher = new PackageHasher();
-    try {
-      await pipeline(createReadStream(packageFile), hashingStream(hasher), createWriteStream(copy, { mode: 0o600 }));
-    } catch (e) {
-      throw new UpdaterError('PACKAGE_NOT_FOUND', `cannot read the verified package: ${(e as Error).message}`);
-    }
-    checkPackage(job, { digests: hasher.digests() });
-    return copy;
   }
 }

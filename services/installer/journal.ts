@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { versionOfDir } from '../../shared/version-dirs.js';
 import { installerRecordSchema } from '../../shared/worker-records.js';
 
 /**
@@ -108,3 +109,25 @@ export type BackupEntry = Journal['backups'][number];
 
 export const installerStateSchema = installerRecordSchema.extend({ journal: journalSchema.nullable() });
 export type InstallerState = z.infer<typeof installerStateSchema>;
+
+/** The error of an install a restart found unfinished, from what its journal says (null: none yet). */
+export function interruptedError(action: RecoveryAction, journal: Journal | null): string {
+  const during = 'INSTALL_INTERRUPTED: the installer stopped during an install';
+  switch (action) {
+    case 'fail':
+      return 'INSTALL_INTERRUPTED: the installer stopped before changing anything';
+    case 'undo-before-switch': {
+      const stays = journal?.fromDir ? `; the device stays on ${versionOfDir(journal.fromDir)}` : '';
+      return `INSTALL_INTERRUPTED: the installer stopped before the switch to ${journal?.version}${stays}`;
+    }
+    case 'finish-rollback':
+      return journal?.error ?? during; // the rollback's cause, kept in the journal
+    case 'roll-forward': // only a failed start gives it an error, its own
+    case 'roll-back':
+      return during;
+    default: {
+      const undecided: never = action;
+      throw new Error(`no error text for ${String(undecided)}`);
+    }
+  }
+}

@@ -2,8 +2,8 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { DurableJson } from '../../shared/durable-store.js';
 import { runWorker } from '../../shared/worker-main.js';
-import { fetcherRecordSchema } from '../../shared/worker-records.js';
-import { recordPathOf } from '../../shared/workers.js';
+import { fetcherRecordSchema, PACKAGES_DIR } from '../../shared/worker-records.js';
+import { recordPathOf, workers } from '../../shared/workers.js';
 import { trustSettings } from '../../shared/trust/package-trust.js';
 import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { Installer } from './installer.js';
@@ -41,6 +41,7 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     store: new DurableJson(recordPath, installerStateSchema),
     fetcherStore: new DurableJson(recordPathOf('fetcher', config), fetcherRecordSchema),
     workDir: path.join(stateDir, 'work'),
+    packagesDir: path.join(workers.fetcher.stateDir(config), PACKAGES_DIR),
     publisher,
     startGui: () => startGui(units, hostPath, log),
   });

@@ -97,6 +97,7 @@ export class Transaction {
     const staging = await versions.stage(this.recorded.fromDir, this.recorded.stagingDir);
     const count = placements.length;
     let reported = -1;
+    const written: string[] = []; // fsynced together by finalize, before anything can name the snapshot
     for (const [index, placement] of placements.entries()) {
       // one durable write per percent, not per module: a package of 1000 files is 50 writes
       const percent = stagingPercent(index, count);
@@ -105,16 +106,14 @@ export class Transaction {
       }
       reported = percent;
       // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
-      if (placement.kind === 'snapshot')
-        await archive.extractTo(
-          placement.module.src,
-          path.join(staging, placement.rel),
-          expectationOf(placement.module),
-        );
-      else await holdInPlace(archive, placement, this.heldPath(index));
+      if (placement.kind === 'snapshot') {
+        const dest = path.join(staging, placement.rel);
+        await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), { sync: false });
+        written.push(dest);
+      } else await holdInPlace(archive, placement, this.heldPath(index));
       failpoint('installer.module-staged');
     }
-    await versions.finalize(this.recorded.stagingDir, this.recorded.targetDir);
+    await versions.finalize(this.recorded.stagingDir, this.recorded.targetDir, written);
     failpoint('installer.snapshot-finalized');
   }
 

@@ -68,8 +68,13 @@ export class VersionStore {
     return dest;
   }
 
-  /** Makes the staged tree durable and gives it its final name. */
-  async finalize(staging: string, name: string): Promise<void> {
+  /**
+   * Makes the staged tree durable and gives it its final name: `written` (the files extracted
+   * into it without their own fsync) fsynced together, then every directory, then the rename.
+   * Until that rename, recovery discards the staging tree, so nothing names an undurable file.
+   */
+  async finalize(staging: string, name: string, written: readonly string[] = []): Promise<void> {
+    await fsyncAll(written);
     await fsyncTree(this.pathOf(staging));
     failpoint('installer.staging-synced');
     await fsp.rm(this.pathOf(name), { recursive: true, force: true });
@@ -134,6 +139,20 @@ async function fsyncTree(dir: string, files = false): Promise<void> {
     else if (files && e.isFile()) await fsyncFile(path.join(dir, e.name));
   }
   await fsyncDir(dir);
+}
+
+const SYNC_POOL = 32;
+
+/**
+ * Many files fsynced at once, SYNC_POOL in flight: the file system commits their journal
+ * entries together instead of one commit per file, each waited for in turn.
+ */
+async function fsyncAll(files: readonly string[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) await fsyncFile(files[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(SYNC_POOL, files.length) }, worker));
 }
 
 async function fsyncFile(file: string): Promise<void> {

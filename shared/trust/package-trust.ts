@@ -57,8 +57,8 @@ const parentsOf = (name: string): string[] => {
 };
 
 /**
- * The one trust check, run by the fetcher right after the download and by the installer on its
- * own copy before any change: signature by a trusted key over manifest.json's exact bytes, the
+ * The one trust check, run by the fetcher right after the download and by the installer on the
+ * file it reads, before any change: signature by a trusted key over manifest.json's exact bytes, the
  * manifest's shape, compatibility, security floor, and a zip whose every entry the manifest names
  * with its size. The payload's SHA-256 is checked while it is extracted (payload.ts).
  */

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { signManifest } from '../../shared/trust/signature.js';
 import yazl from 'yazl';
+import zlib from 'node:zlib';
 import {
   manifestBytesOf,
   newKeyPair,
@@ -197,3 +198,66 @@ export function patchField(zip: Buffer, name: string, field: 'crc' | 'uncompress
 }
 
 export const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+
+/**
+ * Other bytes of the same length and the same CRC-32 (the first bit flipped, the last four bytes
+ * adjusted): what only the signed manifest's SHA-256 tells from the original, since the zip's
+ * CRC-32 is no defence against someone who may write the file. CRC-32 is affine over GF(2) for a
+ * fixed length, so the correction is a linear solve over the 32 bits of the last four bytes.
+ */
+export function sameCrcOtherBytes(data: Buffer): Buffer {
+  const n = data.length;
+  if (n < 5) throw new Error('at least 5 bytes');
+  const zero = zlib.crc32(Buffer.alloc(n));
+  const linear = (delta: Buffer) => (zlib.crc32(delta) ^ zero) >>> 0;
+  const unit = (byte: number, bit: number) => {
+    const delta = Buffer.alloc(n);
+    delta[byte] = 1 << bit;
+    return delta;
+  };
+  // an XOR basis of the last four bytes' bits, each vector with the set of bits that makes it
+  const basis = new Map<number, { value: number; bits: number }>();
+  for (let k = 0; k < 32; k++) {
+    let value = linear(unit(n - 4 + (k >> 3), k & 7));
+    let bits = (1 << k) >>> 0;
+    for (let top = 31; top >= 0 && value; top--) {
+      if (!((value >>> top) & 1)) continue;
+      const b = basis.get(top);
+      if (!b) {
+        basis.set(top, { value, bits });
+        break;
+      }
+      value = (value ^ b.value) >>> 0;
+      bits = (bits ^ b.bits) >>> 0;
+    }
+  }
+  let rest = linear(unit(0, 0));
+  let correction = 0;
+  for (let top = 31; top >= 0; top--) {
+    if (!((rest >>> top) & 1)) continue;
+    const b = basis.get(top);
+    if (!b) throw new Error('no correction found');
+    rest = (rest ^ b.value) >>> 0;
+    correction = (correction ^ b.bits) >>> 0;
+  }
+  const out = Buffer.from(data);
+  out[0] ^= 1;
+  for (let k = 0; k < 32; k++) if ((correction >>> k) & 1) out[n - 4 + (k >> 3)] ^= 1 << (k & 7);
+  if (zlib.crc32(out) !== zlib.crc32(data) || out.equals(data)) throw new Error('the CRC-32 correction failed');
+  return out;
+}
+
+/** Where a stored (uncompressed) entry's bytes are in the zip: its central directory record, then its local header. */
+export function storedDataOffset(zip: Buffer, name: string): { offset: number; length: number } {
+  const central = Buffer.from('PK\x01\x02', 'latin1');
+  for (let c = zip.indexOf(central); c >= 0; c = zip.indexOf(central, c + 4)) {
+    if (zip.toString('latin1', c + 46, c + 46 + zip.readUInt16LE(c + 28)) !== name) continue;
+    if (zip.readUInt16LE(c + 10) !== 0) throw new Error(`${name} is compressed`);
+    const local = zip.readUInt32LE(c + 42);
+    return {
+      offset: local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28),
+      length: zip.readUInt32LE(c + 20),
+    };
+  }
+  throw new Error(`no entry ${name}`);
+}
