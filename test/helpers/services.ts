@@ -12,7 +12,8 @@ import { waitFor } from './wait.js';
 const productDefaults = loadConfig({});
 
 export const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const mainOf = (service: string) => path.join(distDir, 'services', service, 'main.js');
+/** The file a service runs from: its bundle (scripts/bundle.ts), as the units start it. */
+export const mainOf = (service: string) => path.join(distDir, 'bundle', `${service}.js`);
 
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
