@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, promises as fsp, readFileSync, writeFileSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchBudget } from './benches/budget.js';
 import { benchCapped } from './benches/capped.js';
 import { benchColdStart } from './benches/cold-start.js';
 import { benchDownload } from './benches/download.js';
@@ -35,6 +36,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   install: benchInstall,
   trust: benchTrust,
   idle: benchIdle,
+  budget: benchBudget,
 };
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
