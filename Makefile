@@ -29,9 +29,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 deps: node_modules/.package-lock.json
 
+# tsc, then each service built into one file, dist/bundle/<service>.js (scripts/bundle.ts): what
+# the units, `make run` and the tests start
 build: deps
 	rm -rf dist
 	npx tsc -p .
+	$(NODE) dist/scripts/bundle.js
 
 # Test tools from Debian's packages (systemd-socket-activate, openssl, curl), when missing.
 tools:
@@ -53,7 +56,7 @@ format: deps
 test: build tools lint
 	@echo "make test: Node $$($(NODE) --version) ($$(command -v $(NODE)))"
 	npx c8 --reporter=text-summary --reporter=text --all --src . \
-	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' \
+	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' --include 'dist/bundle/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \
 	  $(NODE) --test --test-concurrency=2 --test-timeout=2700000 $(TESTS)
@@ -92,13 +95,14 @@ clean:
 
 # The code with its production dependencies, the units, sysusers.d and tmpfiles.d. On a running
 # system (no DESTDIR) it also creates the users and directories and reloads systemd, so that
-# `systemctl enable --now tope-updater.target` is all that is left.
+# `systemctl enable --now tope-updater.target` is all that is left. The services run from their
+# bundles (dist/bundle); tope-pack from tsc's output, with dist/shared.
 install: build install-files
 
 install-files:
 	rm -rf $(DESTDIR)$(PREFIX)
 	install -d $(DESTDIR)$(PREFIX)/dist
-	cp -r dist/shared dist/services $(DESTDIR)$(PREFIX)/dist/
+	cp -r dist/bundle dist/shared $(DESTDIR)$(PREFIX)/dist/
 	install -d $(DESTDIR)$(PREFIX)/dist/scripts $(DESTDIR)$(BINDIR)
 	cp -r dist/scripts/tope-pack $(DESTDIR)$(PREFIX)/dist/scripts/
 	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/scripts/tope-pack/main.js "$$@"\n' > $(DESTDIR)$(BINDIR)/tope-pack

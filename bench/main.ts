@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArm64 } from './benches/arm64.js';
+import { benchBudget } from './benches/budget.js';
 import { benchCapped } from './benches/capped.js';
 import { benchColdStart } from './benches/cold-start.js';
 import { benchDownload } from './benches/download.js';
@@ -37,6 +38,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   install: benchInstall,
   trust: benchTrust,
   idle: benchIdle,
+  budget: benchBudget,
   // SWUpdate and Mender from Debian beside ours; `make bench-peers` runs it alone
   peers: benchPeers,
   // last: the emulated runs keep both cores busy
@@ -128,7 +130,7 @@ async function run(): Promise<void> {
       '',
       'Each figure is the median of the runs its row counts; the reference beside it was measured in the same run, ' +
         'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
-        'compares by its ratios. The services are the real processes (`dist/services/*/main.js`), each with its own ' +
+        'compares by its ratios. The services are the real processes (`dist/bundle/<service>.js`, with the NODE_OPTIONS of their units), each with its own ' +
         'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
       '',
       `Load average (1 min) as each benchmark began: ${loads.join(', ')}.`,

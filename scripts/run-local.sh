@@ -55,7 +55,7 @@ end() {
 start() {
   local svc=$1 sock=${socket_of[$1]-}
   [ -z "$sock" ] || rm -f "$sock" # a stale one would look like the new process's
-  node "dist/services/$svc/main.js" &
+  node "dist/bundle/$svc.js" &
   local pid=$!
   service_of[$pid]=$svc
   say "$svc started (pid $pid)"
@@ -74,7 +74,7 @@ describe() { # an exit status as wait reports it
 }
 
 for svc in fetcher installer api-gateway; do
-  [ -f "dist/services/$svc/main.js" ] || end "dist/services/$svc/main.js is missing: make build"
+  [ -f "dist/bundle/$svc.js" ] || end "dist/bundle/$svc.js is missing: make build"
   start "$svc"
 done
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -66,4 +66,26 @@ test('one record alone is shown; on equal numbers the worker listed first (the f
   await fetcher.write(fetcherRecord(0));
   assert.equal(workerNames[0], 'fetcher');
   assert.equal((await view.read()).active, 'fetcher');
+});
+
+test('a record is read again only once its file changed: /progress does not parse and validate an unchanged one', async (t) => {
+  const { view, fetcher, installer } = setUp();
+  await fetcher.write(fetcherRecord(1));
+  await installer.write(installerRecord(2));
+  const reads = t.mock.method(fsp, 'readFile');
+  const recordReads = () =>
+    reads.mock.calls.filter((c) => String(c.arguments[0]).startsWith(path.dirname(fetcher.file))).length;
+  const first = await view.read();
+  assert.equal(recordReads(), 2);
+  assert.deepEqual(await view.read(), first);
+  assert.equal(recordReads(), 2, 'nothing changed: no file read');
+  // the same size and the same status: only the file's identity says it is new
+  await installer.write(installerRecord(3));
+  const after = await view.read();
+  assert.equal(recordReads(), 3, "the installer's record alone is read again");
+  assert.equal(after.seq, 3);
+  assert.deepEqual(after.records.fetcher, fetcherRecord(1));
+  await fsp.rm(installer.file);
+  await fsp.rm(installer.prevPath);
+  assert.equal((await view.read()).records.installer, null, 'a removed record is gone from the view');
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { distDir, freePort, Service } from './helpers/services.js';
+import { distDir, freePort, mainOf, Service } from './helpers/services.js';
 
 const repo = path.resolve(distDir, '..');
 const unitsDir = path.join(repo, 'units');
@@ -89,9 +89,9 @@ test(
     });
     const lib = path.join(dest, 'usr/lib/tope-updater');
     for (const f of [
-      'dist/services/api-gateway/main.js',
-      'dist/services/fetcher/main.js',
-      'dist/services/installer/main.js',
+      'dist/bundle/api-gateway.js',
+      'dist/bundle/fetcher.js',
+      'dist/bundle/installer.js',
       'package.json',
       'node_modules/undici/package.json',
       'node_modules/yauzl/package.json',
@@ -100,6 +100,13 @@ test(
     }
     assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
     assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
+    // the services run from their bundles, as the units say: not tsc's tree of modules
+    assert.ok(!readdirSync(path.join(lib, 'dist')).includes('services'), 'no unbundled services');
+    for (const service of ['api-gateway', 'fetcher', 'installer']) {
+      const unit = readFileSync(path.join(dest, `usr/lib/systemd/system/tope-${service}.service`), 'utf8');
+      const installed = path.join('/usr/lib/tope-updater', path.relative(path.dirname(distDir), mainOf(service)));
+      assert.match(unit, new RegExp(`^ExecStart=/usr/bin/node ${installed}$`, 'm'), service);
+    }
     assert.deepEqual(
       readdirSync(path.join(dest, 'usr/lib/systemd/system')).sort(),
       unitFiles.map((f) => path.basename(f)).sort(),
@@ -119,7 +126,7 @@ test(
     const gw = new Service(
       'api-gateway',
       { TOPE_LISTEN_PORT: String(await freePort()), TOPE_RETRY_ATTEMPTS: 'x' },
-      { file: process.execPath, args: [path.join(lib, 'dist/services/api-gateway/main.js')] },
+      { file: process.execPath, args: [path.join(lib, 'dist/bundle/api-gateway.js')] },
     );
     try {
       assert.deepEqual((await gw.waitLog('configuration invalid')).variables, ['TOPE_RETRY_ATTEMPTS']);

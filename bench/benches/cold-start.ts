@@ -5,7 +5,7 @@ import { firstAnswer } from '../lib/http-timing.js';
 import { buildTreePackage } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
-import { freePort, mainOf, Service } from '../../test/helpers/services.js';
+import { freePort, mainOf, Service, unitNodeOptions } from '../../test/helpers/services.js';
 import { referenceServer } from './progress-latency.js';
 
 // Cold start of the socket-activated gateway: systemd-socket-activate binds the port and execs
@@ -59,7 +59,8 @@ export async function benchColdStart(ctx: BenchContext): Promise<Row[]> {
       gateway.push(
         await activate(
           [process.execPath, mainOf('api-gateway')],
-          { ...d.env, TOPE_LISTEN_PORT: '1' },
+          // with its unit's V8 flags, as systemd starts it
+          { ...d.env, TOPE_LISTEN_PORT: '1', NODE_OPTIONS: unitNodeOptions('api-gateway') ?? '' },
           '/api/v1.0/progress',
           true,
         ),
@@ -76,7 +77,7 @@ export async function benchColdStart(ctx: BenchContext): Promise<Row[]> {
   const exit = median(gateway.map((g) => g.exitMs));
   return [
     {
-      measure: 'Cold start: socket-activated gateway that had exited, spawn → first /progress answer',
+      measure: 'Cold start: socket-activated gateway that had exited, spawn → first /progress answer (bound: ≤ 2.00×)',
       value: fmt.ms(ours),
       reference: `bare Node http server, same activation: ${fmt.ms(theirs)}`,
       ratio: fmt.ratio(ours / theirs),

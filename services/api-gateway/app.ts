@@ -9,7 +9,6 @@ import type { WorkerName } from '../../shared/workers.js';
 import { BodyError, readJson } from './body.js';
 import { CommandPath } from './commands.js';
 import { errorEnvelope, progressEnvelope, send } from './envelope.js';
-import { openApiDocument } from './openapi.js';
 import type { View } from './status-view.js';
 
 export interface GatewayDeps {
@@ -67,9 +66,11 @@ export function createApp(deps: GatewayDeps) {
     });
   });
 
-  const openApi = openApiDocument(deps.version, deps.allowHttp);
+  // built on its first request, not at start: a cold start answers /progress, rarely this
+  let openApi: Promise<object> | null = null;
   app.get('/api/v1.0/openapi.json', async (_req, res) => {
-    send(res, openApi as Record<string, unknown>);
+    openApi ??= import('./openapi.js').then((m) => m.openApiDocument(deps.version, deps.allowHttp));
+    send(res, (await openApi) as Record<string, unknown>);
   });
 
   app.get('/api/v1.0/progress', async (_req, res) => {

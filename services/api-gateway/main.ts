@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
+// inlined by the bundler: the bundle runs from dist/bundle/, without the tree around it
+import packageJson from '../../package.json' with { type: 'json' };
 import { loadConfigOrServeDegraded } from '../../shared/degraded.js';
 import { degradedGateway } from './degraded.js';
 import { createLogger } from '../../shared/log.js';
@@ -18,9 +19,7 @@ import { guardRequests } from './request-guard.js';
 
 const config = await loadConfigOrServeDegraded('api-gateway', degradedGateway);
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
-const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+const { version } = packageJson;
 const view = new StatusView(recordPaths(config));
 const notifier = new Notifier(log);
 notifier.startWatchdog();

@@ -12,7 +12,25 @@ import { waitFor } from './wait.js';
 const productDefaults = loadConfig({});
 
 export const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const mainOf = (service: string) => path.join(distDir, 'services', service, 'main.js');
+/** The file a service runs from: its bundle (scripts/bundle.ts), as the units start it. */
+export const mainOf = (service: string) => path.join(distDir, 'bundle', `${service}.js`);
+
+/** The source tree's units (dist/../units): what a device's systemd starts each service with. */
+export const unitsDir = path.resolve(distDir, '../units');
+
+/**
+ * The NODE_OPTIONS its unit sets for a service (V8's heap flags), or null: the tests and the
+ * benchmarks run each service with the flags it ships with.
+ */
+export function unitNodeOptions(service: string): string | null {
+  let unit: string;
+  try {
+    unit = readFileSync(path.join(unitsDir, `tope-${service}.service`), 'utf8');
+  } catch {
+    return null; // not one of the product's services
+  }
+  return /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(unit)?.[1] ?? null;
+}
 
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
@@ -90,7 +108,9 @@ export class Service {
     const inherited = Object.fromEntries(
       ['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]),
     );
-    this.child = spawn(file, args, { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const nodeOptions = command ? null : unitNodeOptions(name);
+    const shipped = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
+    this.child = spawn(file, args, { env: { ...inherited, ...shipped, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.child.stdout!.setEncoding('utf8').on('data', (c: string) => {
       buf += c;

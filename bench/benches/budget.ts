@@ -1,0 +1,168 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { BenchContext } from '../context.js';
+import { bareNodeRss } from '../lib/bare-node.js';
+import { BenchDevice, loggedAt } from '../lib/bench-device.js';
+import { sleep } from '../lib/clock.js';
+import { hashCost, processCpuMs, shellCpuMs } from '../lib/cpu.js';
+import { outcome, requestDownload, requestUpdate } from '../lib/downloads.js';
+import { UNIT_PREFIX, type PackageFile } from '../lib/packages.js';
+import { readMemory } from '../lib/proc.js';
+import { fmt, type Row } from '../lib/report.js';
+import { median } from '../lib/stats.js';
+import { PROCESSES, rateOf, type Proc } from '../lib/update-run.js';
+import type { OriginProcess } from '../origin/origin-process.js';
+
+// The printer's budget (issue 16), each figure against its bound's reference in the same run:
+// every process's peak RSS over a whole update of the large package against a bare node + 16 MiB;
+// the sum of the two processes at work, sampled together, at the download's and the install's
+// peak against 110 MiB; and the fetcher's CPU time per GiB against MD5 + SHA-256 of the same
+// bytes on one thread, with curl + md5sum + sha256sum beside it.
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const PAIR_BOUND = 110 * MiB;
+
+interface BudgetRun {
+  peak: Record<Proc, number>;
+  /** The largest simultaneous VmRSS of gateway + fetcher while downloading. */
+  downloadPair: number;
+  /** The same of gateway + installer while installing. */
+  installPair: number;
+  fetcherCpuMs: number;
+  downloadMs: number;
+}
+
+/** Samples the three processes together; `phase` says which pair's sum is being watched. */
+class PairSampler {
+  phase: 'download' | 'install' = 'download';
+  readonly sums = { download: 0, install: 0 };
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly pids: Record<Proc, number>) {
+    this.timer = setInterval(() => this.sample(), 20);
+  }
+
+  sample(): void {
+    const rss = (p: Proc) => readMemory(this.pids[p])?.rss ?? 0;
+    const worker: Proc = this.phase === 'download' ? 'fetcher' : 'installer';
+    this.sums[this.phase] = Math.max(this.sums[this.phase], rss('api-gateway') + rss(worker));
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+async function budgetRun(origin: OriginProcess, pkg: PackageFile): Promise<BudgetRun> {
+  const d = new BenchDevice();
+  try {
+    await d.start('fetcher', 'installer', 'api-gateway');
+    await d.unitsRunning(1, UNIT_PREFIX);
+    const pids = Object.fromEntries(PROCESSES.map((p) => [p, d.pid(p)])) as Record<Proc, number>;
+    const sampler = new PairSampler(pids);
+    const version = '2.0.0';
+    const cpu0 = processCpuMs(pids.fetcher);
+    const t0 = Date.now();
+    await requestDownload(d.base, origin.url(path.basename(pkg.file)), pkg, version);
+    const verified = await outcome(d.service('fetcher'), 0, 'package verified', 'download failed', 60 * 60_000);
+    const fetcherCpuMs = processCpuMs(pids.fetcher) - cpu0;
+    const downloadMs = loggedAt(verified) - t0;
+    sampler.sample();
+    await d.waitStage('toInstall', 60_000);
+    sampler.phase = 'install';
+    const installer = d.service('installer');
+    const from = installer.lines.length;
+    await requestUpdate(d.base, version);
+    await outcome(installer, from, 'install succeeded', 'install failed', 30 * 60_000);
+    await d.waitStage('success', 60_000);
+    sampler.sample();
+    sampler.stop();
+    const peak = Object.fromEntries(PROCESSES.map((p) => [p, readMemory(pids[p])?.peakRss ?? NaN])) as Record<
+      Proc,
+      number
+    >;
+    return { peak, downloadPair: sampler.sums.download, installPair: sampler.sums.install, fetcherCpuMs, downloadMs };
+  } finally {
+    await d.dispose();
+  }
+}
+
+export async function benchBudget(ctx: BenchContext): Promise<Row[]> {
+  const { plan, packages } = ctx;
+  const pkg = packages.large;
+  const bare: number[] = [];
+  for (let i = 0; i < 3; i++) bare.push(await bareNodeRss());
+  const processBound = median(bare) + 16 * MiB;
+  const runs: BudgetRun[] = [];
+  const hashing: Array<{ cpuMs: number; wallMs: number }> = [];
+  const tools: number[] = [];
+  for (let i = 1; i <= plan.runs.large; i++) {
+    ctx.say(`budget, a whole ${fmt.size(pkg.payloadBytes)} update: run ${i}/${plan.runs.large}`);
+    runs.push(await budgetRun(ctx.origin, pkg));
+    hashing.push(await hashCost(pkg.file));
+    const out = path.join(ctx.scratch, 'budget-curl.out');
+    tools.push(
+      await shellCpuMs('curl -sS --fail -o "$2" "$1" && md5sum "$2" && sha256sum "$2"', [
+        ctx.origin.url(path.basename(pkg.file)),
+        out,
+      ]),
+    );
+    await fsp.rm(out, { force: true });
+    await sleep(200);
+  }
+  const perGiB = (ms: number) => (ms * GiB) / pkg.size;
+  const size = fmt.size(pkg.payloadBytes);
+  const n = String(runs.length);
+  const rows: Row[] = PROCESSES.map((p) => {
+    const peak = median(runs.map((r) => r.peak[p]));
+    return {
+      measure: `Peak RSS (VmHWM) of ${p} over a whole ${size} update at loopback speed (bound: ≤ 1.00×)`,
+      value: fmt.mib(peak),
+      reference: `idle bare node + 16 MiB: ${fmt.mib(processBound)}`,
+      ratio: fmt.ratio(peak / processBound),
+      runs: n,
+    };
+  });
+  for (const [pair, what, key] of [
+    ['api-gateway + fetcher', "the download's", 'downloadPair'],
+    ['api-gateway + installer', "the install's", 'installPair'],
+  ] as const) {
+    const sum = median(runs.map((r) => r[key]));
+    rows.push({
+      measure: `RSS of ${pair} together at ${what} peak, ${size} (sampled every 20 ms; bound: ≤ 1.00×)`,
+      value: fmt.mib(sum),
+      reference: `the bound: ${fmt.mib(PAIR_BOUND)}`,
+      ratio: fmt.ratio(sum / PAIR_BOUND),
+      runs: n,
+    });
+  }
+  const fetcherCpu = median(runs.map((r) => perGiB(r.fetcherCpuMs)));
+  const hashCpu = median(hashing.map((h) => perGiB(h.cpuMs)));
+  const hashRate = median(hashing.map((h) => rateOf(pkg.size, h.wallMs)));
+  const downloadRate = median(runs.map((r) => rateOf(pkg.size, r.downloadMs)));
+  rows.push(
+    {
+      measure: `Fetcher CPU time (user+sys) per GiB downloaded over loopback, ${size} (bound: ≤ 1.30×)`,
+      value: `${(fetcherCpu / 1000).toFixed(2)} s`,
+      reference: `MD5+SHA-256 of the same bytes on one thread: ${(hashCpu / 1000).toFixed(2)} s`,
+      ratio: fmt.ratio(fetcherCpu / hashCpu),
+      runs: n,
+    },
+    {
+      measure: `Download ${size} over loopback (POST /download → verified) against one-thread hashing (bound: ≥ 0.90×)`,
+      value: fmt.rate(downloadRate),
+      reference: `MD5+SHA-256 on one thread: ${fmt.rate(hashRate)}`,
+      ratio: fmt.ratio(downloadRate / hashRate),
+      runs: n,
+    },
+    {
+      measure: `curl -o + md5sum + sha256sum of the same file, CPU time (user+sys) per GiB (informative)`,
+      value: `${(median(tools.map(perGiB)) / 1000).toFixed(2)} s`,
+      reference: `MD5+SHA-256 on one Node thread: ${(hashCpu / 1000).toFixed(2)} s`,
+      ratio: fmt.ratio(median(tools.map(perGiB)) / hashCpu),
+      runs: n,
+    },
+  );
+  return rows;
+}
