@@ -16,7 +16,11 @@ const armedHit = Number(armed?.[2] ?? 1);
 const stopAt = armedSpec(process.env.TOPE_FAILPOINT_STOP);
 const stopHit = Number(stopAt?.[2] ?? 1);
 const trace = process.env.TOPE_FAILPOINT_TRACE;
-const service = path.basename(path.dirname(process.argv[1] ?? ''));
+const entry = process.argv[1] ?? '';
+// the service a pass is counted for: dist/bundle/<service>.js as built and shipped, or
+// dist/services/<service>/main.js as tsc leaves it
+const service =
+  path.basename(entry) === 'main.js' ? path.basename(path.dirname(entry)) : path.basename(entry, path.extname(entry));
 const passes = new Map<string, number>();
 
 function pass(name: string): void {
