@@ -31,6 +31,9 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_HTTP_TIMEOUT_MS: '1000',
     TOPE_DEVICE_API_URL: 'http://127.0.0.1:9', // discard port: nobody listens
     TOPE_LOG_LEVEL: 'debug',
+    // the tests' packages name many stand-in units (a.service, printer@…); the policy itself is
+    // tested with narrower values (installer-confinement.test.ts), the updater's own always refused
+    TOPE_MANAGED_UNITS: '*',
     ...extra,
   };
   // a device that trusts the tests' vendor key and is a `tope-test`, as a printer trusts its vendor's

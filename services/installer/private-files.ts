@@ -1,0 +1,131 @@
+import { constants, promises as fsp, type BigIntStats } from 'node:fs';
+import path from 'node:path';
+import { fsyncDir } from '../../shared/durable-store.js';
+import { isErrnoException, UpdaterError } from '../../shared/errors.js';
+
+// The new snapshot starts as hard links to `current` (versions.ts, linkTree): the space saving of
+// an update that carries only what changed. An in-place write by a post_cmd (an append, a
+// truncate, chmod, chown, touch, a database opened read-write) would go through such a link into
+// the same inode in `current`, `previous` and `factory`, and a failed install would have changed
+// the running version and what a rollback goes back to.
+//
+// So, for a package with post_cmds, before they run every file of the staged snapshot that shares
+// its inode with another name is replaced by a private copy: the copy is a reflink where the file
+// system can (btrfs, xfs: no bytes copied, no space used), a plain copy elsewhere; mode, owner and
+// timestamps are the origin's; it is fsynced before the rename that puts it in place. The
+// post_cmds can then write only into the new version's own inodes. A package without post_cmds
+// keeps the sharing whole: nothing but the installer writes the staged tree, and it writes each
+// file under a new name and renames it over the link (package-archive.ts, extractTo).
+//
+// After the post_cmds succeed, a copy that none of them touched is linked back to its origin, so
+// that on a file system without reflinks the snapshots still share what did not change. "Not
+// touched" is read from the inode's change time (ctime), which every write, truncate, chmod,
+// chown and utime moves and no caller can set: a copy whose inode and ctime are the ones it had
+// when it was made is byte- and metadata-identical to its origin, and needs no read to tell. The
+// kernel stamps ctime from a coarse clock (one tick, at most 10 ms); the post_cmds start only
+// once a tick has surely passed since the last copy was made, so a write cannot share its stamp.
+
+/** A private copy made for the post_cmds: where it is, and its inode and ctime as made. */
+export interface PrivateCopy {
+  rel: string;
+  ino: bigint;
+  ctimeNs: bigint;
+}
+
+/** What a private copy must outlast before a write to it is sure to move its ctime: a coarse clock tick, with margin. */
+const CTIME_TICK_MS = 20;
+
+const tmpOf = (file: string) => `${file}.tope-private`;
+
+/** Every regular file of `root` (recursively) whose inode has another name, replaced by a private copy. */
+export async function privatizeShared(root: string): Promise<PrivateCopy[]> {
+  const copies: PrivateCopy[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    let changed = false;
+    for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(file);
+      else if (entry.isFile()) {
+        const st = await fsp.lstat(file, { bigint: true });
+        if (st.nlink < 2n) continue; // its own inode already (a file the package carries)
+        copies.push(await privateCopy(root, file, st));
+        changed = true;
+      }
+    }
+    if (changed) await fsyncDir(dir);
+  };
+  await walk(root);
+  return copies;
+}
+
+async function privateCopy(root: string, file: string, origin: BigIntStats): Promise<PrivateCopy> {
+  const tmp = tmpOf(file);
+  try {
+    await fsp.rm(tmp, { force: true });
+    await fsp.copyFile(file, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    const fh = await fsp.open(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      await fh.chown(Number(origin.uid), Number(origin.gid));
+      await fh.chmod(Number(origin.mode & 0o7777n)); // after chown, which clears setuid and setgid
+      await fh.utimes(toSeconds(origin.atimeNs), toSeconds(origin.mtimeNs));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    if (isErrnoException(e, 'ENOSPC'))
+      throw new UpdaterError('DISK_FULL', `no space left for a private copy of ${file} for the post_cmds`);
+    throw new UpdaterError('DEPLOYMENT_FAILED', `cannot make a private copy of ${file}: ${(e as Error).message}`);
+  }
+  const made = await fsp.lstat(file, { bigint: true });
+  return { rel: path.relative(root, file), ino: made.ino, ctimeNs: made.ctimeNs };
+}
+
+// seconds as a number keep the microseconds a Date would drop
+const toSeconds = (ns: bigint): number => Number(ns / 1000n) / 1e6;
+
+/** Size, mode, owner and mtime (to the microsecond a copy keeps of it) the same. */
+function sameContentStamp(a: BigIntStats, b: BigIntStats): boolean {
+  const mtimeApart = a.mtimeNs > b.mtimeNs ? a.mtimeNs - b.mtimeNs : b.mtimeNs - a.mtimeNs;
+  return a.size === b.size && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && mtimeApart < 1000n;
+}
+
+/** Waits until a write to any of `copies` is sure to get a later ctime than the copy's own (see above). */
+export async function outlastCopies(copies: readonly PrivateCopy[], now = Date.now): Promise<void> {
+  if (!copies.length) return;
+  const newestMs = Number(copies.reduce((max, c) => (c.ctimeNs > max ? c.ctimeNs : max), 0n) / 1_000_000n);
+  const wait = newestMs + CTIME_TICK_MS - now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
+/**
+ * After the post_cmds succeeded: each copy none of them touched (same inode, same ctime) becomes
+ * a hard link to its origin in `originRoot` again, which is the same bytes, mode, owner and mtime.
+ * The caller fsyncs the tree afterwards (syncFiles). Returns how many were linked back.
+ */
+export async function linkBackUntouched(
+  root: string,
+  originRoot: string,
+  copies: readonly PrivateCopy[],
+): Promise<number> {
+  let linked = 0;
+  const dirs = new Set<string>();
+  for (const copy of copies) {
+    const file = path.join(root, copy.rel);
+    const origin = path.join(originRoot, copy.rel);
+    const now = await fsp.lstat(file, { bigint: true }).catch(() => null);
+    if (!now || !now.isFile() || now.ino !== copy.ino || now.ctimeNs !== copy.ctimeNs) continue;
+    const from = await fsp.lstat(origin, { bigint: true }).catch(() => null);
+    if (!from || !from.isFile() || !sameContentStamp(now, from)) continue; // the origin changed since: keep the copy
+    const tmp = tmpOf(file);
+    await fsp.rm(tmp, { force: true });
+    await fsp.link(origin, tmp);
+    await fsp.rename(tmp, file);
+    dirs.add(path.dirname(file));
+    linked++;
+  }
+  for (const dir of dirs) await fsyncDir(dir);
+  return linked;
+}
