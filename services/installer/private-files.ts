@@ -12,7 +12,8 @@ import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 // So, for a package with post_cmds, before they run every file of the staged snapshot that shares
 // its inode with another name is replaced by a private copy: the copy is a reflink where the file
 // system can (btrfs, xfs: no bytes copied, no space used), a plain copy elsewhere; mode, owner and
-// timestamps are the origin's; it is fsynced before the rename that puts it in place. The
+// timestamps are the origin's (timestamps to a fraction of a microsecond: node's utimes takes
+// seconds as a double); it is fsynced before the rename that puts it in place. The
 // post_cmds can then write only into the new version's own inodes. A package without post_cmds
 // keeps the sharing whole: nothing but the installer writes the staged tree, and it writes each
 // file under a new name and renames it over the link (package-archive.ts, extractTo).
