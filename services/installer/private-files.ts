@@ -1,6 +1,6 @@
 import { constants, promises as fsp, type BigIntStats } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../../shared/durable-store.js';
+import { fsyncDir, fsyncFile } from '../../shared/durable-store.js';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 
 // The new snapshot starts as hard links to `current` (versions.ts, linkTree): the space saving of
@@ -13,7 +13,7 @@ import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 // its inode with another name is replaced by a private copy: the copy is a reflink where the file
 // system can (btrfs, xfs: no bytes copied, no space used), a plain copy elsewhere; mode, owner and
 // timestamps are the origin's (timestamps to a fraction of a microsecond: node's utimes takes
-// seconds as a double); it is fsynced before the rename that puts it in place. The
+// seconds as a double); all are fsynced before the staging tree is finalized. The
 // post_cmds can then write only into the new version's own inodes. A package without post_cmds
 // keeps the sharing whole: nothing but the installer writes the staged tree, and it writes each
 // file under a new name and renames it over the link (package-archive.ts, extractTo).
@@ -38,25 +38,35 @@ const CTIME_TICK_MS = 20;
 
 const tmpOf = (file: string) => `${file}.tope-private`;
 
-/** Every regular file of `root` (recursively) whose inode has another name, replaced by a private copy. */
+/**
+ * Every regular file of `root` (a staging tree, discarded whole if the install stops before it is
+ * finalized) whose inode has another name, replaced by a private copy; then each copy and each
+ * directory fsynced, in one pass after all the copies (a file system commits its journal once
+ * for the lot, not once per file).
+ */
 export async function privatizeShared(root: string): Promise<PrivateCopy[]> {
   const copies: PrivateCopy[] = [];
+  const dirs = new Set<string>();
   const walk = async (dir: string): Promise<void> => {
-    let changed = false;
-    for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) await walk(file);
-      else if (entry.isFile()) {
-        const st = await fsp.lstat(file, { bigint: true });
-        if (st.nlink < 2n) continue; // its own inode already (a file the package carries)
-        copies.push(await privateCopy(root, file, st));
-        changed = true;
-      }
-    }
-    if (changed) await fsyncDir(dir);
+    const entries = await fsp.readdir(dir, { withFileTypes: true });
+    const files = entries.filter((e) => e.isFile()).map((e) => path.join(dir, e.name));
+    await inBatches(files, async (file) => {
+      const st = await fsp.lstat(file, { bigint: true });
+      if (st.nlink < 2n) return; // its own inode already (a file the package carries)
+      copies.push(await privateCopy(root, file, st));
+      dirs.add(dir);
+    });
+    for (const e of entries) if (e.isDirectory()) await walk(path.join(dir, e.name));
   };
   await walk(root);
+  await inBatches(copies, (copy) => fsyncFile(path.join(root, copy.rel)));
+  for (const dir of dirs) await fsyncDir(dir);
   return copies;
+}
+
+/** A few file operations at once: libuv's threadpool runs four, and one at a time leaves it idle. */
+async function inBatches<T>(items: readonly T[], each: (item: T) => Promise<void>, width = 8): Promise<void> {
+  for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(each));
 }
 
 async function privateCopy(root: string, file: string, origin: BigIntStats): Promise<PrivateCopy> {
@@ -69,7 +79,6 @@ async function privateCopy(root: string, file: string, origin: BigIntStats): Pro
       await fh.chown(Number(origin.uid), Number(origin.gid));
       await fh.chmod(Number(origin.mode & 0o7777n)); // after chown, which clears setuid and setgid
       await fh.utimes(toSeconds(origin.atimeNs), toSeconds(origin.mtimeNs));
-      await fh.sync();
     } finally {
       await fh.close();
     }
@@ -84,8 +93,8 @@ async function privateCopy(root: string, file: string, origin: BigIntStats): Pro
   return { rel: path.relative(root, file), ino: made.ino, ctimeNs: made.ctimeNs };
 }
 
-// seconds as a number keep the microseconds a Date would drop
-const toSeconds = (ns: bigint): number => Number(ns / 1000n) / 1e6;
+// seconds as a number (the nearest double: within a quarter of a microsecond today) keep what a Date would drop
+const toSeconds = (ns: bigint): number => Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 
 /** Size, mode, owner and mtime (to the microsecond a copy keeps of it) the same. */
 function sameContentStamp(a: BigIntStats, b: BigIntStats): boolean {
@@ -104,29 +113,33 @@ export async function outlastCopies(copies: readonly PrivateCopy[], now = Date.n
 /**
  * After the post_cmds succeeded: each copy none of them touched (same inode, same ctime) becomes
  * a hard link to its origin in `originRoot` again, which is the same bytes, mode, owner and mtime.
- * The caller fsyncs the tree afterwards (syncFiles). Returns how many were linked back.
+ * The caller fsyncs the tree afterwards (syncFiles); the files linked back (returned, relative
+ * paths) are the running snapshot's own and on disk already.
  */
 export async function linkBackUntouched(
   root: string,
   originRoot: string,
   copies: readonly PrivateCopy[],
-): Promise<number> {
-  let linked = 0;
+): Promise<Set<string>> {
+  const linked = new Set<string>();
   const dirs = new Set<string>();
-  for (const copy of copies) {
+  await inBatches(copies, async (copy) => {
     const file = path.join(root, copy.rel);
     const origin = path.join(originRoot, copy.rel);
     const now = await fsp.lstat(file, { bigint: true }).catch(() => null);
-    if (!now || !now.isFile() || now.ino !== copy.ino || now.ctimeNs !== copy.ctimeNs) continue;
+    if (!now || !now.isFile() || now.ino !== copy.ino || now.ctimeNs !== copy.ctimeNs) return;
     const from = await fsp.lstat(origin, { bigint: true }).catch(() => null);
-    if (!from || !from.isFile() || !sameContentStamp(now, from)) continue; // the origin changed since: keep the copy
+    if (!from || !from.isFile() || !sameContentStamp(now, from)) return; // the origin changed since: keep the copy
     const tmp = tmpOf(file);
-    await fsp.rm(tmp, { force: true });
-    await fsp.link(origin, tmp);
+    await fsp.link(origin, tmp).catch(async (e: unknown) => {
+      if (!isErrnoException(e, 'EEXIST')) throw e;
+      await fsp.unlink(tmp); // a leftover of an earlier attempt in this staged tree
+      await fsp.link(origin, tmp);
+    });
     await fsp.rename(tmp, file);
     dirs.add(path.dirname(file));
-    linked++;
-  }
+    linked.add(copy.rel);
+  });
   for (const dir of dirs) await fsyncDir(dir);
   return linked;
 }

@@ -219,12 +219,16 @@ export class Transaction {
       }
     }
     if (!manifest.modules.some((m) => m.post_cmds?.length)) return;
+    let linkedBack = new Set<string>();
     if (this.recorded.fromDir && this.privateCopies.length) {
-      const linked = await linkBackUntouched(dir, versions.pathOf(this.recorded.fromDir), this.privateCopies);
-      this.context.log.info({ copies: this.privateCopies.length, linkedBack: linked }, 'private copies linked back');
+      linkedBack = await linkBackUntouched(dir, versions.pathOf(this.recorded.fromDir), this.privateCopies);
+      this.context.log.info(
+        { copies: this.privateCopies.length, linkedBack: linkedBack.size },
+        'private copies linked back',
+      );
     }
     // the post_cmds wrote into the snapshot after it was made durable: again, before the switch
-    await versions.syncFiles(this.recorded.targetDir);
+    await versions.syncFiles(this.recorded.targetDir, linkedBack);
   }
 
   private async switchCurrent(): Promise<void> {
