@@ -76,7 +76,10 @@ async function privateCopy(root: string, file: string, origin: BigIntStats): Pro
     await fsp.copyFile(file, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
     const fh = await fsp.open(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
-      await fh.chown(Number(origin.uid), Number(origin.gid));
+      const copied = await fh.stat({ bigint: true });
+      // only when it differs: `make run`'s installer is no root, and its files are its own
+      if (copied.uid !== origin.uid || copied.gid !== origin.gid)
+        await fh.chown(Number(origin.uid), Number(origin.gid));
       await fh.chmod(Number(origin.mode & 0o7777n)); // after chown, which clears setuid and setgid
       await fh.utimes(toSeconds(origin.atimeNs), toSeconds(origin.mtimeNs));
     } finally {
