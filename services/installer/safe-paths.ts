@@ -45,7 +45,9 @@ export async function checkDestination(
     try {
       st = await fsp.lstat(at);
     } catch (e) {
-      if (isErrnoException(e, 'ENOENT')) return; // what is missing is created by the installer, as directories
+      // what is missing is created by the installer, as directories; a root that is no directory
+      // (ENOTDIR) fails the write itself, with its own error
+      if (isErrnoException(e, 'ENOENT') || isErrnoException(e, 'ENOTDIR')) return;
       throw e;
     }
     if (!last) {

@@ -133,7 +133,10 @@ export class Transaction {
       } else await holdInPlace(archive, placement, this.heldPath(index));
       failpoint('installer.module-staged');
     }
-    if (postCmds) this.privateCopies = await privatizeShared(staging);
+    if (postCmds) {
+      this.privateCopies = await privatizeShared(staging);
+      failpoint('installer.private-copies-made');
+    }
     await versions.finalize(this.recorded.stagingDir, this.recorded.targetDir);
     failpoint('installer.snapshot-finalized');
   }
@@ -227,6 +230,7 @@ export class Transaction {
         'private copies linked back',
       );
     }
+    failpoint('installer.linked-back');
     // the post_cmds wrote into the snapshot after it was made durable: again, before the switch
     await versions.syncFiles(this.recorded.targetDir, linkedBack);
   }
