@@ -21,8 +21,10 @@ import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 // After the post_cmds succeed, a copy that none of them touched is linked back to its origin, so
 // that on a file system without reflinks the snapshots still share what did not change. "Not
 // touched" is read from the inode's change time (ctime), which every write, truncate, chmod,
-// chown and utime moves and no caller can set: a copy whose inode and ctime are the ones it had
-// when it was made is byte- and metadata-identical to its origin, and needs no read to tell. The
+// chown and utime moves and no caller can set (short of setting the system clock back, which is
+// the post_cmds' sandbox's to forbid; even then the worst is a post_cmd's change lost from the new
+// version, never a kept snapshot written): a copy whose inode and ctime are the ones it had when
+// it was made is byte- and metadata-identical to its origin, and needs no read to tell. The
 // kernel stamps ctime from a coarse clock (one tick, at most 10 ms); the post_cmds start only
 // once a tick has surely passed since the last copy was made, so a write cannot share its stamp.
 
