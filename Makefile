@@ -20,7 +20,7 @@ COVERAGE_LINES ?= 85
 # a selection: make test TESTS=dist/test/transfer.test.js COVERAGE_LINES=0
 TESTS ?= dist/test/*.test.js
 
-.PHONY: all deps build run test lint format bench campaign powercut reliability clean install install-files tools sample deb deb-package
+.PHONY: all deps build run test lint format bench bench-peers campaign powercut reliability clean install install-files tools sample deb deb-package
 
 all: build
 
@@ -64,6 +64,11 @@ test: build tools lint
 # var/bench/ instead.
 bench: build
 	$(NODE) dist/bench/main.js
+
+# Only the rows against the peers (SWUpdate and Mender from Debian, which it installs when missing;
+# root): a selection, written to var/bench/BENCHMARKS.partial.md. BENCH_QUICK=1 works here too.
+bench-peers: build
+	BENCH_ONLY=peers $(NODE) dist/bench/main.js
 
 # The random SIGKILL campaign alone, longer than CI's (make campaign N=1000).
 N ?= 1000

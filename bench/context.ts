@@ -13,4 +13,6 @@ export interface BenchContext {
   /** small and large: the "100 MB" and "1 GB" of README's bounds; resumeCapped: the smaller file of the SIGKILL-and-resume runs at 10 Mbit/s. */
   packages: { small: PackageFile; large: PackageFile; resumeCapped: PackageFile };
   say: (message: string) => void;
+  /** Markdown a benchmark adds below the table (a table of its own, its bounds met or not). */
+  sections: string[];
 }

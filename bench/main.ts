@@ -2,11 +2,13 @@ import { mkdirSync, mkdtempSync, promises as fsp, readFileSync, writeFileSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArm64 } from './benches/arm64.js';
 import { benchCapped } from './benches/capped.js';
 import { benchColdStart } from './benches/cold-start.js';
 import { benchDownload } from './benches/download.js';
 import { benchIdle } from './benches/idle.js';
 import { benchInstall } from './benches/install.js';
+import { benchPeers } from './benches/peers.js';
 import { benchPostCmds } from './benches/post-cmds.js';
 import { benchProgressLatency } from './benches/progress-latency.js';
 import { benchResume } from './benches/resume.js';
@@ -18,7 +20,7 @@ import { describeCommit, describeMachine } from './lib/machine.js';
 import { writeBigPackage } from './lib/packages.js';
 import { fmt, table, type Row } from './lib/report.js';
 import { OriginProcess } from './origin/origin-process.js';
-import { makePlan } from './plan.js';
+import { makePlan, type Plan } from './plan.js';
 
 // `make bench`: every benchmark against real service processes, one table on stdout and in
 // BENCHMARKS.md. A quick run (BENCH_QUICK=1) or a selection (BENCH_ONLY=download,install) writes
@@ -37,7 +39,45 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   'post-cmds': benchPostCmds,
   trust: benchTrust,
   idle: benchIdle,
+  // SWUpdate and Mender from Debian beside ours; `make bench-peers` runs it alone
+  peers: benchPeers,
+  // last: the emulated runs keep both cores busy
+  arm64: benchArm64,
 };
+
+/** Benchmarks that make their own files and servers: a selection of only these skips the shared ones. */
+const SELF_CONTAINED = new Set(['peers']);
+
+type Shared = Pick<BenchContext, 'origin' | 'cappedOrigin' | 'packages'>;
+
+/** The packages most benchmarks download, and the two servers (full speed, 10 Mbit/s) that serve them. */
+async function sharedPackages(plan: Plan, served: string, cleanups: Array<() => Promise<unknown>>): Promise<Shared> {
+  mkdirSync(served);
+  say(
+    `writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`,
+  );
+  const packages = {
+    small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
+    large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
+    resumeCapped: await writeBigPackage(path.join(served, 'resume-capped.zip'), '2.0.0', plan.resumeCappedPackage),
+  };
+  const origin = await OriginProcess.start(served, null);
+  cleanups.push(() => origin.stop());
+  const cappedOrigin = await OriginProcess.start(served, plan.capBytesPerSecond);
+  cleanups.push(() => cappedOrigin.stop());
+  return { origin, cappedOrigin, packages };
+}
+
+/** For a selection of self-contained benchmarks: touching the shared packages is a bug in SELF_CONTAINED. */
+function withoutSharedPackages(base: Omit<BenchContext, keyof Shared>): BenchContext {
+  const none = (): never => {
+    throw new Error('a benchmark in SELF_CONTAINED (bench/main.ts) used the shared packages or origins');
+  };
+  return Object.defineProperties(
+    { ...base },
+    { origin: { get: none }, cappedOrigin: { get: none }, packages: { get: none } },
+  ) as BenchContext;
+}
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const say = (m: string) => process.stderr.write(`bench: ${m}\n`);
@@ -54,24 +94,15 @@ async function run(): Promise<void> {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-bench-'));
   const cleanups: Array<() => Promise<unknown>> = [() => fsp.rm(scratch, { recursive: true, force: true })];
   let rows: Row[] = [];
+  const sections: string[] = [];
   // the machine line has the load at the start only; each benchmark's own tells which rows ran beside other work
   const loads: string[] = [];
   try {
-    const served = path.join(scratch, 'served');
-    mkdirSync(served);
-    say(
-      `writing the packages (${fmt.size(plan.smallPackage)}, ${fmt.size(plan.largePackage)}, ${fmt.size(plan.resumeCappedPackage)}) to ${served}`,
-    );
-    const packages = {
-      small: await writeBigPackage(path.join(served, 'small.zip'), '2.0.0', plan.smallPackage),
-      large: await writeBigPackage(path.join(served, 'large.zip'), '2.0.0', plan.largePackage),
-      resumeCapped: await writeBigPackage(path.join(served, 'resume-capped.zip'), '2.0.0', plan.resumeCappedPackage),
-    };
-    const origin = await OriginProcess.start(served, null);
-    cleanups.push(() => origin.stop());
-    const cappedOrigin = await OriginProcess.start(served, plan.capBytesPerSecond);
-    cleanups.push(() => cappedOrigin.stop());
-    const ctx: BenchContext = { plan, scratch, origin, cappedOrigin, packages, say };
+    const selected = Object.keys(BENCHES).filter((name) => !plan.only || plan.only.includes(name));
+    const base = { plan, scratch, say, sections };
+    const ctx: BenchContext = selected.some((name) => !SELF_CONTAINED.has(name))
+      ? { ...base, ...(await sharedPackages(plan, path.join(scratch, 'served'), cleanups)) }
+      : withoutSharedPackages(base);
     for (const [name, bench] of Object.entries(BENCHES)) {
       if (plan.only && !plan.only.includes(name)) continue;
       const load = os.loadavg()[0].toFixed(2);
@@ -83,7 +114,7 @@ async function run(): Promise<void> {
     while (cleanups.length) await cleanups.pop()!().catch((e) => say(`cleanup: ${(e as Error).message}`));
   }
   const minutes = (nowMs() - t0) / 60_000;
-  const out = table(rows);
+  const out = [table(rows), ...sections].join('\n\n');
   process.stdout.write(`${out}\n`);
   // only a full run of every benchmark is a record
   const partial = plan.quick || plan.only !== null;

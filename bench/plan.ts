@@ -16,6 +16,8 @@ export interface Plan {
   /** The SIGKILL-and-resume runs at 10 Mbit/s use a smaller file (100 MiB takes ~84 s there). */
   resumeCappedPackage: number;
   capBytesPerSecond: number;
+  /** The payload each tool installs in the side-by-side rows against SWUpdate and Mender. */
+  peersPayload: number;
   runs: {
     small: number;
     large: number;
@@ -27,6 +29,8 @@ export interface Plan {
     resume: number;
     install: number;
     idle: number;
+    arm64: number;
+    peers: number;
   };
   latencyRequestsPerSecond: number;
   /** How long each /progress latency run polls while downloads run back to back. */
@@ -49,6 +53,7 @@ export function makePlan(env = process.env): Plan {
     largePackage: quick ? 32 * MiB : 1024 * MiB,
     resumeCappedPackage: quick ? 1 * MiB : 16 * MiB,
     capBytesPerSecond: 10_000_000 / 8,
+    peersPayload: quick ? 8 * MiB : 100 * MiB,
     runs: quick
       ? {
           small: 2,
@@ -61,6 +66,8 @@ export function makePlan(env = process.env): Plan {
           resume: 2,
           install: 2,
           idle: 1,
+          arm64: 1,
+          peers: 2,
         }
       : {
           small: 5,
@@ -73,6 +80,8 @@ export function makePlan(env = process.env): Plan {
           resume: 5,
           install: 5,
           idle: 3,
+          arm64: 3,
+          peers: 7,
         },
     latencyRequestsPerSecond: 20,
     latencyRunMs: quick ? 3000 : 10_000,

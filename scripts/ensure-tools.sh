@@ -10,6 +10,9 @@ command -v python3 >/dev/null || need+=(python3)
 # saying why, when it is missing and cannot be installed.
 optional=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || optional+=(nginx)
+# The services on arm64 code (test/arm64.test.ts): QEMU's user-mode emulator, which
+# scripts/arm64-runtime.sh runs explicitly with the arm64 Node and libraries it fetches itself.
+command -v qemu-aarch64-static >/dev/null || optional+=(qemu-user-static)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
   echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2
   exit 1
@@ -43,3 +46,6 @@ if [ "$(id -u)" -eq 0 ]; then
   bash "$(dirname "$0")/../test/system/sandbox.sh" prepare
   bash "$(dirname "$0")/../test/system/vm.sh" prepare
 fi
+# The arm64 Node and its libraries for test/arm64.test.ts, fetched once into a cache (the test
+# skips, saying why, without them).
+bash "$(dirname "$0")/arm64-runtime.sh" >/dev/null || echo "the arm64 runtime is not available; test/arm64.test.ts will be skipped" >&2

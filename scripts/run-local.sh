@@ -22,6 +22,8 @@ export TOPE_FETCHER_SOCKET="${TOPE_FETCHER_SOCKET:-$var/run/fetcher.sock}"
 export TOPE_INSTALLER_SOCKET="${TOPE_INSTALLER_SOCKET:-$var/run/installer.sock}"
 export TOPE_ROOT_PREFIX="${TOPE_ROOT_PREFIX:-$var/root}"
 export TOPE_ALLOW_HTTP="${TOPE_ALLOW_HTTP:-1}"
+# no systemd to sandbox post_cmds in: they run as the installer's children, said explicitly
+export TOPE_POST_CMD_SANDBOX="${TOPE_POST_CMD_SANDBOX:-none}"
 # the README's walk-through serves its sample package from 127.0.0.1:8000
 export TOPE_ALLOWED_URL_NETS="${TOPE_ALLOWED_URL_NETS:-127.0.0.0/8,::1/128}"
 window=${TOPE_RUN_RESTART_WINDOW_S:-10}

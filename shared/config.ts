@@ -81,6 +81,12 @@ export const configSchema = z.object({
         .min(1),
     ),
   TOPE_SYSTEMCTL: z.string().min(1).default('systemctl'),
+  // Where post_cmds run: `systemd`, each in a sandboxed transient unit of its own (systemd-run);
+  // `none`, as a child of the installer with only PATH and TOPE_VERSION* in its environment (make
+  // run, tests); `auto`, systemd under systemd as root, else every post_cmd fails (never unsandboxed
+  // unless this says so).
+  TOPE_POST_CMD_SANDBOX: z.enum(['auto', 'systemd', 'none']).default('auto'),
+  TOPE_SYSTEMD_RUN: z.string().min(1).default('systemd-run'),
   TOPE_ZIP_MAX_BYTES: z.coerce
     .number()
     .int()

@@ -30,6 +30,20 @@ export async function fsyncFile(file: string, mode?: number): Promise<void> {
   }
 }
 
+/**
+ * Removes a file or a whole tree and fsyncs the directory that held it: an unlink or rmdir that
+ * only reached the page cache comes back after a power cut (found by the power-cut VM: the
+ * installer's work directory, removed at the end of an install, was there again after the cut).
+ */
+export async function removeTreeDurably(target: string): Promise<void> {
+  const existed = await fsp.lstat(target).then(
+    () => true,
+    () => false,
+  );
+  await fsp.rm(target, { recursive: true, force: true });
+  if (existed) await fsyncDir(path.dirname(target));
+}
+
 /** temp file, fsync, rename, fsync of the directory: after a power cut the file is old or new. */
 export async function writeFileDurable(file: string, data: string | Buffer, mode = 0o640): Promise<void> {
   const tmp = `${file}${TEMP_MARK}${process.pid}-${++tempCounter}`;

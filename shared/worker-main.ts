@@ -100,7 +100,8 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
     (e) => log.error({ err: e }, 'command connection failed'),
   );
   const where = await listen(server, { socketPath: deps.socketPath, mode: 0o660 });
-  log.info({ where, stage: worker.stage() }, `${name} ready`);
+  // the CPU and Node it runs on, for a field report (the same build runs on x64 and arm64 boards)
+  log.info({ where, stage: worker.stage(), arch: process.arch, node: process.version }, `${name} ready`);
   notifier.ready(`Ready: ${worker.stage()}`);
 
   let stopping = false;

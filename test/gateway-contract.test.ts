@@ -5,7 +5,9 @@ import path from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
 import { createCommandServer, type Command, type Reply } from '../shared/protocol.js';
 import type { FetcherRecord, InstallerRecord } from '../shared/worker-records.js';
+import { MAX_HEADER_BYTES } from '../services/api-gateway/connection-limits.js';
 import { call } from './helpers/api.js';
+import { rawRequest, requestText } from './helpers/raw-http.js';
 import { TestDevice } from './helpers/device.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -90,6 +92,75 @@ test('GET /api/v1.0/openapi.json documents the three endpoints from the validati
   assert.deepEqual(download.required.sort(), ['package_md5', 'package_name', 'package_size', 'package_url', 'version']);
   assert.equal(download.properties.package_md5.pattern, '^[a-f0-9]{32}$');
   assert.equal(download.properties.version.pattern, '^[0-9]+\\.[0-9]+\\.[0-9]+$');
+});
+
+test('the OpenAPI document has the answers the gateway gives before any route: 403, 415 on POSTs, 408, 431, 400, each answered so by the running gateway', async () => {
+  const doc = (await call(device.base, 'GET', '/api/v1.0/openapi.json')).body;
+  const port = Number(new URL(device.base).port);
+  const host = `127.0.0.1:${port}`;
+  const documented = (route: string, method: string, status: number) =>
+    doc.paths[route][method].responses[String(status)]?.content['application/json'].schema;
+  const refused = [
+    {
+      route: '/api/v1.0/progress',
+      method: 'get',
+      text: requestText('GET', '/api/v1.0/progress', { host: 'evil.example' }),
+      error: 'HOST_NOT_ALLOWED',
+    },
+    {
+      route: '/api/v1.0/update',
+      method: 'post',
+      text: requestText(
+        'POST',
+        '/api/v1.0/update',
+        { host, origin: 'http://evil.example', 'content-type': 'application/json' },
+        '{}',
+      ),
+      error: 'CROSS_ORIGIN_REFUSED',
+    },
+    {
+      route: '/api/v1.0/download',
+      method: 'post',
+      text: requestText('POST', '/api/v1.0/download', { host, 'content-type': 'text/plain' }, '{}'),
+      error: 'UNSUPPORTED_MEDIA_TYPE',
+    },
+    {
+      route: '/',
+      method: 'get',
+      text: requestText('GET', '/', { host, 'x-filler': 'x'.repeat(MAX_HEADER_BYTES) }),
+      error: 'HEADERS_TOO_LARGE',
+    },
+  ];
+  for (const { route, method, text, error } of refused) {
+    const answer = await rawRequest(port, text);
+    assert.ok(answer.body.msg.startsWith(`${error}: `), answer.raw);
+    const schema = documented(route, method, answer.status);
+    assert.ok(schema, `${method} ${route}: ${answer.status} is not documented`);
+    assert.equal(schema.properties.code.const, answer.status);
+    assert.match(schema.properties.msg.description, new RegExp(error));
+  }
+  // every route: 403 (both codes), 408, 431 and 400; 415 on the POSTs only
+  for (const [route, methods] of Object.entries(doc.paths) as Array<[string, Record<string, any>]>) {
+    for (const [method, operation] of Object.entries(methods)) {
+      const statuses = Object.keys(operation.responses).sort();
+      assert.deepEqual(
+        statuses,
+        method === 'post' ? ['200', '400', '403', '408', '415', '431'] : ['200', '400', '403', '408', '431'],
+        `${method} ${route}`,
+      );
+      assert.match(
+        operation.responses['403'].content['application/json'].schema.properties.msg.description,
+        /HOST_NOT_ALLOWED or CROSS_ORIGIN_REFUSED/,
+      );
+      assert.match(operation.responses['408'].description, /REQUEST_TIMEOUT/);
+    }
+  }
+  // the envelope's code can be any the API gives
+  const code = doc.paths['/api/v1.0/progress'].get.responses['200'].content['application/json'].schema.properties.code;
+  assert.deepEqual(
+    code.anyOf.map((c: { const: number }) => c.const),
+    [200, 400, 403, 404, 408, 409, 410, 415, 431, 500],
+  );
 });
 
 test('fresh start: /progress is exactly the idle body of the contract', async () => {

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import type { Launcher } from '../../test/helpers/services.js';
 import type { OriginProcess } from '../origin/origin-process.js';
 import { BenchDevice, loggedAt } from './bench-device.js';
 import { sleep } from './clock.js';
@@ -35,9 +36,13 @@ export async function curlMs(scratch: string, origin: OriginProcess, pkg: Packag
   return ms;
 }
 
-/** POST /download → verified, then POST /update → success, with every process's peak RSS. */
-export async function updateRun(origin: OriginProcess, pkg: PackageFile): Promise<UpdateRun> {
+/**
+ * POST /download → verified, then POST /update → success, with every process's peak RSS; the
+ * services started by `launcher` when given (the arm64 row: under QEMU), else by this Node.
+ */
+export async function updateRun(origin: OriginProcess, pkg: PackageFile, launcher?: Launcher): Promise<UpdateRun> {
   const d = new BenchDevice();
+  d.launcher = launcher;
   try {
     await d.start('fetcher', 'installer', 'api-gateway');
     await d.unitsRunning(1, UNIT_PREFIX);

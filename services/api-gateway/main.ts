@@ -42,7 +42,7 @@ const server = http
   );
 limitConnections(server, { ...limits, maxConnections: config.TOPE_API_MAX_CONNECTIONS, log });
 const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
-log.info({ where, version }, 'api-gateway ready');
+log.info({ where, version, arch: process.arch, node: process.version }, 'api-gateway ready');
 const statusLine = new StatusLine(
   notifier,
   path.join(config.TOPE_ROOT_PREFIX, config.TOPE_VERSIONS_DIR, 'current'),

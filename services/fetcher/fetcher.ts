@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../../shared/config.js';
-import { fsyncDir, type DurableJson } from '../../shared/durable-store.js';
+import { fsyncDir, removeTreeDurably, type DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
@@ -383,7 +383,7 @@ export class Fetcher {
 
   private async clearPackages(): Promise<void> {
     for (const name of await fsp.readdir(this.deps.packagesDir)) {
-      await fsp.rm(path.join(this.deps.packagesDir, name), { force: true, recursive: true });
+      await removeTreeDurably(path.join(this.deps.packagesDir, name));
     }
   }
 
@@ -394,7 +394,7 @@ export class Fetcher {
     for (const name of await fsp.readdir(this.deps.packagesDir)) {
       if (!keep.has(name)) {
         this.deps.log.info({ file: name }, 'removing a stale file');
-        await fsp.rm(path.join(this.deps.packagesDir, name), { force: true, recursive: true });
+        await removeTreeDurably(path.join(this.deps.packagesDir, name));
       }
     }
   }

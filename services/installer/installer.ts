@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../../shared/config.js';
-import type { DurableJson } from '../../shared/durable-store.js';
+import { removeTreeDurably, type DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError, wireOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { checkPackage, checkPackageContent, hashingStream, PackageHasher } from '../../shared/package-check.js';
@@ -26,6 +26,7 @@ import { checkUnits, planInstall, unitsInOrder } from './manifest.js';
 import { PackageArchive } from '../../shared/package-archive.js';
 import type { TrustSettings } from '../../shared/trust/package-trust.js';
 import type { SecurityFloor } from '../../shared/trust/security-floor.js';
+import type { PostCmdRunner } from './post-cmds.js';
 import { recoveringMessage, step } from './steps.js';
 import { levelText, Transaction, type TransactionContext } from './transaction.js';
 import type { Units } from './units.js';
@@ -39,6 +40,8 @@ export interface InstallerDeps {
   fetcherStore: DurableJson<typeof fetcherRecordSchema>;
   versions: VersionStore;
   units: Units;
+  /** Runs each post_cmd in its sandbox. */
+  postCmds: PostCmdRunner;
   workDir: string;
   hostPath: (devicePath: string) => string;
   /** Reports and the busy marker: up from the install command until the install is over and reported. */
@@ -146,10 +149,7 @@ export class Installer {
     this.state = (await this.deps.store.read()) ?? empty;
     const journal = this.state.journal;
     // the package copy is worthless now; the backups in workDir are what an undo restores
-    await fsp.rm(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir, {
-      recursive: true,
-      force: true,
-    });
+    await removeTreeDurably(journal ? path.join(this.deps.workDir, 'package.zip') : this.deps.workDir);
     if (!journal) {
       await this.deps.versions.sweep();
       if (this.state.status.stage === 'installing') await this.conclude(null);
@@ -244,6 +244,7 @@ export class Installer {
       backups: new Backups(path.join(this.deps.workDir, 'backups')),
       heldDir: path.join(this.deps.workDir, 'held'),
       limits: this.deps.config,
+      postCmds: this.deps.postCmds,
       hostPath: this.deps.hostPath,
       journal: async (journal) => {
         this.state = { ...this.state, journal };
@@ -342,7 +343,7 @@ export class Installer {
     this.state = { ...this.state, journal: null, status };
     await this.persist();
     // only now: until the journal is gone, an undo after a crash needs the backups in it
-    await fsp.rm(this.deps.workDir, { recursive: true, force: true });
+    await removeTreeDurably(this.deps.workDir);
     await this.deps.versions.sweep();
   }
 

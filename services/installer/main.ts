@@ -9,6 +9,7 @@ import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { Installer } from './installer.js';
 import { installerStateSchema } from './journal.js';
 import { startGui } from './ota-gui.js';
+import { PostCmdRunner } from './post-cmds.js';
 import { Units } from './units.js';
 import { VersionStore } from './versions.js';
 
@@ -21,12 +22,18 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     startMs: config.TOPE_UNIT_START_TIMEOUT_MS,
     probationMs: config.TOPE_PROBATION_MS,
   });
+  const postCmds = new PostCmdRunner(
+    { sandbox: config.TOPE_POST_CMD_SANDBOX, systemdRun: config.TOPE_SYSTEMD_RUN, systemctl: config.TOPE_SYSTEMCTL },
+    log,
+  );
+  postCmds.logChoice();
   const floor = new SecurityFloor(stateDir);
   const installer = new Installer({
     config,
     log,
     versions,
     units,
+    postCmds,
     hostPath,
     notify,
     trust: trustSettings(config, () => floor.current()),
@@ -38,7 +45,10 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     startGui: () => startGui(units, hostPath, log),
   });
   return {
-    recover: () => installer.recover(),
+    recover: async () => {
+      await postCmds.stopLeftovers();
+      await installer.recover();
+    },
     stage: () => installer.current.status.stage,
     handle: (command) => installer.handle(command),
     // an install is not cut on purpose: SIGTERM waits for it (TimeoutStopSec bounds the wait)

@@ -9,7 +9,7 @@ import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
 import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
-import { runPostCmd } from './post-cmds.js';
+import type { PostCmdRunner } from './post-cmds.js';
 import { linkBackUntouched, outlastCopies, privatizeShared, type PrivateCopy } from './private-files.js';
 import { checkDestination, checkDestinations } from './safe-paths.js';
 import { stagingPercent, step, type StepProgress } from './steps.js';
@@ -25,6 +25,7 @@ export interface TransactionContext {
   heldDir: string;
   /** Each post_cmd's own deadline; the one from the first unit's stop to the switch, everything together. */
   limits: Pick<Config, 'TOPE_POST_CMD_TIMEOUT_MS' | 'TOPE_UNITS_STOPPED_MAX_MS'>;
+  postCmds: PostCmdRunner;
   hostPath: (devicePath: string) => string;
   /** Persists the journal. */
   journal: (journal: Journal) => Promise<void>;
@@ -211,7 +212,7 @@ export class Transaction {
         const left = this.stoppedLeftMs();
         if (left <= 0) throw this.stoppedTooLong(`the post_cmds of ${module.name}`);
         try {
-          await runPostCmd(cmd, dir, Math.min(postCmdTimeoutMs, left), env);
+          await this.context.postCmds.run(cmd, dir, Math.min(postCmdTimeoutMs, left), env);
         } catch (e) {
           // cut by the deadline of the whole stop, not by its own: the code says which
           if (e instanceof UpdaterError && e.code === 'POST_CMD_TIMEOUT' && left < postCmdTimeoutMs)

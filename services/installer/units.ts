@@ -14,6 +14,23 @@ interface Run {
   timedOut: boolean;
 }
 
+/**
+ * The environment of the systemd tools the installer runs: its own without what systemd gave its
+ * unit. A systemd tool that fails sends ERRNO= to $NOTIFY_SOCKET itself, which would land on the
+ * installer's unit (NotifyAccess=all).
+ */
+export function systemdToolEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const unitOnly = new Set([
+    'NOTIFY_SOCKET',
+    'WATCHDOG_USEC',
+    'WATCHDOG_PID',
+    'LISTEN_FDS',
+    'LISTEN_PID',
+    'LISTEN_FDNAMES',
+  ]);
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !unitOnly.has(name)));
+}
+
 const pollEvery = (windowMs: number) => Math.max(10, Math.min(500, Math.floor(windowMs / 10)));
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -29,7 +46,8 @@ export class Units {
 
   private run(args: string[], timeoutMs: number): Promise<Run> {
     return new Promise((resolve) => {
-      execFile(this.systemctl, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const options = { timeout: timeoutMs, killSignal: 'SIGKILL' as const, env: systemdToolEnvironment() };
+      execFile(this.systemctl, args, options, (err, stdout, stderr) => {
         const e = err as (NodeJS.ErrnoException & { killed?: boolean; code?: number | string }) | null;
         resolve({
           code: e ? (typeof e.code === 'number' ? e.code : null) : 0,

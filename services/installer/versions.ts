@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../../shared/durable-store.js';
+import { fsyncDir, removeTreeDurably } from '../../shared/durable-store.js';
 import { isErrnoException } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 
@@ -93,7 +93,7 @@ export class VersionStore {
   async discard(name: string): Promise<void> {
     const used = await Promise.all((['current', 'previous', 'factory'] as const).map((l) => this.target(l)));
     if (used.includes(name)) return;
-    await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+    await removeTreeDurably(this.pathOf(name));
   }
 
   /** Snapshots beyond current, previous and factory, and leftovers of interrupted work, go. */
@@ -112,8 +112,7 @@ export class VersionStore {
   /** Leftovers of an interrupted install: staging trees and temporary links. */
   async sweep(): Promise<void> {
     for (const name of await fsp.readdir(this.dir)) {
-      if (name.startsWith(STAGING_PREFIX) || name.startsWith(LINK_TMP))
-        await fsp.rm(this.pathOf(name), { recursive: true, force: true });
+      if (name.startsWith(STAGING_PREFIX) || name.startsWith(LINK_TMP)) await removeTreeDurably(this.pathOf(name));
     }
   }
 }

@@ -11,7 +11,7 @@ import {
   type InstallerRecord,
 } from '../../shared/worker-records.js';
 import { call } from './api.js';
-import { freePort, makeDevice, startServices, type Service } from './services.js';
+import { freePort, makeDevice, startServices, type Launcher, type Service } from './services.js';
 import { waitFor } from './wait.js';
 
 /** A device under test: temp directories, the gateway's address, and its workers' records. */
@@ -20,6 +20,8 @@ export class TestDevice {
   readonly env: Record<string, string>;
   base = '';
   running: Service[] = [];
+  /** How its services start: this Node unless set (the arm64 test runs them under QEMU). */
+  launcher: Launcher | undefined = undefined;
 
   constructor(extra: Record<string, string> = {}) {
     ({ root: this.root, env: this.env } = makeDevice(extra));
@@ -51,7 +53,7 @@ export class TestDevice {
       this.env.TOPE_LISTEN_PORT = String(port);
       this.base = `http://127.0.0.1:${port}`;
     }
-    const started = await startServices(this.env, ...names);
+    const started = await startServices(this.env, names, this.launcher);
     this.running.push(...started);
     return started;
   }

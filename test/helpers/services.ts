@@ -31,6 +31,8 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_HTTP_TIMEOUT_MS: '1000',
     TOPE_DEVICE_API_URL: 'http://127.0.0.1:9', // discard port: nobody listens
     TOPE_LOG_LEVEL: 'debug',
+    // no systemd here: post_cmds run as the installer's children (test/system-post-cmds.test.ts: in their units)
+    TOPE_POST_CMD_SANDBOX: 'none',
     // the tests' packages name many stand-in units (a.service, printer@…); the policy itself is
     // tested with narrower values (installer-confinement.test.ts), the updater's own always refused
     TOPE_MANAGED_UNITS: '*',
@@ -194,10 +196,24 @@ export class SupervisedService {
   }
 }
 
+/**
+ * How a service's process is started: this Node on its main file by default; another runtime
+ * (test/helpers/arm64.ts: the arm64 Node under QEMU) gives its own command for the same file,
+ * and the longer start-up it needs before "ready".
+ */
+export interface Launcher {
+  command(main: string): { file: string; args: string[] };
+  readyTimeoutMs: number;
+}
+
 /** Starts the named services and waits until each says it is ready. */
-export async function startServices(env: Record<string, string>, ...names: string[]): Promise<Service[]> {
-  const started = names.map((n) => new Service(n, env));
-  await Promise.all(started.map((s, i) => s.waitLog(`${names[i]} ready`)));
+export async function startServices(
+  env: Record<string, string>,
+  names: string[],
+  launcher?: Launcher,
+): Promise<Service[]> {
+  const started = names.map((n) => new Service(n, env, launcher?.command(mainOf(n))));
+  await Promise.all(started.map((s, i) => s.waitLog(`${names[i]} ready`, launcher?.readyTimeoutMs)));
   return started;
 }
 

@@ -1,0 +1,180 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { BenchContext } from '../context.js';
+import { fmt, type Row } from '../lib/report.js';
+import { median } from '../lib/stats.js';
+import { PROCESSES } from '../lib/update-run.js';
+import { buildPeerArtifacts, PAYLOAD_NAME } from '../peers/artifacts.js';
+import { ensurePeerPackages, peerVersions } from '../peers/debian.js';
+import { Nginx } from '../peers/nginx.js';
+import { checkInstalled, runMender, runOurs, runSwupdate, type Measured, type PeerDirs } from '../peers/runs.js';
+
+// Against the peers, side by side: one payload installed as one file by ours (through its API,
+// the services up as under `make run`), by SWUpdate 2022.12 and by the Mender client 3.4 (single-
+// file update module, standalone install + commit), all from Debian 12, each downloading the same
+// payload from one nginx on loopback and checking its SHA-256 and signature. Runs alternate, the
+// order rotating each round, after one round not counted (binaries and the served files cached).
+
+type Tool = 'ours' | 'swupdate' | 'mender';
+const TOOLS: Tool[] = ['ours', 'swupdate', 'mender'];
+const PEERS = ['swupdate', 'mender'] as const;
+const LABEL: Record<Tool, string> = { ours: 'ours', swupdate: 'SWUpdate 2022.12', mender: 'Mender 3.4' };
+
+/** The issue's bounds: whole update (wall and CPU) <= 1.5× Mender's; bytes written <= the peers'; our peak RSS summed <= 150 MiB. */
+export const peerBounds = { versusMender: 1.5, writtenVersusPeers: 1, sumRssMiB: 150 };
+
+const MiB = 1024 * 1024;
+
+type MetricKey = 'wall' | 'exit' | 'cpu' | 'largest' | 'sum' | 'written';
+
+interface Metric {
+  key: MetricKey;
+  name: string;
+  of: (m: Measured) => number;
+  show: (v: number) => string;
+  /** Only in the side-by-side table, not a row of the main one. */
+  sideOnly?: boolean;
+}
+
+const mib = (v: number) => (v / MiB).toFixed(1);
+const METRICS: Metric[] = [
+  { key: 'wall', name: 'start → installed, s (wall)', of: (m) => m.wallS, show: (v) => v.toFixed(2) },
+  {
+    key: 'exit',
+    name: 'start → the command exited, s (wall)',
+    of: (m) => m.exitS,
+    show: (v) => v.toFixed(2),
+    sideOnly: true,
+  },
+  { key: 'cpu', name: 'CPU user+sys, s (every process of the tool)', of: (m) => m.cpuS, show: (v) => v.toFixed(2) },
+  { key: 'largest', name: 'peak RSS of the largest process, MiB', of: (m) => m.largestRss, show: mib },
+  { key: 'sum', name: 'peak RSS of the processes alive together, summed, MiB', of: (m) => m.sumRss, show: mib },
+  {
+    key: 'written',
+    name: 'bytes written, MiB (write_bytes)',
+    of: (m) => m.writtenBytes,
+    show: (v) => (v / MiB).toFixed(0),
+  },
+];
+const metric = (key: MetricKey) => METRICS.find((m) => m.key === key)!;
+
+async function freshDirs(root: string, tool: (typeof PEERS)[number], run: number): Promise<PeerDirs> {
+  const dest = path.join(root, `${tool}-dest`);
+  const work = path.join(root, `${tool}-work-${run}`);
+  await fsp.rm(path.join(dest, PAYLOAD_NAME), { force: true });
+  mkdirSync(dest, { recursive: true });
+  mkdirSync(work, { recursive: true });
+  return { dest, work };
+}
+
+export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
+  const { plan, say } = ctx;
+  await ensurePeerPackages(say);
+  const versions = await peerVersions();
+  const root = path.join(ctx.scratch, 'peers');
+  const served = path.join(root, 'served');
+  mkdirSync(served, { recursive: true });
+  say(`peers: building the ${fmt.size(plan.peersPayload)} payload's three update files`);
+  const artifacts = await buildPeerArtifacts(
+    served,
+    path.join(root, 'build'),
+    plan.peersPayload,
+    path.join(root, 'swupdate-dest', PAYLOAD_NAME),
+    path.join(root, 'mender-dest'),
+  );
+  const nginx = await Nginx.start(served, path.join(root, 'nginx'));
+  const results: Record<Tool, Measured[]> = { ours: [], swupdate: [], mender: [] };
+  // before each run, what the previous one left dirty is written back
+  const measureOurs = () => {
+    execFileSync('sync');
+    return runOurs(nginx, artifacts);
+  };
+  const measurePeer = async (peer: (typeof PEERS)[number], round: number) => {
+    const dirs = await freshDirs(root, peer, round);
+    execFileSync('sync');
+    const m = await (peer === 'swupdate' ? runSwupdate : runMender)(nginx, artifacts, dirs);
+    checkInstalled(path.join(dirs.dest, PAYLOAD_NAME), artifacts.payload.sha256, peer);
+    await fsp.rm(dirs.work, { recursive: true, force: true });
+    return m;
+  };
+  try {
+    for (let round = 0; round <= plan.runs.peers; round++) {
+      const order = TOOLS.map((_, i) => TOOLS[(i + round) % TOOLS.length]);
+      for (const tool of order) {
+        say(`peers: ${round === 0 ? 'warm-up' : `run ${round}/${plan.runs.peers}`}: ${tool}`);
+        const m = tool === 'ours' ? await measureOurs() : await measurePeer(tool, round);
+        if (round > 0) results[tool].push(m);
+      }
+    }
+  } finally {
+    await nginx.stop();
+  }
+
+  const med = (tool: Tool, metric: Metric) => median(results[tool].map(metric.of));
+  const size = fmt.size(plan.peersPayload);
+  const runs = String(plan.runs.peers);
+  const rows: Row[] = [];
+  for (const peer of PEERS) {
+    for (const m of METRICS.filter((x) => !x.sideOnly)) {
+      const ours = med('ours', m);
+      const theirs = med(peer, m);
+      rows.push({
+        measure: `${size} update side by side, ${m.name}${boundNote(m.key, peer)}`,
+        value: `ours: ${m.show(ours)}`,
+        reference: `${LABEL[peer]}: ${m.show(theirs)}`,
+        ratio: fmt.ratio(ours / theirs),
+        runs,
+      });
+    }
+  }
+  ctx.sections.push(sideBySide(results, size, versions));
+  return rows;
+}
+
+function boundNote(key: MetricKey, peer: (typeof PEERS)[number]): string {
+  if (key === 'written') return ' (the bound: ≤ 1× the peers)';
+  if (key === 'sum') return ` (the bound for ours: ≤ ${peerBounds.sumRssMiB} MiB)`;
+  if (peer === 'mender' && (key === 'wall' || key === 'cpu'))
+    return ` (the bound: ≤ ${peerBounds.versusMender}× Mender's)`;
+  return '';
+}
+
+/** The issue's table: ours beside each peer, the ratios, and each bound met or not. */
+function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: string): string {
+  const med = (tool: Tool, m: Metric) => median(results[tool].map(m.of));
+  const head = `| ${size}, median of ${results.ours.length} | ours | ${LABEL.swupdate} | ${LABEL.mender} | ours / SWUpdate | ours / Mender |`;
+  const lines = [head, '| --- | --- | --- | --- | --- | --- |'];
+  for (const m of METRICS) {
+    const [o, s, me] = TOOLS.map((t) => med(t, m));
+    lines.push(
+      `| ${m.name} | ${m.show(o)} | ${m.show(s)} | ${m.show(me)} | ${fmt.ratio(o / s)} | ${fmt.ratio(o / me)} |`,
+    );
+  }
+  const verdict = (ok: boolean) => (ok ? 'met' : 'not met');
+  const [wall, cpu, sum, written] = (['wall', 'cpu', 'sum', 'written'] as const).map(metric);
+  const wallRatio = med('ours', wall) / med('mender', wall);
+  const cpuRatio = med('ours', cpu) / med('mender', cpu);
+  const writtenOurs = med('ours', written);
+  const sumOurs = med('ours', sum) / MiB;
+  const perProcess = PROCESSES.map((p) => {
+    const cpuS = median(results.ours.map((r) => r.perProcess![p].cpuS));
+    const bytes = median(results.ours.map((r) => r.perProcess![p].writtenBytes));
+    const rss = median(results.ours.map((r) => r.perProcess![p].peakRss));
+    return `${p} ${cpuS.toFixed(2)} s CPU, ${fmt.mib(bytes)} written, ${fmt.mib(rss)} peak`;
+  });
+  return [
+    '## Against the peers, side by side',
+    '',
+    `From Debian 12: ${versions}. Bounds: a whole update (wall and CPU) ≤ ${peerBounds.versusMender}× Mender's: ` +
+      `wall ${fmt.ratio(wallRatio)} (${verdict(wallRatio <= peerBounds.versusMender)}), CPU ${fmt.ratio(cpuRatio)} ` +
+      `(${verdict(cpuRatio <= peerBounds.versusMender)}); bytes written ≤ the peers': ` +
+      `${verdict(PEERS.every((p) => writtenOurs <= med(p, written)))}; our processes' peak RSS summed ≤ ${peerBounds.sumRssMiB} MiB: ` +
+      `${sumOurs.toFixed(0)} MiB (${verdict(sumOurs <= peerBounds.sumRssMiB)}).`,
+    '',
+    lines.join('\n'),
+    '',
+    `Where ours goes (medians): ${perProcess.join('; ')}; the gateway answered ` +
+      `${median(results.ours.map((r) => r.progressPolls!)).toFixed(0)} /progress requests a run (the bench's poll).`,
+  ].join('\n');
+}
