@@ -33,6 +33,12 @@ export interface PrivateCopy {
   rel: string;
   ino: bigint;
   ctimeNs: bigint;
+  /**
+   * false: the copy is the installer's, not its origin's owner (the installer's unit holds no
+   * CAP_CHOWN, so a file of another owner or group cannot be given back its owner). Only the new
+   * version's copy differs, and only until a link-back; the kept snapshots never do.
+   */
+  ownerKept: boolean;
 }
 
 /** What a private copy must outlast before a write to it is sure to move its ctime: a coarse clock tick, with margin. */
@@ -73,15 +79,22 @@ async function inBatches<T>(items: readonly T[], each: (item: T) => Promise<void
 
 async function privateCopy(root: string, file: string, origin: BigIntStats): Promise<PrivateCopy> {
   const tmp = tmpOf(file);
+  let ownerKept = true;
   try {
     await fsp.rm(tmp, { force: true });
     await fsp.copyFile(file, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
     const fh = await fsp.open(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       const copied = await fh.stat({ bigint: true });
-      // only when it differs: `make run`'s installer is no root, and its files are its own
+      // only when it differs: `make run`'s installer is no root, and under systemd it has no CAP_CHOWN
       if (copied.uid !== origin.uid || copied.gid !== origin.gid)
-        await fh.chown(Number(origin.uid), Number(origin.gid));
+        ownerKept = await fh.chown(Number(origin.uid), Number(origin.gid)).then(
+          () => true,
+          (e: unknown) => {
+            if (isErrnoException(e, 'EPERM')) return false;
+            throw e;
+          },
+        );
       await fh.chmod(Number(origin.mode & 0o7777n)); // after chown, which clears setuid and setgid
       await fh.utimes(toSeconds(origin.atimeNs), toSeconds(origin.mtimeNs));
     } finally {
@@ -95,16 +108,17 @@ async function privateCopy(root: string, file: string, origin: BigIntStats): Pro
     throw new UpdaterError('DEPLOYMENT_FAILED', `cannot make a private copy of ${file}: ${(e as Error).message}`);
   }
   const made = await fsp.lstat(file, { bigint: true });
-  return { rel: path.relative(root, file), ino: made.ino, ctimeNs: made.ctimeNs };
+  return { rel: path.relative(root, file), ino: made.ino, ctimeNs: made.ctimeNs, ownerKept };
 }
 
 // seconds as a number (the nearest double: within a quarter of a microsecond today) keep what a Date would drop
 const toSeconds = (ns: bigint): number => Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 
-/** Size, mode, owner and mtime (to the microsecond a copy keeps of it) the same. */
-function sameContentStamp(a: BigIntStats, b: BigIntStats): boolean {
+/** Size, mode, owner (unless the copy could not keep it) and mtime (to the microsecond a copy keeps of it) the same. */
+function sameContentStamp(a: BigIntStats, b: BigIntStats, owner: boolean): boolean {
   const mtimeApart = a.mtimeNs > b.mtimeNs ? a.mtimeNs - b.mtimeNs : b.mtimeNs - a.mtimeNs;
-  return a.size === b.size && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && mtimeApart < 1000n;
+  const sameOwner = !owner || (a.uid === b.uid && a.gid === b.gid);
+  return a.size === b.size && a.mode === b.mode && sameOwner && mtimeApart < 1000n;
 }
 
 /** Waits until a write to any of `copies` is sure to get a later ctime than the copy's own (see above). */
@@ -134,7 +148,7 @@ export async function linkBackUntouched(
     const now = await fsp.lstat(file, { bigint: true }).catch(() => null);
     if (!now || !now.isFile() || now.ino !== copy.ino || now.ctimeNs !== copy.ctimeNs) return;
     const from = await fsp.lstat(origin, { bigint: true }).catch(() => null);
-    if (!from || !from.isFile() || !sameContentStamp(now, from)) return; // the origin changed since: keep the copy
+    if (!from || !from.isFile() || !sameContentStamp(now, from, copy.ownerKept)) return; // the origin changed since: keep the copy
     const tmp = tmpOf(file);
     await fsp.link(origin, tmp).catch(async (e: unknown) => {
       if (!isErrnoException(e, 'EEXIST')) throw e;

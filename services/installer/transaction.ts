@@ -136,6 +136,12 @@ export class Transaction {
     }
     if (postCmds) {
       this.privateCopies = await privatizeShared(staging);
+      const ownerNotKept = this.privateCopies.filter((c) => !c.ownerKept).map((c) => c.rel);
+      if (ownerNotKept.length)
+        this.context.log.warn(
+          { files: ownerNotKept.slice(0, 20), count: ownerNotKept.length },
+          'private copies owned by the installer (no CAP_CHOWN)',
+        );
       failpoint('installer.private-copies-made');
     }
     await versions.finalize(this.recorded.stagingDir, this.recorded.targetDir);
