@@ -10,6 +10,7 @@ import { benchDownload } from './benches/download.js';
 import { benchIdle } from './benches/idle.js';
 import { benchInstall } from './benches/install.js';
 import { benchPeers } from './benches/peers.js';
+import { benchPostCmds } from './benches/post-cmds.js';
 import { benchProgressLatency } from './benches/progress-latency.js';
 import { benchResume } from './benches/resume.js';
 import { benchTrust } from './benches/trust.js';
@@ -36,6 +37,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<Row[]>> = {
   'cold-start': benchColdStart,
   resume: benchResume,
   install: benchInstall,
+  'post-cmds': benchPostCmds,
   trust: benchTrust,
   idle: benchIdle,
   budget: benchBudget,

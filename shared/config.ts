@@ -53,6 +53,33 @@ export const configSchema = z.object({
   TOPE_UNIT_START_TIMEOUT_MS: ms.default(30_000),
   TOPE_PROBATION_MS: ms.default(10_000),
   TOPE_POST_CMD_TIMEOUT_MS: ms.default(30_000),
+  // One deadline for the whole time the printer's units are down during an install: from the
+  // first unit's stop to the switch (post_cmds included, each bounded by what is left of it).
+  // Past it the install is undone before the switch and the units start again.
+  TOPE_UNITS_STOPPED_MAX_MS: ms.min(1).default(5 * 60_000),
+  // The units a package may stop and start (names or glob patterns with * and ?): the device's
+  // word, not the package's. The updater's own units are never among them, whatever this says.
+  TOPE_MANAGED_UNITS: z
+    .string()
+    .default('device-api.service,ota-gui.service')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z
+        .array(
+          z
+            .string()
+            .regex(
+              /^[A-Za-z0-9:_.\\@*?-]+$/,
+              'must be unit names or patterns (* and ?) like printerd.service,printer@*.service',
+            ),
+        )
+        .min(1),
+    ),
   TOPE_SYSTEMCTL: z.string().min(1).default('systemctl'),
   // Where post_cmds run: `systemd`, each in a sandboxed transient unit of its own (systemd-run);
   // `none`, as a child of the installer with only PATH and TOPE_VERSION* in its environment (make

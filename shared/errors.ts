@@ -27,6 +27,8 @@ export const errorCodes = [
   // install: refusals before anything is touched
   'INVALID_PACKAGE',
   'INVALID_MANIFEST',
+  // a dst that leads through a symlink on the device, or onto something an undo would not restore
+  'UNSAFE_DESTINATION',
   // trust: refusals of the fetcher right after the download and of the installer before any change
   'SIGNATURE_MISSING',
   'SIGNATURE_MALFORMED',
@@ -42,6 +44,8 @@ export const errorCodes = [
   'SERVICE_UNHEALTHY',
   'POST_CMD_FAILED',
   'POST_CMD_TIMEOUT',
+  // the printer's units stayed stopped longer than TOPE_UNITS_STOPPED_MAX_MS before the switch
+  'UNITS_STOPPED_TOO_LONG',
   'DEPLOYMENT_FAILED',
   'INSTALL_INTERRUPTED',
   // install: a recovery that did not finish in its attempts; the device is left as it is
@@ -105,6 +109,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 403 | 404 | 408 | 409 | 410
   DISK_FULL: 500,
   INVALID_PACKAGE: 500,
   INVALID_MANIFEST: 500,
+  UNSAFE_DESTINATION: 500,
   SIGNATURE_MISSING: 500,
   SIGNATURE_MALFORMED: 500,
   SIGNATURE_INVALID: 500,
@@ -118,6 +123,7 @@ export const envelopeCodeOf: Record<ErrorCode, 400 | 403 | 404 | 408 | 409 | 410
   SERVICE_UNHEALTHY: 500,
   POST_CMD_FAILED: 500,
   POST_CMD_TIMEOUT: 500,
+  UNITS_STOPPED_TOO_LONG: 500,
   DEPLOYMENT_FAILED: 500,
   INSTALL_INTERRUPTED: 500,
   RECOVERY_ABANDONED: 500,

@@ -160,7 +160,10 @@ export class PackageArchive {
     let out: WriteStream | null = null;
     try {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
-      out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'w' });
+      // a new inode, never an existing name: a leftover temp name in a staging tree seeded from
+      // `current` could be a hard link to a kept snapshot's file, or a symlink to anywhere
+      await fsp.rm(tmp, { force: true });
+      out = createWriteStream(tmp, { mode: PackageArchive.modeOf(entry), flags: 'wx' });
       const source = await this.stream(entry);
       if (expected) await pipeline(source, this.crcCheck(entry), payloadCheck(expected), out);
       else await pipeline(source, this.crcCheck(entry), out);

@@ -17,7 +17,7 @@ const available = sandboxAvailable();
 const skip = available === true ? false : available;
 const sbx = skip ? null : new Sandbox('deb', { via: 'deb' });
 const settings =
-  'TOPE_ALLOW_HTTP=1\nTOPE_ALLOWED_URL_NETS=127.0.0.0/8\nTOPE_RETRY_BASE_MS=200\nTOPE_IDLE_EXIT_MS=2000\nTOPE_PROBATION_MS=1500\nTOPE_UNIT_START_TIMEOUT_MS=10000\n';
+  'TOPE_ALLOW_HTTP=1\nTOPE_ALLOWED_URL_NETS=127.0.0.0/8\nTOPE_RETRY_BASE_MS=200\nTOPE_IDLE_EXIT_MS=2000\nTOPE_PROBATION_MS=1500\nTOPE_UNIT_START_TIMEOUT_MS=10000\nTOPE_MANAGED_UNITS=printerd.service\n';
 const services = ['tope-api-gateway.service', 'tope-fetcher.service', 'tope-installer.service'];
 let upgradeDeb = '';
 

@@ -18,7 +18,7 @@ interface InstallRun {
   downtimeMs: number;
 }
 
-async function writeTree(root: string, count: number, fileBytes: number): Promise<void> {
+export async function writeTree(root: string, count: number, fileBytes: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     const file = path.join(root, treePath(i));
     await fsp.mkdir(path.dirname(file), { recursive: true });
@@ -29,7 +29,7 @@ async function writeTree(root: string, count: number, fileBytes: number): Promis
 const nsToMs = (ns: bigint) => Number(ns) / 1e6;
 
 /** Stop of the first unit → start of the last, from one install's calls. */
-function downtimeOf(calls: Array<{ ns: bigint; cmd: string; unit: string }>): number {
+export function downtimeOf(calls: Array<{ ns: bigint; cmd: string; unit: string }>): number {
   const ours = calls.filter((c) => c.unit.startsWith(UNIT_PREFIX));
   const firstStop = ours.find((c) => c.cmd === 'stop');
   const lastStart = ours.filter((c) => c.cmd === 'start').at(-1);

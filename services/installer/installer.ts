@@ -21,7 +21,7 @@ import {
   type Journal,
   type RecoveryAction,
 } from './journal.js';
-import { checkUnitsExist, planInstall, unitsInOrder } from './manifest.js';
+import { checkUnits, planInstall, unitsInOrder } from './manifest.js';
 import type { TrustSettings } from '../../shared/trust/package-trust.js';
 import type { SecurityFloor } from '../../shared/trust/security-floor.js';
 import type { PostCmdRunner } from './post-cmds.js';
@@ -212,7 +212,7 @@ export class Installer {
       units: this.deps.units,
       backups: new Backups(path.join(this.deps.workDir, 'backups')),
       heldDir: path.join(this.deps.workDir, 'held'),
-      postCmdTimeoutMs: this.deps.config.TOPE_POST_CMD_TIMEOUT_MS,
+      limits: this.deps.config,
       postCmds: this.deps.postCmds,
       hostPath: this.deps.hostPath,
       journal: async (journal) => {
@@ -255,7 +255,7 @@ export class Installer {
           keysDir: this.deps.config.TOPE_TRUSTED_KEYS_DIR,
           trustedKeys: trusted.trustedKeys,
         });
-        await checkUnitsExist(manifest, (unit) => this.deps.units.exists(unit));
+        await checkUnits(manifest, this.deps.config.TOPE_MANAGED_UNITS, (unit) => this.deps.units.exists(unit));
         const { versions } = this.deps;
         const journal: Journal = {
           phase: 'staging',

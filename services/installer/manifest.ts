@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { UpdaterError } from '../../shared/errors.js';
 import { describeIssues } from '../../shared/package-job.js';
+import { checkManagedUnits } from './unit-policy.js';
 import { keyFileNameSchema, manifestSchema, type Manifest, type Module } from '../../shared/package-manifest.js';
 
 export { manifestSchema, moduleSchema, type Manifest, type Module } from '../../shared/package-manifest.js';
@@ -8,7 +9,7 @@ export { manifestSchema, moduleSchema, type Manifest, type Module } from '../../
 /** Where one module's file goes: inside the version snapshot, or in place (backed up) elsewhere. */
 export type Placement =
   | { module: Module; kind: 'snapshot'; rel: string }
-  | { module: Module; kind: 'in-place'; dst: string; trustedKey?: boolean };
+  | { module: Module; kind: 'in-place'; dst: string; root: string; trustedKey?: boolean };
 
 export interface Layout {
   /** Device paths: the allowed roots and the versions directory. */
@@ -60,12 +61,13 @@ export function planInstall(
     if (seen.has(dst)) throw bad(`module ${m.name}: dst ${dst} is written by two modules`);
     seen.add(dst);
     if (under(dst, layout.keysDir)) return keyPlacement(m, layout.keysDir);
-    if (!layout.allowedRoots.some((r) => under(dst, r) && dst !== r))
-      throw bad(`module ${m.name}: dst ${dst} is outside the allowed roots ${layout.allowedRoots.join(', ')}`);
+    // the innermost allowed root holding dst: below it no component may be a symlink (safe-paths.ts)
+    const root = layout.allowedRoots.filter((r) => under(dst, r) && dst !== r).sort((a, b) => b.length - a.length)[0];
+    if (!root) throw bad(`module ${m.name}: dst ${dst} is outside the allowed roots ${layout.allowedRoots.join(', ')}`);
     if (under(dst, layout.versionsDir)) throw bad(`module ${m.name}: dst ${dst} is inside the versions directory`);
     return under(dst, snapshotRoot)
       ? { module: m, kind: 'snapshot', rel: path.posix.relative(snapshotRoot, dst) }
-      : { module: m, kind: 'in-place', dst };
+      : { module: m, kind: 'in-place', dst, root };
   });
   const removals = (manifest.remove_keys ?? []).map((name) => path.posix.join(layout.keysDir, name));
   for (const r of removals) if (seen.has(r)) throw bad(`remove_keys: ${r} is also installed by a module`);
@@ -88,7 +90,7 @@ function keyPlacement(m: Module, keysDir: string): Placement {
   }
   if (m.process_name || m.post_cmds?.length)
     throw bad(`module ${m.name}: a trusted key file takes no process_name or post_cmds`);
-  return { module: m, kind: 'in-place', dst: m.dst, trustedKey: true };
+  return { module: m, kind: 'in-place', dst: m.dst, root: keysDir, trustedKey: true };
 }
 
 /** Units to control, in restart_order (manifest order breaks ties), each once. */
@@ -101,10 +103,16 @@ export function unitsInOrder(manifest: Manifest): string[] {
 }
 
 /**
- * Every unit the manifest names must exist, checked before anything changes: a missing one would
- * otherwise be found only at the stop step, after the staging, with the stopped units to undo.
+ * Every unit the manifest names must be one the device lets a package control (TOPE_MANAGED_UNITS)
+ * and must exist, checked before anything changes: a missing one would otherwise be found only at
+ * the stop step, after the staging, with the stopped units to undo.
  */
-export async function checkUnitsExist(manifest: Manifest, exists: (unit: string) => Promise<boolean>): Promise<void> {
+export async function checkUnits(
+  manifest: Manifest,
+  managed: readonly string[],
+  exists: (unit: string) => Promise<boolean>,
+): Promise<void> {
+  checkManagedUnits(manifest, managed);
   const named = manifest.modules.filter((m): m is Module & { process_name: string } => !!m.process_name);
   const found = await Promise.all(named.map((m) => exists(m.process_name)));
   const missing = named.find((_, i) => !found[i]);

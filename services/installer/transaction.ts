@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { wireOf } from '../../shared/errors.js';
+import type { Config } from '../../shared/config.js';
+import { UpdaterError, wireOf } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import type { Logger } from '../../shared/log.js';
 import type { Backups } from './backups.js';
@@ -9,6 +10,8 @@ import type { PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
 import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
 import type { PostCmdRunner } from './post-cmds.js';
+import { linkBackUntouched, outlastCopies, privatizeShared, type PrivateCopy } from './private-files.js';
+import { checkDestination, checkDestinations } from './safe-paths.js';
 import { stagingPercent, step, type StepProgress } from './steps.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
@@ -20,7 +23,8 @@ export interface TransactionContext {
   backups: Backups;
   /** In-place files extracted (and checked) here while staging, so a bad one is refused before anything live changes. */
   heldDir: string;
-  postCmdTimeoutMs: number;
+  /** Each post_cmd's own deadline; the one from the first unit's stop to the switch, everything together. */
+  limits: Pick<Config, 'TOPE_POST_CMD_TIMEOUT_MS' | 'TOPE_UNITS_STOPPED_MAX_MS'>;
   postCmds: PostCmdRunner;
   hostPath: (devicePath: string) => string;
   /** Persists the journal. */
@@ -52,9 +56,15 @@ const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
  * of `current`, a failure undoes everything; after it, the rollback goes to previous, then factory.
  */
 export class Transaction {
+  /** The staged files the post_cmds got as private copies, for the link-back after they succeed. */
+  private privateCopies: PrivateCopy[] = [];
+  /** When the first unit stopped (null: none yet, or a recovery): the units-stopped deadline runs from it. */
+  private stoppedAt: number | null = null;
+
   constructor(
     private readonly context: TransactionContext,
     private recorded: Journal,
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** The journal as last persisted. */
@@ -82,17 +92,29 @@ export class Transaction {
     placements: Placement[],
     removals: string[] = [],
   ): Promise<void> {
+    // no destination through a symlink already on the device, checked before anything changes
+    const { hostPath, versions } = this.context;
+    const snapshot = this.recorded.fromDir && versions.pathOf(this.recorded.fromDir);
+    await checkDestinations(placements, removals, { hostPath, snapshot });
     await this.record(this.recorded);
     failpoint('installer.journal-begun');
-    await this.stageSnapshot(archive, placements);
+    await this.stageSnapshot(
+      archive,
+      placements,
+      manifest.modules.some((m) => m.post_cmds?.length),
+    );
     await this.stopUnits();
     await this.placeInPlace(placements, removals);
     await this.runPostCmds(manifest);
     await this.switchCurrent();
   }
 
-  /** The new snapshot, built beside the running one (hard links to it, then the package's files). */
-  private async stageSnapshot(archive: PackageArchive, placements: Placement[]): Promise<void> {
+  /**
+   * The new snapshot, built beside the running one (hard links to it, then the package's files).
+   * With post_cmds to run, its files still shared with other snapshots become private copies
+   * (private-files.ts), while the units still run.
+   */
+  private async stageSnapshot(archive: PackageArchive, placements: Placement[], postCmds: boolean): Promise<void> {
     const { versions } = this.context;
     const staging = await versions.stage(this.recorded.fromDir, this.recorded.stagingDir);
     const count = placements.length;
@@ -108,10 +130,21 @@ export class Transaction {
       // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
       if (placement.kind === 'snapshot') {
         const dest = path.join(staging, placement.rel);
+        await checkDestination(staging, dest, 'replaced', placement.module.dst);
         await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), { sync: false });
         written.push(dest);
       } else await holdInPlace(archive, placement, this.heldPath(index));
       failpoint('installer.module-staged');
+    }
+    if (postCmds) {
+      this.privateCopies = await privatizeShared(staging);
+      const ownerNotKept = this.privateCopies.filter((c) => !c.ownerKept).map((c) => c.rel);
+      if (ownerNotKept.length)
+        this.context.log.warn(
+          { files: ownerNotKept.slice(0, 20), count: ownerNotKept.length },
+          'private copies owned by the installer (no CAP_CHOWN)',
+        );
+      failpoint('installer.private-copies-made');
     }
     await versions.finalize(this.recorded.stagingDir, this.recorded.targetDir, written);
     failpoint('installer.snapshot-finalized');
@@ -122,9 +155,29 @@ export class Transaction {
     await this.context.progress(step('stopping'));
     await this.phase('stopping');
     for (const unit of [...this.recorded.units].reverse()) {
+      this.stoppedAt ??= this.now();
       await this.context.units.stop(unit);
       failpoint('installer.unit-stopped');
+      this.checkStoppedDeadline(`stopping ${unit}`);
     }
+  }
+
+  /** What is left of the units-stopped deadline (Infinity before any unit stopped). */
+  private stoppedLeftMs(): number {
+    return this.stoppedAt === null
+      ? Infinity
+      : this.stoppedAt + this.context.limits.TOPE_UNITS_STOPPED_MAX_MS - this.now();
+  }
+
+  private stoppedTooLong(during: string): UpdaterError {
+    return new UpdaterError(
+      'UNITS_STOPPED_TOO_LONG',
+      `the units were stopped for more than ${this.context.limits.TOPE_UNITS_STOPPED_MAX_MS} ms before the switch (during ${during}); the install is undone`,
+    );
+  }
+
+  private checkStoppedDeadline(during: string): void {
+    if (this.stoppedLeftMs() <= 0) throw this.stoppedTooLong(during);
   }
 
   /** The held in-place files over their destinations, then the key files a rotation retires; each backed up first. */
@@ -132,9 +185,12 @@ export class Transaction {
     for (const [index, placement] of placements.entries()) {
       if (placement.kind !== 'in-place') continue;
       const dst = this.context.hostPath(placement.dst);
+      // again, now that the units are stopped: a symlink made since the first look is refused too
+      await checkDestination(this.context.hostPath(placement.root), dst, 'regular-or-absent', placement.dst);
       await this.backUp(dst);
       await placeHeld(this.heldPath(index), dst);
       failpoint('installer.in-place-written');
+      this.checkStoppedDeadline(`placing ${placement.dst}`);
     }
     for (const removal of removals) {
       const dst = this.context.hostPath(removal);
@@ -147,24 +203,51 @@ export class Transaction {
     return path.join(this.context.heldDir, String(index));
   }
 
+  /**
+   * Each post_cmd under its own timeout, cut to what is left of the units-stopped deadline; they
+   * write only the new snapshot's private copies (stageSnapshot), and the copies none of them
+   * touched are linked back to the running snapshot's files afterwards.
+   */
   private async runPostCmds(manifest: Manifest): Promise<void> {
-    const dir = this.context.versions.pathOf(this.recorded.targetDir);
+    const { versions } = this.context;
+    const postCmdTimeoutMs = this.context.limits.TOPE_POST_CMD_TIMEOUT_MS;
+    const dir = versions.pathOf(this.recorded.targetDir);
+    await outlastCopies(this.privateCopies);
     for (const module of manifest.modules) {
       for (const cmd of module.post_cmds ?? []) {
         await this.context.progress(step('postCmds', module.name));
         const env = { TOPE_VERSION: this.recorded.version, TOPE_VERSION_DIR: dir };
-        await this.context.postCmds.run(cmd, dir, this.context.postCmdTimeoutMs, env);
+        const left = this.stoppedLeftMs();
+        if (left <= 0) throw this.stoppedTooLong(`the post_cmds of ${module.name}`);
+        try {
+          await this.context.postCmds.run(cmd, dir, Math.min(postCmdTimeoutMs, left), env);
+        } catch (e) {
+          // cut by the deadline of the whole stop, not by its own: the code says which
+          if (e instanceof UpdaterError && e.code === 'POST_CMD_TIMEOUT' && left < postCmdTimeoutMs)
+            throw this.stoppedTooLong(`'${cmd}' of ${module.name}, cut after ${Math.round(left)} ms`);
+          throw e;
+        }
         failpoint('installer.post-cmd-done');
       }
     }
+    if (!manifest.modules.some((m) => m.post_cmds?.length)) return;
+    let linkedBack = new Set<string>();
+    if (this.recorded.fromDir && this.privateCopies.length) {
+      linkedBack = await linkBackUntouched(dir, versions.pathOf(this.recorded.fromDir), this.privateCopies);
+      this.context.log.info(
+        { copies: this.privateCopies.length, linkedBack: linkedBack.size },
+        'private copies linked back',
+      );
+    }
+    failpoint('installer.linked-back');
     // the post_cmds wrote into the snapshot after it was made durable: again, before the switch
-    if (manifest.modules.some((m) => m.post_cmds?.length))
-      await this.context.versions.syncFiles(this.recorded.targetDir);
+    await versions.syncFiles(this.recorded.targetDir, linkedBack);
   }
 
   private async switchCurrent(): Promise<void> {
     const { versions } = this.context;
     await this.context.progress(step('switching', this.recorded.version));
+    this.checkStoppedDeadline('the switch');
     await this.phase('switching');
     if (this.recorded.fromDir) await versions.setLink('previous', this.recorded.fromDir);
     failpoint('installer.previous-linked');

@@ -85,10 +85,13 @@ export class VersionStore {
   /**
    * Makes what the post_cmds wrote into a snapshot durable: every file and directory fsynced, so
    * that `current` never names a snapshot whose post_cmd outputs a power cut can still take
-   * (found by the power-cut VM: the last version's post_cmd file came back empty).
+   * (found by the power-cut VM: the last version's post_cmd file came back empty). `durable`:
+   * files known to be on disk already (relative paths: the private copies linked back to the
+   * running snapshot's files), skipped, since an fsync of each costs a journal commit.
    */
-  async syncFiles(name: string): Promise<void> {
-    await fsyncTree(this.pathOf(name), true);
+  async syncFiles(name: string, durable: ReadonlySet<string> = new Set()): Promise<void> {
+    const root = this.pathOf(name);
+    await fsyncTree(root, (file) => !durable.has(path.relative(root, file)));
   }
 
   /** Removes a snapshot unless a link names it. */
@@ -132,11 +135,12 @@ async function linkTree(src: string, dest: string): Promise<void> {
   }
 }
 
-/** The directories of a tree fsynced (its files were, as they were written), or its files too. */
-async function fsyncTree(dir: string, files = false): Promise<void> {
+/** The directories of a tree fsynced (its files were, as they were written), and the files `files` picks. */
+async function fsyncTree(dir: string, files: (file: string) => boolean = () => false): Promise<void> {
   for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-    if (e.isDirectory()) await fsyncTree(path.join(dir, e.name), files);
-    else if (files && e.isFile()) await fsyncFile(path.join(dir, e.name));
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await fsyncTree(p, files);
+    else if (e.isFile() && files(p)) await fsyncFile(p);
   }
   await fsyncDir(dir);
 }

@@ -51,6 +51,9 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
     TOPE_LOG_LEVEL: 'debug',
     // no systemd here: post_cmds run as the installer's children (test/system-post-cmds.test.ts: in their units)
     TOPE_POST_CMD_SANDBOX: 'none',
+    // the tests' packages name many stand-in units (a.service, printer@…); the policy itself is
+    // tested with narrower values (installer-confinement.test.ts), the updater's own always refused
+    TOPE_MANAGED_UNITS: '*',
     ...extra,
   };
   // a device that trusts the tests' vendor key and is a `tope-test`, as a printer trusts its vendor's

@@ -116,6 +116,9 @@ function provision(): void {
       'TOPE_UNIT_START_TIMEOUT_MS=60000',
       'TOPE_REPORT_TIMEOUT_MS=10000',
       'TOPE_ALLOWED_ROOTS=/opt/tope:/etc/tope',
+      // the test packages' units; and the units-stopped deadline far beyond what emulation takes
+      'TOPE_MANAGED_UNITS=a.service,b.service',
+      'TOPE_UNITS_STOPPED_MAX_MS=900000',
       '',
     ].join('\n'),
   );

@@ -17,6 +17,7 @@ TOPE_RETRY_BASE_MS=200
 TOPE_IDLE_EXIT_MS=${IDLE_MS:-2000}
 TOPE_PROBATION_MS=${PROBATION_MS:-1500}
 TOPE_UNIT_START_TIMEOUT_MS=10000
+TOPE_MANAGED_UNITS=printerd.service
 CONF
 fi
 # the device trusts the tests' signing key and is a tope-test, as a vendor's image would set it up

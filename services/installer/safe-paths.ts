@@ -1,0 +1,87 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { isErrnoException, UpdaterError } from '../../shared/errors.js';
+import type { Placement } from './manifest.js';
+
+// A symlink already on the device (in `current`, which the staging tree copies as a symlink, or
+// anywhere under an allowed root) must not carry a write elsewhere: `bin -> /etc` in the running
+// snapshot would make a package's `/opt/tope/bin/x` land in /etc/x, which no undo restores. So
+// every component of a destination below its root is looked at without following links (lstat)
+// and a symlink among them refuses the install, before anything changes and again just before
+// the write. The root itself (an allowed root, the keys directory, the snapshot being built) is
+// the device's configuration and is taken as it resolves.
+//
+// What remains: a symlink created between the check and the write. Only the installer writes the
+// staging tree; in-place roots are checked again after the units stopped, right before each
+// write, so the window is what a still-running process of the printer could do in microseconds.
+
+export type FinalComponent =
+  /** the destination is replaced by a rename (the snapshot): a symlink there is replaced, not followed */
+  | 'replaced'
+  /** the destination is backed up and replaced in place: it must be a regular file or absent, or the undo would not give back what was there */
+  | 'regular-or-absent';
+
+const refused = (message: string) => new UpdaterError('UNSAFE_DESTINATION', message);
+
+/**
+ * Refuses `target` (a host path below `root`) when a directory on the way is a symlink or not a
+ * directory, or when its last component is not what `final` allows. `shown` names the path in
+ * the error as the manifest does (its device path).
+ */
+export async function checkDestination(
+  root: string,
+  target: string,
+  final: FinalComponent,
+  shown = target,
+): Promise<void> {
+  const rel = path.relative(root, target);
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) throw refused(`${shown} is not below ${root}`);
+  const parts = rel.split(path.sep);
+  let at = root;
+  for (const [index, part] of parts.entries()) {
+    at = path.join(at, part);
+    const last = index === parts.length - 1;
+    let st;
+    try {
+      st = await fsp.lstat(at);
+    } catch (e) {
+      // what is missing is created by the installer, as directories; a root that is no directory
+      // (ENOTDIR) fails the write itself, with its own error
+      if (isErrnoException(e, 'ENOENT') || isErrnoException(e, 'ENOTDIR')) return;
+      throw e;
+    }
+    if (!last) {
+      if (st.isSymbolicLink())
+        throw refused(
+          `${shown}: ${at} is a symlink (to ${await fsp.readlink(at)}); a write through it could leave ${root}`,
+        );
+      if (!st.isDirectory()) throw refused(`${shown}: ${at} is not a directory`);
+    } else if (final === 'regular-or-absent' && !st.isFile()) {
+      const kind = st.isSymbolicLink() ? `a symlink (to ${await fsp.readlink(at)})` : 'not a regular file';
+      throw refused(`${shown} is ${kind} on the device; it would not be restored if the install failed`);
+    } else if (final === 'replaced' && st.isDirectory()) {
+      throw refused(`${shown} is a directory on the device`);
+    }
+  }
+}
+
+/**
+ * Every destination of an install, before anything changes: in-place files below their allowed
+ * root, key files a rotation removes, and snapshot files in `snapshot` (the running snapshot,
+ * whose symlinks are what the staging tree copies; null on a first install).
+ */
+export async function checkDestinations(
+  placements: readonly Placement[],
+  removals: readonly string[],
+  where: { hostPath: (devicePath: string) => string; snapshot: string | null },
+): Promise<void> {
+  const { hostPath, snapshot } = where;
+  for (const placement of placements) {
+    if (placement.kind === 'in-place')
+      await checkDestination(hostPath(placement.root), hostPath(placement.dst), 'regular-or-absent', placement.dst);
+    else if (snapshot)
+      await checkDestination(snapshot, path.join(snapshot, placement.rel), 'replaced', placement.module.dst);
+  }
+  for (const removal of removals)
+    await checkDestination(hostPath(path.posix.dirname(removal)), hostPath(removal), 'regular-or-absent', removal);
+}
