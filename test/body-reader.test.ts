@@ -141,3 +141,27 @@ test('a short write leaves the rest of the batch, from the byte where it stopped
     assert.equal(Buffer.concat(unwritten(chunks, written)).toString(), 'abcdefgh'.slice(written));
   }
 });
+
+test(
+  'a body that failed before the reading began (a reset right after the headers) is reported, not waited for',
+  { timeout: 5000 },
+  async () => {
+    const { part } = await freshPart();
+    const source = body([randomBytes(CHUNK)]);
+    source.on('error', () => undefined);
+    source.destroy(new Error('read ECONNRESET'));
+    await new Promise((ok) => setImmediate(ok)); // its 'error' and 'close' are gone
+    try {
+      await assert.rejects(
+        readBody(source, part, {
+          size: CHUNK,
+          tooLong: () => new UpdaterError('PACKAGE_SIZE_MISMATCH', 'too long'),
+          afterWrite: () => undefined,
+        }),
+        /ECONNRESET/,
+      );
+    } finally {
+      await part.close();
+    }
+  },
+);

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import type { UpdaterError } from '../../shared/errors.js';
 import type { PartFile } from './part-file.js';
 
@@ -102,9 +102,8 @@ export function readBody(body: Readable, part: PartFile, reading: BodyReading): 
     }
 
     body.on('data', onData);
-    body.once('end', () => stop(null));
-    body.once('error', (e) => stop(e));
-    // destroyed without 'end' or 'error' (not by us): the bytes stop here, the caller sees a short body
-    body.once('close', () => stop(null));
+    // finished(), not 'end'/'error' listeners: the body may have failed (a reset right after the
+    // headers) before this was called, and then those events are already gone
+    finished(body, { writable: false }, (e) => stop(e ?? null));
   });
 }
