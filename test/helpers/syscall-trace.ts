@@ -69,8 +69,13 @@ export class TracedService {
     );
   }
 
-  ready(timeoutMs = 30_000): Promise<unknown> {
-    return this.service.waitLog(`${this.name} ready`, timeoutMs);
+  /** Resolves once the service says it is ready; else throws with what strace or the service said. */
+  async ready(timeoutMs = 30_000): Promise<void> {
+    try {
+      await this.service.waitLog(`${this.name} ready`, timeoutMs);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; stderr: ${this.service.stderr.slice(-500)}`);
+    }
   }
 
   /** The traced process: strace's child (setpriv became strace, its child setpriv became the service). */
@@ -120,6 +125,13 @@ export class TracedService {
 
   private running(): boolean {
     return this.service.child.exitCode === null && this.service.child.signalCode === null;
+  }
+
+  /** undurableRemovals of `tree` in this run's trace, each problem naming the trace file. */
+  undurableRemovals(tree: string, expectedRemovals = 1): string[] {
+    return undurableRemovals(this.events(), tree, expectedRemovals).map(
+      (p) => `${path.basename(this.traceFile)}: ${p}`,
+    );
   }
 
   /** The removals and flushes in the trace, in its order. Read once strace has ended (it buffers). */
