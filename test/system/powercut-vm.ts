@@ -37,6 +37,7 @@ import {
   type Status,
 } from '../helpers/update-invariants.js';
 import { BUSY_MARKER, FETCHER_RECORD, INSTALLER_RECORD, previousGeneration } from '../../shared/state-names.js';
+import { busyStages } from '../../shared/stages.js';
 import { versionOfDir } from '../../shared/version-dirs.js';
 
 const OLD_VERSION = '1.0.0';
@@ -48,7 +49,6 @@ const versionsDir = '/opt/tope/versions';
 const stateDirs = { installer: '/var/lib/tope-updater/installer', fetcher: '/var/lib/tope-updater/fetcher' };
 const gateway = 'http://127.0.0.1:12315/api/v1.0';
 const origin = 'http://127.0.0.1:8000';
-const transient = ['downloading', 'verifying', 'installing'];
 
 const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 const line = (kind: 'MARK' | 'RESULT', r: Record<string, unknown>) =>
@@ -262,7 +262,7 @@ async function settle(): Promise<Status> {
     async () => {
       if (busy().length) return null;
       const p = await progress();
-      return transient.includes(p.stage) ? null : p;
+      return (busyStages as ReadonlySet<string>).has(p.stage) ? null : p;
     },
     600_000,
     500,
