@@ -3,25 +3,19 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { isErrnoException } from './errors.js';
 import { failpoint } from './failpoint.js';
+import { previousGeneration } from './state-names.js';
 
 let tempCounter = 0;
 const TEMP_MARK = '.tmp-';
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * Flushes a file written through another handle (a copy, a stream) to disk, before the rename
  * that publishes it. `mode`: set through the same handle first (the umask must not decide it).
+ * Opened read-only: fsync and fchmod need no write access, and a snapshot's files may be
+ * read-only to the installer that wrote them.
  */
 export async function fsyncFile(file: string, mode?: number): Promise<void> {
-  const fh = await fsp.open(file, 'r+');
+  const fh = await fsp.open(file, 'r');
   try {
     if (mode !== undefined) await fh.chmod(mode);
     await fh.sync();
@@ -29,6 +23,9 @@ export async function fsyncFile(file: string, mode?: number): Promise<void> {
     await fh.close();
   }
 }
+
+/** A directory's entries (a rename, a new or removed name) flushed to disk. */
+export const fsyncDir = (dir: string): Promise<void> => fsyncFile(dir);
 
 /**
  * Removes a file or a whole tree and fsyncs the directory that held it: an unlink or rmdir that
@@ -89,7 +86,7 @@ export class DurableJson<S extends z.ZodType> {
     readonly file: string,
     private readonly schema: S,
   ) {
-    this.prevPath = `${file}.prev`;
+    this.prevPath = previousGeneration(file);
   }
 
   /** The newest generation that parses and validates, or null when there is none. */

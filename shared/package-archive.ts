@@ -102,7 +102,7 @@ export class PackageArchive {
       }
     } catch (e) {
       zip.close();
-      throw e instanceof UpdaterError ? e : invalid((e as Error).message);
+      throw UpdaterError.from(e, 'INVALID_PACKAGE');
     }
     return new PackageArchive(zip, files, dirs);
   }
@@ -128,7 +128,7 @@ export class PackageArchive {
         for await (const c of src) chunks.push(c);
       });
     } catch (e) {
-      throw e instanceof UpdaterError ? e : invalid(`entry ${entry.fileName}: ${(e as Error).message}`);
+      throw UpdaterError.from(e, 'INVALID_PACKAGE', `entry ${entry.fileName}: `);
     }
     return Buffer.concat(chunks);
   }
@@ -205,7 +205,7 @@ export class PackageArchive {
         },
       );
     } catch (e) {
-      throw e instanceof UpdaterError ? e : invalid(`entry ${name}: ${(e as Error).message}`);
+      throw UpdaterError.from(e, 'INVALID_PACKAGE', `entry ${name}: `);
     }
   }
 

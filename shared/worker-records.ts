@@ -31,7 +31,4 @@ export const installerRecordSchema = z.object({
 });
 export type InstallerRecord = z.infer<typeof installerRecordSchema>;
 
-export const FETCHER_RECORD = 'download.json';
-/** The fetcher's packages, in its state directory. */
-export const PACKAGES_DIR = 'packages';
-export const INSTALLER_RECORD = 'install.json';
+export { FETCHER_RECORD, INSTALLER_RECORD, PACKAGES_DIR } from './state-names.js';

@@ -9,8 +9,11 @@ export interface WorkerEntry {
   recordFile: string;
   recordSchema: z.ZodType<{ seq: number }>;
   stateDir: (config: Config) => string;
-  /** Its command socket (when not inherited from systemd). */
-  socket: (config: Config) => string;
+  /**
+   * The setting that names its command socket (when not inherited from systemd): read from the
+   * configuration, or alone when the configuration is invalid (shared/degraded.ts).
+   */
+  socketSetting: 'TOPE_FETCHER_SOCKET' | 'TOPE_INSTALLER_SOCKET';
 }
 
 /**
@@ -23,13 +26,13 @@ export const workers = {
     recordFile: FETCHER_RECORD,
     recordSchema: fetcherRecordSchema,
     stateDir: (config: Config) => config.TOPE_FETCHER_STATE_DIR,
-    socket: (config: Config) => config.TOPE_FETCHER_SOCKET,
+    socketSetting: 'TOPE_FETCHER_SOCKET',
   },
   installer: {
     recordFile: INSTALLER_RECORD,
     recordSchema: installerRecordSchema,
     stateDir: (config: Config) => config.TOPE_INSTALLER_STATE_DIR,
-    socket: (config: Config) => config.TOPE_INSTALLER_SOCKET,
+    socketSetting: 'TOPE_INSTALLER_SOCKET',
   },
 } as const satisfies Record<string, WorkerEntry>;
 
@@ -38,6 +41,9 @@ export const workerNames = Object.keys(workers) as WorkerName[];
 
 /** What the gateway reads of each worker's record. */
 export type WorkerRecord<Name extends WorkerName> = z.infer<(typeof workers)[Name]['recordSchema']>;
+
+/** A worker's command socket (when not inherited from systemd). */
+export const socketOf = (name: WorkerName, config: Config): string => config[workers[name].socketSetting];
 
 export const recordPathOf = (name: WorkerName, config: Config): string =>
   path.join(workers[name].stateDir(config), workers[name].recordFile);
