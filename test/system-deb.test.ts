@@ -262,6 +262,29 @@ test(
 );
 
 test(
+  'dpkg -r stops everything and keeps state and settings; dpkg -i again brings the API back as it was (the target postrm masked is unmasked)',
+  { skip },
+  async () => {
+    const s = sbx!;
+    s.sh('dpkg -r tope-updater </dev/null');
+    assert.equal(s.sh("dpkg-query -W -f='${Status}' tope-updater"), 'deinstall ok config-files');
+    for (const u of ['tope-api-gateway.socket', 'tope-fetcher-resume.path', ...services])
+      assert.notEqual(s.active(u), 'active', u);
+    assert.notEqual(s.status('curl -s --max-time 2 http://127.0.0.1:12315/'), 0, 'the port is closed');
+    assert.match(s.sh('cat /etc/default/tope-updater'), /^TOPE_ALLOW_HTTP=1$/m, 'the settings stay');
+    assert.equal(s.status('test -s /var/lib/tope-updater/fetcher/packages/tope-3.5.0.zip'), 0, 'the state stays');
+
+    s.sh(`dpkg -i ${inside(upgradeDeb)} </dev/null`);
+    assert.equal(s.sh('systemctl is-enabled tope-updater.target'), 'enabled');
+    for (const u of ['tope-api-gateway.socket', 'tope-fetcher.socket', 'tope-installer.socket'])
+      assert.equal(s.active(u), 'active', u);
+    const p = progress();
+    assert.equal(p.data.stage, 'toInstall');
+    assert.equal(p.data.message, 'Package ready to install: 3.5.0');
+  },
+);
+
+test(
   'dpkg --purge: units, users, groups, state and settings gone; the printer software under /opt/tope stays',
   { skip },
   () => {
