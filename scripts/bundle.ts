@@ -13,6 +13,13 @@ import { keepSources, type SourceMap } from './bundle-map.js';
 /** The services, by their folder under services/ (the name mainOf() and the units use). */
 export const SERVICES = ['api-gateway', 'fetcher', 'installer'] as const;
 
+/**
+ * The tools installed beside them (dist/bundle/tools/<tool>.js), by their entry in tsc's output:
+ * with them bundled too, an installed tree (make install-files, the .deb) holds no node_modules and
+ * needs no npm. A folder of their own keeps them out of make test's coverage of the services.
+ */
+export const TOOLS = { 'tope-pack': 'scripts/tope-pack/main.js' } as const;
+
 const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // undici, pino and yauzl are CommonJS: in an ES module bundle their require() of Node's
@@ -20,10 +27,10 @@ const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const banner =
   "import { createRequire as topeCreateRequire } from 'node:module';\nconst require = topeCreateRequire(import.meta.url);";
 
-async function bundle(service: string): Promise<void> {
-  const outfile = path.join(dist, 'bundle', `${service}.js`);
+async function bundle(outName: string, entry: string): Promise<void> {
+  const outfile = path.join(dist, 'bundle', `${outName}.js`);
   await build({
-    entryPoints: [path.join(dist, 'services', service, 'main.js')],
+    entryPoints: [path.join(dist, entry)],
     outfile,
     bundle: true,
     platform: 'node',
@@ -42,4 +49,7 @@ async function bundle(service: string): Promise<void> {
 }
 
 await fsp.rm(path.join(dist, 'bundle'), { recursive: true, force: true });
-await Promise.all(SERVICES.map(bundle));
+await Promise.all([
+  ...SERVICES.map((service) => bundle(service, path.join('services', service, 'main.js'))),
+  ...Object.entries(TOOLS).map(([tool, entry]) => bundle(path.join('tools', tool), entry)),
+]);
