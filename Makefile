@@ -107,6 +107,7 @@ install-files:
 	rm -rf $(DESTDIR)$(PREFIX)
 	install -d $(DESTDIR)$(PREFIX)/dist $(DESTDIR)$(BINDIR)
 	cp -r dist/bundle $(DESTDIR)$(PREFIX)/dist/
+	chmod 755 $(DESTDIR)$(PREFIX)/dist/bundle/tools/tope-pack.js
 	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/bundle/tools/tope-pack.js "$$@"\n' > $(DESTDIR)$(BINDIR)/tope-pack
 	chmod 755 $(DESTDIR)$(BINDIR)/tope-pack
 	install -m644 package.json README.md $(DESTDIR)$(PREFIX)/
