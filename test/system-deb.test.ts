@@ -17,7 +17,7 @@ const available = sandboxAvailable();
 const skip = available === true ? false : available;
 const sbx = skip ? null : new Sandbox('deb', { via: 'deb' });
 const settings =
-  'TOPE_ALLOW_HTTP=1\nTOPE_ALLOWED_URL_NETS=127.0.0.0/8\nTOPE_RETRY_BASE_MS=200\nTOPE_IDLE_EXIT_MS=2000\nTOPE_PROBATION_MS=1500\nTOPE_UNIT_START_TIMEOUT_MS=10000\nTOPE_MANAGED_UNITS=printerd.service\n';
+  'TOPE_ALLOW_HTTP=1\nTOPE_ALLOWED_URL_NETS=127.0.0.0/8\nTOPE_RETRY_BASE_MS=200\nTOPE_IDLE_EXIT_MS=2000\nTOPE_PROBATION_MS=1500\nTOPE_UNIT_START_TIMEOUT_MS=10000\nTOPE_MANAGED_UNITS=printerd.service,ghost.service\n';
 const services = ['tope-api-gateway.service', 'tope-fetcher.service', 'tope-installer.service'];
 let upgradeDeb = '';
 
@@ -271,6 +271,34 @@ test(
     assert.equal(p.data.stage, 'toInstall');
     assert.equal(p.data.message, 'Package ready to install: 3.5.0');
     assert.equal(s.sh('readlink /opt/tope/versions/current'), 'v2.0.0');
+  },
+);
+
+test(
+  'a package naming a unit the device lacks, under the real systemctl: INVALID_MANIFEST before anything changes',
+  { skip },
+  async () => {
+    const s = sbx!;
+    const zip = await buildPackage('4.0.0', [
+      { name: 'printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service', data: 'printerd 4.0.0\n' },
+      { name: 'ghost', dst: '/opt/tope/bin/ghost', process_name: 'ghost.service', data: 'ghost\n' },
+    ]);
+    s.testFile('packages/tope-4.0.0.zip', zip);
+    const pkg = { version: '4.0.0', package_name: 'tope-4.0.0.zip', package_size: zip.length, package_md5: md5(zip) };
+    assert.equal(s.api('POST', '/api/v1.0/download', { ...pkg, package_url: url(false, pkg.package_name) }).code, 200);
+    await s.stage('toInstall');
+    const printerdStarted = s.prop('printerd.service', 'ActiveEnterTimestampMonotonic');
+    assert.equal(s.api('POST', '/api/v1.0/update', { version: '4.0.0' }).code, 200);
+    const end = await s.stage('failed');
+    assert.equal(end.error, 'INVALID_MANIFEST: module ghost: unit ghost.service not found');
+    assert.equal(
+      s.prop('printerd.service', 'ActiveEnterTimestampMonotonic'),
+      printerdStarted,
+      'printerd never stopped',
+    );
+    assert.equal(s.sh('cat /run/printerd.version'), 'printerd 2.0.0');
+    assert.equal(s.sh('readlink /opt/tope/versions/current'), 'v2.0.0');
+    assert.notEqual(s.status('test -e /opt/tope/versions/v4.0.0'), 0, 'nothing staged');
   },
 );
 
