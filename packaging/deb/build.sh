@@ -28,6 +28,18 @@ printf 'tope-updater (%s) unstable; urgency=medium\n\n  * Built by make deb from
 	"$version" "$commit" "$maintainer" "$(LC_ALL=C date -u -R -d "@$epoch")" | gzip -9n > "$doc/changelog.gz"
 chmod 644 "$doc/changelog.gz"
 
+# tope-pack's manual page, made from its own usage text (one source for both): troff needs a
+# backslash escaped, and a line that starts with a dot or a quote guarded
+usage=$(node "$repo/dist/bundle/tools/tope-pack.js" 2>&1 >/dev/null || true)
+install -d "$root/usr/share/man/man1"
+{
+	printf '.TH TOPE-PACK 1 "" "tope-updater %s" "User Commands"\n' "$version"
+	printf '.SH NAME\ntope-pack \\- build, sign and check tope-updater packages\n.SH SYNOPSIS\n.nf\n'
+	printf '%s\n' "$usage" | sed -e '1d' -e 's/\\/\\e/g' -e "s/^\([.']\)/\\\\\&\1/" -e 's/-/\\-/g'
+	printf '.fi\n.SH SEE ALSO\n/usr/lib/tope-updater/README.md, section "Signed packages"\n'
+} | gzip -9n > "$root/usr/share/man/man1/tope-pack.1.gz"
+chmod 644 "$root/usr/share/man/man1/tope-pack.1.gz"
+
 install -d "$root/DEBIAN"
 sed -e "s/@VERSION@/$version/" -e "s/@NODE_MIN@/$node_min/" \
     -e "s/@INSTALLED_SIZE@/$(du -sk "$root" | cut -f1)/" "$repo/packaging/deb/control.in" > "$root/DEBIAN/control"
