@@ -325,6 +325,8 @@ test(
     assert.equal(s.api('POST', '/api/v1.0/update', { version: '5.0.0' }).code, 200);
     await s.stage('installing');
     s.sh(`dpkg -i ${inside(upgradeDeb)} </dev/null`);
+    // postinst's restart stopped the installer, and the stop waited for the install to end
+    assert.equal(progress().data.stage, 'success', 'dpkg returned after the install ended');
     const done = await s.stage('success', 60_000);
     assert.equal(done.message, 'Successfully installed version 5.0.0');
     assert.equal(s.sh('cat /run/printerd.version'), 'printerd 5.0.0');
