@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { distDir } from './helpers/services.js';
 
 // What `make deb` builds, as a Debian developer reads a package before installing it: its control
@@ -25,6 +25,7 @@ const deb = execFileSync('make', ['-s', '-C', repo, 'deb-package', `DEB_DIR=${wo
   .trim()
   .split('\n')
   .at(-1)!;
+after(() => rmSync(work, { recursive: true, force: true }));
 const dpkgDeb = (...args: string[]) => execFileSync('dpkg-deb', args, { encoding: 'utf8' });
 
 test('control: version, Depends on the Node package.json names and systemd, a description within 80 columns', () => {
