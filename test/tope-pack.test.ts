@@ -10,7 +10,8 @@ import { distDir } from './helpers/services.js';
 // tope-pack, the packaging tool, as a vendor runs it: real processes, real files, and the
 // device's own checks behind its verify.
 
-const tool = path.join(distDir, 'scripts/tope-pack/main.js');
+// the bundle `make install` and the .deb ship as /usr/bin/tope-pack
+const tool = path.join(distDir, 'bundle/tools/tope-pack.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [tool, ...args], { encoding: 'utf8' });
 
 test("keygen, build from a directory, verify; verify refuses with the device's codes; bad input is exit 2", async () => {
