@@ -203,7 +203,7 @@ test('a stalled body times out and the download resumes', async () => {
   const r = await run();
   assertWhole(r);
   assert.equal(r.requests.length, 2);
-  assert.match(r.retries[0].reason, /network error/);
+  assert.match(r.retries[0].reason, /^network error: UND_ERR_BODY_TIMEOUT: /, 'the reason names the timeout');
 });
 
 test('a short body (connection closed before Content-Length) resumes', async () => {
