@@ -38,6 +38,9 @@ export const configSchema = z.object({
   // Development only: a package without manifest.sig is accepted (a bad signature never is).
   TOPE_ALLOW_UNSIGNED: bool.default(false),
   TOPE_IDLE_EXIT_MS: ms.default(60_000),
+  // A command to a worker whose socket takes no connection (the worker between two lives) is tried
+  // again for this long before SERVICE_UNAVAILABLE.
+  TOPE_WORKER_CONNECT_GRACE_MS: ms.max(60_000).default(5000),
   TOPE_HTTP_TIMEOUT_MS: ms.min(100).default(30_000),
   TOPE_RETRY_BASE_MS: ms.default(1000),
   TOPE_RETRY_ATTEMPTS: z.coerce.number().int().min(0).max(20).default(3),

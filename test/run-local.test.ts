@@ -99,12 +99,18 @@ test('a download sent the moment /progress first answers is taken: the gateway s
 });
 
 test('a crashed service is logged and started again, and serves; a second crash within the window ends everything with the reason', async () => {
-  const run = new MakeRun(await freePort(), { TOPE_RUN_RESTART_WINDOW_S: '600' });
+  const run = new MakeRun(await freePort(), {
+    TOPE_RUN_RESTART_WINDOW_S: '600',
+    TOPE_WORKER_CONNECT_GRACE_MS: '30000',
+  });
   try {
     await waitFor('the gateway answering', async () => (await call(run.base, 'GET', '/')).http === 200, 60_000);
     await downloaded(run, '1.0.0');
     const [first] = run.pids('fetcher');
     process.kill(first, 'SIGKILL');
+    await waitFor('the crash seen', () => run.stderr.includes(`fetcher (pid ${first}) killed by signal 9`), 30_000, 5);
+    // sent before the new fetcher's socket exists: the gateway waits for it as a socket unit would hold it
+    await downloaded(run, '1.0.1');
     const second = await waitFor('the fetcher started again', () => run.pids('fetcher')[1], 30_000);
     await waitFor(
       'the new fetcher taking commands',
@@ -116,7 +122,7 @@ test('a crashed service is logged and started again, and serves; a second crash 
       new RegExp(`make run: fetcher \\(pid ${first}\\) killed by signal 9 \\(KILL\\); starting it again`),
     );
     assert.equal(run.child.exitCode, null, 'make run goes on');
-    await downloaded(run, '1.0.1'); // the new fetcher takes commands
+    await downloaded(run, '1.0.2'); // the new fetcher takes commands
 
     const others = [...run.pids('installer'), ...run.pids('api-gateway')];
     process.kill(second, 'SIGKILL');

@@ -30,7 +30,11 @@ const app = createApp({
   allowHttp: config.TOPE_ALLOW_HTTP,
   trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
   readView: () => view.read(),
-  sendTo: (worker, command) => sendCommand(socketOf(worker, config), command),
+  sendTo: (worker, command) =>
+    sendCommand(socketOf(worker, config), command, {
+      connectGraceMs: config.TOPE_WORKER_CONNECT_GRACE_MS,
+      onWait: (why) => log.debug({ worker, why }, 'waiting for the worker to listen'),
+    }),
 });
 const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
 const server = http
