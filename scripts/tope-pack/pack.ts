@@ -139,7 +139,8 @@ export function newKeyPair(): { privateKeyPem: string; publicKeyPem: string } {
 export async function keygen(privateFile: string, publicFile: string): Promise<void> {
   const pair = newKeyPair();
   await fsp.mkdir(path.dirname(path.resolve(privateFile)), { recursive: true });
-  await fsp.mkdir(path.dirname(path.resolve(publicFile)), { recursive: true });
+  // a keys directory a device (or `tope-pack verify`) trusts is writable by its owner only
+  await fsp.mkdir(path.dirname(path.resolve(publicFile)), { recursive: true, mode: 0o755 });
   await fsp.writeFile(privateFile, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
   await fsp.writeFile(publicFile, pair.publicKeyPem, { mode: 0o644 });
 }

@@ -65,7 +65,7 @@ const parentsOf = (name: string): string[] => {
 export async function checkPackageTrust(archive: PackageArchive, settings: TrustSettings): Promise<TrustedPackage> {
   const bytes = await archive.readManifestBytes();
   const sigEntry = archive.files.get(SIGNATURE_ENTRY);
-  const { keys } = await loadTrustedKeys(settings.keysDir);
+  const found = await loadTrustedKeys(settings.keysDir);
   let signedBy: string | null = null;
   if (sigEntry) {
     if (sigEntry.uncompressedSize > SIGNATURE_MAX_BYTES) {
@@ -75,7 +75,7 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
       );
     }
     const signature = decodeSignature(await archive.readSmall(sigEntry));
-    signedBy = verifyManifest(bytes, signature, keys, settings.keysDir);
+    signedBy = verifyManifest(bytes, signature, found, settings.keysDir);
   } else if (!settings.allowUnsigned) {
     throw new UpdaterError(
       'SIGNATURE_MISSING',
@@ -115,7 +115,7 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
     if (!parents.has(dir))
       throw new UpdaterError('INVALID_PACKAGE', `directory entry ${dir}/ holds no module of the signed manifest`);
   }
-  return { manifest, signedBy, trustedKeys: keys.map((k) => k.name) };
+  return { manifest, signedBy, trustedKeys: found.keys.map((k) => k.name) };
 }
 
 /** The trust check of a package file on its own (the fetcher's, right after the download). */
