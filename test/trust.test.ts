@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { manifestBytesOf, newKeyPair, writeSignedZip } from '../scripts/tope-pack/pack.js';
 import { loadConfig } from '../shared/config.js';
 import { MANIFEST_MAX_BYTES } from '../shared/package-archive.js';
-import { SecurityFloor } from '../shared/trust/security-floor.js';
+import { SECURITY_FLOOR_RECORD, SecurityFloor } from '../shared/trust/security-floor.js';
 import { signManifest } from '../shared/trust/signature.js';
 import { call } from './helpers/api.js';
 import { DeviceApi } from './helpers/device-api.js';
@@ -353,6 +353,19 @@ for (const [name, change, error] of trustFileCases) {
     await withDeviceFiles(change, () => assertRefusedEverywhere(zip, error));
   });
 }
+
+test("[systemctl stand-in] a security floor that cannot be read refuses every package (the fetcher reads the installer's)", async () => {
+  const floorFiles = [full, bare].map((d) => path.join(d.env.TOPE_INSTALLER_STATE_DIR, SECURITY_FLOOR_RECORD));
+  for (const file of floorFiles) await fsp.mkdir(file); // read() fails with EISDIR, as it would with EACCES or EIO
+  try {
+    await assertRefusedEverywhere(
+      await buildPackage('2.0.0', [a]),
+      /^DOWNGRADE_REFUSED: the security floor in \S*security-floor\.json cannot be read, so no package can be shown to be at or above it: EISDIR/,
+    );
+  } finally {
+    for (const file of floorFiles) await fsp.rmdir(file);
+  }
+});
 
 test('[systemctl stand-in] manifest.sig without its trailing newline verifies (the newline is optional)', async () => {
   const { bytes } = parts();
