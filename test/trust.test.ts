@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { manifestBytesOf, newKeyPair, writeSignedZip } from '../scripts/tope-pack/pack.js';
 import { loadConfig } from '../shared/config.js';
 import { MANIFEST_MAX_BYTES } from '../shared/package-archive.js';
+import { UNSIGNED_ALLOWED_WARNING } from '../shared/trust/package-trust.js';
 import { SECURITY_FLOOR_RECORD, SecurityFloor } from '../shared/trust/security-floor.js';
 import { signManifest } from '../shared/trust/signature.js';
 import { call } from './helpers/api.js';
@@ -592,7 +593,8 @@ test('[systemctl stand-in] TOPE_ALLOW_UNSIGNED (development): an unsigned packag
   try {
     await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
     await d.setUnits({ 'a.service': { active: true } });
-    await d.start('installer', 'api-gateway');
+    const [installer] = await d.start('installer', 'api-gateway');
+    assert.equal((await installer.waitLog(UNSIGNED_ALLOWED_WARNING)).level, 40, 'a warning in the journal');
     await d.verified(await withSignature(null), '2.0.0');
     assert.equal((await install(d, '2.0.0')).stage, 'success');
     await d.verified(await buildPackage('2.1.0', [a], [], { privateKeyPem: otherKey.privateKeyPem }), '2.1.0');
