@@ -95,6 +95,33 @@ test("keygen, build from a directory, verify; verify refuses with the device's c
     assert.match(r.stderr, error);
   }
 
+  // a description that gives a size and sha256 (an earlier release's manifest.json): they must be the file's
+  const described = {
+    version: '1.2.4',
+    compatible: ['tope-x1'],
+    security_version: 4,
+    modules: [{ ...manifest.modules[0] }],
+  };
+  await fsp.writeFile(description, JSON.stringify(described));
+  const same = run('build', description, src, '--key', path.join(dir, 'vendor.pem'), '--out', path.join(dir, 'ok.zip'));
+  assert.equal(same.status, 0, same.stderr);
+  await fsp.writeFile(path.join(src, 'bin/printerd'), '#!/bin/sh\necho printerd 1.2.4\n');
+  const stale = run(
+    'build',
+    description,
+    src,
+    '--key',
+    path.join(dir, 'vendor.pem'),
+    '--out',
+    path.join(dir, 'st.zip'),
+  );
+  assert.equal(stale.status, 2);
+  assert.match(
+    stale.stderr,
+    /^module printerd: .*description\.json gives size 24 sha256 [0-9a-f]{64} but bin\/printerd is 30 bytes with sha256 [0-9a-f]{64}; leave size and sha256 out \(build computes them\)\n$/,
+  );
+  await assert.rejects(fsp.stat(path.join(dir, 'st.zip')), { code: 'ENOENT' }, 'nothing written');
+
   await fsp.writeFile(description, JSON.stringify({ version: '1.0.0', modules: [] }));
   const bad = run('build', description, src, '--key', path.join(dir, 'vendor.pem'), '--out', path.join(dir, 'bad.zip'));
   assert.equal(bad.status, 2);

@@ -59,8 +59,8 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
   // a device that trusts the tests' vendor key and is a `tope-test`, as a printer trusts its vendor's
   const sysroot = env.TOPE_ROOT_PREFIX;
   const keysDir = path.join(sysroot, env.TOPE_TRUSTED_KEYS_DIR ?? productDefaults.TOPE_TRUSTED_KEYS_DIR);
-  mkdirSync(keysDir, { recursive: true });
-  writeFileSync(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
+  mkdirSync(keysDir, { recursive: true, mode: 0o755 });
+  writeFileSync(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem, { mode: 0o644 });
   const productIdFile = path.join(sysroot, env.TOPE_PRODUCT_ID_FILE ?? productDefaults.TOPE_PRODUCT_ID_FILE);
   mkdirSync(path.dirname(productIdFile), { recursive: true });
   writeFileSync(
