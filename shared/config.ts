@@ -103,9 +103,7 @@ export const configSchema = z.object({
   TOPE_ALLOWED_URL_NETS: z.pipe(
     z.pipe(withDefault(z.string(), ''), list(',')),
     z.array(
-      z
-        .string()
-        .check(z.regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128')),
+      z.string().check(z.regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128')),
     ),
   ),
   TOPE_ALLOW_PRIVATE_URLS: withDefault(bool, false),

@@ -30,12 +30,10 @@ const unitPattern = new RegExp(`^[A-Za-z0-9:_.\\\\-]+(?:@[A-Za-z0-9:_.\\\\@-]+)?
  * "-.mount", but a leading dash would read as an option to systemctl even with "--" before it
  * in a caller that forgot the "--"; no printer unit needs one).
  */
-export const unitNameSchema = z
-  .string()
-  .check(
-    z.maxLength(UNIT_NAME_MAX),
-    z.refine((s) => unitPattern.test(s) && !s.startsWith('-'), 'must be a systemd unit name'),
-  );
+export const unitNameSchema = z.string().check(
+  z.maxLength(UNIT_NAME_MAX),
+  z.refine((s) => unitPattern.test(s) && !s.startsWith('-'), 'must be a systemd unit name'),
+);
 
 /** C0 controls, DEL and C1 controls: newline, NUL, escape and the like have no place in a name or path. */
 const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/;

@@ -2,14 +2,14 @@ import * as z from './schema.js';
 
 // Field rules of the API (README, "The API"), shared by the gateway that validates requests and
 // the fetcher and installer that persist and re-check them.
-export const versionSchema = z.string().check(z.maxLength(64), z.regex(/^[0-9]+\.[0-9]+\.[0-9]+$/, 'must look like 1.2.3'));
-
-const packageName = z
+export const versionSchema = z
   .string()
-  .check(
-    z.regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ -'),
-    z.refine((n) => n !== '.' && n !== '..', 'must not be . or ..'),
-  );
+  .check(z.maxLength(64), z.regex(/^[0-9]+\.[0-9]+\.[0-9]+$/, 'must look like 1.2.3'));
+
+const packageName = z.string().check(
+  z.regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ -'),
+  z.refine((n) => n !== '.' && n !== '..', 'must not be . or ..'),
+);
 
 export function packageUrlSchema(allowHttp: boolean) {
   return z.string().check(

@@ -32,13 +32,11 @@ export const manifestSchema = z.object({
   compatible: z.array(productIdSchema).check(z.minLength(1), z.maxLength(64)),
   /** Raised by the vendor when a package fixes a vulnerability; a device never installs below the highest it ran. */
   security_version: z.number().check(z.int(), z.minimum(0), z.maximum(2 ** 31 - 1)),
-  modules: z
-    .array(moduleSchema)
-    .check(
-      z.minLength(1),
-      z.maxLength(1000),
-      z.refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, 'module names must be unique'),
-    ),
+  modules: z.array(moduleSchema).check(
+    z.minLength(1),
+    z.maxLength(1000),
+    z.refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, 'module names must be unique'),
+  ),
   /** Key rotation: files of the trusted keys directory this package removes (a new key is a module). */
   remove_keys: z.nullish(z.array(keyFileNameSchema).check(z.maxLength(16))),
 });

@@ -8,7 +8,11 @@ import { errorCodes, isErrnoException, UpdaterError, type ErrorCode } from './er
 
 export const commandSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('download'), seq: z.number().check(z.int(), z.minimum(1)), job: storedJobSchema }),
-  z.object({ type: z.literal('discard'), seq: z.number().check(z.int(), z.minimum(1)), reason: z.string().check(z.maxLength(200)) }),
+  z.object({
+    type: z.literal('discard'),
+    seq: z.number().check(z.int(), z.minimum(1)),
+    reason: z.string().check(z.maxLength(200)),
+  }),
   z.object({ type: z.literal('install'), seq: z.number().check(z.int(), z.minimum(1)), version: versionSchema }),
 ]);
 export type Command = z.infer<typeof commandSchema>;

@@ -20,7 +20,9 @@ const envelope = (data: z.ZodMiniType) =>
     ),
     msg: z
       .string()
-      .check(z.describe(`"success", or an error code followed by ": " and the reason; codes: ${errorCodes.join(', ')}`)),
+      .check(
+        z.describe(`"success", or an error code followed by ": " and the reason; codes: ${errorCodes.join(', ')}`),
+      ),
     data: z.optional(data),
     stage: z.optional(z.nullable(z.string())),
     progress: z.optional(z.nullable(z.number())),
