@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { z } from 'zod';
+import * as z from './schema.js';
 import { isErrnoException } from './errors.js';
 import { failpoint } from './failpoint.js';
 import { previousGeneration } from './state-names.js';
@@ -78,7 +78,7 @@ export async function sweepTemps(dir: string): Promise<string[]> {
  * A JSON state file with two generations: `name` and `name.prev`. A write keeps the last good
  * file as `.prev`, so a torn or unreadable file falls back to it instead of to nothing.
  */
-export class DurableJson<S extends z.ZodType> {
+export class DurableJson<S extends z.$ZodType> {
   readonly prevPath: string;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -99,7 +99,7 @@ export class DurableJson<S extends z.ZodType> {
   }
 
   write(value: z.infer<S>): Promise<void> {
-    const checked = this.schema.parse(value);
+    const checked = z.parse(this.schema, value);
     return this.serialize(async () => {
       try {
         await fsp.rename(this.file, this.prevPath);
@@ -134,7 +134,7 @@ export class DurableJson<S extends z.ZodType> {
       throw e;
     }
     try {
-      const parsed = this.schema.safeParse(JSON.parse(text));
+      const parsed = z.safeParse(this.schema, JSON.parse(text));
       return parsed.success ? parsed.data : null;
     } catch {
       return null;

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { z } from 'zod';
+import * as z from './schema.js';
 import { storedJobSchema, versionSchema } from './package-job.js';
 import { errorCodes, isErrnoException, UpdaterError, type ErrorCode } from './errors.js';
 
@@ -7,9 +7,13 @@ import { errorCodes, isErrnoException, UpdaterError, type ErrorCode } from './er
 // worker's Unix-domain socket. Both ends validate with these schemas.
 
 export const commandSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('download'), seq: z.number().int().min(1), job: storedJobSchema }),
-  z.object({ type: z.literal('discard'), seq: z.number().int().min(1), reason: z.string().max(200) }),
-  z.object({ type: z.literal('install'), seq: z.number().int().min(1), version: versionSchema }),
+  z.object({ type: z.literal('download'), seq: z.number().check(z.int(), z.minimum(1)), job: storedJobSchema }),
+  z.object({
+    type: z.literal('discard'),
+    seq: z.number().check(z.int(), z.minimum(1)),
+    reason: z.string().check(z.maxLength(200)),
+  }),
+  z.object({ type: z.literal('install'), seq: z.number().check(z.int(), z.minimum(1)), version: versionSchema }),
 ]);
 export type Command = z.infer<typeof commandSchema>;
 
@@ -134,7 +138,7 @@ export function createCommandServer(
         try {
           command = commandSchema.parse(JSON.parse(line));
         } catch (e) {
-          answer(refuse('VALIDATION_ERROR', e instanceof z.ZodError ? 'malformed command' : 'command is not JSON'));
+          answer(refuse('VALIDATION_ERROR', e instanceof z.$ZodError ? 'malformed command' : 'command is not JSON'));
           return;
         }
         handle(command).then(answer, (e: unknown) => {

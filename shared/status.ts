@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './schema.js';
 import { busyStages, stages } from './stages.js';
 
 // The stages and which are busy: shared/stages.ts (a new stage goes there, and its Records fail
@@ -10,9 +10,9 @@ export type Stage = z.infer<typeof stageSchema>;
 /** What /progress shows and what device-api receives. */
 export const statusSchema = z.object({
   stage: stageSchema,
-  progress: z.number().int().min(0).max(100),
+  progress: z.number().check(z.int(), z.minimum(0), z.maximum(100)),
   message: z.string(),
-  error: z.string().nullable(),
+  error: z.nullable(z.string()),
 });
 export type Status = z.infer<typeof statusSchema>;
 

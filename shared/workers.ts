@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { z } from 'zod';
+import type * as z from './schema.js';
 import type { Config } from './config.js';
 import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema } from './worker-records.js';
 
@@ -7,7 +7,7 @@ import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordS
 export interface WorkerEntry {
   /** Its record's file name in its state directory, and the part of it the gateway reads. */
   recordFile: string;
-  recordSchema: z.ZodType<{ seq: number }>;
+  recordSchema: z.ZodMiniType<{ seq: number }>;
   stateDir: (config: Config) => string;
   /**
    * The setting that names its command socket (when not inherited from systemd): read from the

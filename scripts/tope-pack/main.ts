@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+import * as z from '../../shared/schema.js';
 import { UpdaterError } from '../../shared/errors.js';
 import { PackageArchive } from '../../shared/package-archive.js';
 import { describeIssues, versionSchema } from '../../shared/package-job.js';
@@ -24,11 +24,8 @@ const usage = `usage:
 `;
 
 // the description a vendor writes: the manifest, less what the tool computes
-const descriptionSchema = manifestSchema.extend({
-  modules: z
-    .array(moduleSchema.partial({ size: true, sha256: true }))
-    .min(1)
-    .max(1000),
+const descriptionSchema = z.extend(manifestSchema, {
+  modules: z.array(z.partial(moduleSchema, { size: true, sha256: true })).check(z.minLength(1), z.maxLength(1000)),
 });
 
 async function fileDigests(file: string): Promise<{ md5: string; sha256: string }> {
@@ -94,8 +91,7 @@ async function verifyCommand(args: string[]): Promise<void> {
   if (!file || !values.keys) throw new Error(usage);
   const floor = z.coerce
     .number()
-    .int()
-    .min(0)
+    .check(z.int(), z.minimum(0))
     .parse(values.floor ?? '0');
   const archive = await PackageArchive.open(file, { maxBytes: Number.MAX_SAFE_INTEGER, maxEntries: 100_000 });
   try {
