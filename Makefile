@@ -95,22 +95,22 @@ reliability: build
 clean:
 	rm -rf dist coverage var
 
-# The code with its production dependencies, the units, sysusers.d and tmpfiles.d. On a running
-# system (no DESTDIR) it also creates the users and directories and reloads systemd, so that
-# `systemctl enable --now tope-updater.target` is all that is left. The services run from their
-# bundles (dist/bundle); tope-pack from tsc's output, with dist/shared.
+# The code, the units, sysusers.d and tmpfiles.d. On a running system (no DESTDIR) it also creates
+# the users and directories and reloads systemd, so that `systemctl enable --now
+# tope-updater.target` is all that is left. The services and tope-pack run from their bundles
+# (dist/bundle, each with its dependencies inside): install-files needs no npm and no network, only
+# a built dist/. package.json stays beside them: its "type": "module" makes Node load them as ES
+# modules.
 install: build install-files
 
 install-files:
 	rm -rf $(DESTDIR)$(PREFIX)
-	install -d $(DESTDIR)$(PREFIX)/dist
-	cp -r dist/bundle dist/shared $(DESTDIR)$(PREFIX)/dist/
-	install -d $(DESTDIR)$(PREFIX)/dist/scripts $(DESTDIR)$(BINDIR)
-	cp -r dist/scripts/tope-pack $(DESTDIR)$(PREFIX)/dist/scripts/
-	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/scripts/tope-pack/main.js "$$@"\n' > $(DESTDIR)$(BINDIR)/tope-pack
+	install -d $(DESTDIR)$(PREFIX)/dist $(DESTDIR)$(BINDIR)
+	cp -r dist/bundle $(DESTDIR)$(PREFIX)/dist/
+	chmod 755 $(DESTDIR)$(PREFIX)/dist/bundle/tools/tope-pack.js
+	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/bundle/tools/tope-pack.js "$$@"\n' > $(DESTDIR)$(BINDIR)/tope-pack
 	chmod 755 $(DESTDIR)$(BINDIR)/tope-pack
-	install -m644 package.json package-lock.json README.md $(DESTDIR)$(PREFIX)/
-	cd $(DESTDIR)$(PREFIX) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+	install -m644 package.json README.md $(DESTDIR)$(PREFIX)/
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m644 units/*.service units/*.socket units/*.path units/*.target $(DESTDIR)$(UNITDIR)/
 	install -Dm644 units/tope-updater.sysusers $(DESTDIR)/usr/lib/sysusers.d/tope-updater.conf

@@ -4,7 +4,7 @@
 // (PKCS#8 PEM, what `make sample` signs with), the public half in the device's trusted keys
 // directory, and the product id `tope-dev`. Later starts keep what is there.
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configSchema } from '../shared/config.js';
@@ -34,8 +34,11 @@ export function ensureDevTrust(env: NodeJS.ProcessEnv = process.env, keyFile = D
     .export({ type: 'spki', format: 'pem' })
     .toString();
   const keysDir = host(setting(env, 'TOPE_TRUSTED_KEYS_DIR'));
-  mkdirSync(keysDir, { recursive: true });
-  writeFileSync(path.join(keysDir, DEV_KEY_FILE), publicPem);
+  // what the device asks of its keys (README, "Keys on the device"), whatever this user's umask
+  mkdirSync(keysDir, { recursive: true, mode: 0o755 });
+  chmodSync(keysDir, 0o755);
+  writeFileSync(path.join(keysDir, DEV_KEY_FILE), publicPem, { mode: 0o644 });
+  chmodSync(path.join(keysDir, DEV_KEY_FILE), 0o644);
   const productIdFile = host(setting(env, 'TOPE_PRODUCT_ID_FILE'));
   mkdirSync(path.dirname(productIdFile), { recursive: true });
   if (!existsSync(productIdFile)) writeFileSync(productIdFile, `${DEV_PRODUCT_ID}\n`);

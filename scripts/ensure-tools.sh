@@ -13,6 +13,11 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || optional+=(nginx)
 # The services on arm64 code (test/arm64.test.ts): QEMU's user-mode emulator, which
 # scripts/arm64-runtime.sh runs explicitly with the arm64 Node and libraries it fetches itself.
 command -v qemu-aarch64-static >/dev/null || optional+=(qemu-user-static)
+# The order of the services' removals and fsyncs (test/durable-removals.test.ts watches them
+# with strace; setpriv, from util-linux, ends the traced process with its tracer).
+command -v strace >/dev/null || optional+=(strace)
+# Debian's own checks of the .deb that make deb builds (test/deb-package.test.ts runs lintian over it).
+command -v lintian >/dev/null || optional+=(lintian)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
   echo "missing test tools (${need[*]}); install them: sudo apt-get install ${need[*]}" >&2
   exit 1

@@ -55,7 +55,11 @@ end() {
 start() {
   local svc=$1 sock=${socket_of[$1]-}
   [ -z "$sock" ] || rm -f "$sock" # a stale one would look like the new process's
-  node "dist/bundle/$svc.js" &
+  # with its unit's Environment= lines (V8's heap flags, malloc's arenas), as systemd starts it
+  (
+    while IFS= read -r assignment; do eval "export $assignment"; done < <(sed -n 's/^Environment=//p' "units/tope-$svc.service")
+    exec node "dist/bundle/$svc.js"
+  ) &
   local pid=$!
   service_of[$pid]=$svc
   say "$svc started (pid $pid)"

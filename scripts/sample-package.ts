@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DEV_PRODUCT_ID, ensureDevTrust } from './dev-trust.js';
 
 const version = process.argv[2] ?? '1.0.0';
@@ -25,7 +26,8 @@ const description = {
 writeFileSync(path.join(dir, 'description.json'), `${JSON.stringify(description, null, 2)}\n`);
 const key = ensureDevTrust();
 const name = `tope-${version}.zip`;
-const tool = path.resolve('dist/scripts/tope-pack/main.js');
+// beside this script in dist/scripts, wherever it is run from
+const tool = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tope-pack/main.js');
 const built = JSON.parse(
   execFileSync(
     process.execPath,

@@ -1,8 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir } from './durable-store.js';
+import { BUSY_MARKER } from './state-names.js';
 
-export const BUSY_MARKER = 'busy';
+export { BUSY_MARKER };
 
 /**
  * A file that exists while a worker has work to finish. systemd's path unit starts the worker

@@ -1,141 +1,124 @@
-import { z } from 'zod';
+import * as z from './schema.js';
 
 // Every knob of the updater, its environment variable and its default. The defaults are
 // the production paths; `make run` and the tests point them under ./var or a temp dir.
-const bool = z
-  .enum(['0', '1', 'true', 'false', 'yes', 'no'])
-  .transform((v) => v === '1' || v === 'true' || v === 'yes');
-const ms = z.coerce
-  .number()
-  .int()
-  .min(0)
-  .max(7 * 24 * 3600 * 1000);
-const port = z.coerce.number().int().min(1).max(65535);
-const absPath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
+const bool = z.pipe(
+  z.enum(['0', '1', 'true', 'false', 'yes', 'no']),
+  z.transform((v) => v === '1' || v === 'true' || v === 'yes'),
+);
+const ms = z.coerce.number().check(z.int(), z.minimum(0), z.maximum(7 * 24 * 3600 * 1000));
+const port = z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535));
+const absPath = z.string().check(z.refine((p) => p.startsWith('/'), 'must be an absolute path'));
 const httpUrl = z.url({ protocol: /^https?$/ });
+const withDefault = z._default;
+/** A list in one variable: split, each item trimmed (and lower-cased), empty ones dropped. */
+const list = (separator: string, lowerCase = false) =>
+  z.transform((s: string) =>
+    s
+      .split(separator)
+      .map((n) => (lowerCase ? n.trim().toLowerCase() : n.trim()))
+      .filter(Boolean),
+  );
 
 export const configSchema = z.object({
-  TOPE_LISTEN_HOST: z.string().min(1).default('127.0.0.1'),
-  TOPE_LISTEN_PORT: port.default(12315),
-  TOPE_DEVICE_API_URL: httpUrl.default('http://127.0.0.1:9080'),
-  TOPE_FETCHER_STATE_DIR: absPath.default('/var/lib/tope-updater/fetcher'),
-  TOPE_INSTALLER_STATE_DIR: absPath.default('/var/lib/tope-updater/installer'),
-  TOPE_FETCHER_SOCKET: absPath.default('/run/tope-updater/fetcher.sock'),
-  TOPE_INSTALLER_SOCKET: absPath.default('/run/tope-updater/installer.sock'),
-  TOPE_VERSIONS_DIR: absPath.default('/opt/tope/versions'),
-  TOPE_ALLOWED_ROOTS: z
-    .string()
-    .default('/opt/tope')
-    .transform((s) => s.split(':').filter(Boolean))
-    .pipe(z.array(absPath).min(1)),
+  TOPE_LISTEN_HOST: withDefault(z.string().check(z.minLength(1)), '127.0.0.1'),
+  TOPE_LISTEN_PORT: withDefault(port, 12315),
+  TOPE_DEVICE_API_URL: withDefault(httpUrl, 'http://127.0.0.1:9080'),
+  TOPE_FETCHER_STATE_DIR: withDefault(absPath, '/var/lib/tope-updater/fetcher'),
+  TOPE_INSTALLER_STATE_DIR: withDefault(absPath, '/var/lib/tope-updater/installer'),
+  TOPE_FETCHER_SOCKET: withDefault(absPath, '/run/tope-updater/fetcher.sock'),
+  TOPE_INSTALLER_SOCKET: withDefault(absPath, '/run/tope-updater/installer.sock'),
+  TOPE_VERSIONS_DIR: withDefault(absPath, '/opt/tope/versions'),
+  TOPE_ALLOWED_ROOTS: z.pipe(
+    z.pipe(
+      withDefault(z.string(), '/opt/tope'),
+      z.transform((s: string) => s.split(':').filter(Boolean)),
+    ),
+    z.array(absPath).check(z.minLength(1)),
+  ),
   // Where the device's file system begins: '/' on a printer, ./var/root under `make run`.
-  TOPE_ROOT_PREFIX: absPath.default('/'),
-  TOPE_ALLOW_HTTP: bool.default(false),
+  TOPE_ROOT_PREFIX: withDefault(absPath, '/'),
+  TOPE_ALLOW_HTTP: withDefault(bool, false),
   // The trust chain (device paths, under TOPE_ROOT_PREFIX like TOPE_VERSIONS_DIR): the vendor keys a
   // package's signature must verify under, and the product id its `compatible` must name.
-  TOPE_TRUSTED_KEYS_DIR: absPath.default('/etc/tope-updater/keys.d'),
-  TOPE_PRODUCT_ID_FILE: absPath.default('/etc/tope-updater/product-id'),
+  TOPE_TRUSTED_KEYS_DIR: withDefault(absPath, '/etc/tope-updater/keys.d'),
+  TOPE_PRODUCT_ID_FILE: withDefault(absPath, '/etc/tope-updater/product-id'),
   // Development only: a package without manifest.sig is accepted (a bad signature never is).
-  TOPE_ALLOW_UNSIGNED: bool.default(false),
-  TOPE_IDLE_EXIT_MS: ms.default(60_000),
-  TOPE_HTTP_TIMEOUT_MS: ms.min(100).default(30_000),
-  TOPE_RETRY_BASE_MS: ms.default(1000),
-  TOPE_RETRY_ATTEMPTS: z.coerce.number().int().min(0).max(20).default(3),
-  TOPE_RETRY_AFTER_MAX_MS: ms.default(60_000),
-  TOPE_REPORT_TIMEOUT_MS: ms.min(1).default(500),
-  TOPE_TRUST_WINDOW_MS: ms.default(24 * 3600 * 1000),
-  TOPE_DISK_RESERVE_BYTES: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(4 * 1024 * 1024),
-  TOPE_UNIT_STOP_TIMEOUT_MS: ms.default(10_000),
-  TOPE_UNIT_START_TIMEOUT_MS: ms.default(30_000),
-  TOPE_PROBATION_MS: ms.default(10_000),
-  TOPE_POST_CMD_TIMEOUT_MS: ms.default(30_000),
+  TOPE_ALLOW_UNSIGNED: withDefault(bool, false),
+  TOPE_IDLE_EXIT_MS: withDefault(ms, 60_000),
+  // A command to a worker whose socket takes no connection (the worker between two lives) is tried
+  // again for this long before SERVICE_UNAVAILABLE.
+  TOPE_WORKER_CONNECT_GRACE_MS: withDefault(ms.check(z.maximum(60_000)), 5000),
+  TOPE_HTTP_TIMEOUT_MS: withDefault(ms.check(z.minimum(100)), 30_000),
+  TOPE_RETRY_BASE_MS: withDefault(ms, 1000),
+  TOPE_RETRY_ATTEMPTS: withDefault(z.coerce.number().check(z.int(), z.minimum(0), z.maximum(20)), 3),
+  TOPE_RETRY_AFTER_MAX_MS: withDefault(ms, 60_000),
+  TOPE_REPORT_TIMEOUT_MS: withDefault(ms.check(z.minimum(1)), 500),
+  TOPE_TRUST_WINDOW_MS: withDefault(ms, 24 * 3600 * 1000),
+  TOPE_DISK_RESERVE_BYTES: withDefault(z.coerce.number().check(z.int(), z.minimum(0)), 4 * 1024 * 1024),
+  TOPE_UNIT_STOP_TIMEOUT_MS: withDefault(ms, 10_000),
+  TOPE_UNIT_START_TIMEOUT_MS: withDefault(ms, 30_000),
+  TOPE_PROBATION_MS: withDefault(ms, 10_000),
+  TOPE_POST_CMD_TIMEOUT_MS: withDefault(ms, 30_000),
   // One deadline for the whole time the printer's units are down during an install: from the
   // first unit's stop to the switch (post_cmds included, each bounded by what is left of it).
   // Past it the install is undone before the switch and the units start again.
-  TOPE_UNITS_STOPPED_MAX_MS: ms.min(1).default(5 * 60_000),
+  TOPE_UNITS_STOPPED_MAX_MS: withDefault(ms.check(z.minimum(1)), 5 * 60_000),
   // The units a package may stop and start (names or glob patterns with * and ?): the device's
   // word, not the package's. The updater's own units are never among them, whatever this says.
-  TOPE_MANAGED_UNITS: z
-    .string()
-    .default('device-api.service,ota-gui.service')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((n) => n.trim())
-        .filter(Boolean),
-    )
-    .pipe(
-      z
-        .array(
-          z
-            .string()
-            .regex(
+  TOPE_MANAGED_UNITS: z.pipe(
+    z.pipe(withDefault(z.string(), 'device-api.service,ota-gui.service'), list(',')),
+    z
+      .array(
+        z
+          .string()
+          .check(
+            z.regex(
               /^[A-Za-z0-9:_.\\@*?-]+$/,
               'must be unit names or patterns (* and ?) like printerd.service,printer@*.service',
             ),
-        )
-        .min(1),
-    ),
-  TOPE_SYSTEMCTL: z.string().min(1).default('systemctl'),
+          ),
+      )
+      .check(z.minLength(1)),
+  ),
+  TOPE_SYSTEMCTL: withDefault(z.string().check(z.minLength(1)), 'systemctl'),
   // Where post_cmds run: `systemd`, each in a sandboxed transient unit of its own (systemd-run);
   // `none`, as a child of the installer with only PATH and TOPE_VERSION* in its environment (make
   // run, tests); `auto`, systemd under systemd as root, else every post_cmd fails (never unsandboxed
   // unless this says so).
-  TOPE_POST_CMD_SANDBOX: z.enum(['auto', 'systemd', 'none']).default('auto'),
-  TOPE_SYSTEMD_RUN: z.string().min(1).default('systemd-run'),
-  TOPE_ZIP_MAX_BYTES: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .default(2 * 1024 * 1024 * 1024),
-  TOPE_ZIP_MAX_ENTRIES: z.coerce.number().int().min(1).default(10_000),
+  TOPE_POST_CMD_SANDBOX: withDefault(z.enum(['auto', 'systemd', 'none']), 'auto'),
+  TOPE_SYSTEMD_RUN: withDefault(z.string().check(z.minLength(1)), 'systemd-run'),
+  TOPE_ZIP_MAX_BYTES: withDefault(z.coerce.number().check(z.int(), z.minimum(1)), 2 * 1024 * 1024 * 1024),
+  TOPE_ZIP_MAX_ENTRIES: withDefault(z.coerce.number().check(z.int(), z.minimum(1)), 10_000),
   // Tells a restart of the process from a reboot (bytes not yet fsynced may be lost in the latter).
-  TOPE_BOOT_ID_FILE: absPath.default('/proc/sys/kernel/random/boot_id'),
+  TOPE_BOOT_ID_FILE: withDefault(absPath, '/proc/sys/kernel/random/boot_id'),
   // The gateway answers only requests a web page cannot forge: these names (with the listening
   // port) are allowed in Host beside localhost, 127.0.0.1, [::1], TOPE_LISTEN_HOST and the
   // address a connection arrived on (a LAN drop-in needs nothing here unless reached by a name).
-  TOPE_API_HOST_NAMES: z
-    .string()
-    .default('')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((n) => n.trim().toLowerCase())
-        .filter(Boolean),
-    ),
+  TOPE_API_HOST_NAMES: z.pipe(withDefault(z.string(), ''), list(',', true)),
   // Slow clients: the request's headers, then its body, each within their deadline; past the cap
   // the oldest connection not being answered is closed to make room.
-  TOPE_API_HEADERS_TIMEOUT_MS: ms.min(100).default(5000),
-  TOPE_API_BODY_TIMEOUT_MS: ms.min(100).default(5000),
-  TOPE_API_MAX_CONNECTIONS: z.coerce.number().int().min(4).max(10_000).default(256),
+  TOPE_API_HEADERS_TIMEOUT_MS: withDefault(ms.check(z.minimum(100)), 5000),
+  TOPE_API_BODY_TIMEOUT_MS: withDefault(ms.check(z.minimum(100)), 5000),
+  TOPE_API_MAX_CONNECTIONS: withDefault(z.coerce.number().check(z.int(), z.minimum(4), z.maximum(10_000)), 256),
   // Package URLs: loopback, link-local and unspecified addresses are refused unless a net listed
   // here holds them ("127.0.0.0/8,::1/128"); private ranges too, unless TOPE_ALLOW_PRIVATE_URLS.
-  TOPE_ALLOWED_URL_NETS: z
-    .string()
-    .default('')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((n) => n.trim())
-        .filter(Boolean),
-    )
-    .pipe(
-      z.array(z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128')),
+  TOPE_ALLOWED_URL_NETS: z.pipe(
+    z.pipe(withDefault(z.string(), ''), list(',')),
+    z.array(
+      z.string().check(z.regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be a list of CIDR nets like 127.0.0.0/8,::1/128')),
     ),
-  TOPE_ALLOW_PRIVATE_URLS: bool.default(false),
+  ),
+  TOPE_ALLOW_PRIVATE_URLS: withDefault(bool, false),
   // A download slower than this on average over each window ends (resumable DOWNLOAD_FAILED): a
   // server trickling bytes just inside the stall timeout cannot hold the fetcher for ever.
-  TOPE_DOWNLOAD_MIN_BYTES_PER_S: z.coerce.number().int().min(0).default(1024),
-  TOPE_DOWNLOAD_RATE_WINDOW_MS: ms.min(100).default(120_000),
-  TOPE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  TOPE_DOWNLOAD_MIN_BYTES_PER_S: withDefault(z.coerce.number().check(z.int(), z.minimum(0)), 1024),
+  TOPE_DOWNLOAD_RATE_WINDOW_MS: withDefault(ms.check(z.minimum(100)), 120_000),
+  TOPE_LOG_LEVEL: withDefault(z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']), 'info'),
   // With a bad value elsewhere, a socket-activated process answers CONFIG_INVALID for this long,
   // then ends so that its next start reads the environment file again. Below 2.5 s, a client
   // polling it would make systemd's default start limit (5 starts in 10 s) close the socket.
-  TOPE_CONFIG_RECHECK_MS: ms.default(5000),
+  TOPE_CONFIG_RECHECK_MS: withDefault(ms, 5000),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -5,8 +5,10 @@ import { createLogger, type Logger } from './log.js';
 import { hasInheritedSocket, listen } from './listen.js';
 import { Notifier } from './notify.js';
 import { createCommandServer, refuse } from './protocol.js';
+import { workers, type WorkerName } from './workers.js';
 
-export type Role = 'api-gateway' | 'fetcher' | 'installer';
+/** A process of the updater: the gateway or one of the workers (shared/workers.ts). */
+export type Role = 'api-gateway' | WorkerName;
 
 /** What a process with a bad configuration serves: every answer carries `error` ("CONFIG_INVALID: ..."). */
 export type DegradedServer = (error: string) => net.Server;
@@ -41,18 +43,10 @@ export const degradedWorker: DegradedServer = (error) =>
     () => undefined,
   );
 
-const fallbackAddress = (role: Role, env: NodeJS.ProcessEnv) => {
-  switch (role) {
-    case 'api-gateway':
-      return { host: settingOrDefault('TOPE_LISTEN_HOST', env), port: settingOrDefault('TOPE_LISTEN_PORT', env) };
-    case 'fetcher':
-      return { socketPath: settingOrDefault('TOPE_FETCHER_SOCKET', env), mode: 0o660 };
-    case 'installer':
-      return { socketPath: settingOrDefault('TOPE_INSTALLER_SOCKET', env), mode: 0o660 };
-    default:
-      return role satisfies never;
-  }
-};
+const fallbackAddress = (role: Role, env: NodeJS.ProcessEnv) =>
+  role === 'api-gateway'
+    ? { host: settingOrDefault('TOPE_LISTEN_HOST', env), port: settingOrDefault('TOPE_LISTEN_PORT', env) }
+    : { socketPath: settingOrDefault(workers[role].socketSetting, env), mode: 0o660 };
 
 async function serveDegraded(role: Role, e: ConfigError, serve: DegradedServer, env: NodeJS.ProcessEnv): Promise<void> {
   const error = `CONFIG_INVALID: ${e.message}`;

@@ -1,27 +1,21 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { z } from 'zod';
+import * as z from './schema.js';
 import { isErrnoException } from './errors.js';
 import { failpoint } from './failpoint.js';
+import { previousGeneration } from './state-names.js';
 
 let tempCounter = 0;
 const TEMP_MARK = '.tmp-';
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * Flushes a file written through another handle (a copy, a stream) to disk, before the rename
  * that publishes it. `mode`: set through the same handle first (the umask must not decide it).
+ * Opened read-only: fsync and fchmod need no write access, and a snapshot's files may be
+ * read-only to the installer that wrote them.
  */
 export async function fsyncFile(file: string, mode?: number): Promise<void> {
-  const fh = await fsp.open(file, 'r+');
+  const fh = await fsp.open(file, 'r');
   try {
     if (mode !== undefined) await fh.chmod(mode);
     await fh.sync();
@@ -29,6 +23,9 @@ export async function fsyncFile(file: string, mode?: number): Promise<void> {
     await fh.close();
   }
 }
+
+/** A directory's entries (a rename, a new or removed name) flushed to disk. */
+export const fsyncDir = (dir: string): Promise<void> => fsyncFile(dir);
 
 /**
  * Removes a file or a whole tree and fsyncs the directory that held it: an unlink or rmdir that
@@ -81,7 +78,7 @@ export async function sweepTemps(dir: string): Promise<string[]> {
  * A JSON state file with two generations: `name` and `name.prev`. A write keeps the last good
  * file as `.prev`, so a torn or unreadable file falls back to it instead of to nothing.
  */
-export class DurableJson<S extends z.ZodType> {
+export class DurableJson<S extends z.$ZodType> {
   readonly prevPath: string;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -89,7 +86,7 @@ export class DurableJson<S extends z.ZodType> {
     readonly file: string,
     private readonly schema: S,
   ) {
-    this.prevPath = `${file}.prev`;
+    this.prevPath = previousGeneration(file);
   }
 
   /** The newest generation that parses and validates, or null when there is none. */
@@ -102,7 +99,7 @@ export class DurableJson<S extends z.ZodType> {
   }
 
   write(value: z.infer<S>): Promise<void> {
-    const checked = this.schema.parse(value);
+    const checked = z.parse(this.schema, value);
     return this.serialize(async () => {
       try {
         await fsp.rename(this.file, this.prevPath);
@@ -137,7 +134,7 @@ export class DurableJson<S extends z.ZodType> {
       throw e;
     }
     try {
-      const parsed = this.schema.safeParse(JSON.parse(text));
+      const parsed = z.safeParse(this.schema, JSON.parse(text));
       return parsed.success ? parsed.data : null;
     } catch {
       return null;

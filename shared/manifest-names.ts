@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './schema.js';
 
 // What a manifest may name. A package is untrusted input: a unit name reaches systemctl's
 // command line and a module name, src or dst reach logs, reports and the file system.
@@ -30,14 +30,16 @@ const unitPattern = new RegExp(`^[A-Za-z0-9:_.\\\\-]+(?:@[A-Za-z0-9:_.\\\\@-]+)?
  * "-.mount", but a leading dash would read as an option to systemctl even with "--" before it
  * in a caller that forgot the "--"; no printer unit needs one).
  */
-export const unitNameSchema = z
-  .string()
-  .max(UNIT_NAME_MAX)
-  .refine((s) => unitPattern.test(s) && !s.startsWith('-'), 'must be a systemd unit name');
+export const unitNameSchema = z.string().check(
+  z.maxLength(UNIT_NAME_MAX),
+  z.refine((s) => unitPattern.test(s) && !s.startsWith('-'), 'must be a systemd unit name'),
+);
 
 /** C0 controls, DEL and C1 controls: newline, NUL, escape and the like have no place in a name or path. */
 const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** A string that carries no control character (a log line, a report or a terminal would read it). */
-export const plainText = (schema: z.ZodString) =>
-  schema.refine((s) => !controlCharacter.test(s), 'must not contain control characters (newline, NUL, escape...)');
+export const plainText = (schema: z.ZodMiniString) =>
+  schema.check(
+    z.refine((s) => !controlCharacter.test(s), 'must not contain control characters (newline, NUL, escape...)'),
+  );

@@ -15,7 +15,8 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 export const MANIFEST = 'manifest.json';
 const zipOptions = { strictFileNames: true, validateEntrySizes: true, autoClose: false };
-const MANIFEST_MAX = 1024 * 1024;
+/** manifest.json is read whole into memory to verify its signature: a bigger one is refused unread. */
+export const MANIFEST_MAX_BYTES = 1024 * 1024;
 
 export interface ArchiveLimits {
   maxBytes: number;
@@ -102,7 +103,7 @@ export class PackageArchive {
       }
     } catch (e) {
       zip.close();
-      throw e instanceof UpdaterError ? e : invalid((e as Error).message);
+      throw UpdaterError.from(e, 'INVALID_PACKAGE');
     }
     return new PackageArchive(zip, files, dirs);
   }
@@ -115,8 +116,8 @@ export class PackageArchive {
   async readManifestBytes(): Promise<Buffer> {
     const entry = this.files.get(MANIFEST);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', 'manifest.json not found in package');
-    if (entry.uncompressedSize > MANIFEST_MAX)
-      throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX} bytes`);
+    if (entry.uncompressedSize > MANIFEST_MAX_BYTES)
+      throw new UpdaterError('INVALID_MANIFEST', `manifest.json larger than ${MANIFEST_MAX_BYTES} bytes`);
     return this.readSmall(entry);
   }
 
@@ -128,7 +129,7 @@ export class PackageArchive {
         for await (const c of src) chunks.push(c);
       });
     } catch (e) {
-      throw e instanceof UpdaterError ? e : invalid(`entry ${entry.fileName}: ${(e as Error).message}`);
+      throw UpdaterError.from(e, 'INVALID_PACKAGE', `entry ${entry.fileName}: `);
     }
     return Buffer.concat(chunks);
   }
@@ -205,7 +206,7 @@ export class PackageArchive {
         },
       );
     } catch (e) {
-      throw e instanceof UpdaterError ? e : invalid(`entry ${name}: ${(e as Error).message}`);
+      throw UpdaterError.from(e, 'INVALID_PACKAGE', `entry ${name}: `);
     }
   }
 

@@ -1,22 +1,20 @@
-import { z } from 'zod';
+import * as z from './schema.js';
 
 // Field rules of the API (README, "The API"), shared by the gateway that validates requests and
 // the fetcher and installer that persist and re-check them.
 export const versionSchema = z
   .string()
-  .max(64)
-  .regex(/^[0-9]+\.[0-9]+\.[0-9]+$/, 'must look like 1.2.3');
+  .check(z.maxLength(64), z.regex(/^[0-9]+\.[0-9]+\.[0-9]+$/, 'must look like 1.2.3'));
 
-const packageName = z
-  .string()
-  .regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ -')
-  .refine((n) => n !== '.' && n !== '..', 'must not be . or ..');
+const packageName = z.string().check(
+  z.regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ -'),
+  z.refine((n) => n !== '.' && n !== '..', 'must not be . or ..'),
+);
 
 export function packageUrlSchema(allowHttp: boolean) {
-  return z
-    .string()
-    .max(4096)
-    .refine(
+  return z.string().check(
+    z.maxLength(4096),
+    z.refine(
       (s) => {
         try {
           const u = new URL(s);
@@ -26,7 +24,8 @@ export function packageUrlSchema(allowHttp: boolean) {
         }
       },
       allowHttp ? 'must be an http or https URL' : 'must be an https URL',
-    );
+    ),
+  );
 }
 
 export function packageJobSchema(allowHttp: boolean) {
@@ -34,12 +33,11 @@ export function packageJobSchema(allowHttp: boolean) {
     version: versionSchema,
     package_url: packageUrlSchema(allowHttp),
     package_name: packageName,
-    package_size: z.number().int('must be an integer').min(1, 'must be at least 1').max(Number.MAX_SAFE_INTEGER),
-    package_md5: z.string().regex(/^[a-f0-9]{32}$/, 'must be 32 lower-case hex characters'),
-    package_sha256: z
-      .string()
-      .regex(/^[a-f0-9]{64}$/, 'must be 64 lower-case hex characters')
-      .optional(),
+    package_size: z
+      .number()
+      .check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(Number.MAX_SAFE_INTEGER)),
+    package_md5: z.string().check(z.regex(/^[a-f0-9]{32}$/, 'must be 32 lower-case hex characters')),
+    package_sha256: z.optional(z.string().check(z.regex(/^[a-f0-9]{64}$/, 'must be 64 lower-case hex characters'))),
   });
 }
 
@@ -59,5 +57,5 @@ export const sameJob = (a: PackageJob | null | undefined, b: PackageJob): boolea
   a.package_sha256 === b.package_sha256;
 
 /** "field: reason; field: reason", the tail of a VALIDATION_ERROR message. */
-export const describeIssues = (err: z.ZodError): string =>
+export const describeIssues = (err: z.$ZodError): string =>
   err.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`).join('; ');

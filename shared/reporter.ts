@@ -1,27 +1,36 @@
-import { Agent, request } from 'undici';
+import http from 'node:http';
 import { LatestOnly } from './latest-only.js';
 import type { Logger } from './log.js';
 import type { Status } from './status.js';
 
 export const REPORT_PATH = '/api/v1.0/ota/report';
 
+type Transport = Pick<typeof http, 'request' | 'Agent'>;
+
 /**
  * Posts status changes to device-api. Fire and forget: each post has its own deadline; a slow
  * device-api makes the progress steps within a stage coalesce into the newest one, while every
  * stage change still arrives, in order; a dead one only costs a log line.
+ *
+ * Node's own http client, not undici: a small JSON post to a local service is all it does, and
+ * undici costs ~15 MiB of RSS loaded (its http2, tls and web-stream dependencies), which the
+ * installer would carry for nothing else (BENCHMARKS.md, the budget section). node:https is
+ * loaded only for an https device-api.
  */
 export class Reporter {
   private readonly queue: LatestOnly<Status>;
-  private readonly agent: Agent;
-  private readonly url: string;
+  private readonly url: URL;
+  private readonly transport: Promise<{ module: Transport; agent: http.Agent }>;
 
   constructor(
     baseUrl: string,
     private readonly timeoutMs: number,
     private readonly log: Logger,
   ) {
-    this.url = new URL(REPORT_PATH, baseUrl).toString();
-    this.agent = new Agent({ connect: { timeout: timeoutMs }, keepAliveTimeout: 4000 });
+    this.url = new URL(REPORT_PATH, baseUrl);
+    const module: Promise<Transport> = this.url.protocol === 'https:' ? import('node:https') : Promise.resolve(http);
+    // an idle kept-alive connection is closed after 4 s
+    this.transport = module.then((m) => ({ module: m, agent: new m.Agent({ keepAlive: true, timeout: 4000 }) }));
     this.queue = new LatestOnly(
       (s) => this.post(s),
       (s) => s.stage,
@@ -39,24 +48,42 @@ export class Reporter {
 
   async close(): Promise<void> {
     await this.idle();
-    await this.agent.close();
+    (await this.transport).agent.destroy();
   }
 
   private async post(status: Status): Promise<void> {
     try {
-      const res = await request(this.url, {
-        method: 'POST',
-        dispatcher: this.agent,
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(status),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      await res.body.dump();
-      if (res.statusCode < 200 || res.statusCode > 299) {
-        this.log.warn({ statusCode: res.statusCode, stage: status.stage }, 'device-api refused the report');
+      const statusCode = await this.send(JSON.stringify(status));
+      if (statusCode < 200 || statusCode > 299) {
+        this.log.warn({ statusCode, stage: status.stage }, 'device-api refused the report');
       }
     } catch (e) {
       this.log.warn({ err: (e as Error).message, stage: status.stage }, 'report to device-api failed; carrying on');
     }
+  }
+
+  /** One POST, its answer read to the end; its status code, or the error that ended it. */
+  private async send(body: string): Promise<number> {
+    const { module, agent } = await this.transport;
+    return new Promise<number>((resolve, reject) => {
+      const req = module.request(
+        this.url,
+        {
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          signal: AbortSignal.timeout(this.timeoutMs),
+        },
+        (res) => {
+          res.on('error', reject);
+          res.on('end', () => resolve(res.statusCode ?? 0));
+          // after 'end' this changes nothing; before it, the answer was cut short (its deadline)
+          res.on('close', () => reject(new Error('the answer was cut short')));
+          res.resume();
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 }

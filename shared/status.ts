@@ -1,44 +1,20 @@
-import { z } from 'zod';
+import * as z from './schema.js';
+import { busyStages, stages } from './stages.js';
 
-export const stages = [
-  'idle',
-  'downloading',
-  'verifying',
-  'toInstall',
-  'installing',
-  'rebooting',
-  'success',
-  'failed',
-] as const;
+// The stages and which are busy: shared/stages.ts (a new stage goes there, and its Records fail
+// to compile until decided).
+export { busyStages, stages };
 export const stageSchema = z.enum(stages);
 export type Stage = z.infer<typeof stageSchema>;
 
 /** What /progress shows and what device-api receives. */
 export const statusSchema = z.object({
   stage: stageSchema,
-  progress: z.number().int().min(0).max(100),
+  progress: z.number().check(z.int(), z.minimum(0), z.maximum(100)),
   message: z.string(),
-  error: z.string().nullable(),
+  error: z.nullable(z.string()),
 });
 export type Status = z.infer<typeof statusSchema>;
-
-/**
- * Whether a worker is busy in each stage (the gateway stays up and refuses other commands).
- * A Record, so a new stage does not compile until someone decides.
- * `rebooting` is contract-only: the wire contract names it (ota-gui and device-api know it), but
- * no worker enters it today, since an update restarts units and never reboots the board.
- */
-const busyByStage: Record<Stage, boolean> = {
-  idle: false,
-  downloading: true,
-  verifying: true,
-  toInstall: false,
-  installing: true,
-  rebooting: true,
-  success: false,
-  failed: false,
-};
-export const busyStages: ReadonlySet<Stage> = new Set(stages.filter((stage) => busyByStage[stage]));
 
 export const clampPercent = (n: number): number => Math.max(0, Math.min(100, Math.floor(n)));
 

@@ -10,7 +10,7 @@ import { Notifier } from './notify.js';
 import { createCommandServer, type Command, type Reply } from './protocol.js';
 import { Reporter } from './reporter.js';
 import { StatusPublisher } from './status-publisher.js';
-import { recordPathOf, workers, type WorkerName } from './workers.js';
+import { recordPathOf, socketOf, workers, type WorkerName } from './workers.js';
 
 /** What the bootstrap hands a worker's wiring. */
 export interface WorkerContext {
@@ -70,7 +70,7 @@ export async function runWorker(
     reporter,
     notifier,
     idleMs: config.TOPE_IDLE_EXIT_MS,
-    socketPath: workers[name].socket(config),
+    socketPath: socketOf(name, config),
   });
 }
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './schema.js';
 import { statusSchema } from './status.js';
 import { storedJobSchema } from './package-job.js';
 
@@ -7,31 +7,28 @@ import { storedJobSchema } from './package-job.js';
 // so "which worker spoke last" needs no shared writer and no clock.
 
 export const checkpointSchema = z.object({
-  offset: z.number().int().min(0),
-  etag: z.string().nullable(),
-  lastModified: z.string().nullable(),
+  offset: z.number().check(z.int(), z.minimum(0)),
+  etag: z.nullable(z.string()),
+  lastModified: z.nullable(z.string()),
   bootId: z.string(),
 });
 export type Checkpoint = z.infer<typeof checkpointSchema>;
 
 export const fetcherRecordSchema = z.object({
-  seq: z.number().int().min(0),
+  seq: z.number().check(z.int(), z.minimum(0)),
   status: statusSchema,
-  job: storedJobSchema.nullable(),
-  checkpoint: checkpointSchema.nullable(),
-  verifiedAt: z.iso.datetime().nullable(),
-  packageFile: z.string().nullable(),
+  job: z.nullable(storedJobSchema),
+  checkpoint: z.nullable(checkpointSchema),
+  verifiedAt: z.nullable(z.iso.datetime()),
+  packageFile: z.nullable(z.string()),
 });
 export type FetcherRecord = z.infer<typeof fetcherRecordSchema>;
 
 export const installerRecordSchema = z.object({
-  seq: z.number().int().min(0),
+  seq: z.number().check(z.int(), z.minimum(0)),
   status: statusSchema,
   version: z.string(),
 });
 export type InstallerRecord = z.infer<typeof installerRecordSchema>;
 
-export const FETCHER_RECORD = 'download.json';
-/** The fetcher's packages, in its state directory. */
-export const PACKAGES_DIR = 'packages';
-export const INSTALLER_RECORD = 'install.json';
+export { FETCHER_RECORD, INSTALLER_RECORD, PACKAGES_DIR } from './state-names.js';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { z } from 'zod';
+import type * as z from './schema.js';
 import type { Config } from './config.js';
 import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordSchema } from './worker-records.js';
 
@@ -7,10 +7,13 @@ import { FETCHER_RECORD, fetcherRecordSchema, INSTALLER_RECORD, installerRecordS
 export interface WorkerEntry {
   /** Its record's file name in its state directory, and the part of it the gateway reads. */
   recordFile: string;
-  recordSchema: z.ZodType<{ seq: number }>;
+  recordSchema: z.ZodMiniType<{ seq: number }>;
   stateDir: (config: Config) => string;
-  /** Its command socket (when not inherited from systemd). */
-  socket: (config: Config) => string;
+  /**
+   * The setting that names its command socket (when not inherited from systemd): read from the
+   * configuration, or alone when the configuration is invalid (shared/degraded.ts).
+   */
+  socketSetting: 'TOPE_FETCHER_SOCKET' | 'TOPE_INSTALLER_SOCKET';
 }
 
 /**
@@ -23,13 +26,13 @@ export const workers = {
     recordFile: FETCHER_RECORD,
     recordSchema: fetcherRecordSchema,
     stateDir: (config: Config) => config.TOPE_FETCHER_STATE_DIR,
-    socket: (config: Config) => config.TOPE_FETCHER_SOCKET,
+    socketSetting: 'TOPE_FETCHER_SOCKET',
   },
   installer: {
     recordFile: INSTALLER_RECORD,
     recordSchema: installerRecordSchema,
     stateDir: (config: Config) => config.TOPE_INSTALLER_STATE_DIR,
-    socket: (config: Config) => config.TOPE_INSTALLER_SOCKET,
+    socketSetting: 'TOPE_INSTALLER_SOCKET',
   },
 } as const satisfies Record<string, WorkerEntry>;
 
@@ -38,6 +41,9 @@ export const workerNames = Object.keys(workers) as WorkerName[];
 
 /** What the gateway reads of each worker's record. */
 export type WorkerRecord<Name extends WorkerName> = z.infer<(typeof workers)[Name]['recordSchema']>;
+
+/** A worker's command socket (when not inherited from systemd). */
+export const socketOf = (name: WorkerName, config: Config): string => config[workers[name].socketSetting];
 
 export const recordPathOf = (name: WorkerName, config: Config): string =>
   path.join(workers[name].stateDir(config), workers[name].recordFile);

@@ -12,7 +12,7 @@ import { buildPackage, md5 } from './helpers/packages.js';
 import { distDir } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
-// The printer the original targeted is an arm64 board (RK3566). Here the three services run on
+// The printer's boards are arm64 (RK3566). Here the three services run on
 // the pinned Node's arm64 build under qemu-aarch64-static (user-mode emulation of the CPU; the
 // kernel, file systems and sockets are the host's), through a whole update. Skipped, saying
 // why, only where the emulator or the arm64 runtime cannot be had (make tools installs them).

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { BUSY_MARKER } from '../shared/busy-marker.js';
+import { previousGeneration } from '../shared/state-names.js';
 import { FETCHER_RECORD, type FetcherRecord } from '../shared/worker-records.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
@@ -194,7 +195,7 @@ test('recovery: a torn download.json falls back to the previous generation', asy
   );
   await fsp.copyFile(
     path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD),
-    path.join(device.env.TOPE_FETCHER_STATE_DIR, `${FETCHER_RECORD}.prev`),
+    path.join(device.env.TOPE_FETCHER_STATE_DIR, previousGeneration(FETCHER_RECORD)),
   );
   await fsp.writeFile(path.join(device.env.TOPE_FETCHER_STATE_DIR, FETCHER_RECORD), '{"seq":4,"status":{"sta');
   await device.start('fetcher', 'api-gateway');

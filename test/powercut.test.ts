@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { vmAvailable } from './helpers/vm.js';
 import { cutAtStage, describe, powercutCampaign } from './reliability/powercut-campaign.js';
 
-// Real power cuts (issue 15's CI share; `make powercut N=…` is the campaign): the QEMU VM runs
+// Real power cuts (make test's share; `make powercut N=…` is the campaign): the QEMU VM runs
 // whole updates on a disk that persists across boots, and the host SIGKILLs qemu, so the
 // guest's page cache and every write it had not flushed are gone (test/system/vm.sh boot says
 // why cache=none). Four cuts, one disk: mid-download, mid-install (units stopped, in-place

@@ -84,7 +84,7 @@ test('an absent, silent or garbling worker is SERVICE_UNAVAILABLE', async () => 
   );
   const silent = net.createServer(() => undefined);
   const p1 = await serve(silent);
-  await assert.rejects(sendCommand(p1, download, 100), /no reply .* within 100 ms/);
+  await assert.rejects(sendCommand(p1, download, { timeoutMs: 100 }), /no reply .* within 100 ms/);
   silent.close();
   const garbling = net.createServer((s) => s.end('{"ok":"maybe"}\n'));
   const p2 = await serve(garbling);
@@ -94,6 +94,24 @@ test('an absent, silent or garbling worker is SERVICE_UNAVAILABLE', async () => 
   const p3 = await serve(closing);
   await assert.rejects(sendCommand(p3, download), /closed without a reply/);
   closing.close();
+});
+
+test('a worker whose socket appears only later (a worker restarting) is waited for within the grace, and no longer', async () => {
+  const p = sockPath();
+  await assert.rejects(sendCommand(p, download, { connectGraceMs: 150, retryEveryMs: 10 }), /cannot reach .*: ENOENT/);
+  const late = net.createServer((s) => s.end('{"ok":true}\n'));
+  const waits: string[] = [];
+  const answered = await sendCommand(p, download, {
+    connectGraceMs: 30_000,
+    retryEveryMs: 10,
+    onWait: (why) => {
+      // the socket appears only once an attempt has found none
+      if (waits.push(why) === 1) late.listen(p);
+    },
+  });
+  assert.deepEqual(answered, { ok: true });
+  assert.match(waits[0], /cannot reach .*: ENOENT/);
+  late.close();
 });
 
 test('every error code of the list is produced and asserted by some test', () => {

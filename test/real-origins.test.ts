@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, promises as fsp } from 'node:fs';
+import { mkdtempSync, promises as fsp, utimesSync } from 'node:fs';
 import os from 'node:os';
+import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { call } from './helpers/api.js';
@@ -47,6 +48,10 @@ before(async () => {
   await addFile('large.bin', 48 * MiB);
   await addFile('cut.bin', 24 * MiB);
   for (const n of [1, 2, 3, 4]) await addFile(`row-${n}.bin`, 3 * MiB);
+  await addFile('touched.bin', 8 * MiB);
+  await addFile('gz.bin', 2 * MiB);
+  // only the nginx below with gzip_static serves this one, in place of gz.bin
+  await fsp.writeFile(path.join(docroot, 'gz.bin.gz'), gzipSync(await fsp.readFile(path.join(docroot, 'gz.bin'))));
 });
 
 interface Case {
@@ -164,4 +169,88 @@ cases.forEach((c, i) =>
       }
     });
   }),
+);
+
+// nginx's own answers where a CDN's differ from a test server's: a file replaced on the server
+// between two attempts (the same bytes, deployed again: a new mtime, so a new ETag), and a
+// precompressed copy sent whatever the request accepts (gzip_static always, as an object stored
+// with Content-Encoding metadata is served).
+describe(
+  'nginx: If-Range against a redeployed file, and a compressed answer to an identity request',
+  {
+    skip: missing('nginx') ?? undefined,
+  },
+  () => {
+    let origin: RealOrigin;
+    let proxy: CuttingProxy;
+    let device: TestDevice;
+    let fetcher: Service;
+    before(async () => {
+      origin = await startNginx(docroot, undefined, 100, 'gzip_static always;');
+      proxy = await new CuttingProxy(origin.port).start();
+      device = new TestDevice({ TOPE_ALLOW_HTTP: '1', TOPE_RETRY_BASE_MS: '20' });
+      [fetcher] = await device.start('fetcher', 'api-gateway');
+    });
+    after(async () => {
+      await device?.stop();
+      await proxy?.stop();
+      await origin?.stop();
+    });
+
+    async function download(name: string, version: string, at: string) {
+      const f = files.get(name)!;
+      const answer = await call(device.base, 'POST', '/api/v1.0/download', {
+        version,
+        package_url: at,
+        package_name: name,
+        package_size: f.size,
+        package_md5: f.md5,
+        package_sha256: f.sha256,
+      });
+      assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
+      return waitFor(
+        `${version} ended`,
+        async () => {
+          const { data } = (await device.progress()).body;
+          return data.stage === 'failed' || (data.stage === 'toInstall' && data.message.endsWith(version))
+            ? data
+            : null;
+        },
+        120_000,
+        50,
+      );
+    }
+    const requests = () => fetcher.lines.filter((l) => l.msg === 'GET') as Array<{ url: string; range: string | null }>;
+
+    test('cut, then the file redeployed (new mtime, new ETag): If-Range gets a 200 and the fetcher starts over from byte 0', async () => {
+      const before = requests().length;
+      const file = path.join(docroot, 'touched.bin');
+      proxy.cutNext(3 * MiB, 'reset', () => utimesSync(file, new Date(), new Date(Date.now() + 60_000)));
+      const end = await download('touched.bin', '2.0.0', `http://127.0.0.1:${proxy.port}/touched.bin`);
+      assert.equal(end.stage, 'toInstall', JSON.stringify(end));
+      const mine = requests().slice(before);
+      assert.equal(mine.length, 2, JSON.stringify(mine));
+      assert.match(mine[1].range ?? '', /^bytes=[1-9]\d*-$/);
+      // nginx compared If-Range with the file's new ETag and sent the whole file
+      const lines = (await origin.log()).split('\n').filter((l) => l.includes('range="bytes='));
+      assert.equal(lines.length, 1, lines.join('\n'));
+      const [, ifRange, etag] = /^200 range="bytes=\d+-" if_range="(.+)" etag="(.+)" connection/.exec(lines[0]) ?? [];
+      assert.ok(ifRange && etag && ifRange !== etag, lines[0]);
+    });
+
+    test('a gzip-encoded answer to an identity request is refused at once, naming the encoding, nothing kept', async () => {
+      const before = requests().length;
+      const end = await download('gz.bin', '2.0.1', `http://127.0.0.1:${origin.port}/gz.bin`);
+      assert.equal(
+        end.error,
+        'DOWNLOAD_FAILED: the server sent the package with Content-Encoding gzip (identity was asked for); serve it as is',
+      );
+      assert.equal(requests().length - before, 1, 'no retry: another attempt gets the same answer');
+      assert.deepEqual(
+        await fsp.readdir(device.packagesDir),
+        [],
+        'the verified one it replaced is gone too, as any new download does',
+      );
+    });
+  },
 );

@@ -68,6 +68,36 @@ const cases: Array<[name: string, request: RequestState, response: ResponseHead,
     restart(null, null),
   ],
 
+  // a content coding: the body is not the package's bytes, whatever its length
+  [
+    '200 with Content-Encoding gzip though identity was asked',
+    fresh,
+    answer(200, { 'content-encoding': 'gzip', 'content-length': '1000' }),
+    fail(
+      'DOWNLOAD_FAILED: the server sent the package with Content-Encoding gzip (identity was asked for); serve it as is',
+    ),
+  ],
+  [
+    '206 with Content-Encoding br',
+    resumed,
+    partial('bytes 400-999/1000', { etag: ETAG, 'content-encoding': 'br' }),
+    fail(
+      'DOWNLOAD_FAILED: the server sent the package with Content-Encoding br (identity was asked for); serve it as is',
+    ),
+  ],
+  [
+    '200 with Content-Encoding identity (allowed, if unusual)',
+    fresh,
+    answer(200, { 'content-encoding': 'Identity', etag: ETAG }),
+    restart(ETAG, null),
+  ],
+  [
+    '404 with Content-Encoding gzip: the status decides',
+    fresh,
+    answer(404, { 'content-encoding': 'gzip' }),
+    fail('DOWNLOAD_FAILED: HTTP 404 from the package server'),
+  ],
+
   // 206: appended only when it continues exactly our bytes
   ['206 at the right offset', resumed, partial('bytes 400-999/1000', { etag: ETAG }), append],
   ['206 at the right offset, total unknown', resumed, partial('bytes 400-999/*'), append],

@@ -19,6 +19,8 @@ const sbx = skip ? null : new Sandbox('directives');
 const listener = '127.0.0.1:8009,192.0.2.7:8009,169.254.7.7:8009';
 
 let releaseSandbox: (() => void) | null = null;
+/** What Node does with io_uring outside any unit here ('set up' or 'none'): each unit must not change it. */
+let ioUringOutside = '';
 before(async () => {
   if (!sbx) return;
   releaseSandbox = await holdSandboxLock();
@@ -31,6 +33,7 @@ before(async () => {
   sbx.sh(
     'touch /tmp/tope-probe-host-marker && install -d -o tope-fetcher -g tope-fetcher /var/lib/tope-updater/fetcher && install -d /var/lib/tope-updater/installer',
   );
+  ioUringOutside = probeOutside('root', '/tmp').ioUring;
 });
 after(() => {
   try {
@@ -71,7 +74,7 @@ systemctl daemon-reload`);
 
 const none = '0000000000000000';
 /** What every unit shows, whatever its job. */
-const locked = {
+const locked = () => ({
   noNewPrivs: '1',
   capEff: none,
   capBnd: none,
@@ -81,9 +84,14 @@ const locked = {
   seeHome: 'EACCES',
   seeTunDevice: 'hidden',
   syscallResources: 'EPERM',
-};
+  // Node 24's libuv sets up io_uring for each event loop (io_uring_setup, io_uring_enter: in
+  // @system-service through @aio); the filter must leave that as it is outside, so a denial
+  // (which libuv survives, falling back to epoll) would be a change seen here, not a guess
+  ioUring: ioUringOutside,
+});
 
-test('the baseline: outside any unit, as the same users, every attempt the units forbid succeeds', { skip }, () => {
+test('the baseline: outside any unit, as the same users, every attempt the units forbid succeeds', { skip }, (t) => {
+  t.diagnostic(`io_uring outside the units: ${ioUringOutside}`);
   for (const [user, dir] of [
     ['tope-gateway', '/tmp'],
     ['tope-fetcher', '/var/lib/tope-updater/fetcher'],
@@ -99,6 +107,7 @@ test('the baseline: outside any unit, as the same users, every attempt the units
     assert.equal(p.seeMeminfo, 'visible', user);
     assert.equal(p.syscallResources, 'ok', user);
     assert.equal(p.syscallPrivileged, 'ok', user);
+    assert.equal(p.ioUring, ioUringOutside, user);
     for (const target of listener.split(',')) assert.equal(p[`connect ${target}`], 'ok', `${user} → ${target}`);
   }
   const root = probeOutside('root', '/tmp');
@@ -112,7 +121,7 @@ test(
   () => {
     const p = probeInUnit('tope-api-gateway.service', '/var/lib/tope-updater');
     assert.deepEqual(p, {
-      ...locked,
+      ...locked(),
       writeOwnState: 'EROFS',
       seePid1: 'hidden',
       seeMeminfo: 'hidden',
@@ -130,7 +139,7 @@ test(
   () => {
     const p = probeInUnit('tope-fetcher.service', '/var/lib/tope-updater/fetcher');
     assert.deepEqual(p, {
-      ...locked,
+      ...locked(),
       writeOwnState: 'ok',
       seePid1: 'hidden',
       seeMeminfo: 'visible',
@@ -166,7 +175,7 @@ test(
       'but not the product id beside them',
     );
     assert.deepEqual(p, {
-      ...locked,
+      ...locked(),
       writeOwnState: 'ok',
       seePid1: 'visible',
       seeMeminfo: 'visible',

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { SECURITY_FLOOR_RECORD } from '../shared/trust/security-floor.js';
 import { buildPackage, md5 } from './helpers/packages.js';
 import { Sandbox, sandboxAvailable, holdSandboxLock } from './helpers/sandbox.js';
 import { waitFor } from './helpers/wait.js';
@@ -15,18 +16,23 @@ const available = sandboxAvailable();
 const skip = available === true ? false : available;
 const sbx = skip ? null : new Sandbox('sys');
 
-async function publish(version: string, opts: { blob?: number; crash?: boolean } = {}) {
-  const zip = await buildPackage(version, [
-    {
-      name: 'printerd',
-      dst: '/opt/tope/bin/printerd',
-      process_name: 'printerd.service',
-      data: `printerd ${version}${opts.crash ? ' crash' : ''}\n`,
-    },
-    ...(opts.blob
-      ? [{ name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(opts.blob), compress: false }]
-      : []),
-  ]);
+async function publish(version: string, opts: { blob?: number; crash?: boolean; security_version?: number } = {}) {
+  const zip = await buildPackage(
+    version,
+    [
+      {
+        name: 'printerd',
+        dst: '/opt/tope/bin/printerd',
+        process_name: 'printerd.service',
+        data: `printerd ${version}${opts.crash ? ' crash' : ''}\n`,
+      },
+      ...(opts.blob
+        ? [{ name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(opts.blob), compress: false }]
+        : []),
+    ],
+    [],
+    { security_version: opts.security_version ?? 0 },
+  );
   sbx!.testFile(`packages/tope-${version}.zip`, zip);
   return { version, package_name: `tope-${version}.zip`, package_size: zip.length, package_md5: md5(zip) };
 }
@@ -294,5 +300,38 @@ test(
     assert.equal(s.sh('cat /opt/tope/versions/current/bin/printerd'), `printerd ${current.slice(1)}`);
     await waitFor('printerd running', () => s.active('printerd.service') === 'active', 20_000, 200);
     assert.equal(s.sh('cat /run/printerd.version'), `printerd ${current.slice(1)}`);
+  },
+);
+
+// last: from here on the device refuses the other tests' packages (security_version 0)
+test(
+  'the security floor under the real units: written by the root installer after the probation, read by the unprivileged fetcher',
+  { skip },
+  async () => {
+    const s = sbx!;
+    const download = (pkg: Awaited<ReturnType<typeof publish>>) =>
+      assert.equal(
+        s.api('POST', '/api/v1.0/download', { ...pkg, package_url: url(false, pkg.package_name) }).code,
+        200,
+      );
+    download(await publish('5.0.0', { security_version: 1 }));
+    await s.stage('toInstall');
+    assert.equal(s.api('POST', '/api/v1.0/update', { version: '5.0.0' }).code, 200);
+    await s.stage('success');
+    const floorFile = `/var/lib/tope-updater/installer/${SECURITY_FLOOR_RECORD}`;
+    assert.equal(s.sh(`stat -c '%U:%G %a' ${floorFile}`), 'root:tope-installer 640');
+    assert.match(s.sh(`cat ${floorFile}`), /"security_version":1,"version":"5\.0\.0"/);
+
+    // the fetcher (tope-fetcher, in group tope-installer) reads it: an equal security_version is verified
+    download(await publish('5.1.0', { security_version: 1 }));
+    await s.stage('toInstall');
+    // and an older package below it is refused at verifying, not for want of reading the floor
+    download(await publish('4.9.0'));
+    const refused = await s.stage('failed');
+    assert.equal(
+      refused.error,
+      "DOWNGRADE_REFUSED: version 4.9.0 has security_version 0, below this device's security floor 1",
+    );
+    assert.equal(s.sh('ls -A /var/lib/tope-updater/fetcher/packages'), '', 'the refused package is removed');
   },
 );

@@ -40,16 +40,42 @@ test('over real TLS, trusting the test CA: the package arrives, plain http is re
   }
 });
 
-test('a server certificate from an unknown authority is refused: DOWNLOAD_FAILED', async () => {
-  const device = new TestDevice({ TOPE_ALLOW_HTTP: '0', TOPE_RETRY_ATTEMPTS: '1' });
-  try {
-    await device.start('fetcher', 'api-gateway');
-    origin.sequence();
-    await call(device.base, 'POST', '/api/v1.0/download', request());
-    const failed = await device.waitStage('failed');
-    assert.match(failed.data.error, /^DOWNLOAD_FAILED: network error: .*(certificate|self.signed|issuer)/i);
-    assert.deepEqual(await fsp.readdir(device.packagesDir), []);
-  } finally {
-    await device.stop();
-  }
-});
+// A refused certificate names the check that refused it (OpenSSL's code, or Node's for the
+// name), so that a fleet's failures can be told apart: a CDN's broken chain, a device whose clock
+// is wrong, a URL whose host the certificate does not name.
+const refusals: Array<{ title: string; ca: ReturnType<typeof makeTestCa> | null; code: string }> = [
+  // the test CA's certificate, not trusted (no NODE_EXTRA_CA_CERTS)
+  { title: 'from an unknown authority', ca: null, code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+  // the rest from an authority the device trusts
+  {
+    title: 'for another name',
+    ca: makeTestCa({ altNames: 'DNS:updates.example.com' }),
+    code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+  },
+  { title: 'that has expired', ca: makeTestCa({ days: -1 }), code: 'CERT_HAS_EXPIRED' },
+];
+for (const { title, ca: trusted, code } of refusals) {
+  test(`a server certificate ${title} is refused: DOWNLOAD_FAILED naming ${code}, nothing kept`, async () => {
+    const server = trusted ? await new Origin(300_000, trusted).start() : origin;
+    const device = new TestDevice({
+      TOPE_ALLOW_HTTP: '0',
+      TOPE_RETRY_ATTEMPTS: '1',
+      TOPE_RETRY_BASE_MS: '20',
+      ...(trusted ? { NODE_EXTRA_CA_CERTS: trusted.caFile } : {}),
+    });
+    try {
+      await device.start('fetcher', 'api-gateway');
+      server.sequence();
+      await call(device.base, 'POST', '/api/v1.0/download', { ...request(), package_url: server.url() });
+      const failed = await device.waitStage('failed');
+      assert.match(
+        failed.data.error,
+        new RegExp(`^DOWNLOAD_FAILED: network error: ${code}: .+ \\(gave up after 2 attempts\\)$`),
+      );
+      assert.deepEqual(await fsp.readdir(device.packagesDir), []);
+    } finally {
+      await device.stop();
+      if (server !== origin) await server.stop();
+    }
+  });
+}

@@ -10,7 +10,8 @@ import { distDir } from './helpers/services.js';
 // tope-pack, the packaging tool, as a vendor runs it: real processes, real files, and the
 // device's own checks behind its verify.
 
-const tool = path.join(distDir, 'scripts/tope-pack/main.js');
+// the bundle `make install` and the .deb ship as /usr/bin/tope-pack
+const tool = path.join(distDir, 'bundle/tools/tope-pack.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [tool, ...args], { encoding: 'utf8' });
 
 test("keygen, build from a directory, verify; verify refuses with the device's codes; bad input is exit 2", async () => {
@@ -93,6 +94,33 @@ test("keygen, build from a directory, verify; verify refuses with the device's c
     assert.equal(r.status, 1);
     assert.match(r.stderr, error);
   }
+
+  // a description that gives a size and sha256 (an earlier release's manifest.json): they must be the file's
+  const described = {
+    version: '1.2.4',
+    compatible: ['tope-x1'],
+    security_version: 4,
+    modules: [{ ...manifest.modules[0] }],
+  };
+  await fsp.writeFile(description, JSON.stringify(described));
+  const same = run('build', description, src, '--key', path.join(dir, 'vendor.pem'), '--out', path.join(dir, 'ok.zip'));
+  assert.equal(same.status, 0, same.stderr);
+  await fsp.writeFile(path.join(src, 'bin/printerd'), '#!/bin/sh\necho printerd 1.2.4\n');
+  const stale = run(
+    'build',
+    description,
+    src,
+    '--key',
+    path.join(dir, 'vendor.pem'),
+    '--out',
+    path.join(dir, 'st.zip'),
+  );
+  assert.equal(stale.status, 2);
+  assert.match(
+    stale.stderr,
+    /^module printerd: .*description\.json gives size 24 sha256 [0-9a-f]{64} but bin\/printerd is 30 bytes with sha256 [0-9a-f]{64}; leave size and sha256 out \(build computes them\)\n$/,
+  );
+  await assert.rejects(fsp.stat(path.join(dir, 'st.zip')), { code: 'ENOENT' }, 'nothing written');
 
   await fsp.writeFile(description, JSON.stringify({ version: '1.0.0', modules: [] }));
   const bad = run('build', description, src, '--key', path.join(dir, 'vendor.pem'), '--out', path.join(dir, 'bad.zip'));

@@ -6,7 +6,9 @@ import zlib from 'node:zlib';
 import { after, before, test } from 'node:test';
 import { manifestBytesOf, newKeyPair, writeSignedZip } from '../scripts/tope-pack/pack.js';
 import { loadConfig } from '../shared/config.js';
-import { SecurityFloor } from '../shared/trust/security-floor.js';
+import { MANIFEST_MAX_BYTES } from '../shared/package-archive.js';
+import { UNSIGNED_ALLOWED_WARNING } from '../shared/trust/package-trust.js';
+import { SECURITY_FLOOR_RECORD, SecurityFloor } from '../shared/trust/security-floor.js';
 import { signManifest } from '../shared/trust/signature.js';
 import { call } from './helpers/api.js';
 import { DeviceApi } from './helpers/device-api.js';
@@ -231,6 +233,20 @@ const signatureCases: Array<[string, () => Promise<Buffer>, RegExp]> = [
     /^SIGNATURE_MALFORMED: /,
   ],
   [
+    'a manifest that is not JSON, signed by a key the device does not trust (the signature is checked before the manifest is parsed)',
+    async () => (await writeSignedZip(Buffer.from('{"version":'), { privateKeyPem: otherKey.privateKeyPem }, []))!,
+    /^SIGNATURE_INVALID: the signature of manifest\.json verifies under none of the 1 trusted keys/,
+  ],
+  [
+    'manifest.json over 1 MiB (read into memory to be verified: bounded before it is read)',
+    async () => {
+      const { bytes } = parts();
+      const huge = Buffer.concat([bytes, Buffer.alloc(MANIFEST_MAX_BYTES, ' ')]);
+      return withSignature(signedBy(huge), huge);
+    },
+    /^INVALID_MANIFEST: manifest\.json larger than 1048576 bytes$/,
+  ],
+  [
     'an entry that no module names',
     () => buildPackage('2.0.0', [a], [{ name: 'bin/extra.sh', data: '#!/bin/sh\nid\n' }]),
     /^INVALID_PACKAGE: entry bin\/extra\.sh is named by no module of the signed manifest$/,
@@ -247,6 +263,118 @@ for (const [name, make, error] of signatureCases) {
     await assertRefusedEverywhere(await make(), error);
   });
 }
+
+/**
+ * A change to both devices' trust files (keys directory, product id) for one case, undone after
+ * it: `change` gets each device's sysroot and returns what to run to put it back.
+ */
+async function withDeviceFiles(change: (sysroot: string) => Promise<() => Promise<void>>, run: () => Promise<void>) {
+  const undo = [await change(full.sysroot), await change(bare.sysroot)];
+  try {
+    await run();
+  } finally {
+    for (const u of undo) await u();
+  }
+}
+
+const trustFileCases: Array<[string, (sysroot: string) => Promise<() => Promise<void>>, RegExp]> = [
+  [
+    'the only key file writable by group',
+    async (sysroot) => {
+      const file = path.join(sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR, TEST_KEY_FILE);
+      await fsp.chmod(file, 0o664);
+      return () => fsp.chmod(file, 0o644);
+    },
+    /^SIGNATURE_INVALID: no trusted Ed25519 key in \S*keys\.d; not trusted: tope-test\.pub: the file is writable by group or others \(mode 664\)$/,
+  ],
+  [
+    'the only key file owned by another user',
+    async (sysroot) => {
+      const file = path.join(sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR, TEST_KEY_FILE);
+      await fsp.chown(file, 65534, 65534);
+      return () => fsp.chown(file, process.getuid!(), process.getgid!());
+    },
+    /^SIGNATURE_INVALID: no trusted Ed25519 key in \S*; not trusted: tope-test\.pub: the file is owned by uid 65534, not root$/,
+  ],
+  [
+    'the only key file a symbolic link to the key elsewhere',
+    async (sysroot) => {
+      const file = path.join(sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR, TEST_KEY_FILE);
+      const elsewhere = path.join(path.dirname(sysroot), 'elsewhere.pub');
+      await fsp.rename(file, elsewhere);
+      await fsp.symlink(elsewhere, file);
+      return async () => {
+        await fsp.rm(file);
+        await fsp.rename(elsewhere, file);
+      };
+    },
+    /^SIGNATURE_INVALID: no trusted Ed25519 key in \S*; not trusted: tope-test\.pub: a symbolic link$/,
+  ],
+  [
+    'the keys directory writable by others',
+    async (sysroot) => {
+      const dir = path.join(sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR);
+      await fsp.chmod(dir, 0o777);
+      return () => fsp.chmod(dir, 0o755);
+    },
+    /^SIGNATURE_INVALID: no key in (\S*keys\.d) is trusted: \1 is writable by group or others \(mode 777\)$/,
+  ],
+  [
+    'the keys directory owned by another user',
+    async (sysroot) => {
+      const dir = path.join(sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR);
+      await fsp.chown(dir, 65534, 65534);
+      return () => fsp.chown(dir, process.getuid!(), process.getgid!());
+    },
+    /^SIGNATURE_INVALID: no key in \S* is trusted: \S*keys\.d is owned by uid 65534, not root$/,
+  ],
+  [
+    'no product id file',
+    async (sysroot) => {
+      const file = path.join(sysroot, loadConfig({}).TOPE_PRODUCT_ID_FILE);
+      await fsp.rename(file, `${file}.away`);
+      return () => fsp.rename(`${file}.away`, file);
+    },
+    /^INCOMPATIBLE_PACKAGE: the device's product id cannot be read from \S*product-id: ENOENT/,
+  ],
+  [
+    'a product id file that holds no product id',
+    async (sysroot) => {
+      const file = path.join(sysroot, loadConfig({}).TOPE_PRODUCT_ID_FILE);
+      await fsp.writeFile(file, 'tope x1\n');
+      return () => fsp.writeFile(file, `${TEST_PRODUCT_ID}\n`);
+    },
+    /^INCOMPATIBLE_PACKAGE: the device's product id in \S*product-id is not one: "tope x1"$/,
+  ],
+];
+
+for (const [name, change, error] of trustFileCases) {
+  test(`[systemctl stand-in] a correctly signed package refused by the fetcher and by the installer: ${name}`, async () => {
+    const zip = await buildPackage('2.0.0', [a]);
+    await withDeviceFiles(change, () => assertRefusedEverywhere(zip, error));
+  });
+}
+
+test("[systemctl stand-in] a security floor that cannot be read refuses every package (the fetcher reads the installer's)", async () => {
+  const floorFiles = [full, bare].map((d) => path.join(d.env.TOPE_INSTALLER_STATE_DIR, SECURITY_FLOOR_RECORD));
+  for (const file of floorFiles) await fsp.mkdir(file); // read() fails with EISDIR, as it would with EACCES or EIO
+  try {
+    await assertRefusedEverywhere(
+      await buildPackage('2.0.0', [a]),
+      /^DOWNGRADE_REFUSED: the security floor in \S*security-floor\.json cannot be read, so no package can be shown to be at or above it: EISDIR/,
+    );
+  } finally {
+    for (const file of floorFiles) await fsp.rmdir(file);
+  }
+});
+
+test('[systemctl stand-in] manifest.sig without its trailing newline verifies (the newline is optional)', async () => {
+  const { bytes } = parts();
+  const text = signedBy(bytes);
+  assert.ok(text.endsWith('\n'));
+  const zip = await withSignature(text.trimEnd());
+  assert.equal((await download(zip, '2.0.0')).data.stage, 'toInstall');
+});
 
 test('[systemctl stand-in] a payload byte flipped under an intact signed manifest (CRC fixed up): PAYLOAD_MISMATCH while extracting, nothing live changed', async () => {
   const data = Buffer.from('a 2.0.0 payload\n');
@@ -465,11 +593,58 @@ test('[systemctl stand-in] TOPE_ALLOW_UNSIGNED (development): an unsigned packag
   try {
     await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
     await d.setUnits({ 'a.service': { active: true } });
-    await d.start('installer', 'api-gateway');
+    const [installer] = await d.start('installer', 'api-gateway');
+    assert.equal((await installer.waitLog(UNSIGNED_ALLOWED_WARNING)).level, 40, 'a warning in the journal');
     await d.verified(await withSignature(null), '2.0.0');
     assert.equal((await install(d, '2.0.0')).stage, 'success');
     await d.verified(await buildPackage('2.1.0', [a], [], { privateKeyPem: otherKey.privateKeyPem }), '2.1.0');
     assert.match((await install(d, '2.1.0')).error!, /^SIGNATURE_INVALID: /);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('[systemctl stand-in] a rotated key arrives readable by all whatever its mode in the zip (the unprivileged fetcher reads it too)', async () => {
+  const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
+  const next = newKeyPair();
+  try {
+    await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
+    await d.setUnits({ 'a.service': { active: true } });
+    await d.start('installer', 'api-gateway');
+    const key: ModuleSpec = {
+      name: 'key',
+      dst: `${loadConfig({}).TOPE_TRUSTED_KEYS_DIR}/next.pub`,
+      data: next.publicKeyPem,
+      mode: 0o100600,
+    };
+    await d.verified(await buildPackage('2.0.0', [a, key]), '2.0.0');
+    assert.equal((await install(d, '2.0.0')).stage, 'success');
+    const st = await fsp.stat(path.join(keysDirOf(d), 'next.pub'));
+    assert.equal(st.mode & 0o7777, 0o644);
+  } finally {
+    await d.stop();
+  }
+});
+
+test("[systemctl stand-in] the installer's own rollbacks are not installs: a two-level rollback to a factory version below the floor is allowed", async () => {
+  const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
+  try {
+    await d.seedVersion('v0.9.0', { 'bin/a': 'factory\n' }, ['factory']);
+    await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
+    await d.setUnits({ 'a.service': { active: true } });
+    await d.start('installer', 'api-gateway');
+    await d.verified(await buildPackage('1.5.0', [a], [], { security_version: 5 }), '1.5.0');
+    assert.equal((await install(d, '1.5.0')).stage, 'success');
+    const floor = new SecurityFloor(d.env.TOPE_INSTALLER_STATE_DIR);
+    assert.equal(await floor.current(), 5);
+
+    // 2.0.0 and 1.5.0 (its previous) fail to start: level 1 fails, level 2 goes to 0.9.0, which no package of security_version 5 ever was
+    await d.behave({ 'a.service': { failStart: ['2.0.0', '1.5.0'] } });
+    await d.verified(await buildPackage('2.0.0', [a], [], { security_version: 5 }), '2.0.0');
+    const end = await install(d, '2.0.0');
+    assert.match(end.error!, /; ROLLBACK_LEVEL_1_FAILED: .*; ROLLBACK_LEVEL_2_SUCCESS: 0\.9\.0$/);
+    assert.equal(await d.link('current'), 'v0.9.0');
+    assert.equal(await floor.current(), 5, 'a rollback leaves the floor where it was');
   } finally {
     await d.stop();
   }

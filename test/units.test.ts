@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -79,7 +79,7 @@ test('the units tell the deployment: who runs as whom, which sockets, which path
 });
 
 test(
-  'make install puts the code, its production dependencies and the units under DESTDIR',
+  'make install puts the code (bundled: no node_modules, no npm) and the units under DESTDIR',
   { timeout: 300_000 },
   async () => {
     const dest = mkdtempSync(path.join(os.tmpdir(), 'destdir-'));
@@ -92,13 +92,13 @@ test(
       'dist/bundle/api-gateway.js',
       'dist/bundle/fetcher.js',
       'dist/bundle/installer.js',
+      'dist/bundle/tools/tope-pack.js',
       'package.json',
-      'node_modules/undici/package.json',
-      'node_modules/yauzl/package.json',
     ]) {
       assert.ok(readdirSync(path.dirname(path.join(lib, f))).includes(path.basename(f)), f);
     }
-    assert.ok(!readdirSync(path.join(lib, 'node_modules')).includes('typescript'), 'no dev dependencies');
+    // each bundle carries its dependencies: nothing for npm to fetch on the device or into an image
+    assert.deepEqual(readdirSync(lib).sort(), ['README.md', 'dist', 'package.json']);
     assert.ok(!readdirSync(path.join(lib, 'dist')).includes('test'), 'no tests');
     // the services run from their bundles, as the units say: not tsc's tree of modules
     assert.ok(!readdirSync(path.join(lib, 'dist')).includes('services'), 'no unbundled services');
@@ -113,15 +113,51 @@ test(
     );
     assert.ok(readdirSync(path.join(dest, 'usr/lib/sysusers.d')).includes('tope-updater.conf'));
     assert.ok(readdirSync(path.join(dest, 'usr/lib/tmpfiles.d')).includes('tope-updater.conf'));
-    // the packaging tool, with its dependency
-    assert.ok(readdirSync(path.join(lib, 'node_modules')).includes('yazl'));
+    // the packaging tool, its dependencies (yazl, zod) inside its bundle: it runs from there
     assert.match(
       readFileSync(path.join(dest, 'usr/bin/tope-pack'), 'utf8'),
-      /^exec \/usr\/bin\/node \/usr\/lib\/tope-updater\/dist\/scripts\/tope-pack\/main\.js "\$@"$/m,
+      /^exec \/usr\/bin\/node \/usr\/lib\/tope-updater\/dist\/bundle\/tools\/tope-pack\.js "\$@"$/m,
     );
-    const pack = spawnSync(process.execPath, [path.join(lib, 'dist/scripts/tope-pack/main.js')], { encoding: 'utf8' });
+    const installedPack = path.join(lib, 'dist/bundle/tools/tope-pack.js');
+    const pack = spawnSync(process.execPath, [installedPack], { encoding: 'utf8' });
     assert.equal(pack.status, 2);
     assert.match(pack.stderr, /^usage:\n  tope-pack keygen/);
+    const keys = mkdtempSync(path.join(os.tmpdir(), 'keys-'));
+    const keygen = spawnSync(
+      process.execPath,
+      [installedPack, 'keygen', path.join(keys, 'k.pem'), path.join(keys, 'k.pub')],
+      { encoding: 'utf8' },
+    );
+    assert.equal(keygen.status, 0, keygen.stderr);
+    // a build: zod reads the description, yazl writes the zip, both from inside the bundle
+    writeFileSync(path.join(keys, 'printerd'), 'printerd\n');
+    writeFileSync(
+      path.join(keys, 'description.json'),
+      JSON.stringify({
+        version: '1.0.0',
+        compatible: ['tope-x1'],
+        security_version: 1,
+        modules: [
+          { name: 'printerd', src: 'printerd', dst: '/opt/tope/bin/printerd', process_name: 'printerd.service' },
+        ],
+      }),
+    );
+    const built = spawnSync(
+      process.execPath,
+      [
+        installedPack,
+        'build',
+        path.join(keys, 'description.json'),
+        keys,
+        '--key',
+        path.join(keys, 'k.pem'),
+        '--out',
+        path.join(keys, 'p.zip'),
+      ],
+      { encoding: 'utf8', cwd: keys },
+    );
+    assert.equal(built.status, 0, built.stderr);
+    assert.match(JSON.parse(built.stdout).package_md5, /^[0-9a-f]{32}$/);
     // the installed gateway runs from there: it loads, validates its configuration and says what is wrong
     const gw = new Service(
       'api-gateway',

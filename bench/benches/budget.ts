@@ -13,7 +13,7 @@ import { median } from '../lib/stats.js';
 import { PROCESSES, rateOf, type Proc } from '../lib/update-run.js';
 import type { OriginProcess } from '../origin/origin-process.js';
 
-// The printer's budget (issue 16), each figure against its bound's reference in the same run:
+// The printer's budget, each figure against its bound's reference in the same run:
 // every process's peak RSS over a whole update of the large package against a bare node + 16 MiB;
 // the sum of the two processes at work, sampled together, at the download's and the install's
 // peak against 110 MiB; and the fetcher's CPU time per GiB against MD5 + SHA-256 of the same

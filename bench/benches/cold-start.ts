@@ -5,7 +5,7 @@ import { firstAnswer } from '../lib/http-timing.js';
 import { buildTreePackage } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
-import { freePort, mainOf, Service, unitNodeOptions } from '../../test/helpers/services.js';
+import { freePort, mainOf, Service, unitEnvironment } from '../../test/helpers/services.js';
 import { referenceServer } from './progress-latency.js';
 
 // Cold start of the socket-activated gateway: systemd-socket-activate binds the port and execs
@@ -59,8 +59,8 @@ export async function benchColdStart(ctx: BenchContext): Promise<Row[]> {
       gateway.push(
         await activate(
           [process.execPath, mainOf('api-gateway')],
-          // with its unit's V8 flags, as systemd starts it
-          { ...d.env, TOPE_LISTEN_PORT: '1', NODE_OPTIONS: unitNodeOptions('api-gateway') ?? '' },
+          // with its unit's environment (V8's flags, malloc's arenas), as systemd starts it
+          { ...d.env, TOPE_LISTEN_PORT: '1', ...unitEnvironment('api-gateway') },
           '/api/v1.0/progress',
           true,
         ),

@@ -21,7 +21,7 @@ const TOOLS: Tool[] = ['ours', 'swupdate', 'mender'];
 const PEERS = ['swupdate', 'mender'] as const;
 const LABEL: Record<Tool, string> = { ours: 'ours', swupdate: 'SWUpdate 2022.12', mender: 'Mender 3.4' };
 
-/** The issue's bounds: whole update (wall and CPU) <= 1.5× Mender's; bytes written <= the peers'; our peak RSS summed <= 150 MiB. */
+/** The bounds against the peers: whole update (wall and CPU) <= 1.5× Mender's; bytes written <= the peers'; our peak RSS summed <= 150 MiB. */
 export const peerBounds = { versusMender: 1.5, writtenVersusPeers: 1, sumRssMiB: 150 };
 
 const MiB = 1024 * 1024;
@@ -140,7 +140,7 @@ function boundNote(key: MetricKey, peer: (typeof PEERS)[number]): string {
   return '';
 }
 
-/** The issue's table: ours beside each peer, the ratios, and each bound met or not. */
+/** The side-by-side table: ours beside each peer, the ratios, and each bound met or not. */
 function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: string): string {
   const med = (tool: Tool, m: Metric) => median(results[tool].map(m.of));
   const head = `| ${size}, median of ${results.ours.length} | ours | ${LABEL.swupdate} | ${LABEL.mender} | ours / SWUpdate | ours / Mender |`;

@@ -3,13 +3,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+import * as z from '../../shared/schema.js';
 import { UpdaterError } from '../../shared/errors.js';
 import { PackageArchive } from '../../shared/package-archive.js';
 import { describeIssues, versionSchema } from '../../shared/package-job.js';
 import { manifestSchema, moduleSchema } from '../../shared/package-manifest.js';
 import { checkPackageTrust, expectationOf } from '../../shared/trust/package-trust.js';
-import { keygen, packPackage, payloadFromDirectory, type PackageDescription } from './pack.js';
+import { keygen, packPackage, payloadDigest, payloadFromDirectory, type PackageDescription } from './pack.js';
 
 const usage = `usage:
   tope-pack keygen <private.pem> <public.pub>
@@ -24,11 +24,8 @@ const usage = `usage:
 `;
 
 // the description a vendor writes: the manifest, less what the tool computes
-const descriptionSchema = manifestSchema.extend({
-  modules: z
-    .array(moduleSchema.partial({ size: true, sha256: true }))
-    .min(1)
-    .max(1000),
+const descriptionSchema = z.extend(manifestSchema, {
+  modules: z.array(z.partial(moduleSchema, { size: true, sha256: true })).check(z.minLength(1), z.maxLength(1000)),
 });
 
 async function fileDigests(file: string): Promise<{ md5: string; sha256: string }> {
@@ -59,7 +56,20 @@ async function build(args: string[]): Promise<void> {
   if (!parsed.success) throw new Error(`${descriptionFile}: ${describeIssues(parsed.error)}`);
   const description = parsed.data as PackageDescription;
   const key = await fsp.readFile(values.key);
-  await packPackage(description, await payloadFromDirectory(description, dir), key, values.out);
+  const payload = await payloadFromDirectory(description, dir);
+  // a size or sha256 the description gives (a manifest.json of an earlier release reused) must be
+  // the file's: signed as it is, every device would refuse the package at install (PAYLOAD_MISMATCH)
+  for (const m of description.modules) {
+    if (m.size === undefined && m.sha256 === undefined) continue;
+    const file = await payloadDigest(payload.get(m.src)!);
+    if ((m.size ?? file.size) !== file.size || (m.sha256 ?? file.sha256) !== file.sha256) {
+      throw new Error(
+        `module ${m.name}: ${descriptionFile} gives ${m.size !== undefined ? `size ${m.size} ` : ''}${m.sha256 ? `sha256 ${m.sha256} ` : ''}` +
+          `but ${m.src} is ${file.size} bytes with sha256 ${file.sha256}; leave size and sha256 out (build computes them)`,
+      );
+    }
+  }
+  await packPackage(description, payload, key, values.out);
   const { size } = await fsp.stat(values.out);
   const { md5, sha256 } = await fileDigests(values.out);
   process.stdout.write(
@@ -81,8 +91,7 @@ async function verifyCommand(args: string[]): Promise<void> {
   if (!file || !values.keys) throw new Error(usage);
   const floor = z.coerce
     .number()
-    .int()
-    .min(0)
+    .check(z.int(), z.minimum(0))
     .parse(values.floor ?? '0');
   const archive = await PackageArchive.open(file, { maxBytes: Number.MAX_SAFE_INTEGER, maxEntries: 100_000 });
   try {

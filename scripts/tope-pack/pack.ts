@@ -34,10 +34,11 @@ export interface ZipEntry extends PayloadFile {
 const source = (f: PayloadFile): Readable | Buffer =>
   f.open ? f.open() : f.file ? createReadStream(f.file, { highWaterMark: 1024 * 1024 }) : (f.data ?? Buffer.alloc(0));
 
-async function digest(f: PayloadFile): Promise<{ size: number; sha256: string }> {
+/** A payload file's size and SHA-256, as the manifest gives them. */
+export async function payloadDigest(payloadFile: PayloadFile): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
   let size = 0;
-  const src = source(f);
+  const src = source(payloadFile);
   for await (const chunk of (Buffer.isBuffer(src) ? [src] : src) as AsyncIterable<Buffer>) {
     size += chunk.length;
     hash.update(chunk);
@@ -97,7 +98,7 @@ export async function packPackage(
   out?: string,
 ): Promise<{ zip: Buffer | null; manifest: Manifest }> {
   const digests = new Map<string, { size: number; sha256: string }>();
-  for (const [src, file] of payload) digests.set(src, await digest(file));
+  for (const [src, file] of payload) digests.set(src, await payloadDigest(file));
   const manifest = {
     ...description,
     modules: description.modules.map((m) => ({
@@ -139,7 +140,8 @@ export function newKeyPair(): { privateKeyPem: string; publicKeyPem: string } {
 export async function keygen(privateFile: string, publicFile: string): Promise<void> {
   const pair = newKeyPair();
   await fsp.mkdir(path.dirname(path.resolve(privateFile)), { recursive: true });
-  await fsp.mkdir(path.dirname(path.resolve(publicFile)), { recursive: true });
+  // a keys directory a device (or `tope-pack verify`) trusts is writable by its owner only
+  await fsp.mkdir(path.dirname(path.resolve(publicFile)), { recursive: true, mode: 0o755 });
   await fsp.writeFile(privateFile, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
   await fsp.writeFile(publicFile, pair.publicKeyPem, { mode: 0o644 });
 }

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { App } from '@tinyhttp/app';
-import type { z } from 'zod';
+import type * as z from '../../shared/schema.js';
 import { envelopeCodeOf, UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { describeIssues, packageJobSchema, updateRequestSchema } from '../../shared/package-job.js';
@@ -24,7 +24,7 @@ export interface GatewayDeps {
 
 class Invalid extends Error {}
 
-async function parseBody<S extends z.ZodType>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
+async function parseBody<S extends z.ZodMiniType>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
   let raw: unknown;
   try {
     raw = await readJson(req);

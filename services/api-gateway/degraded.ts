@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { DegradedServer } from '../../shared/degraded.js';
+import { failed } from '../../shared/status.js';
 import { errorEnvelope, progressEnvelope, send } from './envelope.js';
 
 /**
@@ -13,7 +14,7 @@ export const degradedGateway: DegradedServer = (error) =>
     req.resume();
     res.setHeader('connection', 'close');
     if (req.method === 'GET' && req.url?.split('?')[0] === '/api/v1.0/progress') {
-      return send(res, progressEnvelope({ stage: 'failed', progress: 0, message: 'Configuration invalid', error }));
+      return send(res, progressEnvelope(failed(error, 'Configuration invalid', 0)));
     }
     send(res, errorEnvelope(500, 'CONFIG_INVALID', error.replace(/^CONFIG_INVALID: /, '')));
   });

@@ -11,7 +11,7 @@ import { sendCommand } from '../../shared/protocol.js';
 import { busyStages } from '../../shared/status.js';
 import { createApp } from './app.js';
 import { IdleExit } from '../../shared/idle-exit.js';
-import { recordPaths, workers } from '../../shared/workers.js';
+import { recordPaths, socketOf } from '../../shared/workers.js';
 import { StatusLine } from './status-line.js';
 import { StatusView } from './status-view.js';
 import { limitConnections, serverOptions } from './connection-limits.js';
@@ -30,7 +30,11 @@ const app = createApp({
   allowHttp: config.TOPE_ALLOW_HTTP,
   trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
   readView: () => view.read(),
-  sendTo: (worker, command) => sendCommand(workers[worker].socket(config), command),
+  sendTo: (worker, command) =>
+    sendCommand(socketOf(worker, config), command, {
+      connectGraceMs: config.TOPE_WORKER_CONNECT_GRACE_MS,
+      onWait: (why) => log.debug({ worker, why }, 'waiting for the worker to listen'),
+    }),
 });
 const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
 const server = http

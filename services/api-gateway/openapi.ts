@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../shared/schema.js';
 import { envelopeCodeOf, errorCodes, type ErrorCode } from '../../shared/errors.js';
 import { packageJobSchema, updateRequestSchema } from '../../shared/package-job.js';
 import { statusSchema } from '../../shared/status.js';
@@ -6,29 +6,33 @@ import { MAX_HEADER_BYTES } from './connection-limits.js';
 
 // The OpenAPI document, made from the same zod schemas that validate the requests.
 
-const json = (schema: z.ZodType) => ({
+const json = (schema: z.ZodMiniType) => ({
   content: { 'application/json': { schema: z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) } },
 });
 
 /** Every `code` an envelope may carry: 200 and each error's (shared/errors.ts decides them). */
 const envelopeCodes = [200, ...new Set(Object.values(envelopeCodeOf))].sort((a, b) => a - b);
 
-const envelope = (data: z.ZodType) =>
+const envelope = (data: z.ZodMiniType) =>
   z.object({
-    code: z.union(envelopeCodes.map((code) => z.literal(code)) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]]),
+    code: z.union(
+      envelopeCodes.map((code) => z.literal(code)) as [z.ZodMiniLiteral<number>, ...z.ZodMiniLiteral<number>[]],
+    ),
     msg: z
       .string()
-      .describe(`"success", or an error code followed by ": " and the reason; codes: ${errorCodes.join(', ')}`),
-    data: data.optional(),
-    stage: z.string().nullable().optional(),
-    progress: z.number().nullable().optional(),
+      .check(
+        z.describe(`"success", or an error code followed by ": " and the reason; codes: ${errorCodes.join(', ')}`),
+      ),
+    data: z.optional(data),
+    stage: z.optional(z.nullable(z.string())),
+    progress: z.optional(z.nullable(z.number())),
   });
 
 /** A refusal's envelope: its code is the HTTP status, its msg one of `errors` and the reason. */
 const refusalEnvelope = (status: number, errors: ErrorCode[]) =>
   z.object({
     code: z.literal(status),
-    msg: z.string().describe(`${errors.join(' or ')}, followed by ": " and the reason`),
+    msg: z.string().check(z.describe(`${errors.join(' or ')}, followed by ": " and the reason`)),
   });
 
 /**
@@ -72,7 +76,7 @@ function refusalAnswers(method: 'get' | 'post'): Record<number, object> {
   );
 }
 
-const answer = (method: 'get' | 'post', description: string, data: z.ZodType) => ({
+const answer = (method: 'get' | 'post', description: string, data: z.ZodMiniType) => ({
   200: { description, ...json(envelope(data)) },
   ...refusalAnswers(method),
 });

@@ -1,19 +1,19 @@
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../../shared/config.js';
-import { fsyncDir, removeTreeDurably, type DurableJson } from '../../shared/durable-store.js';
+import type { DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import * as statuses from '../../shared/status.js';
-import { busyStages, clampPercent, type Stage, type Status } from '../../shared/status.js';
+import { busyStages, clampPercent, type Status } from '../../shared/status.js';
 import type { StatusPublisher } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
-import { archiveLimits, type TrustSettings } from '../../shared/trust/package-trust.js';
+import type { TrustSettings } from '../../shared/trust/package-trust.js';
 import { freeBytes } from './disk.js';
-import { checkPackageFile, type Digests } from '../../shared/package-check.js';
+import type { Digests } from '../../shared/package-check.js';
+import { PackageFiles, stageRules } from './package-files.js';
 import { transfer, type Position } from './transfer.js';
 import { failpoint } from '../../shared/failpoint.js';
 
@@ -42,38 +42,6 @@ const emptyRecord: FetcherRecord = {
   packageFile: null,
 };
 
-/** What the fetcher makes of each stage its record can hold. */
-interface StageRule {
-  /** A download or its verification is unfinished: a start resumes it; a command for another package is refused. */
-  underWay: boolean;
-  /** The record's checkpoint can be resumed by the next download command for the same package. */
-  resumable: boolean;
-  /** A verified package is on disk: a start checks it is still there and still within the trust window. */
-  holdsPackage: boolean;
-}
-
-const rule = (underWay: boolean, resumable: boolean, holdsPackage: boolean): StageRule => ({
-  underWay,
-  resumable,
-  holdsPackage,
-});
-
-/**
- * The fetcher's rows of the recovery table and its command rules, per stage. A Record, so a new
- * stage does not compile until someone decides what the fetcher does with it. The fetcher never
- * records `installing`, `rebooting` or `success` (the installer's), so they mean nothing here.
- */
-const stageRules: Record<Stage, StageRule> = {
-  idle: rule(false, false, false),
-  downloading: rule(true, true, false),
-  verifying: rule(true, true, false),
-  toInstall: rule(false, false, true),
-  installing: rule(false, false, false),
-  rebooting: rule(false, false, false),
-  success: rule(false, false, false),
-  failed: rule(false, true, false),
-};
-
 /** A checkpoint at least this often (and at every 5 % step): /progress moves at least as often as ota-gui polls. */
 const CHECKPOINT_EVERY_MS = 500;
 
@@ -85,10 +53,18 @@ export class Fetcher {
   private record: FetcherRecord = emptyRecord;
   private running: { job: PackageJob; controller: AbortController; done: Promise<void> } | null = null;
   private readonly now: () => Date;
+  private readonly files: PackageFiles;
   private lastCheckpointAt = 0;
 
   constructor(private readonly deps: FetcherDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.files = new PackageFiles({
+      dir: deps.packagesDir,
+      log: deps.log,
+      config: deps.config,
+      trust: deps.trust,
+      bootId: deps.bootId,
+    });
   }
 
   get busy(): boolean {
@@ -109,7 +85,7 @@ export class Fetcher {
     this.record = (await this.deps.store.read()) ?? emptyRecord;
     const { stage } = this.record.status;
     const job = this.record.job;
-    await this.removeStrayFiles();
+    await this.files.removeStray(job);
     if (job && stageRules[stage].underWay) {
       this.deps.log.info(
         { stage, version: job.version, checkpoint: this.record.checkpoint },
@@ -123,7 +99,7 @@ export class Fetcher {
           this.record.seq,
           `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`,
         );
-      } else if (!(await this.packagePresent())) {
+      } else if (!(await this.files.present(this.record))) {
         await this.setStatus(
           statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0),
           { job, checkpoint: null, verifiedAt: null, packageFile: null },
@@ -168,7 +144,7 @@ export class Fetcher {
       this.record.checkpoint !== null &&
       stageRules[this.record.status.stage].resumable; // read again: the await above can end the last download
     const checkpoint = resumable ? this.record.checkpoint : null;
-    if (!checkpoint) await this.clearPackages();
+    if (!checkpoint) await this.files.clear();
     const offset = checkpoint?.offset ?? 0;
     this.record = {
       seq,
@@ -194,18 +170,10 @@ export class Fetcher {
     this.running = { job, controller, done };
   }
 
-  private partFile(job: PackageJob): string {
-    return path.join(this.deps.packagesDir, `${job.package_name}.part`);
-  }
-
-  private finalFile(job: PackageJob): string {
-    return path.join(this.deps.packagesDir, job.package_name);
-  }
-
   private async run(job: PackageJob, checkpoint: Checkpoint | null, signal: AbortSignal): Promise<void> {
-    const part = this.partFile(job);
+    const part = this.files.partFile(job);
     try {
-      const start = await this.startPosition(job, checkpoint);
+      const start = await this.files.startPosition(job, checkpoint);
       const needed = job.package_size - start.offset + this.deps.config.TOPE_DISK_RESERVE_BYTES;
       const free = await freeBytes(this.deps.packagesDir);
       if (free < needed) throw new UpdaterError('DISK_FULL', `${needed} bytes needed, ${free} free`);
@@ -240,31 +208,6 @@ export class Fetcher {
     }
   }
 
-  /** Where to resume: the part file's bytes, but after a reboot only what a checkpoint made durable. */
-  private async startPosition(job: PackageJob, checkpoint: Checkpoint | null): Promise<Position> {
-    const part = this.partFile(job);
-    const fin = this.finalFile(job);
-    if (!checkpoint) return { offset: 0, etag: null, lastModified: null };
-    let size = await fsp.stat(part).then(
-      (s) => s.size,
-      () => -1,
-    );
-    if (
-      size < 0 &&
-      (await fsp.stat(fin).then(
-        () => true,
-        () => false,
-      ))
-    ) {
-      await fsp.rename(fin, part); // the crash came between the rename and the toInstall record
-      size = job.package_size;
-    }
-    if (size < 0) return { offset: 0, etag: null, lastModified: null };
-    const sameBoot = checkpoint.bootId === this.deps.bootId();
-    const offset = Math.min(size, sameBoot ? job.package_size : checkpoint.offset, job.package_size);
-    return { offset, etag: checkpoint.etag, lastModified: checkpoint.lastModified };
-  }
-
   private async onProgress(job: PackageJob, position: Position, sync: () => Promise<void>): Promise<void> {
     const percent = clampPercent((position.offset * 100) / job.package_size);
     const last = this.record.checkpoint;
@@ -294,53 +237,30 @@ export class Fetcher {
 
   private async verify(job: PackageJob, got: Digests): Promise<void> {
     await this.setStatus(statuses.verifying(), {});
-    const part = this.partFile(job);
-    let problem: UpdaterError | null = null;
-    try {
-      const trusted = await checkPackageFile(
-        part,
-        job,
-        { digests: got },
-        archiveLimits(this.deps.config),
-        this.deps.trust,
-      );
-      this.deps.log.info(
-        { version: job.version, signedBy: trusted.signedBy, security_version: trusted.manifest.security_version },
-        'package trusted',
-      );
-    } catch (e) {
-      problem = UpdaterError.from(e, 'INVALID_PACKAGE');
-    }
-    if (problem) {
-      const error = problem.wire;
-      await fsp.rm(part, { force: true });
-      this.deps.log.error({ version: job.version, error, md5: got.md5, sha256: got.sha256 }, 'package rejected');
+    const verdict = await this.files.verify(job, got);
+    if (verdict.kind === 'refused') {
+      const { problem } = verdict;
       const transfer = problem.code === 'MD5_MISMATCH' || problem.code === 'SHA256_MISMATCH';
       const message = transfer ? 'MD5 verification failed' : 'Package verification failed';
-      await this.setStatus(statuses.failed(error, message, 100), { checkpoint: null });
+      await this.setStatus(statuses.failed(problem.wire, message, 100), { checkpoint: null });
       return;
     }
-    const fin = this.finalFile(job);
-    await fsp.rename(part, fin);
-    failpoint('fetcher.package-renamed');
-    await fsyncDir(this.deps.packagesDir);
-    this.deps.log.info({ version: job.version, md5: got.md5, sha256: got.sha256 }, 'package verified');
     await this.setStatus(statuses.toInstall(job.version), {
       checkpoint: null,
       verifiedAt: this.now().toISOString(),
-      packageFile: fin,
+      packageFile: verdict.file,
     });
   }
 
   private async fail(job: PackageJob, e: unknown): Promise<void> {
     const err = UpdaterError.from(e, 'DOWNLOAD_FAILED', 'internal error: ');
     // a partial file is kept for the next /download to resume, unless it is worthless
-    const partSize = await fsp.stat(this.partFile(job)).then(
+    const partSize = await fsp.stat(this.files.partFile(job)).then(
       (s) => s.size,
       () => 0,
     );
     const keepPartial = err.code === 'DOWNLOAD_FAILED' && partSize > 0;
-    if (!keepPartial) await fsp.rm(this.partFile(job), { force: true });
+    if (!keepPartial) await fsp.rm(this.files.partFile(job), { force: true });
     this.deps.log.error({ version: job.version, error: err.wire }, 'download failed');
     const message = err.code === 'PACKAGE_SIZE_MISMATCH' ? 'Download validation failed' : 'Download failed';
     await this.setStatus(
@@ -364,38 +284,8 @@ export class Fetcher {
   }
 
   private async discardPackage(seq: number, reason: string): Promise<void> {
-    await this.clearPackages();
+    await this.files.clear();
     this.record = { ...emptyRecord, seq, status: statuses.idle(reason) };
     await this.persistAndReport();
-  }
-
-  private async packagePresent(): Promise<boolean> {
-    const file = this.record.packageFile;
-    const size = this.record.job?.package_size;
-    return (
-      !!file &&
-      (await fsp.stat(file).then(
-        (s) => s.size === size,
-        () => false,
-      ))
-    );
-  }
-
-  private async clearPackages(): Promise<void> {
-    for (const name of await fsp.readdir(this.deps.packagesDir)) {
-      await removeTreeDurably(path.join(this.deps.packagesDir, name));
-    }
-  }
-
-  /** Files in the packages directory that the record does not account for. */
-  private async removeStrayFiles(): Promise<void> {
-    const job = this.record.job;
-    const keep = new Set(job ? [job.package_name, `${job.package_name}.part`] : []);
-    for (const name of await fsp.readdir(this.deps.packagesDir)) {
-      if (!keep.has(name)) {
-        this.deps.log.info({ file: name }, 'removing a stale file');
-        await removeTreeDurably(path.join(this.deps.packagesDir, name));
-      }
-    }
   }
 }

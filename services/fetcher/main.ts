@@ -39,7 +39,7 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     packagesDir,
     dispatcher,
     notify,
-    trust: trustSettings(config, () => floor.current()),
+    trust: trustSettings(config, () => floor.current(), log),
     store: new DurableJson(recordPath, fetcherRecordSchema),
     publisher,
     bootId: () => bootId,

@@ -34,6 +34,27 @@ export type ResponseStep =
 export const sizeMismatch = (expected: number, got: number | string): UpdaterError =>
   new UpdaterError('PACKAGE_SIZE_MISMATCH', `expected ${expected} bytes, but the server offers ${got}`);
 
+// The request asks for `Accept-Encoding: identity`: the digests, the size and every Range offset
+// are of the package's own bytes. A server that compresses anyway (a CDN's compression rule, an
+// object stored with Content-Encoding metadata, nginx's gzip_static always) sends other bytes;
+// writing them would end as a size or digest mismatch that names the wrong cause, and a Range
+// into them means nothing. Not transient: no retry.
+const contentCoding = (value: string | string[] | undefined): string | null => {
+  const codings = [value ?? '']
+    .flat()
+    .join(',')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  return codings.length > 0 ? codings.join(', ') : null;
+};
+
+const encodedBody = (coding: string): UpdaterError =>
+  new UpdaterError(
+    'DOWNLOAD_FAILED',
+    `the server sent the package with Content-Encoding ${coding} (identity was asked for); serve it as is`,
+  );
+
 export function classifyResponse(
   request: RequestState,
   response: ResponseHead,
@@ -41,6 +62,10 @@ export function classifyResponse(
   now = Date.now(),
 ): ResponseStep {
   const { status, headers } = response;
+  if (status === 200 || status === 206) {
+    const coding = contentCoding(headers['content-encoding']);
+    if (coding) return { kind: 'fail', error: encodedBody(coding) };
+  }
   if (status === 200) {
     const length = parseContentLength(header(headers, 'content-length'));
     if (length !== null && length !== request.size) return { kind: 'fail', error: sizeMismatch(request.size, length) };

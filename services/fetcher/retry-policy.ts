@@ -47,3 +47,16 @@ export function decideRetry(
   const backoff = backoffDelay(failures, policy.baseMs, policy.random);
   return { kind: 'wait', delayMs: Math.max(backoff, Math.min(retryAfterMs ?? 0, policy.retryAfterMaxMs)) };
 }
+
+/**
+ * The reason a failed request gives, with its error's code when the message does not carry it:
+ * a certificate refused says which check (SELF_SIGNED_CERT_IN_CHAIN, CERT_HAS_EXPIRED,
+ * ERR_TLS_CERT_ALTNAME_INVALID, ...), a timeout which one (UND_ERR_BODY_TIMEOUT, ...), so that a
+ * fleet's failures can be counted by cause.
+ */
+export function networkFailureReason(failure: unknown): string {
+  const error = failure as { message?: unknown; code?: unknown; cause?: { code?: unknown } } | null;
+  const message = String(error?.message ?? failure);
+  const code = [error?.code, error?.cause?.code].find((c): c is string => typeof c === 'string' && c !== '');
+  return `network error: ${code && !message.includes(code) ? `${code}: ${message}` : message}`;
+}

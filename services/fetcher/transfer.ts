@@ -8,7 +8,7 @@ import { header, ifRangeValue } from './http-headers.js';
 import { PartFile, type Position } from './part-file.js';
 import { RateFloor, type RateFloorSetting } from './rate-floor.js';
 import { classifyResponse, sizeMismatch, type ResponseStep } from './response-step.js';
-import { decideRetry, RETRY_STATUSES, type RetryPolicy } from './retry-policy.js';
+import { decideRetry, networkFailureReason, RETRY_STATUSES, type RetryPolicy } from './retry-policy.js';
 
 export type { Position } from './part-file.js';
 
@@ -75,7 +75,7 @@ export async function transfer(options: TransferOptions): Promise<Digests> {
       } catch (e) {
         if (options.signal.aborted) throw options.signal.reason;
         if (e instanceof UpdaterError) throw e;
-        end = { kind: 'retry', reason: `network error: ${(e as Error).message}`, retryAfterMs: null, fromZero: false };
+        end = { kind: 'retry', reason: networkFailureReason(e), retryAfterMs: null, fromZero: false };
       }
       if (end.kind === 'body-read') continue;
       if (end.kind === 'complete') break;

@@ -5,7 +5,7 @@ import { UpdaterError } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import { partialName, type PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
-import { parsePublicKey } from '../../shared/trust/signature.js';
+import { parsePublicKey, TRUSTED_KEY_MODE } from '../../shared/trust/signature.js';
 import type { Placement } from './manifest.js';
 
 // In-place files (outside the snapshot tree) are extracted into the installer's work directory
@@ -29,6 +29,10 @@ export async function holdInPlace(
       `module ${module.name}: ${module.src} is not a usable trusted key: ${(e as Error).message}`,
     );
   }
+  // a public key is readable by all, whatever the zip says: the unprivileged fetcher checks
+  // signatures with these files too, and a 0600 key (a vendor's umask) would make it refuse
+  // every package signed by the new key while the installer accepted them
+  await fsp.chmod(held, TRUSTED_KEY_MODE);
 }
 
 /** The held file over `dst`: a copy beside it (the name an undo removes), fsync, rename, fsync of the directory. */

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../../shared/schema.js';
 import { versionOfDir } from '../../shared/version-dirs.js';
 import { installerRecordSchema } from '../../shared/worker-records.js';
 
@@ -86,15 +86,15 @@ export const journalSchema = z.object({
   version: z.string(),
   targetDir: z.string(),
   stagingDir: z.string(),
-  fromDir: z.string().nullable(),
-  previousBefore: z.string().nullable(),
+  fromDir: z.nullable(z.string()),
+  previousBefore: z.nullable(z.string()),
   units: z.array(z.string()),
-  backups: z.array(z.object({ dst: z.string(), backup: z.string().nullable() })),
-  error: z.string().nullable(),
+  backups: z.array(z.object({ dst: z.string(), backup: z.nullable(z.string()) })),
+  error: z.nullable(z.string()),
   /** Recoveries started at a start of the installer, counted durably before each one runs. */
-  recoveryAttempts: z.number().int().min(0).default(0),
+  recoveryAttempts: z._default(z.number().check(z.int(), z.minimum(0)), 0),
   /** The package's security_version: the floor rises to it once the probation succeeds (0 in older journals). */
-  securityVersion: z.number().int().min(0).default(0),
+  securityVersion: z._default(z.number().check(z.int(), z.minimum(0)), 0),
 });
 export type Journal = z.infer<typeof journalSchema>;
 
@@ -107,7 +107,7 @@ export const MAX_RECOVERY_ATTEMPTS = 5;
 export const recoveryExhausted = (journal: Journal): boolean => journal.recoveryAttempts >= MAX_RECOVERY_ATTEMPTS;
 export type BackupEntry = Journal['backups'][number];
 
-export const installerStateSchema = installerRecordSchema.extend({ journal: journalSchema.nullable() });
+export const installerStateSchema = z.extend(installerRecordSchema, { journal: z.nullable(journalSchema) });
 export type InstallerState = z.infer<typeof installerStateSchema>;
 
 /** The error of an install a restart found unfinished, from what its journal says (null: none yet). */

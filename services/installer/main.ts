@@ -36,7 +36,7 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     postCmds,
     hostPath,
     notify,
-    trust: trustSettings(config, () => floor.current()),
+    trust: trustSettings(config, () => floor.current(), log),
     floor,
     store: new DurableJson(recordPath, installerStateSchema),
     fetcherStore: new DurableJson(recordPathOf('fetcher', config), fetcherRecordSchema),

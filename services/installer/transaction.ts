@@ -77,12 +77,15 @@ export class Transaction {
     await this.context.journal(journal);
   }
 
-  /** Phases only go forward along journalPhases: that order is what recoveryFor relies on. */
-  private phase(phase: Phase): Promise<void> {
+  /**
+   * Phases only go forward along journalPhases: that order is what recoveryFor relies on. Every
+   * phase is written here; `patch`, what is recorded with it.
+   */
+  private phase(phase: Phase, patch: Partial<Journal> = {}): Promise<void> {
     if (phaseNames.indexOf(phase) < phaseNames.indexOf(this.recorded.phase)) {
       throw new Error(`journal phase ${phase} after ${this.recorded.phase}: phases only go forward`);
     }
-    return this.record({ ...this.recorded, phase });
+    return this.record({ ...this.recorded, ...patch, phase });
   }
 
   /** Stage the snapshot while services run, stop them, place in-place files, post_cmds, switch. */
@@ -296,7 +299,7 @@ export class Transaction {
 
   /** Failure after the switch, for `error`: previous, then factory, each health-checked. */
   async rollBack(error: string): Promise<RollbackResult> {
-    await this.record({ ...this.recorded, error, phase: 'rolling-back' });
+    await this.phase('rolling-back', { error });
     const levels: RollbackLevel[] = [];
     const candidates: Array<[1 | 2, string | null, string]> = [
       [1, this.recorded.fromDir, 'no previous version'],

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, removeTreeDurably } from '../../shared/durable-store.js';
+import { fsyncDir, fsyncFile, removeTreeDurably } from '../../shared/durable-store.js';
 import { isErrnoException } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 
@@ -157,13 +157,4 @@ async function fsyncAll(files: readonly string[]): Promise<void> {
     while (next < files.length) await fsyncFile(files[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(SYNC_POOL, files.length) }, worker));
-}
-
-async function fsyncFile(file: string): Promise<void> {
-  const fh = await fsp.open(file, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }

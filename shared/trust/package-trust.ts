@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Config } from '../config.js';
 import { UpdaterError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { MANIFEST, PackageArchive, type ArchiveLimits } from '../package-archive.js';
 import { describeIssues } from '../package-job.js';
 import { manifestSchema, type Manifest, type Module } from '../package-manifest.js';
@@ -24,8 +25,14 @@ export const archiveLimits = (config: Config): ArchiveLimits => ({
   maxEntries: config.TOPE_ZIP_MAX_ENTRIES,
 });
 
-export function trustSettings(config: Config, floor: () => Promise<number>): TrustSettings {
+/** Logged at each start of a service that takes packages while unsigned ones are allowed. */
+export const UNSIGNED_ALLOWED_WARNING =
+  'TOPE_ALLOW_UNSIGNED is set: packages without manifest.sig are accepted (development only, never on a device in the field)';
+
+export function trustSettings(config: Config, floor: () => Promise<number>, log: Logger): TrustSettings {
   const host = (devicePath: string) => path.join(config.TOPE_ROOT_PREFIX, devicePath);
+  // a setting that turns the trust chain's first check off must not go unnoticed in the journal
+  if (config.TOPE_ALLOW_UNSIGNED) log.warn({ setting: 'TOPE_ALLOW_UNSIGNED' }, UNSIGNED_ALLOWED_WARNING);
   return {
     keysDir: host(config.TOPE_TRUSTED_KEYS_DIR),
     productId: () => readProductId(host(config.TOPE_PRODUCT_ID_FILE)),
@@ -65,7 +72,7 @@ const parentsOf = (name: string): string[] => {
 export async function checkPackageTrust(archive: PackageArchive, settings: TrustSettings): Promise<TrustedPackage> {
   const bytes = await archive.readManifestBytes();
   const sigEntry = archive.files.get(SIGNATURE_ENTRY);
-  const { keys } = await loadTrustedKeys(settings.keysDir);
+  const found = await loadTrustedKeys(settings.keysDir);
   let signedBy: string | null = null;
   if (sigEntry) {
     if (sigEntry.uncompressedSize > SIGNATURE_MAX_BYTES) {
@@ -75,7 +82,7 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
       );
     }
     const signature = decodeSignature(await archive.readSmall(sigEntry));
-    signedBy = verifyManifest(bytes, signature, keys, settings.keysDir);
+    signedBy = verifyManifest(bytes, signature, found, settings.keysDir);
   } else if (!settings.allowUnsigned) {
     throw new UpdaterError(
       'SIGNATURE_MISSING',
@@ -115,7 +122,7 @@ export async function checkPackageTrust(archive: PackageArchive, settings: Trust
     if (!parents.has(dir))
       throw new UpdaterError('INVALID_PACKAGE', `directory entry ${dir}/ holds no module of the signed manifest`);
   }
-  return { manifest, signedBy, trustedKeys: keys.map((k) => k.name) };
+  return { manifest, signedBy, trustedKeys: found.keys.map((k) => k.name) };
 }
 
 /** The trust check of a package file on its own (the fetcher's, right after the download). */

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from '../schema.js';
 import { DurableJson } from '../durable-store.js';
 import { UpdaterError } from '../errors.js';
 
@@ -7,7 +7,7 @@ import { UpdaterError } from '../errors.js';
 export const SECURITY_FLOOR_RECORD = 'security-floor.json';
 
 const floorSchema = z.object({
-  security_version: z.number().int().min(0),
+  security_version: z.number().check(z.int(), z.minimum(0)),
   /** The version whose probation raised it, for the operator reading the file. */
   version: z.string(),
   raisedAt: z.iso.datetime(),

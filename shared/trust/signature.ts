@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { isErrnoException, UpdaterError } from '../errors.js';
 
@@ -13,6 +13,8 @@ export const SIGNATURE_ENTRY = 'manifest.sig';
 export const SIGNATURE_MAX_BYTES = 1024;
 const ED25519_SIGNATURE_BYTES = 64;
 const BASE64_SIGNATURE = /^[A-Za-z0-9+/]{86}==\n?$/;
+/** A trusted key file's mode as the installer writes it (a rotation): public, written by its owner only. */
+export const TRUSTED_KEY_MODE = 0o644;
 
 /** A trusted vendor key and the file it came from (its name says which key verified a package). */
 export interface TrustedKey {
@@ -32,28 +34,59 @@ export function parsePublicKey(pem: string | Buffer): KeyObject {
   return key;
 }
 
+/** The trusted keys as loadTrustedKeys found them. */
+export interface KeySet {
+  keys: TrustedKey[];
+  /** "<file>: why", for each *.pub not used. */
+  skipped: string[];
+  /** Why the directory itself is not trusted (then `keys` is empty). */
+  refused: string | null;
+}
+
+/** Who may own the trusted keys and their directory: root, or the process reading them (make run, the tests). */
+const trustedOwner = (uid: number): boolean => uid === 0 || uid === process.geteuid?.();
+
+/** Why a key file or the keys directory cannot be trusted (anyone but root or the reader could have written it), or null. */
+function unsafeOwnership(st: Stats, what: string): string | null {
+  if (!trustedOwner(st.uid)) return `${what} is owned by uid ${st.uid}, not root`;
+  if (st.mode & 0o022) return `${what} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})`;
+  return null;
+}
+
 /**
- * The keys of the trust directory: every `*.pub` that is an Ed25519 public key. A file that is
- * not one is skipped (and named in `skipped`), so one bad file cannot lock the device out.
+ * The keys of the trust directory: every `*.pub` that is an Ed25519 public key in a regular file
+ * owned by root (or the reading process) and writable by no one else, in a directory held the
+ * same way (what sshd's StrictModes asks of authorized_keys). A file that is not one is skipped
+ * (and named in `skipped`), so one bad file cannot lock the device out; a directory that is not
+ * held so trusts no key (`refused` says why): whoever could write to it could add their own.
  */
-export async function loadTrustedKeys(dir: string): Promise<{ keys: TrustedKey[]; skipped: string[] }> {
-  let names: string[];
+export async function loadTrustedKeys(dir: string): Promise<KeySet> {
+  let dirStat: Stats;
   try {
-    names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.pub')).sort();
+    dirStat = await fsp.stat(dir);
   } catch (e) {
-    if (isErrnoException(e, 'ENOENT')) return { keys: [], skipped: [] };
+    if (isErrnoException(e, 'ENOENT')) return { keys: [], skipped: [], refused: null };
     throw e;
   }
+  if (!dirStat.isDirectory()) return { keys: [], skipped: [], refused: `${dir} is not a directory` };
+  const refused = unsafeOwnership(dirStat, dir);
+  if (refused) return { keys: [], skipped: [], refused };
+  const names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.pub')).sort();
   const keys: TrustedKey[] = [];
   const skipped: string[] = [];
   for (const name of names) {
     try {
-      keys.push({ name, key: parsePublicKey(await fsp.readFile(path.join(dir, name))) });
+      const file = path.join(dir, name);
+      const st = await fsp.lstat(file);
+      if (!st.isFile()) throw new Error(st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file');
+      const unsafe = unsafeOwnership(st, 'the file');
+      if (unsafe) throw new Error(unsafe);
+      keys.push({ name, key: parsePublicKey(await fsp.readFile(file)) });
     } catch (e) {
-      skipped.push(`${name} (${(e as Error).message})`);
+      skipped.push(`${name}: ${(e as Error).message}`);
     }
   }
-  return { keys, skipped };
+  return { keys, skipped, refused };
 }
 
 /** The 64 signature bytes from manifest.sig's text, or SIGNATURE_MISSING / SIGNATURE_MALFORMED. */
@@ -75,14 +108,17 @@ export function decodeSignature(text: Buffer): Buffer {
   return Buffer.from(ascii.trimEnd(), 'base64');
 }
 
-/** The name of the trusted key that verifies `signature` over `manifest`, or SIGNATURE_INVALID. */
-export function verifyManifest(manifest: Buffer, signature: Buffer, keys: TrustedKey[], keysDir: string): string {
-  if (keys.length === 0) throw new UpdaterError('SIGNATURE_INVALID', `no trusted Ed25519 key in ${keysDir}`);
+/** The name of the trusted key that verifies `signature` over `manifest`, or SIGNATURE_INVALID saying why none did. */
+export function verifyManifest(manifest: Buffer, signature: Buffer, found: KeySet, keysDir: string): string {
+  const { keys, skipped, refused } = found;
+  const notUsed = skipped.length ? `; not trusted: ${skipped.join('; ')}` : '';
+  if (refused) throw new UpdaterError('SIGNATURE_INVALID', `no key in ${keysDir} is trusted: ${refused}`);
+  if (keys.length === 0) throw new UpdaterError('SIGNATURE_INVALID', `no trusted Ed25519 key in ${keysDir}${notUsed}`);
   const by = keys.find((k) => verify(null, manifest, k.key, signature));
   if (!by) {
     throw new UpdaterError(
       'SIGNATURE_INVALID',
-      `the signature of manifest.json verifies under none of the ${keys.length} trusted keys in ${keysDir} (${keys.map((k) => k.name).join(', ')})`,
+      `the signature of manifest.json verifies under none of the ${keys.length} trusted keys in ${keysDir} (${keys.map((k) => k.name).join(', ')})${notUsed}`,
     );
   }
   return by.name;

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { SECURITY_FLOOR_RECORD, SecurityFloor } from '../../shared/trust/security-floor.js';
 import { FETCHER_RECORD, INSTALLER_RECORD, PACKAGES_DIR } from '../../shared/worker-records.js';
 import { call } from './api.js';
 import { DeviceApi } from './device-api.js';
@@ -46,6 +47,8 @@ export interface RunResult {
 
 const OLD = '1.0.0';
 const NEW = '2.0.0';
+/** The new package's security_version: the floor (0 on the fresh device) rises to it only with a probation that succeeded. */
+const NEW_SECURITY_VERSION = 1;
 const services: ServiceName[] = ['fetcher', 'installer', 'api-gateway'];
 function modulesFor(scenario: ScenarioName): ModuleSpec[] {
   return updateModules(NEW, scenario === 'undo' ? { postCmd: 'exit 3' } : {});
@@ -94,10 +97,15 @@ export class CrashScenario {
     await this.device.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
     if (this.scenario === 'rollback') await this.device.behave({ 'a.service': { failStart: [NEW] } });
     // the blob makes the throttled download last; a module like the others, since every entry must be one
-    this.zip = await buildPackage(NEW, [
-      ...modulesFor(this.scenario),
-      { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(96 * 1024), compress: false },
-    ]);
+    this.zip = await buildPackage(
+      NEW,
+      [
+        ...modulesFor(this.scenario),
+        { name: 'blob', dst: '/opt/tope/share/blob', data: randomBytes(96 * 1024), compress: false },
+      ],
+      [],
+      { security_version: NEW_SECURITY_VERSION },
+    );
     this.origin.body = this.zip;
     this.origin.script(() => ({ kind: 'serve', throttle: { bytes: 8 * 1024, everyMs: 5 } }));
     await this.origin.start();
@@ -256,6 +264,13 @@ export class CrashScenario {
     };
     v.push(...versionInvariants(view, allowed, (version) => snapshotFiles(version, version === OLD)));
     v.push(...statusInvariants(end, current, OLD, NEW));
+    // the floor: raised with the success (before it is announced, or by the roll-forward after a
+    // crash), never by an install whose probation did not succeed (undo, rollback)
+    const floor = await new SecurityFloor(d.env.TOPE_INSTALLER_STATE_DIR).current().catch((e: Error) => e.message);
+    if (end.stage === 'success' && floor !== NEW_SECURITY_VERSION)
+      v.push(`the install succeeded, the security floor is ${floor}, not ${NEW_SECURITY_VERSION}`);
+    if (this.scenario !== 'update' && floor !== 0)
+      v.push(`the security floor is ${floor} after an install whose probation never succeeded`);
     const last = await waitFor(
       'the last report to match the status',
       () => {
@@ -274,7 +289,10 @@ export class CrashScenario {
         {
           versions: await fsp.readdir(d.versionsDir),
           inPlaceDir: await fsp.readdir(path.join(d.sysroot, 'etc/tope')),
-          installerState: await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR),
+          // the security floor is kept, like the installer's record
+          installerState: (await fsp.readdir(d.env.TOPE_INSTALLER_STATE_DIR)).filter(
+            (n) => n !== SECURITY_FLOOR_RECORD && n !== `${SECURITY_FLOOR_RECORD}.prev`,
+          ),
           fetcherState: await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR),
         },
         [`v${OLD}`, `v${NEW}`],

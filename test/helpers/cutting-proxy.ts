@@ -9,7 +9,7 @@ export class CuttingProxy {
   /** Connections relayed so far. */
   connections = 0;
   /** Cuts for the next connections, in order; a connection with none is relayed whole. */
-  private readonly cuts: Array<{ afterBytes: number; how: 'reset' | 'fin' }> = [];
+  private readonly cuts: Array<{ afterBytes: number; how: 'reset' | 'fin'; onCut?: () => void }> = [];
   private readonly sockets = new Set<net.Socket>();
   private server!: net.Server;
 
@@ -19,8 +19,9 @@ export class CuttingProxy {
     return (this.server.address() as net.AddressInfo).port;
   }
 
-  cutNext(afterBytes: number, how: 'reset' | 'fin'): void {
-    this.cuts.push({ afterBytes, how });
+  /** `onCut` runs as the cut is made, before the client can see it (and so ask again). */
+  cutNext(afterBytes: number, how: 'reset' | 'fin', onCut?: () => void): void {
+    this.cuts.push({ afterBytes, how, onCut });
   }
 
   async start(): Promise<this> {
@@ -55,6 +56,7 @@ export class CuttingProxy {
         return;
       }
       upstream.destroy();
+      cut.onCut?.();
       const last = chunk.subarray(0, cut.afterBytes - sent);
       if (cut.how === 'fin') client.end(last);
       else client.write(last, () => client.resetAndDestroy());

@@ -123,6 +123,10 @@ export class PowercutVm {
         (f) => `${path.join(distDir, 'test/system', f)}:test/system/${f}`,
       ),
       `${path.join(distDir, 'test/helpers/update-invariants.js')}:test/helpers/update-invariants.js`,
+      // the dependency-free modules of shared/ the two above import
+      ...['stages.js', 'state-names.js', 'version-dirs.js'].map(
+        (f) => `${path.join(distDir, 'shared', f)}:shared/${f}`,
+      ),
       `${path.join(stage, 'packages')}:packages`,
       `${path.join(stage, 'trust')}:trust`,
       `${path.join(stage, 'package.json')}:package.json`,

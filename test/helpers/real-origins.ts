@@ -93,7 +93,13 @@ async function onFreePort(name: string, launch: (port: number) => Spawned): Prom
  * 206, If-Range by comparing with its own ETag (or Last-Modified), and ends a kept-alive
  * connection with `Connection: close` on the keepaliveRequests-th answer.
  */
-export async function startNginx(docroot: string, tls?: TlsFiles, keepaliveRequests = 100): Promise<RealOrigin> {
+export async function startNginx(
+  docroot: string,
+  tls?: TlsFiles,
+  keepaliveRequests = 100,
+  /** More directives for the server block (gzip_static always, say). */
+  serverConfig = '',
+): Promise<RealOrigin> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nginx-'));
   const accessLog = path.join(dir, 'access.log');
   const { port, proc } = await onFreePort('nginx', (p) => {
@@ -119,6 +125,7 @@ http {
     listen 127.0.0.1:${p}${tls ? ' ssl' : ''};
     ${tls ? `ssl_certificate ${tls.cert}; ssl_certificate_key ${tls.key};` : ''}
     root ${docroot};
+    ${serverConfig}
   }
 }
 `,

@@ -19,18 +19,31 @@ export const mainOf = (service: string) => path.join(distDir, 'bundle', `${servi
 export const unitsDir = path.resolve(distDir, '../units');
 
 /**
- * The NODE_OPTIONS its unit sets for a service (V8's heap flags), or null: the tests and the
- * benchmarks run each service with the flags it ships with.
+ * The environment its unit sets for a service (Environment= lines: V8's heap flags in
+ * NODE_OPTIONS, malloc's settings), empty for a name that is not one of the product's services:
+ * the tests and the benchmarks run each service with what it ships with.
  */
-export function unitNodeOptions(service: string): string | null {
+export function unitEnvironment(service: string): Record<string, string> {
   let unit: string;
   try {
     unit = readFileSync(path.join(unitsDir, `tope-${service}.service`), 'utf8');
   } catch {
-    return null; // not one of the product's services
+    return {}; // not one of the product's services
   }
-  return /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(unit)?.[1] ?? null;
+  const env: Record<string, string> = {};
+  for (const [, line] of unit.matchAll(/^Environment=(.*)$/gm)) {
+    // systemd's form: assignments separated by spaces, each one whole in double quotes or bare
+    for (const [, quoted, bare] of line.matchAll(/"([^"]*)"|(\S+)/g)) {
+      const assignment = quoted ?? bare;
+      const eq = assignment.indexOf('=');
+      env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
+    }
+  }
+  return env;
 }
+
+/** The NODE_OPTIONS its unit sets for a service (V8's heap flags), or null. */
+export const unitNodeOptions = (service: string): string | null => unitEnvironment(service).NODE_OPTIONS ?? null;
 
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
@@ -59,8 +72,8 @@ export function makeDevice(extra: Record<string, string> = {}): { root: string; 
   // a device that trusts the tests' vendor key and is a `tope-test`, as a printer trusts its vendor's
   const sysroot = env.TOPE_ROOT_PREFIX;
   const keysDir = path.join(sysroot, env.TOPE_TRUSTED_KEYS_DIR ?? productDefaults.TOPE_TRUSTED_KEYS_DIR);
-  mkdirSync(keysDir, { recursive: true });
-  writeFileSync(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
+  mkdirSync(keysDir, { recursive: true, mode: 0o755 });
+  writeFileSync(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem, { mode: 0o644 });
   const productIdFile = path.join(sysroot, env.TOPE_PRODUCT_ID_FILE ?? productDefaults.TOPE_PRODUCT_ID_FILE);
   mkdirSync(path.dirname(productIdFile), { recursive: true });
   writeFileSync(
@@ -111,8 +124,7 @@ export class Service {
     const inherited = Object.fromEntries(
       ['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]),
     );
-    const nodeOptions = command ? null : unitNodeOptions(name);
-    const shipped = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
+    const shipped = command ? {} : unitEnvironment(name);
     this.child = spawn(file, args, { env: { ...inherited, ...shipped, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.child.stdout!.setEncoding('utf8').on('data', (c: string) => {

@@ -3,8 +3,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** A throw-away certificate authority and a server certificate for 127.0.0.1, made with openssl. */
-export function makeTestCa(): { caFile: string; key: string; cert: string } {
+/**
+ * A throw-away certificate authority and a server certificate for 127.0.0.1, made with openssl.
+ * `server` makes the certificate wrong on purpose: other names, or `days: -1` (already expired).
+ */
+export function makeTestCa(server: { altNames?: string; days?: number } = {}): {
+  caFile: string;
+  key: string;
+  cert: string;
+} {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ca-'));
   const f = (n: string) => path.join(dir, n);
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
@@ -24,7 +31,7 @@ export function makeTestCa(): { caFile: string; key: string; cert: string } {
     f('ca.pem'),
   );
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('srv.key'), '-out', f('srv.csr'));
-  writeFileSync(f('ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  writeFileSync(f('ext'), `subjectAltName=${server.altNames ?? 'IP:127.0.0.1,DNS:localhost'}\n`);
   ssl(
     'x509',
     '-req',
@@ -36,7 +43,7 @@ export function makeTestCa(): { caFile: string; key: string; cert: string } {
     f('ca.key'),
     '-CAcreateserial',
     '-days',
-    '2',
+    String(server.days ?? 2),
     '-extfile',
     f('ext'),
     '-out',

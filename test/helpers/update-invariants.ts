@@ -1,9 +1,12 @@
+import { FETCHER_RECORD, INSTALLER_RECORD, PACKAGES_DIR, previousGeneration } from '../../shared/state-names.js';
+import { versionOfDir } from '../../shared/version-dirs.js';
 import type { ModuleSpec } from './packages.js';
 
 // What the product promises after any crash or power cut, as pure checks over what a test
 // observed on a device: the SIGKILL campaigns (crash-scenario.ts, host processes) and the power-
 // cut campaign (system/powercut-vm.ts, inside a QEMU VM) both read their device and call these.
-// No imports beyond types: the VM runs this file with nothing but node.
+// It imports only types and shared/'s modules that import nothing: the VM runs this file with
+// nothing but node, those modules shipped beside it (test/helpers/powercut.ts).
 
 /** Every error code a failed update may end with after a crash (the README's list). */
 export const failCodes =
@@ -84,7 +87,7 @@ export function versionInvariants(
   const v: string[] = [];
   const current = view.current;
   if (!current || !allowed.includes(current)) v.push(`current names ${current} (allowed: ${allowed.join(', ')})`);
-  const version = current?.replace(/^v/, '').replace(/~\d+$/, '') ?? '?';
+  const version = current ? versionOfDir(current) : '?';
   const want = expected(version);
   for (const [rel, data] of Object.entries(want)) {
     if (view.snapshot[rel] !== data)
@@ -141,7 +144,7 @@ export function leftovers(
   return [
     ...dirs.versions.filter((n) => n.startsWith('.') || !['current', 'previous', 'factory', ...versions].includes(n)),
     ...dirs.inPlaceDir.filter((n) => !inPlaceNames.includes(n)),
-    ...dirs.installerState.filter((n) => !['install.json', 'install.json.prev'].includes(n)),
-    ...dirs.fetcherState.filter((n) => !['download.json', 'download.json.prev', 'packages'].includes(n)),
+    ...dirs.installerState.filter((n) => ![INSTALLER_RECORD, previousGeneration(INSTALLER_RECORD)].includes(n)),
+    ...dirs.fetcherState.filter((n) => ![FETCHER_RECORD, previousGeneration(FETCHER_RECORD), PACKAGES_DIR].includes(n)),
   ];
 }

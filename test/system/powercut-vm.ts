@@ -36,6 +36,9 @@ import {
   type CatalogEntry,
   type Status,
 } from '../helpers/update-invariants.js';
+import { BUSY_MARKER, FETCHER_RECORD, INSTALLER_RECORD, previousGeneration } from '../../shared/state-names.js';
+import { busyStages } from '../../shared/stages.js';
+import { versionOfDir } from '../../shared/version-dirs.js';
 
 const OLD_VERSION = '1.0.0';
 const payload = '/mnt/payload';
@@ -46,7 +49,6 @@ const versionsDir = '/opt/tope/versions';
 const stateDirs = { installer: '/var/lib/tope-updater/installer', fetcher: '/var/lib/tope-updater/fetcher' };
 const gateway = 'http://127.0.0.1:12315/api/v1.0';
 const origin = 'http://127.0.0.1:8000';
-const transient = ['downloading', 'verifying', 'installing'];
 
 const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 const line = (kind: 'MARK' | 'RESULT', r: Record<string, unknown>) =>
@@ -224,8 +226,9 @@ const failedUnits = () =>
   ['tope-api-gateway.service', 'tope-fetcher.service', 'tope-installer.service'].filter(
     (u) => spawnSync('systemctl', ['is-failed', '--quiet', u]).status === 0,
   );
-const busy = () => Object.values(stateDirs).filter((d) => existsSync(`${d}/busy`));
-const bare = (dir: string | null) => dir?.replace(/~\d+$/, '') ?? null;
+const busy = () => Object.values(stateDirs).filter((d) => existsSync(`${d}/${BUSY_MARKER}`));
+/** `v1.2.3~2` (a reinstall's directory) as `v1.2.3`. */
+const bare = (dir: string | null) => (dir === null ? null : `v${versionOfDir(dir)}`);
 const readOr = (file: string) => {
   try {
     return readFileSync(file, 'utf8');
@@ -259,7 +262,7 @@ async function settle(): Promise<Status> {
     async () => {
       if (busy().length) return null;
       const p = await progress();
-      return transient.includes(p.stage) ? null : p;
+      return (busyStages as ReadonlySet<string>).has(p.stage) ? null : p;
     },
     600_000,
     500,
@@ -305,10 +308,10 @@ async function check(pending: { from: string; to: string }): Promise<string[]> {
     end.message === `Successfully installed version ${pending.from}`;
   if (!previous) v.push(...statusInvariants(end, bare(current), pending.from, pending.to, ['idle', 'toInstall']));
   for (const file of [
-    `${stateDirs.installer}/install.json`,
-    `${stateDirs.installer}/install.json.prev`,
-    `${stateDirs.fetcher}/download.json`,
-    `${stateDirs.fetcher}/download.json.prev`,
+    `${stateDirs.installer}/${INSTALLER_RECORD}`,
+    `${stateDirs.installer}/${previousGeneration(INSTALLER_RECORD)}`,
+    `${stateDirs.fetcher}/${FETCHER_RECORD}`,
+    `${stateDirs.fetcher}/${previousGeneration(FETCHER_RECORD)}`,
   ]) {
     const text = readOr(file);
     if (text === null) continue;

@@ -2,7 +2,7 @@
 // the unit's sandbox should forbid. Prints one JSON object: for each attempt, "ok" or the error
 // code it met. The same probe run outside any unit is the baseline that shows each attempt can
 // succeed, so a directive that silently stopped working turns into a test failure.
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 
@@ -50,6 +50,22 @@ function connect(target: string): Promise<string> {
   });
 }
 
+/**
+ * Whether this Node's event loops set up io_uring (libuv opens one per loop: an
+ * anon_inode:[io_uring] descriptor), or fell back to plain epoll because io_uring_setup failed
+ * (a system-call filter, or kernel.io_uring_disabled).
+ */
+function ioUring(): string {
+  const rings = readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[io_uring]';
+    } catch {
+      return false; // the directory's own descriptor, closed by now
+    }
+  });
+  return rings.length > 0 ? 'set up' : 'none';
+}
+
 const status = readFileSync('/proc/self/status', 'utf8');
 const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, 'm').exec(status)?.[1] ?? 'absent';
 
@@ -68,6 +84,7 @@ const result: Record<string, string> = {
   // os.setPriority is setpriority(2), in @resources; process.setuid to oneself is setuid(2), in @privileged.
   syscallResources: attempt(() => os.setPriority(0, 19)),
   syscallPrivileged: attempt(() => process.setuid!(process.getuid!())),
+  ioUring: ioUring(),
 };
 for (const target of targets) result[`connect ${target}`] = await connect(target);
 process.stdout.write(`${JSON.stringify(result)}\n`);
