@@ -62,13 +62,17 @@ export class PartFile {
     this.position.lastModified = lastModified;
   }
 
-  /** Writes `chunk` at the offset and moves the offset past it. */
-  async append(chunk: Buffer): Promise<void> {
-    // hash while the write is under way: the CPU and the disk overlap
-    const written = this.writeAll(chunk, this.position.offset);
-    this.hasher.update(chunk);
+  /**
+   * Writes `chunks`, in order, at the offset (one writev) and moves the offset past them. The
+   * hashes run while the write is under way: the CPU and the disk overlap.
+   */
+  async append(chunks: readonly Buffer[]): Promise<void> {
+    let length = 0;
+    for (const c of chunks) length += c.length;
+    const written = this.writeAll(chunks, length, this.position.offset);
+    for (const c of chunks) this.hasher.update(c);
     await written;
-    this.position.offset += chunk.length;
+    this.position.offset += length;
   }
 
   /** Makes the bytes so far durable (before a checkpoint names them). */
@@ -88,15 +92,34 @@ export class PartFile {
     return this.handle.close().catch(() => undefined);
   }
 
-  private async writeAll(chunk: Buffer, position: number): Promise<void> {
+  private async writeAll(chunks: readonly Buffer[], length: number, position: number): Promise<void> {
+    let pending = chunks;
     let done = 0;
     try {
-      while (done < chunk.length) {
-        const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, position + done);
+      while (done < length) {
+        const { bytesWritten } =
+          pending.length === 1
+            ? await this.handle.write(pending[0], 0, pending[0].length, position + done)
+            : await this.handle.writev(pending, position + done);
         done += bytesWritten;
+        if (done < length) pending = unwritten(pending, bytesWritten);
       }
     } catch (e) {
       throw diskError(e);
     }
   }
+}
+
+/** What a short write of `written` bytes left of `chunks` (exported for its test). */
+export function unwritten(chunks: readonly Buffer[], written: number): Buffer[] {
+  const left: Buffer[] = [];
+  let skip = written;
+  for (const c of chunks) {
+    if (skip >= c.length) skip -= c.length;
+    else {
+      left.push(skip > 0 ? c.subarray(skip) : c);
+      skip = 0;
+    }
+  }
+  return left;
 }

@@ -3,6 +3,7 @@ import { UpdaterError } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import type { Digests } from '../../shared/package-check.js';
 import { sleep } from './backoff.js';
+import { readBody } from './body-reader.js';
 import { header, ifRangeValue } from './http-headers.js';
 import { PartFile, type Position } from './part-file.js';
 import { RateFloor, type RateFloorSetting } from './rate-floor.js';
@@ -23,7 +24,7 @@ export interface TransferOptions {
   retryAfterMaxMs: number;
   signal: AbortSignal;
   random?: () => number;
-  /** After every chunk written; `sync` makes the bytes so far durable before a checkpoint. */
+  /** After every batch of chunks written; `sync` makes the bytes so far durable before a checkpoint. */
   onProgress: (position: Position, sync: () => Promise<void>) => void | Promise<void>;
   onRetry?: (info: { attempt: number; delayMs: number; reason: string; offset: number }) => void;
   onRequest?: (info: { url: string; range: string | null }) => void;
@@ -136,16 +137,15 @@ async function readAnswer(
       return step satisfies never;
   }
   const floor = options.rateFloor ? new RateFloor(options.rateFloor) : null;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    floor?.observe(chunk.length);
-    if (position.offset + chunk.length > options.size) {
-      discard(res);
-      throw sizeMismatch(options.size, `more than ${options.size} bytes`);
-    }
-    await part.append(chunk);
-    failpoint('fetcher.chunk-written');
-    await options.onProgress({ ...position }, () => part.dataSync());
-  }
+  await readBody(res.body, part, {
+    size: options.size,
+    observe: floor ? (bytes) => floor.observe(bytes) : undefined,
+    tooLong: () => sizeMismatch(options.size, `more than ${options.size} bytes`),
+    afterWrite: () => {
+      failpoint('fetcher.chunk-written');
+      return options.onProgress({ ...position }, () => part.dataSync());
+    },
+  });
   if (position.offset < options.size) {
     const reason = `connection closed at ${position.offset} of ${options.size} bytes`;
     return { kind: 'retry', reason, retryAfterMs: null, fromZero: false };
