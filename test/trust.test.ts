@@ -297,18 +297,20 @@ const trustFileCases: Array<[string, (sysroot: string) => Promise<() => Promise<
     /^SIGNATURE_INVALID: no trusted Ed25519 key in \S*; not trusted: tope-test\.pub: the file is owned by uid 65534, not root$/,
   ],
   [
-    'the only key file a symbolic link to the key elsewhere',
+    'the only key file a symbolic link to the key elsewhere, writable by group there',
     async (sysroot) => {
       const file = path.join(sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR, TEST_KEY_FILE);
       const elsewhere = path.join(path.dirname(sysroot), 'elsewhere.pub');
       await fsp.rename(file, elsewhere);
+      await fsp.chmod(elsewhere, 0o664);
       await fsp.symlink(elsewhere, file);
       return async () => {
         await fsp.rm(file);
+        await fsp.chmod(elsewhere, 0o644);
         await fsp.rename(elsewhere, file);
       };
     },
-    /^SIGNATURE_INVALID: no trusted Ed25519 key in \S*; not trusted: tope-test\.pub: a symbolic link$/,
+    /^SIGNATURE_INVALID: no trusted Ed25519 key in \S*; not trusted: tope-test\.pub: the file is writable by group or others \(mode 664\)$/,
   ],
   [
     'the keys directory writable by others',

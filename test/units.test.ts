@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -168,6 +179,33 @@ test(
       assert.deepEqual((await gw.waitLog('configuration invalid')).variables, ['TOPE_RETRY_ATTEMPTS']);
     } finally {
       await gw.kill();
+    }
+  },
+);
+
+test(
+  'systemd-tmpfiles (the real tool, over a temp root) makes the trusted keys root-held as the trust check requires, and leaves a linked key’s target alone',
+  {
+    skip: process.getuid?.() === 0 ? false : 'needs root (it gives a key file to another owner)',
+  },
+  () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'tmpfiles-root-'));
+    try {
+      const keys = path.join(root, 'etc/tope-updater/keys.d');
+      mkdirSync(keys, { recursive: true });
+      writeFileSync(path.join(keys, 'vendor.pub'), 'key\n', { mode: 0o664 });
+      chmodSync(path.join(keys, 'vendor.pub'), 0o664);
+      chownSync(path.join(keys, 'vendor.pub'), 65534, 65534);
+      writeFileSync(path.join(root, 'elsewhere.pub'), 'key\n');
+      chmodSync(path.join(root, 'elsewhere.pub'), 0o666);
+      symlinkSync('/elsewhere.pub', path.join(keys, 'linked.pub'));
+      execFileSync('systemd-tmpfiles', ['--create', `--root=${root}`, path.join(unitsDir, 'tope-updater.tmpfiles')]);
+      const vendor = statSync(path.join(keys, 'vendor.pub'));
+      assert.deepEqual([vendor.mode & 0o7777, vendor.uid, vendor.gid], [0o644, 0, 0]);
+      assert.equal(statSync(path.join(root, 'elsewhere.pub')).mode & 0o7777, 0o666, 'not followed');
+      assert.equal(statSync(keys).mode & 0o7777, 0o755);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   },
 );

@@ -7,7 +7,14 @@ import { describeIssues } from '../package-job.js';
 import { manifestSchema, type Manifest, type Module } from '../package-manifest.js';
 import { checkDeclaredSize, type PayloadExpectation } from './payload.js';
 import { checkCompatible, checkFloor, readProductId } from './policy.js';
-import { decodeSignature, loadTrustedKeys, SIGNATURE_ENTRY, SIGNATURE_MAX_BYTES, verifyManifest } from './signature.js';
+import {
+  decodeSignature,
+  describeKeySet,
+  loadTrustedKeys,
+  SIGNATURE_ENTRY,
+  SIGNATURE_MAX_BYTES,
+  verifyManifest,
+} from './signature.js';
 
 /** What a device trusts (the fetcher and the installer build it from the same config). */
 export interface TrustSettings {
@@ -33,8 +40,17 @@ export function trustSettings(config: Config, floor: () => Promise<number>, log:
   const host = (devicePath: string) => path.join(config.TOPE_ROOT_PREFIX, devicePath);
   // a setting that turns the trust chain's first check off must not go unnoticed in the journal
   if (config.TOPE_ALLOW_UNSIGNED) log.warn({ setting: 'TOPE_ALLOW_UNSIGNED' }, UNSIGNED_ALLOWED_WARNING);
+  const keysDir = host(config.TOPE_TRUSTED_KEYS_DIR);
+  // nor a key the checks skip: said at the start, not only once a package comes and is refused
+  loadTrustedKeys(keysDir).then(
+    (found) => {
+      const problem = describeKeySet(found, keysDir);
+      if (problem) log.warn({ keysDir, trusted: found.keys.map((k) => k.name) }, problem);
+    },
+    (e: Error) => log.warn({ keysDir, err: e.message }, `the trusted keys in ${keysDir} could not be read`),
+  );
   return {
-    keysDir: host(config.TOPE_TRUSTED_KEYS_DIR),
+    keysDir,
     productId: () => readProductId(host(config.TOPE_PRODUCT_ID_FILE)),
     allowUnsigned: config.TOPE_ALLOW_UNSIGNED,
     floor,

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { promises as fsp, type Stats } from 'node:fs';
+import { constants as fsConstants, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { isErrnoException, UpdaterError } from '../errors.js';
 
@@ -59,6 +59,9 @@ function unsafeOwnership(st: Stats, what: string): string | null {
  * same way (what sshd's StrictModes asks of authorized_keys). A file that is not one is skipped
  * (and named in `skipped`), so one bad file cannot lock the device out; a directory that is not
  * held so trusts no key (`refused` says why): whoever could write to it could add their own.
+ * A `*.pub` may be a symbolic link (an image that links its keys from /usr/share): what counts is
+ * the file opened, whose owner and mode are read from the open descriptor, so the bytes read are
+ * those of the file checked.
  */
 export async function loadTrustedKeys(dir: string): Promise<KeySet> {
   let dirStat: Stats;
@@ -76,17 +79,30 @@ export async function loadTrustedKeys(dir: string): Promise<KeySet> {
   const skipped: string[] = [];
   for (const name of names) {
     try {
-      const file = path.join(dir, name);
-      const st = await fsp.lstat(file);
-      if (!st.isFile()) throw new Error(st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file');
-      const unsafe = unsafeOwnership(st, 'the file');
-      if (unsafe) throw new Error(unsafe);
-      keys.push({ name, key: parsePublicKey(await fsp.readFile(file)) });
+      // O_NONBLOCK: a FIFO named *.pub must not hang the check
+      const handle = await fsp.open(path.join(dir, name), fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      try {
+        const st = await handle.stat();
+        if (!st.isFile()) throw new Error('not a regular file');
+        const unsafe = unsafeOwnership(st, 'the file');
+        if (unsafe) throw new Error(unsafe);
+        keys.push({ name, key: parsePublicKey(await handle.readFile()) });
+      } finally {
+        await handle.close();
+      }
     } catch (e) {
       skipped.push(`${name}: ${(e as Error).message}`);
     }
   }
   return { keys, skipped, refused };
+}
+
+/** What an operator should hear at a service's start about the trusted keys, or null when all is well. */
+export function describeKeySet(found: KeySet, dir: string): string | null {
+  if (found.refused) return `no key in ${dir} is trusted: ${found.refused}; every signed package will be refused`;
+  const skipped = found.skipped.length ? `; not trusted: ${found.skipped.join('; ')}` : '';
+  if (!found.keys.length) return `no trusted Ed25519 key in ${dir}${skipped}; every signed package will be refused`;
+  return skipped ? `trusted keys in ${dir}: ${found.keys.map((k) => k.name).join(', ')}${skipped}` : null;
 }
 
 /** The 64 signature bytes from manifest.sig's text, or SIGNATURE_MISSING / SIGNATURE_MALFORMED. */

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { describeKeySet, loadTrustedKeys } from '../shared/trust/signature.js';
+import { InstallDevice } from './helpers/install-device.js';
+import { TEST_KEY_FILE } from './helpers/packages.js';
+import { waitFor } from './helpers/wait.js';
+import { newKeyPair } from '../scripts/tope-pack/pack.js';
+import { loadConfig } from '../shared/config.js';
+
+// The trusted keys directory as a vendor's image may lay it out, and what an operator hears at a
+// service's start when a key there cannot be trusted (before any package comes and is refused).
+
+async function keysDir(): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-keys-'));
+  await fsp.chmod(dir, 0o755);
+  return dir;
+}
+
+test('a key linked from elsewhere (an image linking its keys from /usr/share) is trusted when the file it opens is held by root alone', async () => {
+  const dir = await keysDir();
+  const shared = await keysDir();
+  try {
+    const good = path.join(shared, 'vendor.pub');
+    await fsp.writeFile(good, newKeyPair().publicKeyPem, { mode: 0o644 });
+    await fsp.symlink(good, path.join(dir, 'vendor.pub'));
+    const loose = path.join(shared, 'loose.pub');
+    await fsp.writeFile(loose, newKeyPair().publicKeyPem, { mode: 0o644 });
+    await fsp.chmod(loose, 0o664);
+    await fsp.symlink(loose, path.join(dir, 'loose.pub'));
+    await fsp.symlink(path.join(shared, 'gone.pub'), path.join(dir, 'dangling.pub'));
+    execFileSync('mkfifo', [path.join(dir, 'fifo.pub')]);
+
+    const found = await loadTrustedKeys(dir);
+    assert.deepEqual(
+      found.keys.map((k) => k.name),
+      ['vendor.pub'],
+    );
+    assert.equal(found.skipped.length, 3);
+    assert.match(found.skipped.join('\n'), /^dangling\.pub: ENOENT/m);
+    assert.match(found.skipped.join('\n'), /^fifo\.pub: not a regular file$/m);
+    assert.match(found.skipped.join('\n'), /^loose\.pub: the file is writable by group or others \(mode 664\)$/m);
+    assert.match(describeKeySet(found, dir)!, /^trusted keys in \S+: vendor\.pub; not trusted: /);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+    await fsp.rm(shared, { recursive: true, force: true });
+  }
+});
+
+test('[systemctl stand-in] a worker whose only trusted key cannot be trusted says so in its journal at start', async () => {
+  const d = new InstallDevice({});
+  try {
+    const keyFile = path.join(d.sysroot, loadConfig({}).TOPE_TRUSTED_KEYS_DIR, TEST_KEY_FILE);
+    await fsp.chmod(keyFile, 0o664);
+    const [fetcher] = await d.start('fetcher');
+    const line = await waitFor(
+      'the warning',
+      () => fetcher.lines.find((l) => /^no trusted Ed25519 key in /.test(String(l.msg))),
+      10_000,
+    );
+    assert.equal(line.level, 40, 'a warning');
+    assert.match(
+      String(line.msg),
+      /not trusted: tope-test\.pub: the file is writable by group or others \(mode 664\); every signed package will be refused$/,
+    );
+  } finally {
+    await d.stop();
+    await fsp.rm(d.root, { recursive: true, force: true });
+  }
+});
