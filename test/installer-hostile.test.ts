@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { deviceListing } from './helpers/tree-state.js';
 import { InstallDevice } from './helpers/install-device.js';
 import {
   buildPackage,
@@ -21,30 +21,11 @@ const d = new InstallDevice({ TOPE_ZIP_MAX_BYTES: String(1024 * 1024), TOPE_ZIP_
 const ok = { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service' };
 let listing = '';
 
-async function snapshot(): Promise<string> {
-  const walk = async (dir: string): Promise<string[]> => {
-    const out: string[] = [];
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      // byte-identical: each file's content and mode are part of the listing
-      const content = e.isFile()
-        ? ` ${(await fsp.stat(p)).mode.toString(8)} ${createHash('sha256')
-            .update(await fsp.readFile(p))
-            .digest('hex')}`
-        : '';
-      out.push(path.relative(d.sysroot, p) + (e.isSymbolicLink() ? ` -> ${await fsp.readlink(p)}` : '') + content);
-      if (e.isDirectory()) out.push(...(await walk(p)));
-    }
-    return out;
-  };
-  return (await walk(d.sysroot)).sort().join('\n');
-}
-
 before(async () => {
   await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
   await d.setUnits({ 'a.service': { active: true } });
   await d.start('installer', 'api-gateway');
-  listing = await snapshot();
+  listing = await deviceListing(d.sysroot);
 });
 after(() => d.stop());
 
@@ -225,7 +206,7 @@ for (const [name, make, error] of cases) {
     const end = await d.finished();
     assert.equal(end.stage, 'failed');
     assert.match(end.error!, error);
-    assert.equal(await snapshot(), listing, 'the device is exactly as it was');
+    assert.equal(await deviceListing(d.sysroot), listing, 'the device is exactly as it was');
     assert.deepEqual(
       (await d.calls()).filter((c) => / a\.service/.test(c) && !/^(is-active|show|cat) /.test(c)),
       [],

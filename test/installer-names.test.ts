@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { UNIT_NAME_MAX } from '../shared/manifest-names.js';
 import { Units } from '../services/installer/units.js';
+import { deviceListing } from './helpers/tree-state.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { buildPackage } from './helpers/packages.js';
 
@@ -17,35 +17,11 @@ const d = new InstallDevice();
 const ok = { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service' };
 let before_ = '';
 
-/** Every path under the device's root with its link target, or its mode and the hash of its bytes. */
-async function deviceImage(): Promise<string> {
-  const lines: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      const rel = path.relative(d.sysroot, p);
-      const st = await fsp.lstat(p);
-      if (e.isSymbolicLink()) lines.push(`${rel} -> ${await fsp.readlink(p)}`);
-      else if (e.isDirectory()) {
-        lines.push(`${rel}/ ${st.mode.toString(8)}`);
-        await walk(p);
-      } else
-        lines.push(
-          `${rel} ${st.mode.toString(8)} ${createHash('sha256')
-            .update(await fsp.readFile(p))
-            .digest('hex')}`,
-        );
-    }
-  };
-  await walk(d.sysroot);
-  return lines.sort().join('\n');
-}
-
 before(async () => {
   await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
   await d.setUnits({ 'a.service': { active: true } });
   await d.start('installer', 'api-gateway');
-  before_ = await deviceImage();
+  before_ = await deviceListing(d.sysroot);
 });
 after(() => d.stop());
 
@@ -108,7 +84,7 @@ for (const [name, make, error] of cases) {
     const end = await d.finished();
     assert.equal(end.stage, 'failed');
     assert.match(end.error!, error);
-    assert.equal(await deviceImage(), before_, 'the device is byte-identical');
+    assert.equal(await deviceListing(d.sysroot), before_, 'the device is byte-identical');
     assert.deepEqual(
       (await d.calls()).filter((c) => /^(start|stop) /.test(c)),
       [],

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { deviceListing } from './helpers/tree-state.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { buildPackage, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
 import type { Service } from './helpers/services.js';
@@ -20,24 +20,6 @@ const outside = path.join(d.root, 'outside');
 let installer: Service;
 let listing = '';
 
-async function snapshot(): Promise<string> {
-  const walk = async (dir: string): Promise<string[]> => {
-    const out: string[] = [];
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      const content = e.isFile()
-        ? ` ${(await fsp.stat(p)).mode.toString(8)} ${createHash('sha256')
-            .update(await fsp.readFile(p))
-            .digest('hex')}`
-        : '';
-      out.push(path.relative(d.sysroot, p) + (e.isSymbolicLink() ? ` -> ${await fsp.readlink(p)}` : '') + content);
-      if (e.isDirectory()) out.push(...(await walk(p)));
-    }
-    return out;
-  };
-  return (await walk(d.sysroot)).sort().join('\n');
-}
-
 const modules = [{ name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service', data: 'a 2.0.0\n', compress: false }];
 
 before(async () => {
@@ -45,7 +27,7 @@ before(async () => {
   await d.setUnits({ 'a.service': { active: true } });
   await fsp.mkdir(outside, { recursive: true });
   [installer] = await d.start('installer', 'api-gateway');
-  listing = await snapshot();
+  listing = await deviceListing(d.sysroot);
 });
 after(() => d.stop());
 
@@ -149,7 +131,7 @@ for (const [name, place, error] of hostile) {
     const end = await d.finished();
     assert.equal(end.stage, 'failed');
     assert.match(end.error!, error);
-    assert.equal(await snapshot(), listing, 'the device is exactly as it was');
+    assert.equal(await deviceListing(d.sysroot), listing, 'the device is exactly as it was');
     assert.deepEqual(
       (await d.calls()).filter((c) => / a\.service/.test(c) && !/^(is-active|show|cat) /.test(c)),
       [],
@@ -196,7 +178,7 @@ test('[systemctl stand-in] a module changed in the package after its manifest wa
     end.error!,
     /^PAYLOAD_MISMATCH: module a: modules\/a\/file has SHA-256 [a-f0-9]{64}, the signed manifest/,
   );
-  assert.equal(await snapshot(), listing, 'the device is exactly as it was');
+  assert.equal(await deviceListing(d.sysroot), listing, 'the device is exactly as it was');
 });
 
 test('[systemctl stand-in] the package removed and replaced by another file after it was opened: the install reads the file it opened', async () => {

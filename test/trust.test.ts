@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -10,6 +9,7 @@ import { MANIFEST_MAX_BYTES } from '../shared/package-archive.js';
 import { UNSIGNED_ALLOWED_WARNING } from '../shared/trust/package-trust.js';
 import { SECURITY_FLOOR_RECORD, SecurityFloor } from '../shared/trust/security-floor.js';
 import { signManifest } from '../shared/trust/signature.js';
+import { deviceListing } from './helpers/tree-state.js';
 import { call } from './helpers/api.js';
 import { DeviceApi } from './helpers/device-api.js';
 import { InstallDevice } from './helpers/install-device.js';
@@ -41,28 +41,6 @@ const origin = new Origin(1);
 const full = new InstallDevice();
 /** Installs only: packages are placed as if the fetcher had verified them. */
 const bare = new InstallDevice();
-
-/** Every path under the sysroot with its type, mode, and content hash or link target. */
-async function tree(d: InstallDevice): Promise<string> {
-  const walk = async (dir: string): Promise<string[]> => {
-    const out: string[] = [];
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      const st = await fsp.lstat(p);
-      const what = e.isSymbolicLink()
-        ? `-> ${await fsp.readlink(p)}`
-        : e.isFile()
-          ? createHash('sha256')
-              .update(await fsp.readFile(p))
-              .digest('hex')
-          : 'dir';
-      out.push(`${path.relative(d.sysroot, p)} ${(st.mode & 0o7777).toString(8)} ${what}`);
-      if (e.isDirectory()) out.push(...(await walk(p)));
-    }
-    return out;
-  };
-  return (await walk(d.sysroot)).sort().join('\n');
-}
 
 before(async () => {
   await deviceApi.start();
@@ -120,12 +98,12 @@ async function assertRefused(d: InstallDevice, before: string, error: RegExp, re
     deviceApi.reports.slice(reportsBefore).find((r) => r.stage === 'failed'),
   );
   assert.match(report.error!, error);
-  assert.equal(await tree(d), before, 'the device tree is byte for byte as it was');
+  assert.equal(await deviceListing(d.sysroot), before, 'the device tree is byte for byte as it was');
 }
 
 /** Refused by the fetcher at verifying (the file removed), then by the installer on its own. */
 async function assertRefusedEverywhere(zip: Buffer, error: RegExp, version = '2.0.0') {
-  let before = await tree(full);
+  let before = await deviceListing(full.sysroot);
   let reports = deviceApi.reports.length;
   await download(zip, version);
   await assertRefused(full, before, error, reports);
@@ -135,7 +113,7 @@ async function assertRefusedEverywhere(zip: Buffer, error: RegExp, version = '2.
   );
   assert.deepEqual(await fsp.readdir(full.packagesDir), [], 'the refused package is removed');
 
-  before = await tree(bare);
+  before = await deviceListing(bare.sysroot);
   reports = deviceApi.reports.length;
   await bare.verified(zip, version);
   await install(bare, version);
@@ -384,7 +362,7 @@ test('[systemctl stand-in] a payload byte flipped under an intact signed manifes
   const at = zip.indexOf(data);
   zip[at] ^= 0x01;
   zip = patchField(zip, 'modules/a/file', 'crc', zlib.crc32(zip.subarray(at, at + data.length)));
-  const before = await tree(bare);
+  const before = await deviceListing(bare.sysroot);
   const reports = deviceApi.reports.length;
   await bare.verified(zip, '2.0.0');
   await install(bare, '2.0.0');
@@ -415,7 +393,7 @@ test('[systemctl stand-in] an in-place file whose bytes do not match is refused 
     const at = zip.indexOf(data);
     zip[at] ^= 0x20;
     zip = patchField(zip, 'modules/c/file', 'crc', zlib.crc32(zip.subarray(at, at + data.length)));
-    const before = await tree(d);
+    const before = await deviceListing(d.sysroot);
     const reports = deviceApi.reports.length;
     await d.verified(zip, '2.0.0');
     await install(d, '2.0.0');
@@ -451,7 +429,7 @@ test('[systemctl stand-in] the security floor: a failed install leaves it, a pro
   assert.equal(await floorOf(full), 3, 'raised once the probation succeeded');
 
   // the replay of an older, correctly signed package: refused by the fetcher, the file removed
-  let before = await tree(full);
+  let before = await deviceListing(full.sysroot);
   let reports = deviceApi.reports.length;
   await download(older, '1.5.0');
   const downgrade = /^DOWNGRADE_REFUSED: version 1\.5\.0 has security_version 2, below this device's security floor 3$/;
@@ -460,7 +438,7 @@ test('[systemctl stand-in] the security floor: a failed install leaves it, a pro
 
   // and by the installer, whatever the fetcher said
   await new SecurityFloor(bare.env.TOPE_INSTALLER_STATE_DIR).raise(3, '3.0.0');
-  before = await tree(bare);
+  before = await deviceListing(bare.sysroot);
   reports = deviceApi.reports.length;
   await bare.verified(older, '1.5.0');
   await install(bare, '1.5.0');
@@ -510,7 +488,7 @@ test('[systemctl stand-in] key rotation by a signed package: the new key is trus
       ],
     ];
     for (const [zip, error] of refusals) {
-      const before = await tree(d);
+      const before = await deviceListing(d.sysroot);
       const reports = deviceApi.reports.length;
       await d.verified(zip, '2.0.0');
       await install(d, '2.0.0');
@@ -533,7 +511,7 @@ test('[systemctl stand-in] key rotation by a signed package: the new key is trus
     assert.equal(await fsp.readFile(path.join(keysDir, 'vendor-2027.pub'), 'utf8'), next.publicKeyPem);
 
     // the old key no longer verifies
-    let before = await tree(d);
+    let before = await deviceListing(d.sysroot);
     let reports = deviceApi.reports.length;
     await d.verified(await buildPackage('2.1.0', [a]), '2.1.0');
     await install(d, '2.1.0');
@@ -549,7 +527,7 @@ test('[systemctl stand-in] key rotation by a signed package: the new key is trus
     await d.verified(await buildPackage('2.3.0', [a], [], { privateKeyPem: next.privateKeyPem }), '2.3.0');
     assert.equal((await install(d, '2.3.0')).stage, 'success');
     // and a third key still does not
-    before = await tree(d);
+    before = await deviceListing(d.sysroot);
     reports = deviceApi.reports.length;
     await d.verified(await buildPackage('2.4.0', [a], [], { privateKeyPem: otherKey.privateKeyPem }), '2.4.0');
     await install(d, '2.4.0');
@@ -571,7 +549,7 @@ test('[systemctl stand-in] key rotation over the whole path: the fetcher refuses
   try {
     assert.equal((await download(rotation, '4.0.0')).data.stage, 'toInstall');
     assert.equal((await install(full, '4.0.0')).stage, 'success');
-    const before = await tree(full);
+    const before = await deviceListing(full.sysroot);
     const reports = deviceApi.reports.length;
     await download(await buildPackage('4.1.0', [a], [], { security_version: 3 }), '4.1.0');
     await assertRefused(full, before, /^SIGNATURE_INVALID: .*\(next\.pub\)$/, reports);

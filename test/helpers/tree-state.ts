@@ -58,3 +58,31 @@ export async function assertTreeUnchanged(root: string, before: TreeState, what:
     .map((p) => `${p}: ${JSON.stringify(before[p] ?? null)} -> ${JSON.stringify(after[p] ?? null)}`);
   assert.deepEqual(changed, [], `${what} changed:\n${changed.join('\n')}`);
 }
+
+/**
+ * The device as "byte-identical" compares it: one line per entry under `root` (links not
+ * followed), with its mode and the SHA-256 of its bytes or its link's target; no times, so an
+ * entry made and removed again inside a directory does not count as a change.
+ */
+export async function deviceListing(root: string): Promise<string> {
+  const lines: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      const st = await fsp.lstat(p);
+      const what = e.isSymbolicLink()
+        ? `-> ${await fsp.readlink(p)}`
+        : e.isFile()
+          ? createHash('sha256')
+              .update(await fsp.readFile(p))
+              .digest('hex')
+          : e.isDirectory()
+            ? 'dir'
+            : 'other';
+      lines.push(`${path.relative(root, p)} ${(st.mode & 0o7777).toString(8)} ${what}`);
+      if (e.isDirectory()) await walk(p);
+    }
+  };
+  await walk(root);
+  return lines.sort().join('\n');
+}
