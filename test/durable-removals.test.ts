@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
-import { DeviceApi } from './helpers/device-api.js';
-import { InstallDevice } from './helpers/install-device.js';
+import { InstallDevice, reportingDevice } from './helpers/install-device.js';
 import { buildPackage } from './helpers/packages.js';
 import { TracedService, tracingMissing } from './helpers/syscall-trace.js';
 
@@ -21,14 +20,7 @@ afterEach(async () => {
 });
 
 async function device(extra: Record<string, string> = {}) {
-  const deviceApi = await new DeviceApi().start();
-  const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url, ...extra });
-  cleanups.push(
-    () => fsp.rm(d.root, { recursive: true, force: true }),
-    () => deviceApi.stop(),
-    () => d.stop(),
-  );
-  return d;
+  return (await reportingDevice(cleanups, extra)).device;
 }
 
 async function traced(d: InstallDevice, name: string, run = 1): Promise<TracedService> {

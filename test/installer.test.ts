@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { DeviceApi } from './helpers/device-api.js';
-import { InstallDevice } from './helpers/install-device.js';
+import { InstallDevice, reportingDevice } from './helpers/install-device.js';
 import { buildPackage, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
 import { waitFor } from './helpers/wait.js';
 import { sendCommand } from '../shared/protocol.js';
@@ -17,12 +17,7 @@ afterEach(async () => {
 });
 
 async function device(extra: Record<string, string> = {}) {
-  const deviceApi = await new DeviceApi().start();
-  const d = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url, ...extra });
-  cleanups.push(
-    () => deviceApi.stop(),
-    () => d.stop(),
-  );
+  const { device: d, deviceApi } = await reportingDevice(cleanups, extra);
   await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n', 'lib/b': 'b 1.0.0\n', 'share/keep': 'kept\n' }, ['current']);
   await d.setUnits({ 'a.service': { active: true }, 'b.service': { active: true } });
   return { d, deviceApi };

@@ -1,11 +1,17 @@
+import assert from 'node:assert/strict';
 import { mkdirSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toInstall } from '../../shared/status.js';
 import { call } from './api.js';
 import { TestDevice } from './device.js';
+import { DeviceApi } from './device-api.js';
 import { md5 } from './packages.js';
+import { deviceListing } from './tree-state.js';
 import { waitFor } from './wait.js';
+
+/** A systemctl call on the tests' a.service other than a query (is-active, show, cat). */
+export const CHANGES_A_SERVICE = /^(?!(is-active|show|cat) ).* a\.service/;
 
 const fakeSystemctl = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -115,4 +121,39 @@ export class InstallDevice extends TestDevice {
       timeoutMs,
     );
   }
+
+  /**
+   * An install of `version` that is taken, then refused with `error`: the device byte-identical to
+   * `listing` (deviceListing taken before), and no systemctl call matching `unitCalls`.
+   */
+  async assertInstallRefused(version: string, error: RegExp, listing: string, unitCalls: RegExp): Promise<void> {
+    assert.equal((await this.update(version)).body.code, 200);
+    const end = await this.finished();
+    assert.equal(end.stage, 'failed');
+    assert.match(end.error!, error);
+    assert.equal(await deviceListing(this.sysroot), listing, 'the device is exactly as it was');
+    assert.deepEqual(
+      (await this.calls()).filter((c) => unitCalls.test(c)),
+      [],
+      'no unit started or stopped',
+    );
+  }
+}
+
+/**
+ * An InstallDevice reporting to a DeviceApi of its own; `cleanups` (run after each test, last in
+ * first out) stops both and removes the device's files.
+ */
+export async function reportingDevice(
+  cleanups: Array<() => Promise<void>>,
+  extra: Record<string, string> = {},
+): Promise<{ device: InstallDevice; deviceApi: DeviceApi }> {
+  const deviceApi = await new DeviceApi().start();
+  const device = new InstallDevice({ TOPE_DEVICE_API_URL: deviceApi.url, ...extra });
+  cleanups.push(
+    () => fsp.rm(device.root, { recursive: true, force: true }),
+    () => deviceApi.stop(),
+    () => device.stop(),
+  );
+  return { device, deviceApi };
 }
