@@ -1,3 +1,4 @@
+import { DEFAULT_DEVICE_API_URL } from './device-api.js';
 import * as z from './schema.js';
 
 // Every knob of the updater, its environment variable and its default. The defaults are
@@ -23,7 +24,7 @@ const list = (separator: string, lowerCase = false) =>
 export const configSchema = z.object({
   TOPE_LISTEN_HOST: withDefault(z.string().check(z.minLength(1)), '127.0.0.1'),
   TOPE_LISTEN_PORT: withDefault(port, 12315),
-  TOPE_DEVICE_API_URL: withDefault(httpUrl, 'http://127.0.0.1:9080'),
+  TOPE_DEVICE_API_URL: withDefault(httpUrl, DEFAULT_DEVICE_API_URL),
   TOPE_FETCHER_STATE_DIR: withDefault(absPath, '/var/lib/tope-updater/fetcher'),
   TOPE_INSTALLER_STATE_DIR: withDefault(absPath, '/var/lib/tope-updater/installer'),
   TOPE_FETCHER_SOCKET: withDefault(absPath, '/run/tope-updater/fetcher.sock'),

@@ -1,9 +1,8 @@
 import http from 'node:http';
+import { REPORT_PATH } from './device-api.js';
 import { LatestOnly } from './latest-only.js';
 import type { Logger } from './log.js';
 import type { Status } from './status.js';
-
-export const REPORT_PATH = '/api/v1.0/ota/report';
 
 type Transport = Pick<typeof http, 'request' | 'Agent'>;
 

@@ -7,12 +7,14 @@ import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { LatestOnly } from '../shared/latest-only.js';
 import { Notifier } from '../shared/notify.js';
+import { REPORT_PATH } from '../shared/device-api.js';
 import { Reporter } from '../shared/reporter.js';
 import type { Status } from '../shared/status.js';
 import { DeviceApi } from './helpers/device-api.js';
+import { recordedReports } from './system/recorded-reports.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
-import { distDir } from './helpers/services.js';
+import { distDir, freePort } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
 const log = pino({ level: 'silent' });
@@ -29,6 +31,44 @@ test("reports reach device-api with the contract's payload {stage, progress, mes
   assert.deepEqual(deviceApi.reports, [
     { stage: 'failed', progress: 12, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' },
   ]);
+});
+
+test("the sandbox's and the power-cut VM's device-api stand-in keeps what the product reports, and only that", async () => {
+  // the stand-in is copied alone into those machines and knows no path: the checkers pick the
+  // reports out of what it recorded by the product's REPORT_PATH (recordedReports)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tope-recorder-'));
+  const recordFile = path.join(dir, 'reports.jsonl');
+  const port = await freePort();
+  const recorder = spawn(process.execPath, [path.join(distDir, 'test/system/device-api-recorder.js')], {
+    env: { ...process.env, RECORD_FILE: recordFile, RECORD_PORT: String(port) },
+    stdio: 'ignore',
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(
+      'the stand-in to listen',
+      () =>
+        fetch(base).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+    );
+    const reporter = new Reporter(base, 2000, log);
+    reporter.report({ stage: 'downloading', progress: 40, message: 'Downloading', error: null });
+    reporter.report({ stage: 'failed', progress: 40, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' });
+    await reporter.close();
+    await fetch(`${base}/api/v1.0/elsewhere`, { method: 'POST', body: '{"stage":"success"}' });
+    // a power cut in the middle of an append leaves a torn last line, of a report never acknowledged
+    await fsp.appendFile(recordFile, JSON.stringify({ method: 'POST', path: REPORT_PATH, body: '{}' }).slice(0, -20));
+    assert.deepEqual(recordedReports(await fsp.readFile(recordFile, 'utf8')), [
+      { stage: 'downloading', progress: 40, message: 'Downloading', error: null },
+      { stage: 'failed', progress: 40, message: 'Download failed', error: 'DOWNLOAD_FAILED: x' },
+    ]);
+  } finally {
+    recorder.kill('SIGKILL');
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('a hanging device-api: report() returns at once, each post ends at its deadline, the newest state wins', async () => {

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { REPORT_PATH } from '../../shared/reporter.js';
+import { REPORT_PATH } from '../../shared/device-api.js';
 import type { Status } from '../../shared/status.js';
 
 /** A real device-api stand-in on loopback that records every report; it can be made to hang. */

@@ -119,12 +119,12 @@ export class PowercutVm {
     );
     writeFileSync(path.join(stage, 'package.json'), '{"type":"module"}\n');
     const files = [
-      ...['powercut-vm.js', 'origin-server.js', 'device-api-recorder.js', 'printerd.js'].map(
+      ...['powercut-vm.js', 'recorded-reports.js', 'origin-server.js', 'device-api-recorder.js', 'printerd.js'].map(
         (f) => `${path.join(distDir, 'test/system', f)}:test/system/${f}`,
       ),
       `${path.join(distDir, 'test/helpers/update-invariants.js')}:test/helpers/update-invariants.js`,
       // the dependency-free modules of shared/ the two above import
-      ...['stages.js', 'state-names.js', 'version-dirs.js'].map(
+      ...['device-api.js', 'stages.js', 'state-names.js', 'version-dirs.js'].map(
         (f) => `${path.join(distDir, 'shared', f)}:shared/${f}`,
       ),
       `${path.join(stage, 'packages')}:packages`,

@@ -3,7 +3,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import os from 'node:os';
 import path from 'node:path';
 import { TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
+import { DEFAULT_DEVICE_API_URL } from '../../shared/device-api.js';
 import type { Stage } from '../../shared/status.js';
+import { recordedReports } from '../system/recorded-reports.js';
 import { distDir } from './services.js';
 import { waitFor } from './wait.js';
 
@@ -141,7 +143,12 @@ export class Sandbox {
       ],
       { stdio: 'pipe', timeout: 120_000 },
     );
-    const env = { ...this.env, ...(this.opts.via === 'deb' ? { HELPERS_ONLY: '1' } : {}) };
+    const env = {
+      ...this.env,
+      // device-api's stand-in listens where the updater reports by default
+      RECORD_PORT: new URL(DEFAULT_DEVICE_API_URL).port,
+      ...(this.opts.via === 'deb' ? { HELPERS_ONLY: '1' } : {}),
+    };
     this.sh(
       `${Object.entries(env)
         .map(([k, v]) => `${k}=${v}`)
@@ -207,10 +214,7 @@ export class Sandbox {
   }
 
   reports(): Array<{ stage: string; progress: number; message: string; error: string | null }> {
-    return this.sh('cat /var/lib/tope-test/reports.jsonl 2>/dev/null || true')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l));
+    return recordedReports(this.sh('cat /var/lib/tope-test/reports.jsonl 2>/dev/null || true'));
   }
 
   journal(unit: string): string {

@@ -36,9 +36,11 @@ import {
   type CatalogEntry,
   type Status,
 } from '../helpers/update-invariants.js';
+import { DEFAULT_DEVICE_API_URL } from '../../shared/device-api.js';
 import { BUSY_MARKER, FETCHER_RECORD, INSTALLER_RECORD, previousGeneration } from '../../shared/state-names.js';
 import { busyStages } from '../../shared/stages.js';
 import { versionOfDir } from '../../shared/version-dirs.js';
+import { recordedReports } from './recorded-reports.js';
 
 const OLD_VERSION = '1.0.0';
 const payload = '/mnt/payload';
@@ -142,7 +144,7 @@ function provision(): void {
   );
   unit(
     'tope-test-device-api.service',
-    `[Unit]\n${before}[Service]\nEnvironment=RECORD_FILE=${reportsFile}\nExecStart=/usr/bin/node /usr/lib/tope-test/device-api-recorder.js\n[Install]\nWantedBy=multi-user.target\n`,
+    `[Unit]\n${before}[Service]\nEnvironment=RECORD_FILE=${reportsFile} RECORD_PORT=${new URL(DEFAULT_DEVICE_API_URL).port}\nExecStart=/usr/bin/node /usr/lib/tope-test/device-api-recorder.js\n[Install]\nWantedBy=multi-user.target\n`,
   );
   // the printer's services: a runs the snapshot's bin/a, b reads the in-place c.conf
   for (const [name, file] of [
@@ -321,18 +323,7 @@ async function check(pending: { from: string; to: string }): Promise<string[]> {
       v.push(`${file} does not parse: ${JSON.stringify(text.slice(0, 200))}`);
     }
   }
-  const lastReport = () =>
-    readOr(reportsFile)
-      ?.split('\n')
-      .filter(Boolean)
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as Status];
-        } catch {
-          return [];
-        }
-      })
-      .at(-1);
+  const lastReport = () => recordedReports<Status>(readOr(reportsFile)).at(-1);
   const reported = await waitFor(
     'the last report to match the status',
     () => {

@@ -38,7 +38,7 @@ ExecStart=/usr/bin/node /mnt/test/origin-server.js
 UNIT
 cat > /etc/systemd/system/tope-test-device-api.service <<UNIT
 [Service]
-Environment=RECORD_FILE=/var/lib/tope-test/reports.jsonl
+Environment=RECORD_FILE=/var/lib/tope-test/reports.jsonl RECORD_PORT=${RECORD_PORT}
 ExecStart=/usr/bin/node /mnt/test/device-api-recorder.js
 UNIT
 cat > /etc/systemd/system/printerd.service <<UNIT
