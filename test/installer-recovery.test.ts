@@ -4,6 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  advancePhase,
   journalPhases,
   MAX_RECOVERY_ATTEMPTS,
   phaseNames,
@@ -107,4 +108,33 @@ test("recovery: README's recovery table names the same phases, in order, with th
   }
   const bound = rows.find((line) => line.includes('RECOVERY_ABANDONED'));
   assert.ok(bound?.includes(`started ${MAX_RECOVERY_ATTEMPTS} times`), `the bound on recoveries: ${bound}`);
+});
+
+test('recovery: a journal phase never goes back along journalPhases (what recoveryFor relies on)', () => {
+  const journal = (phase: Phase) => ({
+    phase,
+    version: '2.0.0',
+    targetDir: 'v-2.0.0',
+    stagingDir: 'staging-2.0.0',
+    fromDir: 'v-1.0.0',
+    previousBefore: null,
+    units: [],
+    backups: [],
+    error: null,
+    recoveryAttempts: 0,
+    securityVersion: 0,
+  });
+  for (const [fromIndex, from] of phaseNames.entries()) {
+    for (const [toIndex, to] of phaseNames.entries()) {
+      if (toIndex >= fromIndex) {
+        assert.deepEqual(
+          advancePhase(journal(from), to, { error: 'e' }),
+          { ...journal(to), error: 'e' },
+          `${from} → ${to}`,
+        );
+      } else {
+        assert.throws(() => advancePhase(journal(from), to), /phases only go forward/, `${from} → ${to}`);
+      }
+    }
+  }
 });

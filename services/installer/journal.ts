@@ -99,6 +99,18 @@ export const journalSchema = z.object({
 export type Journal = z.infer<typeof journalSchema>;
 
 /**
+ * The journal in its next phase, with `patch` recorded beside it. Phases only go forward along
+ * journalPhases (staying is allowed): that order is what recoveryFor relies on, so a step that
+ * would write an earlier phase is a bug, refused before anything is persisted.
+ */
+export function advancePhase(journal: Journal, phase: Phase, patch: Partial<Journal> = {}): Journal {
+  if (phaseNames.indexOf(phase) < phaseNames.indexOf(journal.phase)) {
+    throw new Error(`journal phase ${phase} after ${journal.phase}: phases only go forward`);
+  }
+  return { ...journal, ...patch, phase };
+}
+
+/**
  * A recovery that crashes the installer every time (a bug, a unit that takes the machine down)
  * would otherwise run again at every start for ever under Restart=on-failure: after this many
  * attempts the installer stops trying, reports RECOVERY_ABANDONED and leaves the device as it is.

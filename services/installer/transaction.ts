@@ -4,7 +4,7 @@ import { UpdaterError, wireOf } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import type { Logger } from '../../shared/log.js';
 import type { Backups } from './backups.js';
-import { phaseNames, type Journal, type Phase } from './journal.js';
+import { advancePhase, type Journal, type Phase } from './journal.js';
 import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
@@ -77,15 +77,9 @@ export class Transaction {
     await this.context.journal(journal);
   }
 
-  /**
-   * Phases only go forward along journalPhases: that order is what recoveryFor relies on. Every
-   * phase is written here; `patch`, what is recorded with it.
-   */
+  /** Every phase is written here, only forward (advancePhase); `patch`, what is recorded with it. */
   private phase(phase: Phase, patch: Partial<Journal> = {}): Promise<void> {
-    if (phaseNames.indexOf(phase) < phaseNames.indexOf(this.recorded.phase)) {
-      throw new Error(`journal phase ${phase} after ${this.recorded.phase}: phases only go forward`);
-    }
-    return this.record({ ...this.recorded, ...patch, phase });
+    return this.record(advancePhase(this.recorded, phase, patch));
   }
 
   /** Stage the snapshot while services run, stop them, place in-place files, post_cmds, switch. */
