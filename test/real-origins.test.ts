@@ -254,3 +254,63 @@ describe(
     });
   },
 );
+
+describe(
+  'a real origin reachable over IPv6 only: nginx listening on [::1] alone',
+  { skip: missing('nginx') ?? undefined },
+  () => {
+    let origin: RealOrigin;
+    before(async () => {
+      origin = await startNginx(docroot, undefined, 100, '', '::1');
+    });
+    after(() => origin?.stop());
+
+    /** One /download of `name` from the IPv6 literal URL on a device with `env`; the stage it ends at. */
+    async function downloadOverIpv6(name: string, version: string, env: Record<string, string>) {
+      const device = new TestDevice({ TOPE_ALLOW_HTTP: '1', TOPE_RETRY_BASE_MS: '20', ...env });
+      try {
+        await device.start('fetcher', 'api-gateway');
+        const f = files.get(name)!;
+        const answer = await call(device.base, 'POST', '/api/v1.0/download', {
+          version,
+          package_url: `http://[::1]:${origin.port}/${name}`,
+          package_name: name,
+          package_size: f.size,
+          package_md5: f.md5,
+          package_sha256: f.sha256,
+        });
+        assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
+        const end = await waitFor(
+          `${version} ended`,
+          async () => {
+            const { data } = (await device.progress()).body;
+            return data.stage === 'failed' || data.stage === 'toInstall' ? data : null;
+          },
+          60_000,
+          50,
+        );
+        const held =
+          end.stage === 'toInstall'
+            ? createHash('md5').update(await fsp.readFile(path.join(device.packagesDir, name)))
+            : null;
+        return { end, heldMd5: held?.digest('hex') ?? null };
+      } finally {
+        await device.stop();
+      }
+    }
+
+    test('downloaded and verified from http://[::1]:PORT/ where ::1 is an allowed net', async () => {
+      const { end, heldMd5 } = await downloadOverIpv6('row-2.bin', '3.0.0', { TOPE_ALLOWED_URL_NETS: '::1/128' });
+      assert.equal(end.stage, 'toInstall', JSON.stringify(end));
+      assert.equal(heldMd5, files.get('row-2.bin')!.md5);
+      assert.match(await origin.log(), /^200 range="-"/m, 'nginx served it over IPv6');
+    });
+
+    test('refused without a request where only IPv4 loopback is allowed (::1 is checked as loopback too)', async () => {
+      const served = (await origin.log()).split('\n').filter(Boolean).length;
+      const { end } = await downloadOverIpv6('row-3.bin', '3.0.1', { TOPE_ALLOWED_URL_NETS: '127.0.0.0/8' });
+      assert.match(end.error, /^DOWNLOAD_FAILED: package URL refused: ::1: ::1 is a loopback address/);
+      assert.equal((await origin.log()).split('\n').filter(Boolean).length, served, 'no request reached the origin');
+    });
+  },
+);

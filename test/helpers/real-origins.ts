@@ -39,9 +39,9 @@ export function tlsFiles(tls: { key: string; cert: string }): TlsFiles {
   return files;
 }
 
-const accepts = (port: number) =>
+const accepts = (port: number, host: string) =>
   new Promise<boolean>((ok) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, host);
     s.on('connect', () => {
       s.destroy();
       ok(true);
@@ -73,13 +73,17 @@ class Spawned {
 }
 
 /** Starts `launch(port)` on a free port until it listens (another process may take the port first). */
-async function onFreePort(name: string, launch: (port: number) => Spawned): Promise<{ port: number; proc: Spawned }> {
+async function onFreePort(
+  name: string,
+  launch: (port: number) => Spawned,
+  host = '127.0.0.1',
+): Promise<{ port: number; proc: Spawned }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const proc = launch(port);
     const up = await waitFor(
       `${name} listening on ${port}`,
-      async () => (await accepts(port)) || !proc.alive() || null,
+      async () => (await accepts(port, host)) || !proc.alive() || null,
       15_000,
     );
     if (up && proc.alive()) return { port, proc };
@@ -99,13 +103,18 @@ export async function startNginx(
   keepaliveRequests = 100,
   /** More directives for the server block (gzip_static always, say). */
   serverConfig = '',
+  /** The one address it listens on: an IPv6 one ('::1') makes an origin reachable over IPv6 only. */
+  host = '127.0.0.1',
 ): Promise<RealOrigin> {
+  const listenOn = net.isIPv6(host) ? `[${host}]` : host;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nginx-'));
   const accessLog = path.join(dir, 'access.log');
-  const { port, proc } = await onFreePort('nginx', (p) => {
-    writeFileSync(
-      path.join(dir, 'nginx.conf'),
-      `
+  const { port, proc } = await onFreePort(
+    'nginx',
+    (p) => {
+      writeFileSync(
+        path.join(dir, 'nginx.conf'),
+        `
 daemon off;
 master_process off;
 pid ${dir}/nginx.pid;
@@ -122,21 +131,23 @@ http {
   keepalive_requests ${keepaliveRequests};
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:${p}${tls ? ' ssl' : ''};
+    listen ${listenOn}:${p}${tls ? ' ssl' : ''};
     ${tls ? `ssl_certificate ${tls.cert}; ssl_certificate_key ${tls.key};` : ''}
     root ${docroot};
     ${serverConfig}
   }
 }
 `,
-    );
-    return new Spawned(
-      spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` },
-      }),
-    );
-  });
+      );
+      return new Spawned(
+        spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` },
+        }),
+      );
+    },
+    host,
+  );
   return {
     name: tls ? 'nginx over TLS' : 'nginx',
     port,
