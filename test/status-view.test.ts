@@ -89,3 +89,24 @@ test('a record is read again only once its file changed: /progress does not pars
   await fsp.rm(installer.prevPath);
   assert.equal((await view.read()).records.installer, null, 'a removed record is gone from the view');
 });
+
+test('a worker without a record costs a stat per poll, no read; its `.prev` alone is read once and shown', async (t) => {
+  const { view, fetcher, installer } = setUp();
+  await fetcher.write(fetcherRecord(1));
+  const reads = t.mock.method(fsp, 'readFile');
+  const installerReads = () => reads.mock.calls.filter((c) => String(c.arguments[0]).startsWith(installer.file)).length;
+  await view.read();
+  const first = installerReads();
+  await view.read();
+  await view.read();
+  assert.equal(installerReads(), first, 'no installer record, and nothing changed: no open of either file');
+  // a write cut between the rotation and the new file leaves only `.prev`: that is the record
+  await installer.write(installerRecord(2));
+  await fsp.rename(installer.file, installer.prevPath);
+  assert.deepEqual((await view.read()).records.installer, installerRecord(2));
+  const afterPrev = installerReads();
+  assert.deepEqual((await view.read()).records.installer, installerRecord(2));
+  assert.equal(installerReads(), afterPrev, 'the same `.prev`: not read again');
+  await fsp.rm(installer.prevPath);
+  assert.equal((await view.read()).records.installer, null, 'a removed `.prev` is gone from the view');
+});

@@ -8,7 +8,8 @@ import type { Command, Reply } from '../../shared/protocol.js';
 import type { WorkerName } from '../../shared/workers.js';
 import { BodyError, readJson } from './body.js';
 import { CommandPath } from './commands.js';
-import { errorEnvelope, progressEnvelope, send } from './envelope.js';
+import { errorEnvelope, send } from './envelope.js';
+import type { ProgressAnswer } from './progress-answer.js';
 import type { View } from './status-view.js';
 
 export interface GatewayDeps {
@@ -17,6 +18,8 @@ export interface GatewayDeps {
   allowHttp: boolean;
   trustWindowMs: number;
   readView: () => Promise<View>;
+  /** The /progress body, kept between polls (main.ts answers the plain poll with it before the router). */
+  progress: ProgressAnswer;
   /** Sends one command to a worker's socket. */
   sendTo: (worker: WorkerName, command: Command) => Promise<Reply>;
   now?: () => number;
@@ -74,7 +77,7 @@ export function createApp(deps: GatewayDeps) {
   });
 
   app.get('/api/v1.0/progress', async (_req, res) => {
-    send(res, progressEnvelope((await deps.readView()).status));
+    await deps.progress.send(res);
   });
 
   app.post('/api/v1.0/download', async (req, res) => {

@@ -8,7 +8,11 @@ import type { Status } from '../../shared/status.js';
 export type Envelope = { code: number; msg: string; data?: unknown; stage?: string | null; progress?: number | null };
 
 export function send(res: ServerResponse, body: Envelope | Record<string, unknown>, httpStatus = 200): void {
-  const text = JSON.stringify(body);
+  sendText(res, JSON.stringify(body), httpStatus);
+}
+
+/** An answer already serialized (the /progress body, kept between polls): the same headers as send(). */
+export function sendText(res: ServerResponse, text: string, httpStatus = 200): void {
   res.statusCode = httpStatus;
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.setHeader('content-length', Buffer.byteLength(text));

@@ -14,6 +14,7 @@ import { IdleExit } from '../../shared/idle-exit.js';
 import { recordPaths, socketOf } from '../../shared/workers.js';
 import { StatusLine } from './status-line.js';
 import { StatusView } from './status-view.js';
+import { ProgressAnswer, progressFirst } from './progress-answer.js';
 import { limitConnections, serverOptions } from './connection-limits.js';
 import { guardRequests } from './request-guard.js';
 
@@ -21,6 +22,7 @@ const config = await loadConfigOrServeDegraded('api-gateway', degradedGateway);
 const log = createLogger('api-gateway', config.TOPE_LOG_LEVEL);
 const { version } = packageJson;
 const view = new StatusView(recordPaths(config));
+const progress = new ProgressAnswer(() => view.read());
 const notifier = new Notifier(log);
 notifier.startWatchdog();
 
@@ -30,6 +32,7 @@ const app = createApp({
   allowHttp: config.TOPE_ALLOW_HTTP,
   trustWindowMs: config.TOPE_TRUST_WINDOW_MS,
   readView: () => view.read(),
+  progress,
   sendTo: (worker, command) =>
     sendCommand(socketOf(worker, config), command, {
       connectGraceMs: config.TOPE_WORKER_CONNECT_GRACE_MS,
@@ -37,12 +40,13 @@ const app = createApp({
     }),
 });
 const limits = { headersTimeoutMs: config.TOPE_API_HEADERS_TIMEOUT_MS, bodyTimeoutMs: config.TOPE_API_BODY_TIMEOUT_MS };
-const server = http
-  .createServer(serverOptions(limits))
-  .on(
-    'request',
-    guardRequests(app.attach, { hostNames: [config.TOPE_LISTEN_HOST, ...config.TOPE_API_HOST_NAMES], log }),
-  );
+const server = http.createServer(serverOptions(limits)).on(
+  'request',
+  guardRequests(progressFirst(app.attach, progress), {
+    hostNames: [config.TOPE_LISTEN_HOST, ...config.TOPE_API_HOST_NAMES],
+    log,
+  }),
+);
 limitConnections(server, { ...limits, maxConnections: config.TOPE_API_MAX_CONNECTIONS, log });
 const where = await listen(server, { host: config.TOPE_LISTEN_HOST, port: config.TOPE_LISTEN_PORT });
 log.info({ where, version, arch: process.arch, node: process.version }, 'api-gateway ready');

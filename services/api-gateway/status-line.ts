@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import type { Notifier } from '../../shared/notify.js';
 import { versionOfDir } from '../../shared/version-dirs.js';
 import type { View } from './status-view.js';
@@ -46,7 +46,15 @@ export class StatusLine {
   }
 
   private async text(): Promise<string> {
-    const [view, target] = await Promise.all([this.readView(), fsp.readlink(this.currentLink).catch(() => null)]);
+    const view = await this.readView();
+    // synchronous, like the records' stat (status-view.ts): run after every request, and the
+    // asynchronous call is a trip through the thread pool that costs more than the readlink
+    let target: string | null = null;
+    try {
+      target = readlinkSync(this.currentLink);
+    } catch {
+      // no version installed (or not readable): said so in the text
+    }
     return statusText(view, target && versionOfDir(target));
   }
 }

@@ -1,6 +1,5 @@
-import { promises as fsp } from 'node:fs';
+import { statSync } from 'node:fs';
 import { DurableJson } from '../../shared/durable-store.js';
-import { isErrnoException } from '../../shared/errors.js';
 import { idleStatus, type Status } from '../../shared/status.js';
 import { workerNames, workers, type WorkerName, type WorkerRecord } from '../../shared/workers.js';
 
@@ -21,6 +20,9 @@ type RecordStores = { [Name in WorkerName]: DurableJson<(typeof workers)[Name]['
  * its record by temp file and rename, so a new record is a new inode (and the old one moves to
  * `.prev`): while inode, size, mtime and ctime are unchanged, neither file changed and the record
  * read before stands, without reading, parsing and validating it again on every /progress.
+ * Without the file, the `.prev` it falls back to (or its absence) is what identifies the record:
+ * a worker that never wrote one (the installer until the first install) costs a stat per poll,
+ * not two failed opens.
  */
 class CachedRecord<S extends DurableJson<(typeof workers)[WorkerName]['recordSchema']>> {
   private identity: string | null = null;
@@ -30,24 +32,23 @@ class CachedRecord<S extends DurableJson<(typeof workers)[WorkerName]['recordSch
 
   async read(): Promise<Awaited<ReturnType<S['read']>> | null> {
     // the identity before the read: a write in between makes the next one read again
-    const identity = await fileIdentity(this.store.file);
-    if (identity !== null && identity === this.identity) return this.value;
+    const identity = fileIdentity(this.store.file) ?? `prev ${fileIdentity(this.store.prevPath) ?? 'none'}`;
+    if (identity === this.identity) return this.value;
     const value = (await this.store.read()) as Awaited<ReturnType<S['read']>> | null;
-    // no file: read every time (the `.prev` fallback, or nothing), which is rare and cheap
     this.identity = identity;
     this.value = value;
     return value;
   }
 }
 
-async function fileIdentity(file: string): Promise<string | null> {
-  try {
-    const s = await fsp.stat(file, { bigint: true });
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-  } catch (e) {
-    if (isErrnoException(e, 'ENOENT')) return null;
-    throw e;
-  }
+/**
+ * Synchronous on purpose: a stat of a file whose inode is cached takes microseconds, while the
+ * asynchronous one is a round trip through libuv's thread pool, which on a board whose cores are
+ * busy downloading and hashing waits for a thread to be scheduled, once per record per poll.
+ */
+function fileIdentity(file: string): string | null {
+  const s = statSync(file, { bigint: true, throwIfNoEntry: false });
+  return s ? `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}` : null;
 }
 
 type CachedRecords = { [Name in WorkerName]: CachedRecord<RecordStores[Name]> };
