@@ -49,6 +49,26 @@ const builtinsThroughRequire: Plugin = {
   },
 };
 
+// undici's HTTP/2 client (lib/dispatcher/client-h2.js) requires Node's http2 as it loads, which
+// brings http2's session machinery: ~2 MiB of RSS in the fetcher, whose client offers only
+// http/1.1 (services/fetcher/http-client.ts) and so never reaches it. It gets what undici itself
+// falls back to on a Node built without http2 (client-h2.js reads `constants` as it loads), and a
+// connect() that says why, should a connection ever be handed to it.
+const undiciWithoutHttp2: Plugin = {
+  name: 'undici-without-http2',
+  setup(b) {
+    const clientH2 = path.join('undici', 'lib', 'dispatcher', 'client-h2.js');
+    b.onResolve({ filter: /^node:http2$/ }, (args) =>
+      args.importer.endsWith(clientH2) ? { path: 'http2', namespace: 'undici-without-http2' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'undici-without-http2' }, () => ({
+      contents:
+        "module.exports = { constants: {}, connect() { throw new Error('HTTP/2 is not built into this bundle'); } };",
+      loader: 'js',
+    }));
+  },
+};
+
 /** Builds one bundle; returns the npm package folders built into it. */
 async function bundle(outName: string, entry: string): Promise<[string, Set<string>]> {
   const outfile = path.join(dist, 'bundle', `${outName}.js`);
@@ -66,7 +86,7 @@ async function bundle(outName: string, entry: string): Promise<[string, Set<stri
     legalComments: 'none',
     logLevel: 'warning',
     metafile: true,
-    plugins: [builtinsThroughRequire],
+    plugins: [builtinsThroughRequire, undiciWithoutHttp2],
   });
   const map = JSON.parse(await fsp.readFile(`${outfile}.map`, 'utf8')) as SourceMap;
   const ours = keepSources(map, (source) => source.split('/').includes('node_modules'));

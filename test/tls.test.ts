@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { call } from './helpers/api.js';
@@ -79,3 +81,30 @@ for (const { title, ca: trusted, code } of refusals) {
     }
   });
 }
+
+// The fetcher's client speaks HTTP/1.1 only (services/fetcher/http-client.ts): its bundle carries
+// no HTTP/2 (scripts/bundle.ts), so its TLS handshake must not offer h2, even to a server that
+// prefers it, as CDNs do. Offered h2, this server picks it (and the fetcher fails to use it).
+test('an origin that prefers HTTP/2 is downloaded over HTTP/1.1', async () => {
+  const versions: string[] = [];
+  const server = http2.createSecureServer({ key: ca.key, cert: ca.cert, allowHTTP1: true }, (req, res) => {
+    versions.push(req.httpVersion);
+    res.writeHead(200, { 'content-length': origin.body.length }).end(origin.body);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const device = new TestDevice({ TOPE_ALLOW_HTTP: '0', NODE_EXTRA_CA_CERTS: ca.caFile });
+  try {
+    await device.start('fetcher', 'api-gateway');
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/p.zip`;
+    assert.equal(
+      (await call(device.base, 'POST', '/api/v1.0/download', { ...request(), package_url: url })).body.code,
+      200,
+    );
+    await device.waitStage('toInstall');
+    assert.ok((await fsp.readFile(path.join(device.packagesDir, 'p.zip'))).equals(origin.body));
+    assert.deepEqual(versions, ['1.1']);
+  } finally {
+    await device.stop();
+    await new Promise<void>((ok) => server.close(() => ok()));
+  }
+});

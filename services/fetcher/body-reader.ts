@@ -11,6 +11,13 @@ import type { PartFile } from './part-file.js';
 // hand-offs and the hash calls drop from one per chunk to one per few. 256 KiB, not more: 1 MiB
 // batches saved no measurable CPU and raised the fetcher's peak RSS by ~8 MiB (chunks held
 // across a scavenge are promoted, and their memory waits for a full collection).
+// Each chunk undici hands over is one socket read, an ArrayBuffer of its own (64 KiB over TCP,
+// 16 KiB over TLS) whose memory lies outside V8's heap: it would be freed only when a collection
+// finds the chunk dead, and the few hundred bytes of heap each chunk costs fill the young
+// generation so slowly that at loopback speed 20-30 MiB of them waited at once. Once written and
+// hashed, a chunk that is its ArrayBuffer's only view is freed there and then (detached: the
+// ArrayBuffer transferred to nothing), and the download holds at most a batch of them. A view into
+// a larger buffer (the first read, which began with the headers) is left to the collector.
 
 /** The most bytes held in memory before the body is paused until the write under way ends. */
 export const BATCH_BYTES = 256 * 1024;
@@ -27,12 +34,22 @@ export interface BodyReading {
   afterWrite: () => void | Promise<void>;
 }
 
+/** Frees a chunk's memory now, when it is the only view of its ArrayBuffer (see above). */
+function release(chunk: Buffer): void {
+  // ES2024's ArrayBuffer.prototype.transfer (Node 20+); the project's TypeScript lib is ES2022
+  const { buffer } = chunk;
+  if (buffer instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === buffer.byteLength) {
+    (buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
+  }
+}
+
 /**
  * Reads `body` to its end into `part`. Resolves when the body has ended and every byte of it is
  * in the file. On a network error, an abort or the rate floor's, the bytes received before it
  * are written first (a resume goes on from them), then it rejects with that error; a write
  * that fails rejects with the write's error (DISK_FULL, DOWNLOAD_FAILED). A body longer than
- * `size` rejects with `tooLong()` without writing past `size`.
+ * `size` rejects with `tooLong()` without writing past `size`. The body's chunks become the
+ * reader's: one that is its ArrayBuffer's only view is emptied (detached) once written.
  */
 export function readBody(body: Readable, part: PartFile, reading: BodyReading): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -76,6 +93,7 @@ export function readBody(body: Readable, part: PartFile, reading: BodyReading): 
           queued -= length;
           if (!ended && body.isPaused()) body.resume();
           await part.append(batch);
+          for (const chunk of batch) release(chunk);
           await reading.afterWrite();
         }
       } catch (e) {

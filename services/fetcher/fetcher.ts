@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from './http-client.js';
 import type { Config } from '../../shared/config.js';
 import type { DurableJson } from '../../shared/durable-store.js';
 import { expiredText, UpdaterError } from '../../shared/errors.js';

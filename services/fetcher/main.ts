@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { Agent } from 'undici';
 import { DurableJson } from '../../shared/durable-store.js';
 import { runWorker } from '../../shared/worker-main.js';
 import { fetcherRecordSchema, PACKAGES_DIR } from '../../shared/worker-records.js';
@@ -9,6 +8,7 @@ import { trustSettings } from '../../shared/trust/package-trust.js';
 import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { workers } from '../../shared/workers.js';
 import { Fetcher } from './fetcher.js';
+import { httpAgent } from './http-client.js';
 import { AddressPolicy, checkedConnector } from './url-policy.js';
 
 await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify }) => {
@@ -26,11 +26,10 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     allowedNets: config.TOPE_ALLOWED_URL_NETS,
     allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS,
   });
-  const dispatcher = new Agent({
-    connect: checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS }),
-    headersTimeout: config.TOPE_HTTP_TIMEOUT_MS,
-    bodyTimeout: config.TOPE_HTTP_TIMEOUT_MS,
-  });
+  const dispatcher = httpAgent(
+    checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS }),
+    config.TOPE_HTTP_TIMEOUT_MS,
+  );
   // the security floor is the installer's (it raises it after a probation); the fetcher only reads it
   const floor = new SecurityFloor(workers.installer.stateDir(config));
   const fetcher = new Fetcher({

@@ -1,10 +1,10 @@
-import { request, type Dispatcher } from 'undici';
 import { UpdaterError } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import type { Digests } from '../../shared/package-check.js';
 import { sleep } from './backoff.js';
 import { readBody } from './body-reader.js';
 import { header, ifRangeValue } from './http-headers.js';
+import { httpGet, type Dispatcher } from './http-client.js';
 import { PartFile, type Position } from './part-file.js';
 import { RateFloor, type RateFloorSetting } from './rate-floor.js';
 import { classifyResponse, sizeMismatch, type ResponseStep } from './response-step.js';
@@ -166,7 +166,7 @@ async function get(options: TransferOptions, position: Position): Promise<Dispat
       if (validator) headers['if-range'] = validator;
     }
     options.onRequest?.({ url: url.toString(), range });
-    const res = await request(url, { method: 'GET', headers, dispatcher: options.dispatcher, signal: options.signal });
+    const res = await httpGet(options.dispatcher, url, headers, options.signal);
     const location = header(res.headers, 'location');
     if (!REDIRECTS.has(res.statusCode) || !location) return res;
     discard(res);

@@ -1,6 +1,6 @@
 import dns from 'node:dns';
 import net from 'node:net';
-import { buildConnector } from 'undici';
+import { buildConnector } from './http-client.js';
 import { UpdaterError } from '../../shared/errors.js';
 
 // Where a package URL may lead. A /download names any URL, and the fetcher runs on the printer:
@@ -116,7 +116,12 @@ export function checkedConnector(
   options: { timeout: number },
   resolve?: Resolve,
 ): buildConnector.connector {
-  const connect = buildConnector({ ...options, lookup: checkedLookup(policy, resolve) } as buildConnector.BuildOptions);
+  // allowH2: false, ALPN offers http/1.1 only (the fetcher's client carries no HTTP/2: http-client.ts)
+  const connect = buildConnector({
+    ...options,
+    allowH2: false,
+    lookup: checkedLookup(policy, resolve),
+  } as buildConnector.BuildOptions);
   return (opts, callback) => {
     const host = opts.hostname.replace(/^\[(.*)\]$/, '$1');
     const reason = net.isIP(host) ? policy.refusal(host) : null;

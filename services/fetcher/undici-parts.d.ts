@@ -1,0 +1,19 @@
+// The parts of undici the fetcher loads (services/fetcher/http-client.ts), by their files: undici's
+// own types describe them as the package's exports.
+declare module 'undici/lib/dispatcher/agent.js' {
+  import type { Agent } from 'undici';
+  const agent: typeof Agent;
+  export default agent;
+}
+
+declare module 'undici/lib/api/api-request.js' {
+  import type { Dispatcher } from 'undici';
+  /** Dispatcher.prototype.request, as undici's index.js installs it. */
+  function request(this: Dispatcher, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
+  export default request;
+}
+
+declare module 'undici/lib/core/connect.js' {
+  import { buildConnector } from 'undici';
+  export default buildConnector;
+}
