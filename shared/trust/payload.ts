@@ -20,30 +20,55 @@ export function checkDeclaredSize(expected: PayloadExpectation, entrySize: numbe
 }
 
 /**
- * A pass-through that hashes the bytes as they are extracted and fails the stream at its end
- * when their size or SHA-256 is not the signed manifest's: the one payload check, run while the
- * file is written (its temp name is removed on the failure, so nothing is renamed into place).
+ * The one payload check: the bytes of a file, in order, against the signed manifest's size and
+ * SHA-256, fed as they are extracted (no second pass). `update` refuses a byte past the declared
+ * size at once; `end` refuses a short file or another hash. Both throw PAYLOAD_MISMATCH.
+ */
+export class PayloadCheck {
+  private readonly hash = createHash('sha256');
+  private size = 0;
+
+  constructor(private readonly expected: PayloadExpectation) {}
+
+  update(chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.size > this.expected.size)
+      throw mismatch(this.expected, `is larger than the ${this.expected.size} bytes the signed manifest says`);
+    this.hash.update(chunk);
+  }
+
+  end(): void {
+    const { expected } = this;
+    if (this.size !== expected.size)
+      throw mismatch(expected, `is ${this.size} bytes, the signed manifest says ${expected.size}`);
+    const got = this.hash.digest('hex');
+    if (got !== expected.sha256)
+      throw mismatch(expected, `has SHA-256 ${got}, the signed manifest says ${expected.sha256}`);
+  }
+}
+
+/**
+ * The payload check as a pass-through stream, failing at its end (for entries read through a
+ * stream: the file's temp name is removed on the failure, so nothing is renamed into place).
  */
 export function payloadCheck(expected: PayloadExpectation): Transform {
-  const hash = createHash('sha256');
-  let size = 0;
+  const check = new PayloadCheck(expected);
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      size += chunk.length;
-      if (size > expected.size)
-        return done(mismatch(expected, `is larger than the ${expected.size} bytes the signed manifest says`));
-      hash.update(chunk);
+      try {
+        check.update(chunk);
+      } catch (e) {
+        return done(e as Error);
+      }
       done(null, chunk);
     },
     flush(done) {
-      if (size !== expected.size)
-        return done(mismatch(expected, `is ${size} bytes, the signed manifest says ${expected.size}`));
-      const got = hash.digest('hex');
-      done(
-        got === expected.sha256
-          ? null
-          : mismatch(expected, `has SHA-256 ${got}, the signed manifest says ${expected.sha256}`),
-      );
+      try {
+        check.end();
+      } catch (e) {
+        return done(e as Error);
+      }
+      done();
     },
   });
 }

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, fstatSync, mkdtempSync, openSync, promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { PackageArchive, partialName, STORED_READ_BYTES } from '../shared/package-archive.js';
+import type { PayloadExpectation } from '../shared/trust/payload.js';
+import { buildZip, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
+
+// A stored (uncompressed) entry is read from the package file with positioned reads into two
+// buffers used in turn, not through yauzl's stream: the same checks (CRC-32, the signed size and
+// SHA-256), the same refusals, across chunk boundaries, and close() waiting for the reads.
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'package-archive-'));
+after(() => fsp.rm(dir, { recursive: true, force: true }));
+const limits = { maxBytes: 1 << 30, maxEntries: 10 };
+// several reads, the last one short
+const data = randomBytes(3 * STORED_READ_BYTES + 12345);
+const expectation = (bytes: Buffer): PayloadExpectation => ({
+  module: 'a',
+  src: 'bin/a',
+  size: bytes.length,
+  sha256: createHash('sha256').update(bytes).digest('hex'),
+});
+
+let serial = 0;
+async function packageFile(zip: Buffer): Promise<string> {
+  const file = path.join(dir, `p${++serial}.zip`);
+  await fsp.writeFile(file, zip);
+  return file;
+}
+const storedZip = () => buildZip([{ name: 'bin/a', data, compress: false, mode: 0o100755 }]);
+
+/** The extraction's outcome: the error's message, or null; and that no temp name is left. */
+async function extract(file: string, expected: PayloadExpectation | undefined, dest: string): Promise<string | null> {
+  const archive = await PackageArchive.open(file, limits);
+  try {
+    await archive.extractTo('bin/a', dest, expected);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    archive.close();
+    await assert.rejects(fsp.access(partialName(dest)), 'no temp name left');
+  }
+}
+
+test('a stored entry of several reads is written whole, with its mode, and passes its checks', async () => {
+  const dest = path.join(dir, 'ok/bin/a');
+  assert.equal(await extract(await packageFile(await storedZip()), expectation(data), dest), null);
+  assert.ok((await fsp.readFile(dest)).equals(data));
+  assert.equal((await fsp.stat(dest)).mode & 0o7777, 0o755);
+  // the packaging tool's verify reads it the same way without writing
+  const archive = await PackageArchive.open(await packageFile(await storedZip()), limits);
+  await archive.checkEntry('bin/a', expectation(data));
+  archive.close();
+});
+
+test('a deflated entry goes through yauzl and is written whole, fsynced or not (its handle closes)', async () => {
+  // compressible, so that zlib's chunks queue up behind a write and go out together
+  const text = Buffer.from('line of a log file\n'.repeat(200_000));
+  const file = await packageFile(await buildZip([{ name: 'bin/a', data: text, compress: true }]));
+  for (const sync of [false, true]) {
+    const archive = await PackageArchive.open(file, limits);
+    const dest = path.join(dir, `deflated-${sync}/a`);
+    await archive.extractTo('bin/a', dest, expectation(text), { sync });
+    archive.close();
+    assert.ok((await fsp.readFile(dest)).equals(text));
+  }
+});
+
+test('a stored entry holds two read buffers, not a new Buffer per read awaiting a collection', async () => {
+  const big = randomBytes(32 * STORED_READ_BYTES);
+  const file = await packageFile(await buildZip([{ name: 'bin/a', data: big, compress: false }]));
+  const archive = await PackageArchive.open(file, limits);
+  const before = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  let sampling = true;
+  const sample = () => {
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    if (sampling) setImmediate(sample);
+  };
+  sample();
+  await archive.extractTo('bin/a', path.join(dir, 'held/a'), expectation(big), { sync: false });
+  sampling = false;
+  archive.close();
+  // yauzl's stream: 64 KiB per read, each a new ArrayBuffer, held until a collection finds it
+  assert.ok(peak <= 3 * STORED_READ_BYTES, `${peak} bytes of ArrayBuffers at once`);
+});
+
+test('a byte changed in the package file: CRC mismatch, wherever it falls; nothing written', async () => {
+  const zip = await storedZip();
+  const { offset } = storedDataOffset(zip, 'bin/a');
+  for (const at of [0, STORED_READ_BYTES - 1, STORED_READ_BYTES, data.length - 1]) {
+    const bad = Buffer.from(zip);
+    bad[offset + at]! ^= 0x40;
+    const dest = path.join(dir, `crc${at}/a`);
+    assert.equal(await extract(await packageFile(bad), expectation(data), dest), 'CRC mismatch in bin/a');
+    await assert.rejects(fsp.access(dest));
+  }
+});
+
+test('other bytes with the same CRC-32: the signed SHA-256 refuses them', async () => {
+  const zip = await storedZip();
+  const { offset, length } = storedDataOffset(zip, 'bin/a');
+  sameCrcOtherBytes(zip.subarray(offset, offset + length)).copy(zip, offset);
+  const dest = path.join(dir, 'sha/a');
+  assert.match((await extract(await packageFile(zip), expectation(data), dest))!, /^module a: bin\/a has SHA-256 /);
+  await assert.rejects(fsp.access(dest));
+});
+
+test('the package file cut short after it was opened: the entry is refused, not the disk', async () => {
+  const file = await packageFile(await storedZip());
+  const archive = await PackageArchive.open(file, limits);
+  await fsp.truncate(file, storedDataOffset(await fsp.readFile(file), 'bin/a').offset + STORED_READ_BYTES + 7);
+  const dest = path.join(dir, 'cut/a');
+  await assert.rejects(archive.extractTo('bin/a', dest, expectation(data)), {
+    code: 'INVALID_PACKAGE',
+    message: 'entry bin/a: the package file ends inside the entry',
+  });
+  archive.close();
+  await assert.rejects(fsp.access(partialName(dest)));
+});
+
+test('close() during an extraction: the descriptor stays open until its reads are done', async () => {
+  const fd = openSync(await packageFile(await storedZip()), constants.O_RDONLY);
+  const archive = await PackageArchive.openFd(fd, limits);
+  const dest = path.join(dir, 'closing/a');
+  const extracting = archive.extractTo('bin/a', dest, expectation(data));
+  archive.close();
+  await extracting;
+  assert.ok((await fsp.readFile(dest)).equals(data));
+  assert.throws(() => fstatSync(fd), { code: 'EBADF' }, 'closed once the reads ended');
+  await assert.rejects(archive.extractTo('bin/a', path.join(dir, 'closed/a'), expectation(data)), {
+    code: 'INVALID_PACKAGE',
+  });
+});
