@@ -152,6 +152,8 @@ function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: s
     );
   }
   const verdict = (ok: boolean) => (ok ? 'met' : 'not met');
+  /** A difference of bytes written, in KiB with its sign: the MiB of the table hide a few state files. */
+  const kibDifference = (bytes: number) => `${bytes >= 0 ? '+' : '−'}${Math.abs(bytes / 1024).toFixed(0)} KiB against`;
   const [wall, cpu, sum, written] = (['wall', 'cpu', 'sum', 'written'] as const).map(metric);
   const wallRatio = med('ours', wall) / med('mender', wall);
   const cpuRatio = med('ours', cpu) / med('mender', cpu);
@@ -169,7 +171,9 @@ function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: s
     `From Debian 12: ${versions}. Bounds: a whole update (wall and CPU) ≤ ${peerBounds.versusMender}× Mender's: ` +
       `wall ${fmt.ratio(wallRatio)} (${verdict(wallRatio <= peerBounds.versusMender)}), CPU ${fmt.ratio(cpuRatio)} ` +
       `(${verdict(cpuRatio <= peerBounds.versusMender)}); bytes written ≤ the peers': ` +
-      `${verdict(PEERS.every((p) => writtenOurs <= med(p, written)))}; our processes' peak RSS summed ≤ ${peerBounds.sumRssMiB} MiB: ` +
+      `${verdict(PEERS.every((p) => writtenOurs <= med(p, written)))} (ours against each, exactly: ` +
+      `${PEERS.map((p) => `${kibDifference(writtenOurs - med(p, written))} ${LABEL[p]}'s`).join(', ')}); ` +
+      `our processes' peak RSS summed ≤ ${peerBounds.sumRssMiB} MiB: ` +
       `${sumOurs.toFixed(0)} MiB (${verdict(sumOurs <= peerBounds.sumRssMiB)}).`,
     '',
     lines.join('\n'),
