@@ -1,14 +1,15 @@
-import { closeSync, constants, promises as fsp, open as openCallback, read } from 'node:fs';
+import { closeSync, constants, promises as fsp, open as openCallback } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
+import { appendingTo, checkingStream, readFully, writeFully, type ChunkCheck } from './chunk-io.js';
 import { isErrnoException, UpdaterError } from './errors.js';
 import { failpoint } from './failpoint.js';
-import { PayloadCheck, payloadCheck, type PayloadExpectation } from './trust/payload.js';
+import { PayloadCheck, type PayloadExpectation } from './trust/payload.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -24,6 +25,8 @@ export interface ArchiveLimits {
 }
 
 const invalid = (message: string) => new UpdaterError('INVALID_PACKAGE', message);
+/** A stored entry's data runs past the package file's end (it was cut after it was opened). */
+const endedInside = () => new Error('the package file ends inside the entry');
 
 /**
  * Bytes per positioned read of a stored entry (two such buffers per extraction: one is written
@@ -36,50 +39,8 @@ const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | con
 
 const openFile = promisify(openCallback);
 
-/** `buffer` filled from `fd` at `position`; the package file ending first is the package's fault. */
-function readFully(fd: number, buffer: Buffer, position: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const next = (offset: number): void =>
-      read(fd, buffer, offset, buffer.length - offset, position + offset, (err, bytes) => {
-        if (err) reject(err);
-        else if (bytes === 0) reject(new Error('the package file ends inside the entry'));
-        else if (offset + bytes < buffer.length) next(offset + bytes);
-        else resolve();
-      });
-    next(0);
-  });
-}
-
-async function writeFully(file: FileHandle, chunk: Buffer): Promise<void> {
-  for (let offset = 0; offset < chunk.length;) offset += (await file.write(chunk, offset)).bytesWritten;
-}
-
-/**
- * A stream's chunks appended to `file`, those queued meanwhile in one writev. Not the handle's own
- * createWriteStream: with autoClose off it keeps a reference that makes the handle's close() wait forever.
- */
-const appendingTo = (file: FileHandle): Writable =>
-  new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      writeFully(file, chunk).then(() => done(), done);
-    },
-    writev(queued, done) {
-      const chunks = queued.map((q) => q.chunk as Buffer);
-      file
-        .writev(chunks)
-        .then(async ({ bytesWritten }) => {
-          // a short writev: the rest of each chunk, in order
-          for (const chunk of chunks) {
-            if (bytesWritten < chunk.length) await writeFully(file, chunk.subarray(bytesWritten));
-            bytesWritten = Math.max(0, bytesWritten - chunk.length);
-          }
-        })
-        .then(() => done(), done);
-    },
-  });
-
 /** The CRC-32 of an entry's bytes, fed in order, against the central directory's. */
-class Crc32Check {
+class Crc32Check implements ChunkCheck {
   private crc = 0;
 
   constructor(private readonly entry: yauzl.Entry) {}
@@ -209,9 +170,13 @@ export class PackageArchive {
   async readSmall(entry: yauzl.Entry): Promise<Buffer> {
     const chunks: Buffer[] = [];
     try {
-      await pipeline(await this.stream(entry), this.crcCheck(entry), async function* (src: AsyncIterable<Buffer>) {
-        for await (const c of src) chunks.push(c);
-      });
+      await pipeline(
+        await this.stream(entry),
+        checkingStream(new Crc32Check(entry)),
+        async function* (src: AsyncIterable<Buffer>) {
+          for await (const c of src) chunks.push(c);
+        },
+      );
     } catch (e) {
       throw UpdaterError.from(e, 'INVALID_PACKAGE', `entry ${entry.fileName}: `);
     }
@@ -312,7 +277,7 @@ export class PackageArchive {
       const buffers = [0, 1].map(() => Buffer.allocUnsafeSlow(Math.min(size, STORED_READ_BYTES)));
       for (let done = 0, turn = 0; done < size; turn ^= 1) {
         const chunk = buffers[turn]!.subarray(0, Math.min(STORED_READ_BYTES, size - done));
-        await readFully(this.fd, chunk, fileDataStart + done);
+        await readFully(this.fd, chunk, fileDataStart + done, endedInside);
         done += chunk.length;
         crc.update(chunk);
         payload?.update(chunk);
@@ -334,9 +299,9 @@ export class PackageArchive {
   private async readStream(entry: yauzl.Entry, expected: PayloadExpectation | undefined, sink?: Writable) {
     const stages: (NodeJS.ReadableStream | NodeJS.ReadWriteStream | NodeJS.WritableStream)[] = [
       await this.stream(entry),
-      this.crcCheck(entry),
+      checkingStream(new Crc32Check(entry)),
     ];
-    if (expected) stages.push(payloadCheck(expected));
+    if (expected) stages.push(checkingStream(new PayloadCheck(expected)));
     stages.push(sink ?? new Writable({ write: (_chunk, _encoding, done) => done() })); // the checks are the point
     await pipeline(stages);
   }
@@ -347,23 +312,5 @@ export class PackageArchive {
     } catch (e) {
       throw invalid(`entry ${entry.fileName}: ${(e as Error).message}`);
     }
-  }
-
-  private crcCheck(entry: yauzl.Entry): Transform {
-    const crc = new Crc32Check(entry);
-    return new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        crc.update(chunk);
-        done(null, chunk);
-      },
-      flush(done) {
-        try {
-          crc.end();
-        } catch (e) {
-          return done(e as Error);
-        }
-        done();
-      },
-    });
   }
 }

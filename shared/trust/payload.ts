@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
+import type { ChunkCheck } from '../chunk-io.js';
 import { UpdaterError } from '../errors.js';
 
 /** What the signed manifest says one module's file is. */
@@ -24,7 +24,7 @@ export function checkDeclaredSize(expected: PayloadExpectation, entrySize: numbe
  * SHA-256, fed as they are extracted (no second pass). `update` refuses a byte past the declared
  * size at once; `end` refuses a short file or another hash. Both throw PAYLOAD_MISMATCH.
  */
-export class PayloadCheck {
+export class PayloadCheck implements ChunkCheck {
   private readonly hash = createHash('sha256');
   private size = 0;
 
@@ -45,30 +45,4 @@ export class PayloadCheck {
     if (got !== expected.sha256)
       throw mismatch(expected, `has SHA-256 ${got}, the signed manifest says ${expected.sha256}`);
   }
-}
-
-/**
- * The payload check as a pass-through stream, failing at its end (for entries read through a
- * stream: the file's temp name is removed on the failure, so nothing is renamed into place).
- */
-export function payloadCheck(expected: PayloadExpectation): Transform {
-  const check = new PayloadCheck(expected);
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      try {
-        check.update(chunk);
-      } catch (e) {
-        return done(e as Error);
-      }
-      done(null, chunk);
-    },
-    flush(done) {
-      try {
-        check.end();
-      } catch (e) {
-        return done(e as Error);
-      }
-      done();
-    },
-  });
 }
