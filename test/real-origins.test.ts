@@ -54,6 +54,33 @@ before(async () => {
   await fsp.writeFile(path.join(docroot, 'gz.bin.gz'), gzipSync(await fsp.readFile(path.join(docroot, 'gz.bin'))));
 });
 
+/** POST /download of the served file `name` from `url` as `version`; the gateway took it. */
+async function requestDownload(device: TestDevice, name: string, version: string, url: string): Promise<void> {
+  const f = files.get(name)!;
+  const answer = await call(device.base, 'POST', '/api/v1.0/download', {
+    version,
+    package_url: url,
+    package_name: name,
+    package_size: f.size,
+    package_md5: f.md5,
+    package_sha256: f.sha256,
+  });
+  assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
+}
+
+/** The status once the download of `version` failed or its package is ready to install. */
+function downloadEnd(device: TestDevice, version: string, timeoutMs: number) {
+  return waitFor(
+    `${version} ended`,
+    async () => {
+      const { data } = (await device.progress()).body;
+      return data.stage === 'failed' || (data.stage === 'toInstall' && data.message.endsWith(version)) ? data : null;
+    },
+    timeoutMs,
+    50,
+  );
+}
+
 interface Case {
   start: () => Promise<RealOrigin>;
   skip: string | null;
@@ -100,15 +127,7 @@ cases.forEach((c, i) =>
     async function download(name: string, at = url(name), timeoutMs = 180_000): Promise<void> {
       const f = files.get(name)!;
       version++;
-      const answer = await call(device.base, 'POST', '/api/v1.0/download', {
-        version: `1.0.${version}`,
-        package_url: at,
-        package_name: name,
-        package_size: f.size,
-        package_md5: f.md5,
-        package_sha256: f.sha256,
-      });
-      assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
+      await requestDownload(device, name, `1.0.${version}`, at);
       const ready = `Package ready to install: 1.0.${version}`;
       // ends at once when the fetcher dies (undici 7 did, on these servers) or the download fails
       const end = await waitFor(
@@ -198,27 +217,8 @@ describe(
     });
 
     async function download(name: string, version: string, at: string) {
-      const f = files.get(name)!;
-      const answer = await call(device.base, 'POST', '/api/v1.0/download', {
-        version,
-        package_url: at,
-        package_name: name,
-        package_size: f.size,
-        package_md5: f.md5,
-        package_sha256: f.sha256,
-      });
-      assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
-      return waitFor(
-        `${version} ended`,
-        async () => {
-          const { data } = (await device.progress()).body;
-          return data.stage === 'failed' || (data.stage === 'toInstall' && data.message.endsWith(version))
-            ? data
-            : null;
-        },
-        120_000,
-        50,
-      );
+      await requestDownload(device, name, version, at);
+      return downloadEnd(device, version, 120_000);
     }
     const requests = () => fetcher.lines.filter((l) => l.msg === 'GET') as Array<{ url: string; range: string | null }>;
 
@@ -270,25 +270,8 @@ describe(
       const device = new TestDevice({ TOPE_ALLOW_HTTP: '1', TOPE_RETRY_BASE_MS: '20', ...env });
       try {
         await device.start('fetcher', 'api-gateway');
-        const f = files.get(name)!;
-        const answer = await call(device.base, 'POST', '/api/v1.0/download', {
-          version,
-          package_url: `http://[::1]:${origin.port}/${name}`,
-          package_name: name,
-          package_size: f.size,
-          package_md5: f.md5,
-          package_sha256: f.sha256,
-        });
-        assert.equal(answer.body.code, 200, JSON.stringify(answer.body));
-        const end = await waitFor(
-          `${version} ended`,
-          async () => {
-            const { data } = (await device.progress()).body;
-            return data.stage === 'failed' || data.stage === 'toInstall' ? data : null;
-          },
-          60_000,
-          50,
-        );
+        await requestDownload(device, name, version, `http://[::1]:${origin.port}/${name}`);
+        const end = await downloadEnd(device, version, 60_000);
         const held =
           end.stage === 'toInstall'
             ? createHash('md5').update(await fsp.readFile(path.join(device.packagesDir, name)))
