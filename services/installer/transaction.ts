@@ -11,7 +11,7 @@ import { expectationOf } from '../../shared/trust/package-trust.js';
 import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
 import type { PostCmdRunner } from './post-cmds.js';
 import { linkBackUntouched, outlastCopies, privatizeShared, type PrivateCopy } from './private-files.js';
-import { checkDestination, checkDestinations } from './safe-paths.js';
+import { checkDestination, checkDestinations, type SeenDirectories } from './safe-paths.js';
 import { stagingPercent, step, type StepProgress } from './steps.js';
 import type { Units } from './units.js';
 import { versionOfDir, type VersionStore } from './versions.js';
@@ -117,6 +117,7 @@ export class Transaction {
     const count = placements.length;
     let reported = -1;
     const written: string[] = []; // fsynced together by finalize, before anything can name the snapshot
+    const seen: SeenDirectories = new Set(); // only the installer changes the staging tree
     for (const [index, placement] of placements.entries()) {
       // one durable write per percent, not per module: a package of 1000 files is 50 writes
       const percent = stagingPercent(index, count);
@@ -127,7 +128,7 @@ export class Transaction {
       // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
       if (placement.kind === 'snapshot') {
         const dest = path.join(staging, placement.rel);
-        await checkDestination(staging, dest, 'replaced', placement.module.dst);
+        await checkDestination(staging, dest, 'replaced', placement.module.dst, seen);
         await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), { sync: false });
         written.push(dest);
       } else await holdInPlace(archive, placement, this.heldPath(index));

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { mock, test } from 'node:test';
+import { checkDestination, type SeenDirectories } from '../services/installer/safe-paths.js';
+import { UpdaterError } from '../shared/errors.js';
+
+// One pass over an install's destinations (the staging tree, the look before anything changes)
+// looks at each directory once; what it has not found to be a directory it looks at every time.
+// The whole installs through symlinks are installer-confinement.test.ts's.
+
+async function tree(): Promise<string> {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-safe-paths-'));
+  await fsp.mkdir(path.join(root, 'usr/share/printer'), { recursive: true });
+  return root;
+}
+
+/** Counts fsp.lstat's calls during `run`; the product's module calls it through the same object. */
+async function countLstats(run: () => Promise<void>): Promise<number> {
+  const spy = mock.method(fsp, 'lstat');
+  try {
+    await run();
+    return spy.mock.callCount();
+  } finally {
+    spy.mock.restore();
+  }
+}
+
+test('a pass of 200 files in three nested directories looks at each directory once: 203 lstats, not 800', async () => {
+  const root = await tree();
+  const files = Array.from({ length: 200 }, (_, i) => path.join(root, 'usr/share/printer', `f${i}`));
+  const withSeen = await countLstats(async () => {
+    const seen: SeenDirectories = new Set();
+    for (const f of files) await checkDestination(root, f, 'replaced', f, seen);
+  });
+  // the last component is looked at for every file (it must not be a directory)
+  assert.equal(withSeen, 3 + files.length);
+  const without = await countLstats(async () => {
+    for (const f of files) await checkDestination(root, f, 'replaced');
+  });
+  assert.equal(without, 4 * files.length);
+  await fsp.rm(root, { recursive: true });
+});
+
+test('in one pass, a symlinked directory not yet seen is still refused UNSAFE_DESTINATION', async () => {
+  const root = await tree();
+  await fsp.symlink('/etc', path.join(root, 'usr/share/conf'));
+  const seen: SeenDirectories = new Set();
+  await checkDestination(root, path.join(root, 'usr/share/printer/a'), 'replaced', 'a', seen);
+  await assert.rejects(
+    checkDestination(root, path.join(root, 'usr/share/conf/passwd'), 'replaced', 'passwd', seen),
+    (e: unknown) => e instanceof UpdaterError && e.code === 'UNSAFE_DESTINATION' && /conf is a symlink/.test(e.message),
+  );
+  await fsp.rm(root, { recursive: true });
+});
+
+test('a directory found missing is not remembered: a symlink made there later is refused in the same pass', async () => {
+  const root = await tree();
+  const seen: SeenDirectories = new Set();
+  // missing: the installer would create it, nothing to refuse
+  await checkDestination(root, path.join(root, 'opt/x'), 'replaced', 'x', seen);
+  await fsp.symlink('/etc', path.join(root, 'opt'));
+  await assert.rejects(
+    checkDestination(root, path.join(root, 'opt/y'), 'replaced', 'y', seen),
+    (e: unknown) => e instanceof UpdaterError && e.code === 'UNSAFE_DESTINATION',
+  );
+  await fsp.rm(root, { recursive: true });
+});
