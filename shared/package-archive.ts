@@ -217,10 +217,14 @@ export class PackageArchive {
     let out: FileHandle | null = null;
     try {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
-      // a new inode, never an existing name: a leftover temp name in a staging tree seeded from
-      // `current` could be a hard link to a kept snapshot's file, or a symlink to anywhere
-      await fsp.rm(tmp, { force: true });
-      const file = (out = await fsp.open(tmp, NEW_FILE, mode));
+      // a new inode, never an existing name (O_EXCL): a leftover temp name in a staging tree seeded
+      // from `current` could be a hard link to a kept snapshot's file, or a symlink to anywhere, and
+      // is removed first. Tried before any removal: a leftover is rare, a look for one per file is not.
+      const file = (out = await fsp.open(tmp, NEW_FILE, mode).catch(async (e: unknown) => {
+        if (!isErrnoException(e, 'EEXIST')) throw e;
+        await fsp.rm(tmp, { force: true });
+        return fsp.open(tmp, NEW_FILE, mode);
+      }));
       if (entry.compressionMethod === 0) await this.readStored(entry, expected, (chunk) => writeFully(file, chunk));
       else await this.readStream(entry, expected, appendingTo(file));
       // the umask must not change the zip's mode
