@@ -32,6 +32,8 @@ export class BenchDevice extends InstallDevice {
     this.standInDir = path.join(this.root, 'stand-in');
     mkdirSync(this.standInDir);
     Object.assign(this.env, { TOPE_SYSTEMCTL: standInSystemctl, STANDIN_SYSTEMCTL_DIR: this.standInDir });
+    // as systemd runs them: the fetcher at its unit's Nice=10, below the gateway that answers /progress
+    this.niceAsUnits = true;
   }
 
   service(name: string): Service {

@@ -22,6 +22,8 @@ export class TestDevice {
   running: Service[] = [];
   /** How its services start: this Node unless set (the arm64 test runs them under QEMU). */
   launcher: Launcher | undefined = undefined;
+  /** Its services at their units' Nice= (the benchmarks: as deployed). */
+  niceAsUnits = false;
 
   constructor(extra: Record<string, string> = {}) {
     ({ root: this.root, env: this.env } = makeDevice(extra));
@@ -53,7 +55,7 @@ export class TestDevice {
       this.env.TOPE_LISTEN_PORT = String(port);
       this.base = `http://127.0.0.1:${port}`;
     }
-    const started = await startServices(this.env, names, this.launcher);
+    const started = await startServices(this.env, names, this.launcher, { nice: this.niceAsUnits });
     this.running.push(...started);
     return started;
   }

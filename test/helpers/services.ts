@@ -45,6 +45,22 @@ export function unitEnvironment(service: string): Record<string, string> {
 /** The NODE_OPTIONS its unit sets for a service (V8's heap flags), or null. */
 export const unitNodeOptions = (service: string): string | null => unitEnvironment(service).NODE_OPTIONS ?? null;
 
+/**
+ * The Nice= its unit sets for a service (the fetcher yields the CPU to a print), 0 without one.
+ * The benchmarks run each service at it, as systemd does; the tests do not (a niced service on a
+ * machine busy with other tests would only make them slower).
+ */
+export function unitNice(service: string): number {
+  let unit: string;
+  try {
+    unit = readFileSync(path.join(unitsDir, `tope-${service}.service`), 'utf8');
+  } catch {
+    return 0; // not one of the product's services
+  }
+  const value = /^Nice=(-?\d+)$/m.exec(unit)?.[1];
+  return value === undefined ? 0 : Number(value);
+}
+
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
@@ -117,9 +133,13 @@ export class Service {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly child: ChildProcess;
 
-  constructor(name: string, env: Record<string, string>, command?: { file: string; args: string[] }) {
-    const file = command?.file ?? process.execPath;
-    const args = command?.args ?? [mainOf(name)];
+  /** `nice`: the niceness to run it at (`nice -n`, which every thread of it inherits); 0 by default. */
+  constructor(name: string, env: Record<string, string>, command?: { file: string; args: string[] }, nice = 0) {
+    const file = nice === 0 ? (command?.file ?? process.execPath) : 'nice';
+    const args = [
+      ...(nice === 0 ? [] : ['-n', String(nice), command?.file ?? process.execPath]),
+      ...(command?.args ?? [mainOf(name)]),
+    ];
     // NODE_V8_COVERAGE carries c8's coverage collection into the service processes
     const inherited = Object.fromEntries(
       ['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]),
@@ -238,13 +258,14 @@ export interface Launcher {
   readyTimeoutMs: number;
 }
 
-/** Starts the named services and waits until each says it is ready. */
+/** Starts the named services and waits until each says it is ready; `asUnits`: at their units' Nice=. */
 export async function startServices(
   env: Record<string, string>,
   names: string[],
   launcher?: Launcher,
+  asUnits = { nice: false },
 ): Promise<Service[]> {
-  const started = names.map((n) => new Service(n, env, launcher?.command(mainOf(n))));
+  const started = names.map((n) => new Service(n, env, launcher?.command(mainOf(n)), asUnits.nice ? unitNice(n) : 0));
   await Promise.all(started.map((s, i) => s.waitLog(`${names[i]} ready`, launcher?.readyTimeoutMs)));
   return started;
 }
