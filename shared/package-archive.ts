@@ -198,25 +198,31 @@ export class PackageArchive {
    * `sync: false` leaves out the fsync, for a caller that fsyncs a whole tree's new files at once
    * before anything can name the tree (VersionStore.finalize): one fsync per file, each waiting
    * for its own journal commit, is most of the time of an install of many small files.
+   * `parentExists`: the caller has just seen `dest`'s directory, which is then not made again.
    */
   async extractTo(
     name: string,
     dest: string,
     expected?: PayloadExpectation,
-    { sync = true }: { sync?: boolean } = {},
+    { sync = true, parentExists = false }: { sync?: boolean; parentExists?: boolean } = {},
   ): Promise<void> {
     const entry = this.files.get(name);
     if (!entry) throw new UpdaterError('INVALID_MANIFEST', `${name} is not a file in the package`);
-    return this.whileOpen(name, () => this.writeEntry(entry, dest, expected, sync));
+    return this.whileOpen(name, () => this.writeEntry(entry, dest, expected, { sync, parentExists }));
   }
 
-  private async writeEntry(entry: yauzl.Entry, dest: string, expected: PayloadExpectation | undefined, sync: boolean) {
+  private async writeEntry(
+    entry: yauzl.Entry,
+    dest: string,
+    expected: PayloadExpectation | undefined,
+    { sync, parentExists }: { sync: boolean; parentExists: boolean },
+  ) {
     const name = entry.fileName;
     const tmp = partialName(dest);
     const mode = PackageArchive.modeOf(entry);
     let out: FileHandle | null = null;
     try {
-      await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
+      if (!parentExists) await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
       // a new inode, never an existing name (O_EXCL): a leftover temp name in a staging tree seeded
       // from `current` could be a hard link to a kept snapshot's file, or a symlink to anywhere, and
       // is removed first. Tried before any removal: a leftover is rare, a look for one per file is not.

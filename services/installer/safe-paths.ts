@@ -49,9 +49,10 @@ export async function checkDestination(
   const rel = path.relative(root, target);
   if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) throw refused(`${shown} is not below ${root}`);
   const parts = rel.split(path.sep);
-  let at = root;
+  // `rel` is normalized (path.relative's), so each step is a concatenation, not a path.join
+  let at = path.resolve(root);
   for (const [index, part] of parts.entries()) {
-    at = path.join(at, part);
+    at = at === path.sep ? `${at}${part}` : `${at}${path.sep}${part}`;
     const last = index === parts.length - 1;
     if (!last && seen?.has(at)) continue;
     let st;

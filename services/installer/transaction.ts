@@ -129,7 +129,11 @@ export class Transaction {
       if (placement.kind === 'snapshot') {
         const dest = path.join(staging, placement.rel);
         await checkDestination(staging, dest, 'replaced', placement.module.dst, seen);
-        await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), { sync: false });
+        await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), {
+          sync: false,
+          // found a directory by the check just now: made by an earlier file, or there in `current`
+          parentExists: seen.has(path.dirname(dest)),
+        });
         written.push(dest);
       } else await holdInPlace(archive, placement, this.heldPath(index));
       failpoint('installer.module-staged');
