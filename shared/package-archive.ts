@@ -70,8 +70,11 @@ function checkName(name: string): void {
 const isZlibError = (e: unknown): boolean =>
   typeof (e as { code?: unknown })?.code === 'string' && (e as { code: string }).code.startsWith('Z_');
 
+/** The suffix of an entry's name while it is written: no package may install a file under such a name. */
+export const PARTIAL_SUFFIX = '.tope-partial';
+
 /** Where an entry is written before its rename: one fixed name, so an undo after a crash finds it. */
-export const partialName = (dest: string): string => `${dest}.tope-partial`;
+export const partialName = (dest: string): string => `${dest}${PARTIAL_SUFFIX}`;
 
 export class PackageArchive {
   /** Extractions under way, some reading `fd` directly: close() waits for them (the number could be reused). */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { PARTIAL_SUFFIX } from '../shared/package-archive.js';
 import { deviceListing } from './helpers/tree-state.js';
 import { CHANGES_A_SERVICE, InstallDevice } from './helpers/install-device.js';
 import {
@@ -186,6 +187,11 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
     'two modules writing one dst',
     async () => buildPackage('2.0.0', [ok, { name: 'b', dst: '/opt/tope/bin/a' }]),
     /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a is written by two modules$/,
+  ],
+  [
+    "a dst named as the installer's temp name for another file (x.tope-partial)",
+    async () => buildPackage('2.0.0', [ok, { name: 'b', dst: `/opt/tope/bin/a${PARTIAL_SUFFIX}` }]),
+    /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a\.tope-partial ends in \.tope-partial, the name a file is written under before its rename$/,
   ],
   [
     'a unit that does not exist (systemctl cat finds no such unit)',

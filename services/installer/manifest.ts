@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { UpdaterError } from '../../shared/errors.js';
+import { PARTIAL_SUFFIX } from '../../shared/package-archive.js';
 import { describeIssues } from '../../shared/package-job.js';
 import { checkManagedUnits } from './unit-policy.js';
 import { keyFileNameSchema, manifestSchema, type Manifest, type Module } from '../../shared/package-manifest.js';
@@ -59,6 +60,11 @@ export function planInstall(
       throw bad(`module ${m.name}: dst ${dst} is not a normalised absolute file path`);
     }
     if (seen.has(dst)) throw bad(`module ${m.name}: dst ${dst} is written by two modules`);
+    // x.tope-partial is where x is written before its rename: extracting x would remove that file
+    if (dst.endsWith(PARTIAL_SUFFIX))
+      throw bad(
+        `module ${m.name}: dst ${dst} ends in ${PARTIAL_SUFFIX}, the name a file is written under before its rename`,
+      );
     seen.add(dst);
     if (under(dst, layout.keysDir)) return keyPlacement(m, layout.keysDir);
     // the innermost allowed root holding dst: below it no component may be a symlink (safe-paths.ts)
