@@ -140,6 +140,22 @@ test('[systemctl stand-in] killed after the switch while starting units: the ins
   assert.equal(await d.link('previous'), 'v1.0.0');
 });
 
+test('[systemctl stand-in] killed inside the switch, previous linked and current not yet: undone, and previous names the snapshot it named before', async () => {
+  const { d, installer } = await setUp({ TOPE_FAILPOINT: 'installer.previous-linked' });
+  await d.seedVersion('v0.9.0', { 'bin/a': 'a 0.9.0\n', 'bin/b': 'b 0.9.0\n' }, ['previous']);
+  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
+  await d.update('2.0.0');
+  await installer.exited;
+  assert.deepEqual([await d.link('previous'), await d.link('current')], ['v1.0.0', 'v1.0.0'], 'cut between the links');
+  await d.kill(installer);
+  delete d.env.TOPE_FAILPOINT;
+  await d.start('installer');
+  const end = await assertWhole(d, '1.0.0');
+  assert.match(end.error!, /^INSTALL_INTERRUPTED/);
+  assert.equal(await d.link('previous'), 'v0.9.0', 'the level-1 rollback target of before the install');
+  assert.deepEqual((await fsp.readdir(d.versionsDir)).sort(), ['current', 'previous', 'v0.9.0', 'v1.0.0']);
+});
+
 test('[systemctl stand-in] killed in the middle of a rollback: the rollback is finished at the next start', async () => {
   const { d, installer } = await setUp({ TOPE_UNIT_START_TIMEOUT_MS: '1000' });
   await d.behave({ 'a.service': { unhealthy: ['2.0.0'] }, 'b.service': { hangStart: ['1.0.0'] } });

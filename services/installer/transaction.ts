@@ -284,6 +284,10 @@ export class Transaction {
     const problems: string[] = [];
     await this.context.backups.restore(this.recorded.backups);
     failpoint('installer.undo-restored');
+    // a cut inside the switch can fall between its two links: `previous` already names the
+    // running snapshot, `current` not yet the new one. Put `previous` back, or the snapshot it
+    // named is named by nothing (a level of rollback lost, its disk space with it)
+    await this.restorePrevious();
     await this.context.versions.discard(this.recorded.targetDir);
     await this.context.versions.sweep();
     for (const unit of this.recorded.units) {
@@ -332,11 +336,16 @@ export class Transaction {
     await this.context.backups.restore(this.recorded.backups);
     await versions.setLink('current', dir);
     failpoint('installer.rollback-linked');
-    if (level === 1) {
-      if (this.recorded.previousBefore) await versions.setLink('previous', this.recorded.previousBefore);
-      else await versions.removeLink('previous');
-    }
+    if (level === 1) await this.restorePrevious();
     await this.bringUp();
+  }
+
+  /** `previous` as it was before this install (the journal's previousBefore), or gone if there was none. */
+  private async restorePrevious(): Promise<void> {
+    const { versions } = this.context;
+    const before = this.recorded.previousBefore;
+    if (!before) await versions.removeLink('previous');
+    else if ((await versions.target('previous')) !== before) await versions.setLink('previous', before);
   }
 
   /** Copies a live file aside before it is replaced, and journals it before the file changes. */
