@@ -31,8 +31,10 @@ const endedInside = () => new Error('the package file ends inside the entry');
 /**
  * Bytes per positioned read of a stored entry (two such buffers per extraction: one is written
  * while the next is read and checked). yauzl's stream reads 64 KiB into a new Buffer each time.
+ * 256 KiB, not 512: the two buffers are most of what an extraction adds to the installer's RSS,
+ * and a 1 GiB install took no longer with the smaller reads (BENCHMARKS.md, the budget section).
  */
-export const STORED_READ_BYTES = 512 * 1024;
+export const STORED_READ_BYTES = 256 * 1024;
 
 /** A new file only: never an existing name, never through a symbolic link. */
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
