@@ -132,7 +132,7 @@ async function run(): Promise<void> {
       '',
       'Each figure is the median of the runs its row counts; the reference beside it was measured in the same run, ' +
         'interleaved with it where the row allows, and the ratio is the figure divided by the reference, so that a run on another machine ' +
-        'compares by its ratios. The services are the real processes (`dist/bundle/<service>.js`, with the NODE_OPTIONS of their units), each with its own ' +
+        'compares by its ratios. The services are the real processes (`dist/bundle/<service>.js`, with the NODE_OPTIONS and the Nice= of their units), each with its own ' +
         'temp directories; packages are real zips served from disk by a Node HTTP server in its own process.',
       '',
       `Load average (1 min) as each benchmark began: ${loads.join(', ')}.`,
