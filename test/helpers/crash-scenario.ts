@@ -45,6 +45,8 @@ export interface RunResult {
   activeMs: number;
 }
 
+/** The snapshot `previous` names before the update: a device that has been updated before. */
+const BEFORE = '0.9.0';
 const OLD = '1.0.0';
 const NEW = '2.0.0';
 /** The new package's security_version: the floor (0 on the fresh device) rises to it only with a probation that succeeded. */
@@ -91,6 +93,7 @@ export class CrashScenario {
   async setUp(): Promise<void> {
     await this.deviceApi.start();
     this.device.env.TOPE_DEVICE_API_URL = this.deviceApi.url;
+    await this.device.seedVersion(`v${BEFORE}`, { 'bin/a': `a ${BEFORE}\n` }, ['previous']);
     await this.device.seedVersion(`v${OLD}`, { 'bin/a': `a ${OLD}\n` }, ['current']);
     await fsp.mkdir(path.join(this.device.sysroot, 'etc/tope'), { recursive: true });
     await fsp.writeFile(path.join(this.device.sysroot, 'etc/tope/c.conf'), `c ${OLD}\n`);
@@ -148,6 +151,8 @@ export class CrashScenario {
         // the crash changed the outcome: the device must still be able to do the job
         firstEnd = `${end.stage}: ${end.error ?? end.message}`;
         await this.settle();
+        // before the clean attempt, whose success would link previous again
+        violations.push(...(await this.previousInvariant()));
         const again = await this.pass();
         if (again !== want.stage)
           violations.push(`a clean attempt after the crash ended ${again}: ${JSON.stringify(await this.progress())}`);
@@ -246,6 +251,13 @@ export class CrashScenario {
     await waitFor('the workers to be up', () => services.every((n) => this.sup[n].ready()), 15_000);
   }
 
+  /** The level-1 rollback target: the old version after a success, else what it named before the update. */
+  private async previousInvariant(): Promise<string[]> {
+    const [current, previous] = [await this.device.link('current'), await this.device.link('previous')];
+    const want = current === `v${NEW}` ? `v${OLD}` : `v${BEFORE}`;
+    return previous === want ? [] : [`previous names ${previous} with ${current} current, not ${want}`];
+  }
+
   private async invariants(): Promise<string[]> {
     const v: string[] = [];
     const d = this.device;
@@ -264,6 +276,7 @@ export class CrashScenario {
     };
     v.push(...versionInvariants(view, allowed, (version) => snapshotFiles(version, version === OLD)));
     v.push(...statusInvariants(end, current, OLD, NEW));
+    v.push(...(await this.previousInvariant()));
     // the floor: raised with the success (before it is announced, or by the roll-forward after a
     // crash), never by an install whose probation did not succeed (undo, rollback)
     const floor = await new SecurityFloor(d.env.TOPE_INSTALLER_STATE_DIR).current().catch((e: Error) => e.message);
@@ -295,7 +308,8 @@ export class CrashScenario {
           ),
           fetcherState: await fsp.readdir(d.env.TOPE_FETCHER_STATE_DIR),
         },
-        [`v${OLD}`, `v${NEW}`],
+        // the snapshot before the old one may be pruned by a success, or kept
+        [`v${BEFORE}`, `v${OLD}`, `v${NEW}`],
         ['c.conf'],
       );
     const left = await waitFor('the clean-up', async () => (await leftNames()).length === 0, 5000).then(
