@@ -340,12 +340,17 @@ export class Transaction {
     await this.bringUp();
   }
 
-  /** `previous` as it was before this install (the journal's previousBefore), or gone if there was none. */
+  /**
+   * `previous` as it was before this install (the journal's previousBefore), or no link if it named
+   * no snapshot then. Touched only when it names something else now: what the install did not
+   * change (a dangling link, a directory someone made there) is left as it was.
+   */
   private async restorePrevious(): Promise<void> {
     const { versions } = this.context;
     const before = this.recorded.previousBefore;
-    if (!before) await versions.removeLink('previous');
-    else if ((await versions.target('previous')) !== before) await versions.setLink('previous', before);
+    if ((await versions.target('previous')) === before) return;
+    if (before) await versions.setLink('previous', before);
+    else await versions.removeLink('previous');
   }
 
   /** Copies a live file aside before it is replaced, and journals it before the file changes. */
