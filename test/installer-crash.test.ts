@@ -156,6 +156,26 @@ test('[systemctl stand-in] killed inside the switch, previous linked and current
   assert.deepEqual((await fsp.readdir(d.versionsDir)).sort(), ['current', 'previous', 'v0.9.0', 'v1.0.0']);
 });
 
+test('[systemctl stand-in] killed inside the switch, and previous then cannot be restored: the units still start on the old version, the failure says why', async () => {
+  const { d, installer } = await setUp({ TOPE_FAILPOINT: 'installer.previous-linked' });
+  await d.seedVersion('v0.9.0', { 'bin/a': 'a 0.9.0\n', 'bin/b': 'b 0.9.0\n' }, ['previous']);
+  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
+  await d.update('2.0.0');
+  await installer.exited;
+  await d.kill(installer);
+  // a real directory where the link was: the rename of a new link over it fails (EISDIR)
+  await fsp.rm(path.join(d.versionsDir, 'previous'));
+  await fsp.mkdir(path.join(d.versionsDir, 'previous'));
+  delete d.env.TOPE_FAILPOINT;
+  await d.start('installer');
+  const end = await d.finished();
+  assert.equal(end.stage, 'failed');
+  assert.match(end.error!, /^INSTALL_INTERRUPTED: .*; DEPLOYMENT_FAILED: previous not restored: /);
+  assert.equal(await d.link('current'), 'v1.0.0');
+  const units = await d.units();
+  assert.ok(units['a.service'].active && units['b.service'].active, 'the units run again');
+});
+
 test('[systemctl stand-in] killed in the middle of a rollback: the rollback is finished at the next start', async () => {
   const { d, installer } = await setUp({ TOPE_UNIT_START_TIMEOUT_MS: '1000' });
   await d.behave({ 'a.service': { unhealthy: ['2.0.0'] }, 'b.service': { hangStart: ['1.0.0'] } });

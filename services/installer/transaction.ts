@@ -286,8 +286,11 @@ export class Transaction {
     failpoint('installer.undo-restored');
     // a cut inside the switch can fall between its two links: `previous` already names the
     // running snapshot, `current` not yet the new one. Put `previous` back, or the snapshot it
-    // named is named by nothing (a level of rollback lost, its disk space with it)
-    await this.restorePrevious();
+    // named is named by nothing (a level of rollback lost, its disk space with it). A failure
+    // here is one of the undo's problems, not a reason to leave the units stopped
+    await this.restorePrevious().catch((e: unknown) =>
+      problems.push(wire(new UpdaterError('DEPLOYMENT_FAILED', `previous not restored: ${(e as Error).message}`))),
+    );
     await this.context.versions.discard(this.recorded.targetDir);
     await this.context.versions.sweep();
     for (const unit of this.recorded.units) {
@@ -342,8 +345,8 @@ export class Transaction {
 
   /**
    * `previous` as it was before this install (the journal's previousBefore), or no link if it named
-   * no snapshot then. Touched only when it names something else now: what the install did not
-   * change (a dangling link, a directory someone made there) is left as it was.
+   * no snapshot then. Touched only when it names another snapshot now (a real directory made
+   * there, which the switch cannot have replaced, is left alone).
    */
   private async restorePrevious(): Promise<void> {
     const { versions } = this.context;
