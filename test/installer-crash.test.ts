@@ -140,7 +140,11 @@ test('[systemctl stand-in] killed after the switch while starting units: the ins
   assert.equal(await d.link('previous'), 'v1.0.0');
 });
 
-test('[systemctl stand-in] killed inside the switch, previous linked and current not yet: undone, and previous names the snapshot it named before', async () => {
+/**
+ * A device with a `previous` (v0.9.0), the installer killed inside the switch of 2.0.0: `previous`
+ * already names the running v1.0.0, `current` still does too. Returns before the restart.
+ */
+async function killedInsideTheSwitch() {
   const { d, installer } = await setUp({ TOPE_FAILPOINT: 'installer.previous-linked' });
   await d.seedVersion('v0.9.0', { 'bin/a': 'a 0.9.0\n', 'bin/b': 'b 0.9.0\n' }, ['previous']);
   await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
@@ -149,6 +153,11 @@ test('[systemctl stand-in] killed inside the switch, previous linked and current
   assert.deepEqual([await d.link('previous'), await d.link('current')], ['v1.0.0', 'v1.0.0'], 'cut between the links');
   await d.kill(installer);
   delete d.env.TOPE_FAILPOINT;
+  return d;
+}
+
+test('[systemctl stand-in] killed inside the switch, previous linked and current not yet: undone, and previous names the snapshot it named before', async () => {
+  const d = await killedInsideTheSwitch();
   await d.start('installer');
   const end = await assertWhole(d, '1.0.0');
   assert.match(end.error!, /^INSTALL_INTERRUPTED/);
@@ -157,16 +166,10 @@ test('[systemctl stand-in] killed inside the switch, previous linked and current
 });
 
 test('[systemctl stand-in] killed inside the switch, and previous then cannot be restored: the units still start on the old version, the failure says why', async () => {
-  const { d, installer } = await setUp({ TOPE_FAILPOINT: 'installer.previous-linked' });
-  await d.seedVersion('v0.9.0', { 'bin/a': 'a 0.9.0\n', 'bin/b': 'b 0.9.0\n' }, ['previous']);
-  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
-  await d.update('2.0.0');
-  await installer.exited;
-  await d.kill(installer);
+  const d = await killedInsideTheSwitch();
   // a real directory where the link was: the rename of a new link over it fails (EISDIR)
   await fsp.rm(path.join(d.versionsDir, 'previous'));
   await fsp.mkdir(path.join(d.versionsDir, 'previous'));
-  delete d.env.TOPE_FAILPOINT;
   await d.start('installer');
   const end = await d.finished();
   assert.equal(end.stage, 'failed');
