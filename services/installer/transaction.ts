@@ -284,13 +284,11 @@ export class Transaction {
     const problems: string[] = [];
     await this.context.backups.restore(this.recorded.backups);
     failpoint('installer.undo-restored');
-    // a cut inside the switch can fall between its two links: `previous` already names the
-    // running snapshot, `current` not yet the new one. Put `previous` back, or the snapshot it
-    // named is named by nothing (a level of rollback lost, its disk space with it). A failure
-    // here is one of the undo's problems, not a reason to leave the units stopped
-    await this.restorePrevious().catch((e: unknown) =>
-      problems.push(wire(new UpdaterError('DEPLOYMENT_FAILED', `previous not restored: ${(e as Error).message}`))),
-    );
+    // a cut between the switch's two links leaves `previous` on the running snapshot: put it back,
+    // or the one it named is named by nothing. If that fails, the units are still started
+    await this.context.versions
+      .restoreLink('previous', this.recorded.previousBefore)
+      .catch((e: unknown) => problems.push(UpdaterError.from(e, 'DEPLOYMENT_FAILED', 'previous not restored: ').wire));
     await this.context.versions.discard(this.recorded.targetDir);
     await this.context.versions.sweep();
     for (const unit of this.recorded.units) {
@@ -339,21 +337,8 @@ export class Transaction {
     await this.context.backups.restore(this.recorded.backups);
     await versions.setLink('current', dir);
     failpoint('installer.rollback-linked');
-    if (level === 1) await this.restorePrevious();
+    if (level === 1) await versions.restoreLink('previous', this.recorded.previousBefore);
     await this.bringUp();
-  }
-
-  /**
-   * `previous` as it was before this install (the journal's previousBefore), or no link if it named
-   * no snapshot then. Touched only when it names another snapshot now (a real directory made
-   * there, which the switch cannot have replaced, is left alone).
-   */
-  private async restorePrevious(): Promise<void> {
-    const { versions } = this.context;
-    const before = this.recorded.previousBefore;
-    if ((await versions.target('previous')) === before) return;
-    if (before) await versions.setLink('previous', before);
-    else await versions.removeLink('previous');
   }
 
   /** Copies a live file aside before it is replaced, and journals it before the file changes. */

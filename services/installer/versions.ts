@@ -49,6 +49,17 @@ export class VersionStore {
     await fsyncDir(this.dir);
   }
 
+  /**
+   * `link` naming `target` again, or no link when `target` is null (it named no snapshot). Touched
+   * only when it names another snapshot now: a real directory made there, which no switch can have
+   * replaced, is left alone.
+   */
+  async restoreLink(link: LinkName, target: string | null): Promise<void> {
+    if ((await this.target(link)) === target) return;
+    if (target) await this.setLink(link, target);
+    else await this.removeLink(link);
+  }
+
   /** The directory name for a new snapshot of `version` that no link uses. */
   async freeDirName(version: string, seq: number): Promise<string> {
     const used = new Set(await Promise.all((['current', 'previous', 'factory'] as const).map((l) => this.target(l))));
