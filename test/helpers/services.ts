@@ -18,18 +18,22 @@ export const mainOf = (service: string) => path.join(distDir, 'bundle', `${servi
 /** The source tree's units (dist/../units): what a device's systemd starts each service with. */
 export const unitsDir = path.resolve(distDir, '../units');
 
+/** A service's unit file, or '' for a name that is not one of the product's services. */
+function unitText(service: string): string {
+  try {
+    return readFileSync(path.join(unitsDir, `tope-${service}.service`), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /**
  * The environment its unit sets for a service (Environment= lines: V8's heap flags in
  * NODE_OPTIONS, malloc's settings), empty for a name that is not one of the product's services:
  * the tests and the benchmarks run each service with what it ships with.
  */
 export function unitEnvironment(service: string): Record<string, string> {
-  let unit: string;
-  try {
-    unit = readFileSync(path.join(unitsDir, `tope-${service}.service`), 'utf8');
-  } catch {
-    return {}; // not one of the product's services
-  }
+  const unit = unitText(service);
   const env: Record<string, string> = {};
   for (const [, line] of unit.matchAll(/^Environment=(.*)$/gm)) {
     // systemd's form: assignments separated by spaces, each one whole in double quotes or bare
@@ -51,13 +55,7 @@ export const unitNodeOptions = (service: string): string | null => unitEnvironme
  * machine busy with other tests would only make them slower).
  */
 export function unitNice(service: string): number {
-  let unit: string;
-  try {
-    unit = readFileSync(path.join(unitsDir, `tope-${service}.service`), 'utf8');
-  } catch {
-    return 0; // not one of the product's services
-  }
-  const value = /^Nice=(-?\d+)$/m.exec(unit)?.[1];
+  const value = /^Nice=(-?\d+)$/m.exec(unitText(service))?.[1];
   return value === undefined ? 0 : Number(value);
 }
 
