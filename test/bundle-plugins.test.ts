@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import { build } from 'esbuild';
+import { assertOnlyCalled, BUNDLE_BANNER, BUNDLE_PLUGINS } from '../scripts/bundle-plugins.js';
+
+// What the services' bundles leave out (scripts/bundle-plugins.ts), each shown on a small program
+// built the way `make build` builds a service and run by Node: the built-ins it has loaded come
+// from process.moduleLoadList.
+
+const run = promisify(execFile);
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+let dir = '';
+before(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-bundle-plugins-'));
+});
+after(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+/** Writes `files` under the test's folder and bundles `entry` among them as a service is bundled. */
+async function bundle(name: string, files: Record<string, string>, entry: string) {
+  for (const [file, text] of Object.entries(files)) {
+    await fsp.mkdir(path.dirname(path.join(dir, name, file)), { recursive: true });
+    await fsp.writeFile(path.join(dir, name, file), text);
+  }
+  const outfile = path.join(dir, name, 'out.mjs');
+  const { metafile } = await build({
+    entryPoints: [path.join(dir, name, entry)],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    banner: { js: BUNDLE_BANNER },
+    logLevel: 'silent',
+    metafile: true,
+    nodePaths: [path.join(repo, 'node_modules')], // pino, as the services have it
+    plugins: BUNDLE_PLUGINS,
+  });
+  return { outfile, metafile };
+}
+
+/** Runs a built program that prints one JSON line last. */
+async function runJson(outfile: string): Promise<Record<string, unknown>> {
+  const { stdout } = await run(process.execPath, [outfile]);
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+}
+
+const LOADED = "process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13))";
+
+test('an ES import of node:util or node:crypto loads neither util lazy exports nor crypto until one is read', async () => {
+  const { outfile } = await bundle(
+    'lazy',
+    {
+      'main.mjs': `
+import util, { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
+const atStart = ${LOADED};
+await promisify(setTimeout)(1);
+const digest = createHash('sha256').update('tope').digest('hex');
+console.log(JSON.stringify({ atStart, afterUse: ${LOADED}, digest, inherits: typeof util.inherits }));
+`,
+    },
+    'main.mjs',
+  );
+  const out = await runJson(outfile);
+  const atStart = out.atStart as string[];
+  // util's lazy exports (worker_threads through the transferable abort signals, parseArgs, diff)
+  for (const lazy of ['worker_threads', 'internal/util/parse_args/parse_args', 'internal/util/diff', 'crypto'])
+    assert.ok(!atStart.includes(lazy), `${lazy} loaded before anything read it`);
+  assert.ok((out.afterUse as string[]).includes('crypto'), 'crypto loaded once createHash was read');
+  assert.equal(out.digest, createHash('sha256').update('tope').digest('hex'));
+  assert.equal(out.inherits, 'function', "util's default export still has every export");
+});
+
+test('pino bundled without its transports: it logs, loads no worker_threads, and says transports are not built in', async () => {
+  const { outfile } = await bundle(
+    'pino',
+    {
+      'main.mjs': `
+import pino from 'pino';
+const log = pino({ base: { service: 'probe' } }, pino.destination({ dest: 1, sync: true }));
+log.info('hello');
+let refused = '';
+try { pino.transport({ target: 'pino/file' }); } catch (e) { refused = e.message; }
+console.log(JSON.stringify({ loaded: ${LOADED}, refused }));
+`,
+    },
+    'main.mjs',
+  );
+  const { stdout } = await run(process.execPath, [outfile]);
+  const [line, last] = stdout.trim().split('\n');
+  assert.equal((JSON.parse(line!) as { msg: string; service: string }).msg, 'hello');
+  const out = JSON.parse(last!) as { loaded: string[]; refused: string };
+  assert.ok(!out.loaded.includes('worker_threads'), 'worker_threads loaded');
+  assert.match(out.refused, /pino transports are not built into this bundle/);
+});
+
+test("a bundled package's assert() guards as Node's does; using more of assert fails the build", async () => {
+  const { outfile } = await bundle(
+    'assert',
+    {
+      'node_modules/guarded/index.js': `
+const assert = require('node:assert');
+module.exports = (value) => assert(value, 'value must be set');
+`,
+      'main.mjs': `
+import guard from 'guarded';
+guard(1);
+let thrown = {};
+try { guard(0); } catch (e) { thrown = { name: e.name, code: e.code, message: e.message, isError: e instanceof Error }; }
+console.log(JSON.stringify({ thrown, loaded: ${LOADED} }));
+`,
+    },
+    'main.mjs',
+  );
+  const out = await runJson(outfile);
+  assert.deepEqual(out.thrown, {
+    name: 'AssertionError',
+    code: 'ERR_ASSERTION',
+    message: 'value must be set',
+    isError: true,
+  });
+  assert.ok(!(out.loaded as string[]).includes('assert'), "Node's assert module loaded");
+
+  for (const [name, use] of [
+    ['member', "const assert = require('assert');\nmodule.exports = () => assert.strictEqual(1, 1);"],
+    ['destructured', "const { deepEqual } = require('node:assert');\nmodule.exports = () => deepEqual(1, 1);"],
+    ['chained', "module.exports = () => require('assert').equal(1, 1);"],
+  ] as const) {
+    const { metafile } = await bundle(
+      `assert-${name}`,
+      { 'node_modules/strict/index.js': use, 'main.mjs': "import s from 'strict';\ns();\n" },
+      'main.mjs',
+    );
+    await assert.rejects(assertOnlyCalled(metafile.inputs), /strict\/index\.js uses .*is assert\(\) alone/, name);
+  }
+});
