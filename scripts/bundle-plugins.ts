@@ -6,10 +6,10 @@ import type { Metafile, Plugin } from 'esbuild';
 // What the bundles (scripts/bundle.ts) change in how their packages load Node's built-ins and
 // each other: each plugin leaves out code a service never runs, whose loading alone costs resident
 // memory: each of Node's modules loaded is its source and compiled code read from the node binary,
-// and its functions in V8's heap. The last four, each left out in turn from idle services (RSS,
-// median of three): util/crypto on first read -0.9 MiB in the gateway, -0.5 in the others; pino
-// without transports -0.5 to -0.6; assert() alone -0.2 to -0.4; all four -2.0 (gateway), -0.7
-// (installer), -1.0 MiB (fetcher) (BENCHMARKS.md, the budget section).
+// and its functions in V8's heap. Measured on idle services (RSS, median of three), each left out
+// in turn: util and crypto behind getters -0.9 MiB in the gateway, -0.5 in the workers; pino
+// without transports -0.5 to -0.6; assert() alone -0.2 to -0.4; the three together -2.0
+// (gateway), -0.7 (installer), -1.0 MiB (fetcher) (BENCHMARKS.md, the budget section).
 
 // undici, pino and yauzl are CommonJS: in an ES module bundle their require() of Node's
 // built-ins needs a real require
