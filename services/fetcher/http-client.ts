@@ -1,4 +1,3 @@
-import v8 from 'node:v8';
 import type { Dispatcher } from 'undici';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import request from 'undici/lib/api/api-request.js';
@@ -16,15 +15,6 @@ export type { Dispatcher };
 
 /** The fetcher's one Agent: every connection made through `connect`, HTTP/1.1 only. */
 export function httpAgent(connect: buildConnector.connector, timeoutMs: number): Dispatcher {
-  // undici parses HTTP with llhttp compiled to WebAssembly, and V8 recompiles a hot wasm function
-  // with TurboFan in the background: llhttp's parser is one very large function, and compiling it
-  // took ~23 MiB of V8's compiler memory at once, a few hundred milliseconds into each download:
-  // the fetcher's peak RSS. Liftoff's code (V8's baseline wasm compiler) is fast enough for a
-  // parser that hands over each read's body as one span: a 256 MiB loopback download through
-  // undici alone took 0.24 s of CPU without the recompilation, 0.29 s with it. V8 reads the flags
-  // when it compiles a module, here at the first connection; not settable in NODE_OPTIONS.
-  v8.setFlagsFromString('--no-wasm-dynamic-tiering');
-  v8.setFlagsFromString('--no-wasm-tier-up');
   return new Agent({ connect, allowH2: false, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
 }
 

@@ -7,10 +7,12 @@ import { fetcherRecordSchema, PACKAGES_DIR } from '../../shared/worker-records.j
 import { trustSettings } from '../../shared/trust/package-trust.js';
 import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { workers } from '../../shared/workers.js';
+import { tuneEngine } from './engine-flags.js';
 import { Fetcher } from './fetcher.js';
 import { httpAgent } from './http-client.js';
 import { AddressPolicy, checkedConnector } from './url-policy.js';
 
+tuneEngine();
 await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify }) => {
   const packagesDir = path.join(stateDir, PACKAGES_DIR);
   await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
