@@ -143,3 +143,30 @@ console.log(JSON.stringify({ thrown, loaded: ${LOADED} }));
     await assert.rejects(assertOnlyCalled(metafile.inputs), /strict\/index\.js uses .*is assert\(\) alone/, name);
   }
 });
+
+test("undici's Milo parser is left out of the fetcher's bundle, and its HTTP/1.1 client still parses a response", async () => {
+  const fetcherBundle = await fsp.readFile(path.join(repo, 'dist', 'bundle', 'fetcher.js'), 'utf8');
+  assert.ok(!fetcherBundle.includes('undici/lib/milo/'), 'Milo built into the fetcher');
+  assert.ok(!fetcherBundle.includes('undici/lib/dispatcher/parser-h1.js'), "Milo's parser built into the fetcher");
+  const { outfile } = await bundle(
+    'undici',
+    {
+      'main.mjs': `
+import http from 'node:http';
+import Agent from 'undici/lib/dispatcher/agent.js';
+import request from 'undici/lib/api/api-request.js';
+const server = http.createServer((req, res) => res.end('parsed by llhttp'));
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const agent = new Agent();
+const origin = 'http://127.0.0.1:' + server.address().port;
+const response = await request.call(agent, { origin, path: '/', method: 'GET' });
+const body = await response.body.text();
+await agent.close();
+server.close();
+console.log(JSON.stringify({ status: response.statusCode, body }));
+`,
+    },
+    'main.mjs',
+  );
+  assert.deepEqual(await runJson(outfile), { status: 200, body: 'parsed by llhttp' });
+});
