@@ -35,7 +35,11 @@ async function bundle(outName: string, entry: string): Promise<[string, Set<stri
     format: 'esm',
     target: 'node24',
     banner: { js: BUNDLE_BANNER },
-    // not minified: a stack trace from the journal stays readable without the map
+    // Whitespace only: the source text is kept in V8's heap while the service runs, and without
+    // the spaces and comments it takes 0.5-0.6 MiB less (idle gateway and installer, median of three).
+    // Names stay, so a stack trace in the journal still names its functions; its lines and columns
+    // map back to the TypeScript through the .map installed beside each bundle (node --enable-source-maps).
+    minifyWhitespace: true,
     sourcemap: 'linked',
     sourcesContent: false,
     legalComments: 'none',
