@@ -9,7 +9,7 @@ import type { Metafile, Plugin } from 'esbuild';
 // and its functions in V8's heap. Measured on idle services (RSS, median of three), each left out
 // in turn: util and crypto behind getters -0.9 MiB in the gateway, -0.5 in the workers; pino
 // without transports -0.5 to -0.6; assert() alone -0.2 to -0.4; the three together -2.0
-// (gateway), -0.7 (installer), -1.0 MiB (fetcher) (BENCHMARKS.md, the budget section).
+// (gateway), -0.7 (installer), -0.9 MiB (fetcher) (BENCHMARKS.md, the budget section).
 
 // undici, pino and yauzl are CommonJS: in an ES module bundle their require() of Node's
 // built-ins needs a real require
@@ -82,7 +82,7 @@ const undiciWithoutHttp2: Plugin = {
 // for it (`useMilo`, or setMiloEnabled()); Node's own copy of undici leaves it out (client-h1.js
 // skips it when built by esbuild for Node). The fetcher's client never asks: client-h1.js gets a
 // parser-h1.js that says Milo is off, and whose parser says why, should it ever be constructed.
-// Idle fetcher RSS 64.4 -> 62.5 MiB (median of three).
+// Idle fetcher RSS 62.9 -> 61.0 MiB (median of three).
 const undiciWithoutMilo: Plugin = {
   name: 'undici-without-milo',
   setup(b) {
