@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
-import type { Metafile, Plugin } from 'esbuild';
+import type { BuildOptions, Metafile, Plugin } from 'esbuild';
 
 // What the bundles (scripts/bundle.ts) change in how their packages load Node's built-ins and
 // each other: each plugin leaves out code a service never runs, whose loading alone costs resident
@@ -179,3 +179,19 @@ export const BUNDLE_PLUGINS: Plugin[] = [
   pinoWithoutTransports,
   plainAssert,
 ];
+
+/** How every bundle is built (scripts/bundle.ts adds its entry, output and source map). */
+export const BUNDLE_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node24',
+  banner: { js: BUNDLE_BANNER },
+  // Whitespace only: the source text is kept in V8's heap while the service runs, and without
+  // the spaces and comments it takes 0.5-0.6 MiB less (idle gateway and installer, median of three).
+  // Names stay, so a stack trace in the journal still names its functions; its lines and columns
+  // map back to the TypeScript through the .map installed beside each bundle (node --enable-source-maps).
+  minifyWhitespace: true,
+  legalComments: 'none',
+  plugins: BUNDLE_PLUGINS,
+} satisfies BuildOptions;

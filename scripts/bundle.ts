@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { assertOnlyCalled, BUNDLE_BANNER, BUNDLE_PLUGINS } from './bundle-plugins.js';
+import { assertOnlyCalled, BUNDLE_OPTIONS } from './bundle-plugins.js';
 import { licensesOf, packageDirsOf } from './bundle-licenses.js';
 import { keepSources, type SourceMap } from './bundle-map.js';
 
@@ -28,24 +28,13 @@ const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 async function bundle(outName: string, entry: string): Promise<[string, Set<string>]> {
   const outfile = path.join(dist, 'bundle', `${outName}.js`);
   const { metafile } = await build({
+    ...BUNDLE_OPTIONS,
     entryPoints: [path.join(dist, entry)],
     outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    banner: { js: BUNDLE_BANNER },
-    // Whitespace only: the source text is kept in V8's heap while the service runs, and without
-    // the spaces and comments it takes 0.5-0.6 MiB less (idle gateway and installer, median of three).
-    // Names stay, so a stack trace in the journal still names its functions; its lines and columns
-    // map back to the TypeScript through the .map installed beside each bundle (node --enable-source-maps).
-    minifyWhitespace: true,
     sourcemap: 'linked',
     sourcesContent: false,
-    legalComments: 'none',
     logLevel: 'warning',
     metafile: true,
-    plugins: BUNDLE_PLUGINS,
   });
   await assertOnlyCalled(metafile.inputs);
   const map = JSON.parse(await fsp.readFile(`${outfile}.map`, 'utf8')) as SourceMap;

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { build } from 'esbuild';
-import { assertOnlyCalled, BUNDLE_BANNER, BUNDLE_PLUGINS } from '../scripts/bundle-plugins.js';
+import { assertOnlyCalled, BUNDLE_OPTIONS } from '../scripts/bundle-plugins.js';
 
 // What the services' bundles leave out (scripts/bundle-plugins.ts), each shown on a small program
 // built the way `make build` builds a service and run by Node: the built-ins it has loaded come
@@ -32,17 +32,12 @@ async function bundle(name: string, files: Record<string, string>, entry: string
   }
   const outfile = path.join(dir, name, 'out.mjs');
   const { metafile } = await build({
+    ...BUNDLE_OPTIONS,
     entryPoints: [path.join(dir, name, entry)],
     outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    banner: { js: BUNDLE_BANNER },
     logLevel: 'silent',
     metafile: true,
     nodePaths: [path.join(repo, 'node_modules')], // pino, as the services have it
-    plugins: BUNDLE_PLUGINS,
   });
   return { outfile, metafile };
 }
