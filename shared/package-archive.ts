@@ -82,6 +82,12 @@ export class PackageArchive {
   /** Extractions under way, some reading `fd` directly: close() waits for them (the number could be reused). */
   private reading = 0;
   private closeWanted = false;
+  /**
+   * readStored's two buffers, kept from one stored entry to the next (the largest pair needed so far,
+   * at most STORED_READ_BYTES each): under the units' malloc settings a new pair of 128 KiB or more
+   * was two mmaps, munmaps and their page faults per entry. One read takes them; another meanwhile gets its own.
+   */
+  private readBuffers: Buffer[] | null = null;
 
   private constructor(
     private readonly zip: yauzl.ZipFile,
@@ -283,13 +289,14 @@ export class PackageArchive {
     sink?: (chunk: Buffer) => Promise<void>,
   ): Promise<void> {
     let writing: Promise<void> = Promise.resolve();
+    let buffers: Buffer[] | null = null;
     try {
       // the local header's signature checked and its data bounded by the file's size
       const { fileDataStart } = await this.zip.readLocalFileHeaderPromise(entry, { minimal: true });
       const size = entry.compressedSize; // the uncompressed size: yauzl checks it (validateEntrySizes)
       const crc = new Crc32Check(entry);
       const payload = expected && new PayloadCheck(expected);
-      const buffers = [0, 1].map(() => Buffer.allocUnsafeSlow(Math.min(size, STORED_READ_BYTES)));
+      buffers = this.takeReadBuffers(Math.min(size, STORED_READ_BYTES));
       for (let done = 0, turn = 0; done < size; turn ^= 1) {
         const chunk = buffers[turn]!.subarray(0, Math.min(STORED_READ_BYTES, size - done));
         await readFully(this.fd, chunk, fileDataStart + done, endedInside);
@@ -307,7 +314,19 @@ export class PackageArchive {
       payload?.end();
     } finally {
       await writing.catch(() => undefined); // nothing writes from the buffers once this returns
+      if (buffers) this.giveBackReadBuffers(buffers);
     }
+  }
+
+  private takeReadBuffers(length: number): Buffer[] {
+    const kept = this.readBuffers;
+    this.readBuffers = null;
+    if (kept && kept[0]!.length >= length) return kept;
+    return [Buffer.allocUnsafeSlow(length), Buffer.allocUnsafeSlow(length)];
+  }
+
+  private giveBackReadBuffers(buffers: Buffer[]): void {
+    if (!this.readBuffers || this.readBuffers[0]!.length < buffers[0]!.length) this.readBuffers = buffers;
   }
 
   /** Any other entry through yauzl's stream (a deflated one is inflated there), checked the same way. */

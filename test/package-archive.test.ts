@@ -89,6 +89,46 @@ test('a stored entry holds two read buffers, not a new Buffer per read awaiting 
   assert.ok(peak <= 3 * STORED_READ_BYTES, `${peak} bytes of ArrayBuffers at once`);
 });
 
+test('stored entries one after another reuse the two read buffers, and still each get their own bytes', async () => {
+  const sizes = [16 * 1024, 2 * STORED_READ_BYTES + 1, STORED_READ_BYTES, 3 * STORED_READ_BYTES, 4096];
+  const files = sizes.map((size, i) => ({ name: `bin/f${i}`, data: randomBytes(size), compress: false }));
+  const archive = await PackageArchive.open(await packageFile(await buildZip(files)), limits);
+  const allocated: number[] = [];
+  const allocUnsafeSlow = Buffer.allocUnsafeSlow;
+  Buffer.allocUnsafeSlow = (size: number) => {
+    allocated.push(size);
+    return allocUnsafeSlow(size);
+  };
+  try {
+    for (const f of files) {
+      await archive.extractTo(f.name, path.join(dir, 'reuse', f.name), expectation(f.data), { sync: false });
+      await archive.checkEntry(f.name, expectation(f.data));
+    }
+  } finally {
+    Buffer.allocUnsafeSlow = allocUnsafeSlow;
+    archive.close();
+  }
+  for (const f of files) assert.ok((await fsp.readFile(path.join(dir, 'reuse', f.name))).equals(f.data), f.name);
+  // a pair for the first, small entry, a larger pair once an entry needs it, then none
+  assert.deepEqual(allocated, [16 * 1024, 16 * 1024, STORED_READ_BYTES, STORED_READ_BYTES]);
+});
+
+test('stored entries read at the same time each read into buffers of their own', async () => {
+  const files = [0, 1, 2].map((i) => ({
+    name: `bin/c${i}`,
+    data: randomBytes(3 * STORED_READ_BYTES + i),
+    compress: false,
+  }));
+  const archive = await PackageArchive.open(await packageFile(await buildZip(files)), limits);
+  try {
+    await archive.checkEntry(files[0]!.name, expectation(files[0]!.data)); // a pair is kept now
+    // one shared pair would mix their bytes: the CRC-32 and the SHA-256 would refuse them
+    await Promise.all(files.map((f) => archive.checkEntry(f.name, expectation(f.data))));
+  } finally {
+    archive.close();
+  }
+});
+
 test('a byte changed in the package file: CRC mismatch, wherever it falls; nothing written', async () => {
   const zip = await storedZip();
   const { offset } = storedDataOffset(zip, 'bin/a');
