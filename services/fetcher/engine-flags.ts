@@ -15,11 +15,13 @@ export function tuneEngine(): void {
   // it compiles a module, at the first connection.
   v8.setFlagsFromString('--no-wasm-dynamic-tiering');
   v8.setFlagsFromString('--no-wasm-tier-up');
-  // No optimizing JavaScript compilers (Maglev, TurboFan): a download's work is hashing (OpenSSL)
-  // and parsing (the wasm above); the JavaScript around them runs per read, and V8's interpreter
-  // and baseline code do it at the same CPU. The compilers' own code and memory are what they
-  // cost: over a 1 GiB loopback download, peak RSS 73.0–73.4 → 69.3–70.1 MiB, CPU per GiB
-  // 3.36–3.55 → 3.29–3.54 s, in three alternating pairs (BENCHMARKS.md). `--jitless` would also
-  // drop the baseline code, but it turns WebAssembly off, and undici's parser needs it.
+  // No TurboFan (`--no-opt` is V8's alias of `--no-turbofan`; Maglev, the mid-tier compiler,
+  // stays): a download's work is hashing (OpenSSL) and parsing (the wasm above); the JavaScript
+  // around them runs once per read, and Maglev's code does it at the same CPU. TurboFan's own code
+  // and memory are what it cost: over a 1 GiB loopback download, peak RSS 73.0–73.4 → 69.3–70.1
+  // MiB, CPU per GiB 3.36–3.55 → 3.29–3.54 s, in three alternating pairs (BENCHMARKS.md).
+  // `--jitless` would go further, but it turns WebAssembly off, which undici's parser needs. A flag
+  // set here also makes Node compile the built-ins it loads afterwards without their code cache
+  // (its hash covers the flags): no RSS measurable, ~0.2 ms more to load crypto.
   v8.setFlagsFromString('--no-opt');
 }
