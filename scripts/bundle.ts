@@ -38,9 +38,7 @@ async function bundle(outName: string, entry: string): Promise<[string, Set<stri
   });
   await assertOnlyCalled(metafile.inputs);
   const map = JSON.parse(await fsp.readFile(`${outfile}.map`, 'utf8')) as SourceMap;
-  // the packages' sources, and the modules the plugins write (`builtin:node:fs`, `plain-assert:assert`:
-  // a namespace, then a colon), which are no file anyone could open
-  const ours = keepSources(map, (source) => source.split('/').includes('node_modules') || /^[a-z0-9-]+:/.test(source));
+  const ours = keepSources(map, (source) => source.split('/').includes('node_modules'));
   await fsp.writeFile(`${outfile}.map`, JSON.stringify(ours));
   // the metafile's inputs are relative to esbuild's working directory
   return [outName, packageDirsOf(Object.keys(metafile.inputs).map((input) => path.resolve(input)))];
