@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,9 +59,24 @@ export function unitNice(service: string): number {
   return value === undefined ? 0 : Number(value);
 }
 
+// Every device made in this process, removed when it exits: a test may look at a device's files
+// after stopping it, and a test file's process ends after its last test. Left behind, they were
+// ~300 directories (up to 51 MiB each) a `make test` in the machine's /tmp, run after run.
+const deviceRoots: string[] = [];
+process.on('exit', () => {
+  for (const root of deviceRoots) {
+    try {
+      rmSync(root, { recursive: true, force: true });
+    } catch {
+      // a mount left on it (disk-full.test's tmpfs, should its umount have failed): left as it is
+    }
+  }
+});
+
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
+  deviceRoots.push(root);
   for (const d of ['run', 'fetcher', 'installer', 'sysroot/opt/tope/versions'])
     mkdirSync(path.join(root, d), { recursive: true });
   const env: Record<string, string> = {
