@@ -13,7 +13,7 @@ import type { BuildOptions, Metafile, Plugin } from 'esbuild';
 
 // undici, pino and yauzl are CommonJS: in an ES module bundle their require() of Node's
 // built-ins needs a real require
-export const BUNDLE_BANNER =
+const BUNDLE_BANNER =
   "import { createRequire as topeCreateRequire } from 'node:module';\nconst require = topeCreateRequire(import.meta.url);";
 
 // Node's built-in modules reached through require(), never through an ES import. An ES import of a
@@ -29,7 +29,7 @@ export const BUNDLE_BANNER =
 // `node:crypto` loads its 18 modules as soon as anything requires it, which in the gateway is only
 // tinyhttp's ETag and signed-cookie helpers, never called by the gateway's routes. Those two come
 // as an object with one getter per export, which requires the built-in at the first read of one.
-export const LAZY_BUILTINS = new Set(['node:util', 'util', 'node:crypto', 'crypto']);
+const LAZY_BUILTINS = new Set(['node:util', 'util', 'node:crypto', 'crypto']);
 function facadeOf(builtin: string): string {
   const names = Object.getOwnPropertyNames(createRequire(import.meta.url)(builtin) as object);
   const getters = names.map((name) => `  get ${JSON.stringify(name)}() { return load()[${JSON.stringify(name)}]; },`);
@@ -172,7 +172,7 @@ export async function assertOnlyCalled(inputs: Metafile['inputs']): Promise<void
 }
 
 /** Every bundle's plugins, in the order esbuild asks them. */
-export const BUNDLE_PLUGINS: Plugin[] = [
+const BUNDLE_PLUGINS: Plugin[] = [
   builtinsThroughRequire,
   undiciWithoutHttp2,
   undiciWithoutMilo,
