@@ -5,11 +5,18 @@ import { hasInheritedSocket } from './listen.js';
  * request, a command connection) and no work running, it ends. systemd keeps the socket and
  * starts the service again on the next connection; the state lives in files, so nothing is lost.
  * Started any other way (`make run`, by hand), nothing would start it again: it never ends.
+ *
+ * A worker whose work has ended (a download verified or failed, an install concluded) ends at
+ * once instead (`workEnded`): its next command may be days away, and on a printer with 512 MiB
+ * the fetcher's ~60 MiB would otherwise stay beside the installer for the whole install that
+ * follows a download.
  */
 export class IdleExit {
   private inFlight = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly idleMs: number;
+  /** The work that ran has ended and no command came since: the next check is not waited for. */
+  private workDone = false;
 
   constructor(
     idleMs: number,
@@ -23,6 +30,7 @@ export class IdleExit {
   /** Something began that the process must stay up for. */
   begin(): void {
     this.inFlight++;
+    this.workDone = false;
     this.disarm();
   }
 
@@ -30,10 +38,16 @@ export class IdleExit {
     if (--this.inFlight === 0) this.arm();
   }
 
+  /** The work a command or the recovery started has ended: with nothing in flight, the process ends now. */
+  workEnded(): void {
+    this.workDone = true;
+    if (this.inFlight === 0) this.arm();
+  }
+
   private arm(): void {
     if (this.idleMs <= 0) return;
     this.disarm();
-    this.timer = setTimeout(() => void this.check(), this.idleMs);
+    this.timer = setTimeout(() => void this.check(), this.workDone ? 0 : this.idleMs);
   }
 
   private disarm(): void {
@@ -44,7 +58,11 @@ export class IdleExit {
   private async check(): Promise<void> {
     this.timer = null;
     if (this.inFlight > 0) return;
-    if (await this.workRunning().catch(() => true)) return this.arm();
+    if (await this.workRunning().catch(() => true)) {
+      // the work's end calls workEnded(); until then, the usual period
+      this.workDone = false;
+      return this.arm();
+    }
     if (this.inFlight === 0 && !this.timer) this.onIdle();
   }
 }

@@ -36,6 +36,8 @@ export interface WorkerProcess {
   stop: () => Promise<void>;
   /** Whether work is under way (an idle exit waits for it to end). */
   busy: () => boolean;
+  /** Resolves when the work under way, if any, has ended (its last status written and reported). */
+  settled: () => Promise<void>;
 }
 
 /**
@@ -90,9 +92,11 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
   let turn: Promise<unknown> = Promise.resolve();
   const server = createCommandServer(
     (command) => {
-      const reply = turn.then(() => {
+      const reply = turn.then(async () => {
         log.info({ command: command.type, seq: command.seq }, 'command received');
-        return worker.handle(command);
+        const answer = await worker.handle(command);
+        exitWhenWorkEnds();
+        return answer;
       });
       turn = reply.catch(() => undefined);
       return reply;
@@ -122,6 +126,15 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
     async () => worker.busy(),
     () => void shutdown('idle'),
   );
+  /** A command, or the recovery, that started work: the process ends when that work has (see IdleExit). */
+  function exitWhenWorkEnds(): void {
+    if (worker.busy())
+      void worker.settled().then(
+        () => idle.workEnded(),
+        () => idle.workEnded(),
+      );
+  }
+  exitWhenWorkEnds();
   server.on('connection', (socket) => {
     idle.begin();
     socket.on('close', () => idle.end());

@@ -6,7 +6,9 @@ import type { FetcherRecord } from '../shared/worker-records.js';
 import { sendCommand } from '../shared/protocol.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
+import { InstallDevice } from './helpers/install-device.js';
 import { Origin } from './helpers/origin.js';
+import { buildPackage } from './helpers/packages.js';
 import { distDir, freePort, mainOf, Service } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -152,4 +154,73 @@ test('socket-activated, an idle worker exits by itself, but never while its work
   assert.ok(finishedAt - startedAt > 300, 'the download lasted longer than the idle time');
   assert.ok(stoppedAt >= finishedAt, 'it stayed up for the whole download and stopped only after it');
   assert.equal(fetcher.logged('stopping')?.signal, 'idle');
+});
+
+/** Resolves with the exit once `service` has exited, failing after `timeoutMs`. */
+async function exitOf(service: Service, timeoutMs: number): Promise<{ code: number | null }> {
+  let exit: { code: number | null } | null = null;
+  void service.exited.then((e) => (exit = e));
+  return waitFor('the service to exit', () => exit, timeoutMs);
+}
+
+test('socket-activated, a worker whose work has ended exits at once, not an idle period later', async () => {
+  // an idle period far longer than the test's deadline: only the work's end can make it exit in time
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '600000' });
+  const origin = await new Origin(256 * 1024).start();
+  cleanups.push(() => origin.stop());
+  const socket = device.env.TOPE_FETCHER_SOCKET;
+  const fetcher = activated('fetcher', device.env, socket);
+  const job = {
+    version: '5.0.1',
+    package_url: origin.url(),
+    package_name: 'p.zip',
+    package_size: origin.body.length,
+    package_md5: origin.md5,
+  };
+  const reply = await waitFor('the activated fetcher to take a command', () =>
+    sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null),
+  );
+  assert.deepEqual(reply, { ok: true });
+  const { code } = await exitOf(fetcher, 20_000);
+  assert.equal(code, 0);
+  assert.equal(fetcher.logged('stopping')?.signal, 'idle');
+  // it ended after its work, with the work's last status written
+  const record = await device.fetcherStore.read();
+  assert.equal(record?.status.stage, 'toInstall');
+  assert.ok(Number(fetcher.logged('stopping')?.time) >= Date.parse(record!.verifiedAt!));
+});
+
+test('socket-activated, a command that starts no work leaves the worker its whole idle period', async () => {
+  const idleMs = 1500;
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: String(idleMs) });
+  const socket = device.env.TOPE_FETCHER_SOCKET;
+  const fetcher = activated('fetcher', device.env, socket);
+  // a command the fetcher refuses: answered, no work started
+  const reply = await waitFor('the activated fetcher to take a command', () =>
+    sendCommand(socket, { type: 'install', seq: 8, version: '1.0.0' }).catch(() => null),
+  );
+  assert.equal(reply.ok, false);
+  const { code } = await exitOf(fetcher, 20_000);
+  assert.equal(code, 0);
+  const commandAt = Number(fetcher.logged('command received')?.time);
+  const stoppedAt = Number(fetcher.logged('stopping')?.time);
+  assert.ok(stoppedAt - commandAt >= idleMs, `stopped ${stoppedAt - commandAt} ms after the command`);
+});
+
+test('socket-activated, the installer exits once its install has concluded, not an idle period later', async () => {
+  const d = new InstallDevice({ TOPE_IDLE_EXIT_MS: '600000' });
+  cleanups.push(() => d.stop());
+  await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
+  await d.setUnits({ 'a.service': { active: true } });
+  await d.start('api-gateway');
+  const installer = activated('installer', d.env, d.env.TOPE_INSTALLER_SOCKET);
+  const module = { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service', restart_order: 1 };
+  await d.verified(await buildPackage('2.0.0', [module]), '2.0.0');
+  // the gateway's command starts it, as the .socket unit would
+  assert.equal((await d.update('2.0.0')).body.code, 200);
+  assert.equal((await d.finished()).stage, 'success');
+  const { code } = await exitOf(installer, 20_000);
+  assert.equal(code, 0);
+  assert.equal(installer.logged('stopping')?.signal, 'idle');
+  assert.equal(await d.file('/opt/tope/versions/current/bin/a'), 'a 2.0.0\n');
 });

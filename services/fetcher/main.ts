@@ -51,5 +51,6 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     handle: (command) => fetcher.handle(command),
     stop: () => fetcher.stop(), // the download resumes at the next start
     busy: () => fetcher.busy,
+    settled: () => fetcher.settled(),
   };
 });

@@ -55,5 +55,6 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     // an install is not cut on purpose: SIGTERM waits for it (TimeoutStopSec bounds the wait)
     stop: () => installer.settled(),
     busy: () => installer.busy,
+    settled: () => installer.settled(),
   };
 });
