@@ -117,15 +117,19 @@ test('started without socket activation, the idle gateway stays up: nothing woul
   assert.equal((await call(device.base, 'GET', '/api/v1.0/progress')).body.data.stage, 'toInstall');
 });
 
-test('socket-activated, an idle worker exits by itself, but never while its work runs', async () => {
-  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '300' });
+/**
+ * A fetcher behind systemd-socket-activate with `idleMs` as its idle period, started by a download
+ * command from a local origin (`throttled`: ~0.8 s long) that it has taken.
+ */
+async function activatedDownload(idleMs: number, version: string, throttled: boolean) {
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: String(idleMs) });
   const origin = await new Origin(256 * 1024).start();
-  origin.script(() => ({ kind: 'serve', throttle: { bytes: 16 * 1024, everyMs: 50 } })); // about 0.8 s
+  if (throttled) origin.script(() => ({ kind: 'serve', throttle: { bytes: 16 * 1024, everyMs: 50 } }));
   cleanups.push(() => origin.stop());
   const socket = device.env.TOPE_FETCHER_SOCKET;
   const fetcher = activated('fetcher', device.env, socket);
   const job = {
-    version: '5.0.0',
+    version,
     package_url: origin.url(),
     package_name: 'p.zip',
     package_size: origin.body.length,
@@ -135,6 +139,11 @@ test('socket-activated, an idle worker exits by itself, but never while its work
     sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null),
   );
   assert.deepEqual(reply, { ok: true });
+  return { device, fetcher };
+}
+
+test('socket-activated, an idle worker exits by itself, but never while its work runs', async () => {
+  const { device, fetcher } = await activatedDownload(300, '5.0.0', true);
   assert.equal((await fetcher.waitLog('fetcher ready')).where, 'inherited fd 3');
   const record = await waitFor(
     'the download to end',
@@ -165,22 +174,7 @@ async function exitOf(service: Service, timeoutMs: number): Promise<{ code: numb
 
 test('socket-activated, a worker whose work has ended exits at once, not an idle period later', async () => {
   // an idle period far longer than the test's deadline: only the work's end can make it exit in time
-  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: '600000' });
-  const origin = await new Origin(256 * 1024).start();
-  cleanups.push(() => origin.stop());
-  const socket = device.env.TOPE_FETCHER_SOCKET;
-  const fetcher = activated('fetcher', device.env, socket);
-  const job = {
-    version: '5.0.1',
-    package_url: origin.url(),
-    package_name: 'p.zip',
-    package_size: origin.body.length,
-    package_md5: origin.md5,
-  };
-  const reply = await waitFor('the activated fetcher to take a command', () =>
-    sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null),
-  );
-  assert.deepEqual(reply, { ok: true });
+  const { device, fetcher } = await activatedDownload(600_000, '5.0.1', false);
   const { code } = await exitOf(fetcher, 20_000);
   assert.equal(code, 0);
   assert.equal(fetcher.logged('stopping')?.signal, 'idle');
