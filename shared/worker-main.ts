@@ -9,6 +9,8 @@ import { createLogger, type Logger } from './log.js';
 import { Notifier } from './notify.js';
 import { createCommandServer, type Command, type Reply } from './protocol.js';
 import { Reporter } from './reporter.js';
+import { exitAtOnceStages } from './stages.js';
+import type { Stage } from './status.js';
 import { StatusPublisher } from './status-publisher.js';
 import { recordPathOf, socketOf, workers, type WorkerName } from './workers.js';
 
@@ -30,7 +32,7 @@ export interface WorkerContext {
 export interface WorkerProcess {
   /** The recovery action of whatever it had persisted, run before it takes commands. */
   recover: () => Promise<void>;
-  stage: () => string;
+  stage: () => Stage;
   handle: (command: Command) => Promise<Reply>;
   /** What SIGTERM waits for before the process exits. */
   stop: () => Promise<void>;
@@ -38,6 +40,12 @@ export interface WorkerProcess {
   busy: () => boolean;
   /** Resolves when the work under way, if any, has ended (its last status written and reported). */
   settled: () => Promise<void>;
+  /**
+   * Whether something the work started still runs inside this process's unit (the ota-gui binary
+   * the installer starts when the printer has no ota-gui unit): systemd would kill it with the
+   * process, so the process keeps its idle period.
+   */
+  holdsChildren: () => boolean;
 }
 
 /**
@@ -92,12 +100,17 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
   let turn: Promise<unknown> = Promise.resolve();
   const server = createCommandServer(
     (command) => {
-      const reply = turn.then(async () => {
-        log.info({ command: command.type, seq: command.seq }, 'command received');
-        const answer = await worker.handle(command);
-        exitWhenWorkEnds();
-        return answer;
-      });
+      // in flight from now, not only while its connection is open: a command queued behind work
+      // that is ending must not see the process exit under it (its sender may have given up)
+      idle.begin();
+      const reply = turn
+        .then(async () => {
+          log.info({ command: command.type, seq: command.seq }, 'command received');
+          const answer = await worker.handle(command);
+          exitWhenWorkEnds();
+          return answer;
+        })
+        .finally(() => idle.end());
       turn = reply.catch(() => undefined);
       return reply;
     },
@@ -126,13 +139,16 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
     async () => worker.busy(),
     () => void shutdown('idle'),
   );
-  /** A command, or the recovery, that started work: the process ends when that work has (see IdleExit). */
+  /**
+   * A command, or the recovery, that started work: the process ends when that work has, if it
+   * ended in a stage that allows it (shared/stages.ts) and left nothing running (see IdleExit).
+   */
   function exitWhenWorkEnds(): void {
-    if (worker.busy())
-      void worker.settled().then(
-        () => idle.workEnded(),
-        () => idle.workEnded(),
-      );
+    if (!worker.busy()) return;
+    const ended = () => {
+      if (exitAtOnceStages.has(worker.stage()) && !worker.holdsChildren()) idle.workEnded();
+    };
+    void worker.settled().then(ended, ended);
   }
   exitWhenWorkEnds();
   server.on('connection', (socket) => {

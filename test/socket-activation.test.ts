@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import type { FetcherRecord } from '../shared/worker-records.js';
 import { sendCommand } from '../shared/protocol.js';
 import { call } from './helpers/api.js';
+import { DeviceApi } from './helpers/device-api.js';
 import { TestDevice } from './helpers/device.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { Origin } from './helpers/origin.js';
@@ -121,8 +123,13 @@ test('started without socket activation, the idle gateway stays up: nothing woul
  * A fetcher behind systemd-socket-activate with `idleMs` as its idle period, started by a download
  * command from a local origin (`throttled`: ~0.8 s long) that it has taken.
  */
-async function activatedDownload(idleMs: number, version: string, throttled: boolean) {
-  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: String(idleMs) });
+async function activatedDownload(
+  idleMs: number,
+  version: string,
+  throttled: boolean,
+  env: Record<string, string> = {},
+) {
+  const device = new TestDevice({ TOPE_IDLE_EXIT_MS: String(idleMs), ...env });
   const origin = await new Origin(256 * 1024).start();
   if (throttled) origin.script(() => ({ kind: 'serve', throttle: { bytes: 16 * 1024, everyMs: 50 } }));
   cleanups.push(() => origin.stop());
@@ -139,7 +146,7 @@ async function activatedDownload(idleMs: number, version: string, throttled: boo
     sendCommand(socket, { type: 'download', seq: 1, job }).catch(() => null),
   );
   assert.deepEqual(reply, { ok: true });
-  return { device, fetcher };
+  return { device, fetcher, origin, job };
 }
 
 test('socket-activated, an idle worker exits by itself, but never while its work runs', async () => {
@@ -184,6 +191,35 @@ test('socket-activated, a worker whose work has ended exits at once, not an idle
   assert.ok(Number(fetcher.logged('stopping')?.time) >= Date.parse(record!.verifiedAt!));
 });
 
+test('socket-activated, a command queued behind ending work is carried out, though its sender gave up waiting', async () => {
+  // device-api hangs: the download's last report holds its end for a few seconds after toInstall
+  const deviceApi = await new DeviceApi().start();
+  deviceApi.hang = true;
+  cleanups.push(() => deviceApi.stop());
+  const env = { TOPE_DEVICE_API_URL: deviceApi.url, TOPE_REPORT_TIMEOUT_MS: '2000' };
+  const { device, fetcher, job } = await activatedDownload(600_000, '5.0.1', false, env);
+  await waitFor('the first download to be verified', async () => {
+    const r = await device.fetcherStore.read();
+    return r?.status.stage === 'toInstall';
+  });
+  // a second download waits for the first's end; its sender stops waiting long before that
+  const second = { ...job, version: '5.0.2' };
+  await assert.rejects(
+    sendCommand(device.env.TOPE_FETCHER_SOCKET, { type: 'download', seq: 2, job: second }, { timeoutMs: 300 }),
+  );
+  deviceApi.hang = false; // the reports still held time out; the next ones are answered
+  const record = await waitFor(
+    'the second download to be verified',
+    async () => {
+      const r = await device.fetcherStore.read();
+      return r?.job?.version === '5.0.2' && r.status.stage === 'toInstall' ? r : null;
+    },
+    20_000,
+  );
+  assert.equal(record.seq, 2);
+  assert.equal((await exitOf(fetcher, 20_000)).code, 0);
+});
+
 test('socket-activated, a command that starts no work leaves the worker its whole idle period', async () => {
   const idleMs = 1500;
   const device = new TestDevice({ TOPE_IDLE_EXIT_MS: String(idleMs) });
@@ -201,14 +237,23 @@ test('socket-activated, a command that starts no work leaves the worker its whol
   assert.ok(stoppedAt - commandAt >= idleMs, `stopped ${stoppedAt - commandAt} ms after the command`);
 });
 
-test('socket-activated, the installer exits once its install has concluded, not an idle period later', async () => {
-  const d = new InstallDevice({ TOPE_IDLE_EXIT_MS: '600000' });
+/**
+ * A device with v1.0.0 running one unit, the gateway up and the installer behind
+ * systemd-socket-activate; ota-gui as a unit, or (`guiUnit` false) none.
+ */
+async function activatedInstaller(idleMs: number, guiUnit = true) {
+  const d = new InstallDevice({ TOPE_IDLE_EXIT_MS: String(idleMs) });
   cleanups.push(() => d.stop());
   await d.seedVersion('v1.0.0', { 'bin/a': 'a 1.0.0\n' }, ['current']);
-  await d.setUnits({ 'a.service': { active: true } });
+  await d.setUnits({ 'a.service': { active: true }, ...(guiUnit ? { 'ota-gui.service': { active: false } } : {}) });
   await d.start('api-gateway');
   const installer = activated('installer', d.env, d.env.TOPE_INSTALLER_SOCKET);
   const module = { name: 'a', dst: '/opt/tope/bin/a', process_name: 'a.service', restart_order: 1 };
+  return { d, installer, module };
+}
+
+test('socket-activated, the installer exits once its install has succeeded, not an idle period later', async () => {
+  const { d, installer, module } = await activatedInstaller(600_000);
   await d.verified(await buildPackage('2.0.0', [module]), '2.0.0');
   // the gateway's command starts it, as the .socket unit would
   assert.equal((await d.update('2.0.0')).body.code, 200);
@@ -217,4 +262,47 @@ test('socket-activated, the installer exits once its install has concluded, not 
   assert.equal(code, 0);
   assert.equal(installer.logged('stopping')?.signal, 'idle');
   assert.equal(await d.file('/opt/tope/versions/current/bin/a'), 'a 2.0.0\n');
+  // ota-gui's start was asked for before the process ended
+  assert.ok((await d.calls()).some((c) => c.startsWith('start ota-gui.service')));
+});
+
+test('socket-activated, after a failure a worker keeps its idle period: device-api may try again at once', async () => {
+  const idleMs = 1500;
+  const { d, installer, module } = await activatedInstaller(idleMs);
+  // refused at its first check (~50 ms in): ota-gui's start is still asked for before any exit
+  await d.verified(await buildPackage('2.0.0', [module], [], { compatible: ['another-printer'] }), '2.0.0');
+  assert.equal((await d.update('2.0.0')).body.code, 200);
+  const end = await d.finished();
+  assert.equal(end.stage, 'failed');
+  assert.match(end.error, /^INCOMPATIBLE_PACKAGE/);
+  const { code } = await exitOf(installer, 20_000);
+  assert.equal(code, 0);
+  // the idle period runs from the command's end; the failure came ~50 ms after it
+  const commandAt = Number(installer.logged('command received')?.time);
+  const stoppedAt = Number(installer.logged('stopping')?.time);
+  assert.ok(stoppedAt - commandAt >= idleMs, `stopped ${stoppedAt - commandAt} ms after the command`);
+  assert.ok((await d.calls()).some((c) => c.startsWith('start ota-gui.service')));
+});
+
+test('socket-activated, an installer whose ota-gui binary still runs keeps its idle period: its end would kill the GUI', async () => {
+  const idleMs = 1500;
+  const { d, installer, module } = await activatedInstaller(idleMs, false);
+  // no ota-gui unit: the installer starts the binary itself, inside its own unit
+  const gui = path.join(d.sysroot, 'opt/tope/ota-gui');
+  await fsp.mkdir(path.dirname(gui), { recursive: true });
+  const guiPid = path.join(d.root, 'gui.pid');
+  await fsp.writeFile(gui, `#!/bin/sh\necho $$ > ${guiPid}\nexec sleep 30\n`, { mode: 0o755 });
+  cleanups.push(async () => {
+    const pid = Number(await fsp.readFile(guiPid, 'utf8').catch(() => '0'));
+    if (pid) process.kill(pid, 'SIGKILL');
+  });
+  await d.verified(await buildPackage('2.0.0', [module]), '2.0.0');
+  assert.equal((await d.update('2.0.0')).body.code, 200);
+  assert.equal((await d.finished()).stage, 'success');
+  const { code } = await exitOf(installer, 20_000);
+  assert.equal(code, 0);
+  assert.ok(installer.logged('ota-gui started'));
+  const commandAt = Number(installer.logged('command received')?.time);
+  const stoppedAt = Number(installer.logged('stopping')?.time);
+  assert.ok(stoppedAt - commandAt >= idleMs, `stopped ${stoppedAt - commandAt} ms after the command`);
 });

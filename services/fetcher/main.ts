@@ -52,5 +52,6 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     stop: () => fetcher.stop(), // the download resumes at the next start
     busy: () => fetcher.busy,
     settled: () => fetcher.settled(),
+    holdsChildren: () => false,
   };
 });

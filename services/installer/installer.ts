@@ -27,6 +27,7 @@ import type { SecurityFloor } from '../../shared/trust/security-floor.js';
 import type { PostCmdRunner } from './post-cmds.js';
 import { recoveringMessage, step } from './steps.js';
 import { levelText, Transaction, type TransactionContext } from './transaction.js';
+import type { GuiLaunch } from './ota-gui.js';
 import type { Units } from './units.js';
 import type { VersionStore } from './versions.js';
 import { failpoint } from '../../shared/failpoint.js';
@@ -49,7 +50,7 @@ export interface InstallerDeps {
   /** Reports and the busy marker: up from the install command until the install is over and reported. */
   publisher: StatusPublisher;
   notify: (text: string) => void;
-  startGui: () => void;
+  startGui: () => GuiLaunch;
   /** What the device trusts; checked again here on the file the installer reads, whatever the fetcher said. */
   trust: TrustSettings;
   floor: SecurityFloor;
@@ -63,6 +64,7 @@ const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 export class Installer {
   private state: InstallerState = empty;
   private running: Promise<void> | null = null;
+  private gui: GuiLaunch | null = null;
 
   constructor(private readonly deps: InstallerDeps) {}
 
@@ -76,6 +78,12 @@ export class Installer {
 
   async settled(): Promise<void> {
     await this.running;
+    await this.gui?.asked;
+  }
+
+  /** Whether the ota-gui binary this install started still runs (in the installer's own unit). */
+  get holdsGui(): boolean {
+    return this.gui?.childRunning() ?? false;
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -233,7 +241,7 @@ export class Installer {
   private async install(seq: number, version: string, packageFile: string): Promise<void> {
     let tx: Transaction | null = null;
     try {
-      this.deps.startGui();
+      this.gui = this.deps.startGui();
       const verifying = step('verifying');
       await this.progress(verifying.percent, verifying.message);
       const limits = {

@@ -56,5 +56,6 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     stop: () => installer.settled(),
     busy: () => installer.busy,
     settled: () => installer.settled(),
+    holdsChildren: () => installer.holdsGui,
   };
 });

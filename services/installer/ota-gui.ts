@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp, constants } from 'node:fs';
 import type { Logger } from '../../shared/log.js';
 import type { Units } from './units.js';
@@ -6,12 +6,23 @@ import type { Units } from './units.js';
 export const GUI_UNIT = 'ota-gui.service';
 export const GUI_BINARY = '/opt/tope/ota-gui';
 
+/** An ota-gui start under way: what the installer waits for before it may end. */
+export interface GuiLaunch {
+  /** Resolves once the start was asked for (or found nothing to start); never rejects. */
+  asked: Promise<void>;
+  /** Whether the binary started here still runs: it is in the installer's unit, which ending would kill it. */
+  childRunning: () => boolean;
+}
+
 /**
  * Starts ota-gui at install start when it exists: the unit if there is one, else the binary.
- * Never waited for, and its absence or failure never touches the install.
+ * The install never waits for it, and its absence or failure never touches the install; the
+ * installer's process waits for the start to be asked for before it ends (an install refused at
+ * its first check ends within ~50 ms, before `systemctl start` would have run).
  */
-export function startGui(units: Units, hostPath: (p: string) => string, log: Logger): void {
-  void (async () => {
+export function startGui(units: Units, hostPath: (p: string) => string, log: Logger): GuiLaunch {
+  let child: ChildProcess | null = null;
+  const asked = (async () => {
     if (await units.exists(GUI_UNIT)) {
       await units.startNoBlock(GUI_UNIT);
       log.info({ unit: GUI_UNIT }, 'ota-gui started');
@@ -25,9 +36,10 @@ export function startGui(units: Units, hostPath: (p: string) => string, log: Log
       ))
     )
       return;
-    const child = spawn(bin, [], { detached: true, stdio: 'ignore' });
+    child = spawn(bin, [], { detached: true, stdio: 'ignore' });
     child.on('error', (e) => log.warn({ err: e.message }, 'ota-gui failed to start'));
     child.unref();
     log.info({ bin }, 'ota-gui started');
   })().catch((e) => log.warn({ err: (e as Error).message }, 'ota-gui failed to start'));
+  return { asked, childRunning: () => child !== null && child.exitCode === null && child.signalCode === null };
 }
