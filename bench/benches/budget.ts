@@ -10,6 +10,7 @@ import { UNIT_PREFIX, type PackageFile } from '../lib/packages.js';
 import { readMemory } from '../lib/proc.js';
 import { mainOf, Service, unitEnvironment, unitNice } from '../../test/helpers/services.js';
 import { workers } from '../../shared/workers.js';
+import { DeviceApi } from '../../test/helpers/device-api.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 import { PROCESSES, rateOf, type Proc } from '../lib/update-run.js';
@@ -144,11 +145,15 @@ function socketActivated(worker: 'fetcher' | 'installer', env: Record<string, st
 /**
  * A whole update as deployed: the gateway up, the workers socket-activated with the units' idle
  * exit (TOPE_IDLE_EXIT_MS at its default), so that each starts at its first command and ends when
- * its work has; the RSS of every process alive, summed in each sample (every 20 ms).
+ * its work has; device-api answering the reports (a worker ends only once its last one is
+ * answered); the RSS of every process alive, summed in each sample (every 20 ms). /update goes
+ * out when the bench's poll of /progress sees toInstall, as device-api's would.
  */
 async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<{ sum: number; overlapMs: number }> {
-  const d = new BenchDevice();
+  const deviceApi = await new DeviceApi().start();
+  const d = new BenchDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
   const activated: Service[] = [];
+  let timer: NodeJS.Timeout | undefined;
   try {
     await d.start('api-gateway');
     await d.unitsRunning(1, UNIT_PREFIX);
@@ -158,7 +163,7 @@ async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<{ s
     let sum = 0;
     let overlapMs = 0;
     const alive = (s: Service) => (s.child.exitCode === null ? readMemory(s.child.pid!) : null);
-    const timer = setInterval(() => {
+    timer = setInterval(() => {
       const [f, i] = [alive(fetcher), alive(installer)];
       sum = Math.max(sum, (readMemory(gateway)?.rss ?? 0) + (f?.rss ?? 0) + (i?.rss ?? 0));
       // both workers running node (not yet the small activator) in the same sample
@@ -166,14 +171,17 @@ async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<{ s
     }, 20);
     const version = '2.0.0';
     await requestDownload(d.base, origin.url(path.basename(pkg.file)), pkg, version);
-    await d.waitStage('toInstall', 60 * 60_000);
+    await outcome(fetcher, 0, 'package verified', 'download failed', 60 * 60_000);
+    await d.waitStage('toInstall', 60_000); // the record follows the log line
     await requestUpdate(d.base, version);
-    await d.waitStage('success', 30 * 60_000);
-    clearInterval(timer);
+    await outcome(installer, 0, 'install succeeded', 'install failed', 30 * 60_000);
+    await d.waitStage('success', 60_000);
     return { sum, overlapMs };
   } finally {
+    clearInterval(timer);
     await Promise.all(activated.map((s) => s.kill('SIGKILL')));
     await d.dispose();
+    await deviceApi.stop();
   }
 }
 
