@@ -6,8 +6,8 @@ import { hasInheritedSocket } from './listen.js';
  * starts the service again on the next connection; the state lives in files, so nothing is lost.
  * Started any other way (`make run`, by hand), nothing would start it again: it never ends.
  *
- * A worker whose work has ended (a download verified or failed, an install concluded) ends at
- * once instead (`workEnded`): its next command may be days away, and on a printer with 512 MiB
+ * A worker whose work has succeeded ends at once instead (`workEnded`; which stages allow it is
+ * shared/stages.ts's decision): its next command may be days away, and on a printer with 512 MiB
  * the fetcher's ~60 MiB would otherwise stay beside the installer for the whole install that
  * follows a download.
  */
@@ -38,9 +38,13 @@ export class IdleExit {
     if (--this.inFlight === 0) this.arm();
   }
 
-  /** The work a command or the recovery started has ended: with nothing in flight, the process ends now. */
-  workEnded(): void {
-    this.workDone = true;
+  /**
+   * The work a command or the recovery started has ended. `atOnce`: with nothing in flight, the
+   * process ends now; else a whole idle period from now (not from the command, which may be that
+   * long ago already: device-api's retry of a failure finds the same process).
+   */
+  workEnded(atOnce: boolean): void {
+    this.workDone = atOnce;
     if (this.inFlight === 0) this.arm();
   }
 

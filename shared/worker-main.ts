@@ -116,11 +116,8 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
     },
     (e) => log.error({ err: e }, 'command connection failed'),
   );
-  const where = await listen(server, { socketPath: deps.socketPath, mode: 0o660 });
-  // the CPU and Node it runs on, for a field report (the same build runs on x64 and arm64 boards)
-  log.info({ where, stage: worker.stage(), arch: process.arch, node: process.version }, `${name} ready`);
-  notifier.ready(`Ready: ${worker.stage()}`);
-
+  // all of it set up before listening: a command read while listen() still awaits (the socket's
+  // chmod, when not socket-activated) finds the idle exit there
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -140,21 +137,32 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
     () => void shutdown('idle'),
   );
   /**
-   * A command, or the recovery, that started work: the process ends when that work has, if it
-   * ended in a stage that allows it (shared/stages.ts) and left nothing running (see IdleExit).
+   * A command, or the recovery, that started work: when that work ends, the process ends at once
+   * if it ended in a stage that allows it (shared/stages.ts) and left nothing running, else a whole
+   * idle period later (see IdleExit).
    */
   function exitWhenWorkEnds(): void {
     if (!worker.busy()) return;
     const ended = () => {
-      if (exitAtOnceStages.has(worker.stage()) && !worker.holdsChildren()) idle.workEnded();
+      const atOnce = exitAtOnceStages.has(worker.stage());
+      if (atOnce && worker.holdsChildren())
+        log.info(
+          { idleMs: deps.idleMs },
+          'a process the work started still runs in this unit: ending after the idle period',
+        );
+      idle.workEnded(atOnce && !worker.holdsChildren());
     };
     void worker.settled().then(ended, ended);
   }
-  exitWhenWorkEnds();
   server.on('connection', (socket) => {
     idle.begin();
     socket.on('close', () => idle.end());
   });
+  const where = await listen(server, { socketPath: deps.socketPath, mode: 0o660 });
+  // the CPU and Node it runs on, for a field report (the same build runs on x64 and arm64 boards)
+  log.info({ where, stage: worker.stage(), arch: process.arch, node: process.version }, `${name} ready`);
+  notifier.ready(`Ready: ${worker.stage()}`);
+  exitWhenWorkEnds();
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }

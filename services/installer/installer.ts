@@ -64,7 +64,8 @@ const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 export class Installer {
   private state: InstallerState = empty;
   private running: Promise<void> | null = null;
-  private gui: GuiLaunch | null = null;
+  /** The ota-gui starts of this process's installs whose binary may still run. */
+  private guis: GuiLaunch[] = [];
 
   constructor(private readonly deps: InstallerDeps) {}
 
@@ -78,12 +79,14 @@ export class Installer {
 
   async settled(): Promise<void> {
     await this.running;
-    await this.gui?.asked;
+    // not to end before ota-gui's start was asked for (bounded by the systemctl calls' timeouts)
+    await Promise.all(this.guis.map((g) => g.asked));
   }
 
-  /** Whether the ota-gui binary this install started still runs (in the installer's own unit). */
+  /** Whether an ota-gui binary an install of this process started still runs (in the installer's own unit). */
   get holdsGui(): boolean {
-    return this.gui?.childRunning() ?? false;
+    this.guis = this.guis.filter((g) => g.running());
+    return this.guis.length > 0;
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -241,7 +244,7 @@ export class Installer {
   private async install(seq: number, version: string, packageFile: string): Promise<void> {
     let tx: Transaction | null = null;
     try {
-      this.gui = this.deps.startGui();
+      this.guis.push(this.deps.startGui());
       const verifying = step('verifying');
       await this.progress(verifying.percent, verifying.message);
       const limits = {

@@ -10,8 +10,12 @@ export const GUI_BINARY = '/opt/tope/ota-gui';
 export interface GuiLaunch {
   /** Resolves once the start was asked for (or found nothing to start); never rejects. */
   asked: Promise<void>;
-  /** Whether the binary started here still runs: it is in the installer's unit, which ending would kill it. */
-  childRunning: () => boolean;
+  /**
+   * Whether the binary started here, or anything it started in its process group (a launcher
+   * that backgrounds the GUI), still runs: they are in the installer's unit, whose end kills them.
+   * A GUI that leaves the group (setsid, a daemon) is not seen: a printer ships ota-gui.service.
+   */
+  running: () => boolean;
 }
 
 /**
@@ -41,5 +45,16 @@ export function startGui(units: Units, hostPath: (p: string) => string, log: Log
     child.unref();
     log.info({ bin }, 'ota-gui started');
   })().catch((e) => log.warn({ err: (e as Error).message }, 'ota-gui failed to start'));
-  return { asked, childRunning: () => child !== null && child.exitCode === null && child.signalCode === null };
+  return { asked, running: () => child?.pid !== undefined && groupAlive(child.pid) };
+}
+
+/** Whether any process is left in the group `leader` started (detached, it leads its own). */
+function groupAlive(leader: number): boolean {
+  try {
+    process.kill(-leader, 0);
+    return true;
+  } catch (e) {
+    // EPERM: there is one, of another user
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
