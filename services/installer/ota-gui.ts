@@ -11,9 +11,10 @@ export interface GuiLaunch {
   /** Resolves once the start was asked for (or found nothing to start); never rejects. */
   asked: Promise<void>;
   /**
-   * Whether the binary started here, or anything it started in its process group (a launcher
-   * that backgrounds the GUI), still runs: they are in the installer's unit, whose end kills them.
-   * A GUI that leaves the group (setsid, a daemon) is not seen: a printer ships ota-gui.service.
+   * Whether the start is still being asked for, or the binary started here, or anything it
+   * started in its process group (a launcher that backgrounds the GUI), still runs: they are in
+   * the installer's unit, whose end kills them. A GUI that leaves the group (setsid, a daemon) is
+   * not seen: a printer ships ota-gui.service.
    */
   running: () => boolean;
 }
@@ -45,7 +46,10 @@ export function startGui(units: Units, hostPath: (p: string) => string, log: Log
     child.unref();
     log.info({ bin }, 'ota-gui started');
   })().catch((e) => log.warn({ err: (e as Error).message }, 'ota-gui failed to start'));
-  return { asked, running: () => child?.pid !== undefined && groupAlive(child.pid) };
+  let askedYet = false;
+  void asked.then(() => (askedYet = true));
+  // a start still being asked for counts as running: what it starts is not known yet
+  return { asked, running: () => !askedYet || (child?.pid !== undefined && groupAlive(child.pid)) };
 }
 
 /** Whether any process is left in the group `leader` started (detached, it leads its own). */
