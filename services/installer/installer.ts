@@ -27,7 +27,7 @@ import type { SecurityFloor } from '../../shared/trust/security-floor.js';
 import type { PostCmdRunner } from './post-cmds.js';
 import { recoveringMessage, step } from './steps.js';
 import { levelText, Transaction, type TransactionContext } from './transaction.js';
-import type { GuiLaunch } from './ota-gui.js';
+import type { OtaGui } from './ota-gui.js';
 import type { Units } from './units.js';
 import type { VersionStore } from './versions.js';
 import { failpoint } from '../../shared/failpoint.js';
@@ -50,7 +50,7 @@ export interface InstallerDeps {
   /** Reports and the busy marker: up from the install command until the install is over and reported. */
   publisher: StatusPublisher;
   notify: (text: string) => void;
-  startGui: () => GuiLaunch;
+  gui: OtaGui;
   /** What the device trusts; checked again here on the file the installer reads, whatever the fetcher said. */
   trust: TrustSettings;
   floor: SecurityFloor;
@@ -64,8 +64,6 @@ const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
 export class Installer {
   private state: InstallerState = empty;
   private running: Promise<void> | null = null;
-  /** The ota-gui starts of this process's installs whose binary may still run. */
-  private guis: GuiLaunch[] = [];
 
   constructor(private readonly deps: InstallerDeps) {}
 
@@ -79,14 +77,7 @@ export class Installer {
 
   async settled(): Promise<void> {
     await this.running;
-    // not to end before ota-gui's start was asked for (bounded by the systemctl calls' timeouts)
-    await Promise.all(this.guis.map((g) => g.asked));
-  }
-
-  /** Whether an ota-gui binary an install of this process started still runs (in the installer's own unit). */
-  get holdsGui(): boolean {
-    this.guis = this.guis.filter((g) => g.running());
-    return this.guis.length > 0;
+    await this.deps.gui.asked(); // the process does not end before ota-gui's start was asked for
   }
 
   async handle(command: Command): Promise<Reply> {
@@ -244,7 +235,7 @@ export class Installer {
   private async install(seq: number, version: string, packageFile: string): Promise<void> {
     let tx: Transaction | null = null;
     try {
-      this.guis.push(this.deps.startGui());
+      this.deps.gui.start();
       const verifying = step('verifying');
       await this.progress(verifying.percent, verifying.message);
       const limits = {

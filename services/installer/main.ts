@@ -8,7 +8,7 @@ import { trustSettings } from '../../shared/trust/package-trust.js';
 import { SecurityFloor } from '../../shared/trust/security-floor.js';
 import { Installer } from './installer.js';
 import { installerStateSchema } from './journal.js';
-import { startGui } from './ota-gui.js';
+import { OtaGui, startGui } from './ota-gui.js';
 import { PostCmdRunner } from './post-cmds.js';
 import { Units } from './units.js';
 import { VersionStore } from './versions.js';
@@ -28,6 +28,7 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
   );
   postCmds.logChoice();
   const floor = new SecurityFloor(stateDir);
+  const gui = new OtaGui(() => startGui(units, hostPath, log));
   const installer = new Installer({
     config,
     log,
@@ -43,7 +44,7 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     workDir: path.join(stateDir, 'work'),
     packagesDir: path.join(workers.fetcher.stateDir(config), PACKAGES_DIR),
     publisher,
-    startGui: () => startGui(units, hostPath, log),
+    gui,
   });
   return {
     recover: async () => {
@@ -56,6 +57,6 @@ await runWorker('installer', async ({ config, log, stateDir, recordPath, publish
     stop: () => installer.settled(),
     busy: () => installer.busy,
     settled: () => installer.settled(),
-    holdsChildren: () => installer.holdsGui,
+    holdsChildren: () => gui.holdsBinary(),
   };
 });

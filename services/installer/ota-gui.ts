@@ -62,3 +62,29 @@ function groupAlive(leader: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * The ota-gui starts of one installer process: what it waits for before it may end (every start
+ * asked for) and what would keep it up (a binary it started, still running in its unit).
+ */
+export class OtaGui {
+  private launches: GuiLaunch[] = [];
+
+  constructor(private readonly launch: () => GuiLaunch) {}
+
+  /** At install start. */
+  start(): void {
+    this.launches.push(this.launch());
+  }
+
+  /** Resolves once every start so far was asked for (bounded by the systemctl calls' timeouts). */
+  async asked(): Promise<void> {
+    await Promise.all(this.launches.map((l) => l.asked));
+  }
+
+  /** Whether a binary one of these starts ran (or its process group) still runs. */
+  holdsBinary(): boolean {
+    this.launches = this.launches.filter((l) => l.running());
+    return this.launches.length > 0;
+  }
+}
