@@ -144,13 +144,14 @@ async function serveCommands(name: WorkerName, worker: WorkerProcess, deps: Serv
   function exitWhenWorkEnds(): void {
     if (!worker.busy()) return;
     const ended = () => {
-      const atOnce = exitAtOnceStages.has(worker.stage());
-      if (atOnce && worker.holdsChildren())
+      const succeeded = exitAtOnceStages.has(worker.stage());
+      const held = succeeded && worker.holdsChildren();
+      if (held)
         log.info(
           { idleMs: deps.idleMs },
           'a process the work started still runs in this unit: ending after the idle period',
         );
-      idle.workEnded(atOnce && !worker.holdsChildren());
+      idle.workEnded(succeeded && !held);
     };
     void worker.settled().then(ended, ended);
   }

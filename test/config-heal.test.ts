@@ -7,7 +7,7 @@ import { settingOrDefault } from '../shared/config.js';
 import { sendCommand } from '../shared/protocol.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
-import { distDir, freePort, mainOf, Service } from './helpers/services.js';
+import { distDir, freePort, mainOf, Service, socketActivation } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
 // A bad value in the environment (/etc/default/tope-updater on a device) no longer stops the
@@ -145,19 +145,10 @@ test('a worker with a bad value refuses each command with CONFIG_INVALID; the ga
   const installer = started(
     'installer',
     {},
-    {
-      file: 'systemd-socket-activate',
-      args: [
-        '-l',
-        sock,
-        ...Object.entries({ ...device.env, ...typo, TOPE_CONFIG_RECHECK_MS: '200' }).flatMap(([k, v]) => [
-          '-E',
-          `${k}=${v}`,
-        ]),
-        process.execPath,
-        mainOf('installer'),
-      ],
-    },
+    socketActivation(sock, { ...device.env, ...typo, TOPE_CONFIG_RECHECK_MS: '200' }, [
+      process.execPath,
+      mainOf('installer'),
+    ]),
   );
   const refused = await waitFor('the activated installer', () =>
     sendCommand(sock, { type: 'install', seq: 1, version: '1.0.0' }).catch(() => null),

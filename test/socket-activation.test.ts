@@ -11,7 +11,7 @@ import { TestDevice } from './helpers/device.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { Origin } from './helpers/origin.js';
 import { buildPackage } from './helpers/packages.js';
-import { distDir, freePort, mainOf, Service } from './helpers/services.js';
+import { distDir, freePort, mainOf, Service, socketActivation } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -21,12 +21,7 @@ afterEach(async () => {
 
 /** `name` behind systemd-socket-activate listening on `address`, as its .socket unit starts it: at the first connection. */
 function activated(name: string, env: Record<string, string>, address: string): Service {
-  const setenv = Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
-  const s = new Service(
-    name,
-    {},
-    { file: 'systemd-socket-activate', args: ['-l', address, ...setenv, process.execPath, mainOf(name)] },
-  );
+  const s = new Service(name, {}, socketActivation(address, env, [process.execPath, mainOf(name)]));
   cleanups.push(() => s.kill('SIGKILL'));
   return s;
 }

@@ -8,7 +8,7 @@ import { hashCost, processCpuMs, shellCpuMs } from '../lib/cpu.js';
 import { outcome, requestDownload, requestUpdate } from '../lib/downloads.js';
 import { UNIT_PREFIX, type PackageFile } from '../lib/packages.js';
 import { readMemory } from '../lib/proc.js';
-import { mainOf, Service, unitEnvironment, unitNice } from '../../test/helpers/services.js';
+import { mainOf, Service, socketActivation, unitEnvironment, unitNice } from '../../test/helpers/services.js';
 import { workers } from '../../shared/workers.js';
 import { DeviceApi } from '../../test/helpers/device-api.js';
 import { fmt, type Row } from '../lib/report.js';
@@ -133,12 +133,8 @@ async function budgetRun(origin: OriginProcess, pkg: PackageFile): Promise<Budge
  * starts it again, which a whole update does not need.
  */
 function socketActivated(worker: 'fetcher' | 'installer', env: Record<string, string>): Service {
-  const setenv = Object.entries({ ...env, ...unitEnvironment(worker) }).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
-  const socket = env[workers[worker].socketSetting];
-  const command = {
-    file: 'systemd-socket-activate',
-    args: ['-l', socket, ...setenv, process.execPath, mainOf(worker)],
-  };
+  const socket = env[workers[worker].socketSetting]!;
+  const command = socketActivation(socket, { ...env, ...unitEnvironment(worker) }, [process.execPath, mainOf(worker)]);
   return new Service(worker, {}, command, unitNice(worker));
 }
 

@@ -5,7 +5,7 @@ import { firstAnswer } from '../lib/http-timing.js';
 import { buildTreePackage } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
-import { freePort, mainOf, Service, unitEnvironment } from '../../test/helpers/services.js';
+import { freePort, mainOf, Service, socketActivation, unitEnvironment } from '../../test/helpers/services.js';
 import { referenceServer } from './progress-latency.js';
 
 // Cold start of the socket-activated gateway: systemd-socket-activate binds the port and execs
@@ -29,13 +29,8 @@ async function activate(
   waitExit: boolean,
 ): Promise<Activation> {
   const port = await freePort();
-  const setenv = Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
   const t0 = nowMs();
-  const s = new Service(
-    'cold-start',
-    {},
-    { file: 'systemd-socket-activate', args: ['-l', `127.0.0.1:${port}`, ...setenv, ...command] },
-  );
+  const s = new Service('cold-start', {}, socketActivation(`127.0.0.1:${port}`, env, command));
   try {
     const r = await firstAnswer(`http://127.0.0.1:${port}${path}`, t0);
     if (!waitExit) return { answerMs: r.ms, exitMs: NaN, exitCode: null };

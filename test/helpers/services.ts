@@ -73,6 +73,16 @@ process.on('exit', () => {
   }
 });
 
+/**
+ * The command that runs `argv` as a .socket unit would: systemd-socket-activate listens on
+ * `address` (a port as host:port, or a Unix socket path), and at the first connection execs
+ * `argv` with the listening socket as fd 3 and `env` as its whole environment.
+ */
+export function socketActivation(address: string, env: Record<string, string>, argv: string[]) {
+  const setenv = Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
+  return { file: 'systemd-socket-activate', args: ['-l', address, ...setenv, ...argv] };
+}
+
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
