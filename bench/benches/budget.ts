@@ -5,6 +5,7 @@ import { bareNodeRss } from '../lib/bare-node.js';
 import { BenchDevice, loggedAt } from '../lib/bench-device.js';
 import { sleep } from '../lib/clock.js';
 import { hashCost, processCpuMs, shellCpuMs } from '../lib/cpu.js';
+import { bundleLoneDownload, loneDownload, type LoneDownload } from '../lib/lone-download.js';
 import { outcome, requestDownload, requestUpdate } from '../lib/downloads.js';
 import { UNIT_PREFIX, type PackageFile } from '../lib/packages.js';
 import { readMemory } from '../lib/proc.js';
@@ -27,6 +28,37 @@ const GiB = 1024 * MiB;
 const PAIR_BOUND = 110 * MiB;
 /** The peers' side by side: our processes' peak RSS summed during an update. */
 const SUM_BOUND = 150 * MiB;
+
+/**
+ * The fetcher's download path alone, with no service around it (bench/reference/lone-download.ts),
+ * down to no HTTP parser and no compiler: what its peak is made of. Each is a row beside the fetcher's.
+ */
+const LONE_DOWNLOADS = [
+  {
+    label:
+      "the fetcher's download path alone: undici's request through its Agent and engine flags, its body reader and part file (MD5+SHA-256, batched writes), no service around it",
+    mode: 'undici',
+    flags: [],
+  },
+  {
+    label:
+      'the same with the body read from a bare TCP socket, no HTTP parser (the floor under any HTTP client in Node)',
+    mode: 'tcp',
+    flags: [],
+  },
+  {
+    label:
+      "the same bare TCP read under --jitless (no compiler at all; undici's parser is WebAssembly, which --jitless turns off)",
+    mode: 'tcp',
+    flags: ['--jitless'],
+  },
+  {
+    label:
+      "the same path with Node's own HTTP client under --jitless (its parser is C++, which --jitless leaves working)",
+    mode: 'node-http',
+    flags: ['--jitless'],
+  },
+] as const;
 
 type Phase = 'download' | 'install';
 
@@ -145,7 +177,15 @@ function socketActivated(worker: 'fetcher' | 'installer', env: Record<string, st
  * answered); the RSS of every process alive, summed in each sample (every 20 ms). /update goes
  * out when the bench's poll of /progress sees toInstall, as device-api's would.
  */
-async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<{ sum: number; overlapMs: number }> {
+/** A deployed run's peak of the summed RSS, and what each process held in that sample. */
+interface DeployedRun {
+  sum: number;
+  /** The RSS of each in the sample of the peak (0: not running; a worker's activator counts as it). */
+  atPeak: Record<Proc, number>;
+  overlapMs: number;
+}
+
+async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<DeployedRun> {
   const deviceApi = await new DeviceApi().start();
   const d = new BenchDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
   const activated: Service[] = [];
@@ -157,11 +197,14 @@ async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<{ s
     const [fetcher, installer] = activated;
     const gateway = d.pid('api-gateway');
     let sum = 0;
+    let atPeak: Record<Proc, number> = { 'api-gateway': 0, fetcher: 0, installer: 0 };
     let overlapMs = 0;
     const alive = (s: Service) => (s.child.exitCode === null ? readMemory(s.child.pid!) : null);
     timer = setInterval(() => {
       const [f, i] = [alive(fetcher), alive(installer)];
-      sum = Math.max(sum, (readMemory(gateway)?.rss ?? 0) + (f?.rss ?? 0) + (i?.rss ?? 0));
+      const sample = { 'api-gateway': readMemory(gateway)?.rss ?? 0, fetcher: f?.rss ?? 0, installer: i?.rss ?? 0 };
+      const total = sample['api-gateway'] + sample.fetcher + sample.installer;
+      if (total > sum) [sum, atPeak] = [total, sample];
       // both workers running node (not yet the small activator) in the same sample
       if (f && i && f.rss > 20 * MiB && i.rss > 20 * MiB) overlapMs += 20;
     }, 20);
@@ -172,7 +215,7 @@ async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<{ s
     await requestUpdate(d.base, version);
     await outcome(installer, 0, 'install succeeded', 'install failed', 30 * 60_000);
     await d.waitStage('success', 60_000);
-    return { sum, overlapMs };
+    return { sum, atPeak, overlapMs };
   } finally {
     clearInterval(timer);
     await Promise.all(activated.map((s) => s.kill('SIGKILL')));
@@ -188,9 +231,11 @@ export async function benchBudget(ctx: BenchContext): Promise<Row[]> {
   for (let i = 0; i < 3; i++) bare.push(await bareNodeRss());
   const processBound = median(bare) + 16 * MiB;
   const runs: BudgetRun[] = [];
-  const deployed: Array<{ sum: number; overlapMs: number }> = [];
+  const deployed: DeployedRun[] = [];
   const hashing: Array<{ cpuMs: number; wallMs: number }> = [];
   const tools: number[] = [];
+  const lone: LoneDownload[][] = LONE_DOWNLOADS.map(() => []);
+  const loneBundle = await bundleLoneDownload(ctx.scratch);
   for (let i = 1; i <= plan.runs.large; i++) {
     ctx.say(`budget, a whole ${fmt.size(pkg.payloadBytes)} update: run ${i}/${plan.runs.large}`);
     runs.push(await budgetRun(ctx.origin, pkg));
@@ -204,6 +249,12 @@ export async function benchBudget(ctx: BenchContext): Promise<Row[]> {
       ]),
     );
     await fsp.rm(out, { force: true });
+    for (const [k, { mode, flags }] of LONE_DOWNLOADS.entries()) {
+      const url = ctx.origin.url(path.basename(pkg.file));
+      const got = await loneDownload(loneBundle, mode, url, pkg.size, out, [...flags]);
+      if (got.md5 !== pkg.md5) throw new Error(`lone download (${mode}): MD5 ${got.md5}, not ${pkg.md5}`);
+      lone[k]!.push(got);
+    }
     await sleep(200);
   }
   const perGiB = (ms: number) => (ms * GiB) / pkg.size;
@@ -219,6 +270,16 @@ export async function benchBudget(ctx: BenchContext): Promise<Row[]> {
       runs: n,
     };
   });
+  for (const [k, { label }] of LONE_DOWNLOADS.entries()) {
+    const peak = median(lone[k]!.map((r) => r.peakRss));
+    rows.push({
+      measure: `Peak RSS (VmHWM) of ${label}, ${size} over loopback (informative)`,
+      value: fmt.mib(peak),
+      reference: `idle bare node + 16 MiB: ${fmt.mib(processBound)}`,
+      ratio: fmt.ratio(peak / processBound),
+      runs: n,
+    });
+  }
   for (const [pair, what, key, phase] of [
     ['api-gateway + fetcher', "the download's", 'downloadPair', 'download'],
     ['api-gateway + installer', "the install's", 'installPair', 'install'],
@@ -242,8 +303,11 @@ export async function benchBudget(ctx: BenchContext): Promise<Row[]> {
     });
   }
   const deployedSum = median(deployed.map((r) => r.sum));
+  // the run whose peak is the median: what each process held in its peak's sample
+  const { atPeak } = [...deployed].sort((a, b) => a.sum - b.sum)[Math.floor(deployed.length / 2)]!;
+  const shares = PROCESSES.map((p) => `${p} ${fmt.mib(atPeak[p])}`).join(', ');
   rows.push({
-    measure: `RSS of our processes alive together, summed at its peak over a whole ${size} update, the workers socket-activated as deployed (each ends when its work has; the two ran node together for ${median(deployed.map((r) => r.overlapMs))} ms, sampled every 20 ms; the peers' bound: ≤ 1.00×)`,
+    measure: `RSS of our processes alive together, summed at its peak over a whole ${size} update, the workers socket-activated as deployed (each ends when its work has; the two ran node together for ${median(deployed.map((r) => r.overlapMs))} ms, sampled every 20 ms; at the median run's peak: ${shares}; the peers' bound: ≤ 1.00×)`,
     value: fmt.mib(deployedSum),
     reference: `the bound: ${fmt.mib(SUM_BOUND)}`,
     ratio: fmt.ratio(deployedSum / SUM_BOUND),
