@@ -8,18 +8,32 @@ import { PROCESSES } from '../lib/update-run.js';
 import { buildPeerArtifacts, PAYLOAD_NAME } from '../peers/artifacts.js';
 import { ensurePeerPackages, peerVersions } from '../peers/debian.js';
 import { Nginx } from '../peers/nginx.js';
+import { runOursDeployed } from '../peers/deployed.js';
 import { checkInstalled, runMender, runOurs, runSwupdate, type Measured, type PeerDirs } from '../peers/runs.js';
 
 // Against the peers, side by side: one payload installed as one file by ours (through its API,
-// the services up as under `make run`), by SWUpdate 2022.12 and by the Mender client 3.4 (single-
+// the services up as under `make run`, and as deployed: the workers socket-activated, each ending
+// with its work: bench/peers/deployed.ts), by SWUpdate 2022.12 and by the Mender client 3.4 (single-
 // file update module, standalone install + commit), all from Debian 12, each downloading the same
 // payload from one nginx on loopback and checking its SHA-256 and signature. Runs alternate, the
 // order rotating each round, after one round not counted (binaries and the served files cached).
 
-type Tool = 'ours' | 'swupdate' | 'mender';
-const TOOLS: Tool[] = ['ours', 'swupdate', 'mender'];
+type Tool = 'ours' | 'deployed' | 'swupdate' | 'mender';
+const TOOLS: Tool[] = ['ours', 'deployed', 'swupdate', 'mender'];
+/** Ours two ways: as under `make run` (the three up throughout) and as deployed. */
+const OURS = ['ours', 'deployed'] as const;
 const PEERS = ['swupdate', 'mender'] as const;
-const LABEL: Record<Tool, string> = { ours: 'ours', swupdate: 'SWUpdate 2022.12', mender: 'Mender 3.4' };
+const LABEL: Record<Tool, string> = {
+  ours: 'ours',
+  deployed: 'ours, as deployed',
+  swupdate: 'SWUpdate 2022.12',
+  mender: 'Mender 3.4',
+};
+/** How the main table's rows name each way of running ours. */
+const OURS_AS: Record<(typeof OURS)[number], string> = {
+  ours: 'the services up as under `make run`',
+  deployed: 'as deployed, the workers socket-activated',
+};
 
 /** The bounds against the peers: whole update (wall and CPU) <= 1.5× Mender's; bytes written <= the peers'; our peak RSS summed <= 150 MiB. */
 export const peerBounds = { versusMender: 1.5, writtenVersusPeers: 1, sumRssMiB: 150 };
@@ -84,11 +98,11 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
     path.join(root, 'mender-dest'),
   );
   const nginx = await Nginx.start(served, path.join(root, 'nginx'));
-  const results: Record<Tool, Measured[]> = { ours: [], swupdate: [], mender: [] };
+  const results: Record<Tool, Measured[]> = { ours: [], deployed: [], swupdate: [], mender: [] };
   // before each run, what the previous one left dirty is written back
-  const measureOurs = () => {
+  const measureOurs = (tool: (typeof OURS)[number]) => {
     execFileSync('sync');
-    return runOurs(nginx, artifacts);
+    return (tool === 'ours' ? runOurs : runOursDeployed)(nginx, artifacts);
   };
   const measurePeer = async (peer: (typeof PEERS)[number], round: number) => {
     const dirs = await freshDirs(root, peer, round);
@@ -103,7 +117,7 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
       const order = TOOLS.map((_, i) => TOOLS[(i + round) % TOOLS.length]);
       for (const tool of order) {
         say(`peers: ${round === 0 ? 'warm-up' : `run ${round}/${plan.runs.peers}`}: ${tool}`);
-        const m = tool === 'ours' ? await measureOurs() : await measurePeer(tool, round);
+        const m = tool === 'ours' || tool === 'deployed' ? await measureOurs(tool) : await measurePeer(tool, round);
         if (round > 0) results[tool].push(m);
       }
     }
@@ -115,19 +129,20 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
   const size = fmt.size(plan.peersPayload);
   const runs = String(plan.runs.peers);
   const rows: Row[] = [];
-  for (const peer of PEERS) {
-    for (const m of METRICS.filter((x) => !x.sideOnly)) {
-      const ours = med('ours', m);
-      const theirs = med(peer, m);
-      rows.push({
-        measure: `${size} update side by side, ${m.name}${boundNote(m.key, peer)}`,
-        value: `ours: ${m.show(ours)}`,
-        reference: `${LABEL[peer]}: ${m.show(theirs)}`,
-        ratio: fmt.ratio(ours / theirs),
-        runs,
-      });
+  for (const way of OURS)
+    for (const peer of PEERS) {
+      for (const m of METRICS.filter((x) => !x.sideOnly)) {
+        const ours = med(way, m);
+        const theirs = med(peer, m);
+        rows.push({
+          measure: `${size} update side by side, ours ${OURS_AS[way]}, ${m.name}${boundNote(m.key, peer)}`,
+          value: `ours: ${m.show(ours)}`,
+          reference: `${LABEL[peer]}: ${m.show(theirs)}`,
+          ratio: fmt.ratio(ours / theirs),
+          runs,
+        });
+      }
     }
-  }
   ctx.sections.push(sideBySide(results, size, versions));
   return rows;
 }
@@ -140,45 +155,62 @@ function boundNote(key: MetricKey, peer: (typeof PEERS)[number]): string {
   return '';
 }
 
-/** The side-by-side table: ours beside each peer, the ratios, and each bound met or not. */
+/** The side-by-side table: ours two ways beside each peer, the ratios, and each bound met or not. */
 function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: string): string {
   const med = (tool: Tool, m: Metric) => median(results[tool].map(m.of));
-  const head = `| ${size}, median of ${results.ours.length} | ours | ${LABEL.swupdate} | ${LABEL.mender} | ours / SWUpdate | ours / Mender |`;
-  const lines = [head, '| --- | --- | --- | --- | --- | --- |'];
+  const ratios = OURS.flatMap((way) => PEERS.map((peer) => [way, peer] as const));
+  const head =
+    `| ${size}, median of ${results.ours.length} | ${TOOLS.map((t) => LABEL[t]).join(' | ')} | ` +
+    `${ratios.map(([way, peer]) => `${way === 'ours' ? 'ours' : 'deployed'} / ${LABEL[peer].split(' ')[0]}`).join(' | ')} |`;
+  const lines = [head, `|${' --- |'.repeat(1 + TOOLS.length + ratios.length)}`];
   for (const m of METRICS) {
-    const [o, s, me] = TOOLS.map((t) => med(t, m));
-    lines.push(
-      `| ${m.name} | ${m.show(o)} | ${m.show(s)} | ${m.show(me)} | ${fmt.ratio(o / s)} | ${fmt.ratio(o / me)} |`,
-    );
+    const values = TOOLS.map((t) => m.show(med(t, m)));
+    const quotients = ratios.map(([way, peer]) => fmt.ratio(med(way, m) / med(peer, m)));
+    lines.push(`| ${m.name} | ${values.join(' | ')} | ${quotients.join(' | ')} |`);
   }
   const verdict = (ok: boolean) => (ok ? 'met' : 'not met');
   /** A difference of bytes written, in KiB with its sign: the MiB of the table hide a few state files. */
   const kibDifference = (bytes: number) => `${bytes >= 0 ? '+' : '−'}${Math.abs(bytes / 1024).toFixed(0)} KiB against`;
   const [wall, cpu, sum, written] = (['wall', 'cpu', 'sum', 'written'] as const).map(metric);
-  const wallRatio = med('ours', wall) / med('mender', wall);
-  const cpuRatio = med('ours', cpu) / med('mender', cpu);
-  const writtenOurs = med('ours', written);
-  const sumOurs = med('ours', sum) / MiB;
-  const perProcess = PROCESSES.map((p) => {
-    const cpuS = median(results.ours.map((r) => r.perProcess![p].cpuS));
-    const bytes = median(results.ours.map((r) => r.perProcess![p].writtenBytes));
-    const rss = median(results.ours.map((r) => r.perProcess![p].peakRss));
-    return `${p} ${cpuS.toFixed(2)} s CPU, ${fmt.mib(bytes)} written, ${fmt.mib(rss)} peak`;
+  const bounds = OURS.map((way) => {
+    const wallRatio = med(way, wall) / med('mender', wall);
+    const cpuRatio = med(way, cpu) / med('mender', cpu);
+    const writtenOurs = med(way, written);
+    const sumOurs = med(way, sum) / MiB;
+    return (
+      `${LABEL[way]}: wall ${fmt.ratio(wallRatio)} of Mender's (${verdict(wallRatio <= peerBounds.versusMender)}), ` +
+      `CPU ${fmt.ratio(cpuRatio)} (${verdict(cpuRatio <= peerBounds.versusMender)}); bytes written ` +
+      `${verdict(PEERS.every((p) => writtenOurs <= med(p, written)))} (exactly: ` +
+      `${PEERS.map((p) => `${kibDifference(writtenOurs - med(p, written))} ${LABEL[p]}'s`).join(', ')}); ` +
+      `peak RSS summed ${sumOurs.toFixed(0)} MiB (${verdict(sumOurs <= peerBounds.sumRssMiB)})`
+    );
   });
+  const perProcess = (way: (typeof OURS)[number]) =>
+    PROCESSES.map((p) => {
+      const cpuS = median(results[way].map((r) => r.perProcess![p].cpuS));
+      const bytes = median(results[way].map((r) => r.perProcess![p].writtenBytes));
+      const rss = median(results[way].map((r) => r.perProcess![p].peakRss));
+      return `${p} ${cpuS.toFixed(2)} s CPU, ${fmt.mib(bytes)} written, ${fmt.mib(rss)} peak`;
+    }).join('; ');
   return [
     '## Against the peers, side by side',
     '',
-    `From Debian 12: ${versions}. Bounds: a whole update (wall and CPU) ≤ ${peerBounds.versusMender}× Mender's: ` +
-      `wall ${fmt.ratio(wallRatio)} (${verdict(wallRatio <= peerBounds.versusMender)}), CPU ${fmt.ratio(cpuRatio)} ` +
-      `(${verdict(cpuRatio <= peerBounds.versusMender)}); bytes written ≤ the peers': ` +
-      `${verdict(PEERS.every((p) => writtenOurs <= med(p, written)))} (ours against each, exactly: ` +
-      `${PEERS.map((p) => `${kibDifference(writtenOurs - med(p, written))} ${LABEL[p]}'s`).join(', ')}); ` +
-      `our processes' peak RSS summed ≤ ${peerBounds.sumRssMiB} MiB: ` +
-      `${sumOurs.toFixed(0)} MiB (${verdict(sumOurs <= peerBounds.sumRssMiB)}).`,
+    `From Debian 12: ${versions}. Bounds: a whole update (wall and CPU) ≤ ${peerBounds.versusMender}× Mender's, ` +
+      `bytes written ≤ the peers', our processes' peak RSS summed ≤ ${peerBounds.sumRssMiB} MiB. ` +
+      `${bounds.join('. ')}.`,
+    '',
+    'Ours runs two ways: as under `make run` (the three services up throughout, so the sum is of their ' +
+      'peaks), and as deployed (the gateway up, the fetcher and the installer behind ' +
+      '`systemd-socket-activate` as their .socket units, each started by its command and ending with ' +
+      'its work; the processes alive together sampled every 20 ms; its wall time and CPU include ' +
+      "both workers' starts).",
     '',
     lines.join('\n'),
     '',
-    `Where ours goes (medians): ${perProcess.join('; ')}; the gateway answered ` +
-      `${median(results.ours.map((r) => r.progressPolls!)).toFixed(0)} /progress requests a run (the bench's poll).`,
+    OURS.map(
+      (way) =>
+        `Where ${LABEL[way]} goes (medians): ${perProcess(way)}; the gateway answered ` +
+        `${median(results[way].map((r) => r.progressPolls!)).toFixed(0)} /progress requests a run (the bench's poll).`,
+    ).join('\n\n'),
   ].join('\n');
 }

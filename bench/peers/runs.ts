@@ -32,11 +32,11 @@ export interface Measured {
   perProcess?: Record<Proc, { cpuS: number; writtenBytes: number; peakRss: number }>;
 }
 
-const reapScript = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/peers/reap.py');
-const clockTicks = 100; // USER_HZ: /proc/PID/stat's unit on every Linux architecture
+export const reapScript = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/peers/reap.py');
+export const clockTicks = 100; // USER_HZ: /proc/PID/stat's unit on every Linux architecture
 
 /** CPU ticks of a process and of the children it waited for, and its bytes written, so far. */
-function counters(pid: number): { ticks: number; writtenBytes: number } {
+export function counters(pid: number): { ticks: number; writtenBytes: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // fields after the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -64,7 +64,7 @@ async function stageOf(base: string): Promise<string> {
 const PROGRESS_POLL_MS = 50;
 
 /** Polls /progress until `stage`; `failed` ends the run at once. Returns how many answers it took. */
-async function untilStage(base: string, stage: string, timeoutMs: number): Promise<number> {
+export async function untilStage(base: string, stage: string, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (let polls = 1; ; polls++) {
     const now = await stageOf(base);
