@@ -18,22 +18,30 @@ import { checkInstalled, runMender, runOurs, runSwupdate, type Measured, type Pe
 // payload from one nginx on loopback and checking its SHA-256 and signature. Runs alternate, the
 // order rotating each round, after one round not counted (binaries and the served files cached).
 
-type Tool = 'ours' | 'deployed' | 'swupdate' | 'mender';
-const TOOLS: Tool[] = ['ours', 'deployed', 'swupdate', 'mender'];
-/** Ours two ways: as under `make run` (the three up throughout) and as deployed. */
-const OURS = ['ours', 'deployed'] as const;
 const PEERS = ['swupdate', 'mender'] as const;
-const LABEL: Record<Tool, string> = {
-  ours: 'ours',
-  deployed: 'ours, as deployed',
-  swupdate: 'SWUpdate 2022.12',
-  mender: 'Mender 3.4',
+type Peer = (typeof PEERS)[number];
+
+/** Ours, two ways: as under `make run` (the three up throughout) and as deployed. */
+const OURS = {
+  ours: { label: 'ours', short: 'ours', rowName: 'the services up as under `make run`', run: runOurs },
+  deployed: {
+    label: 'ours, as deployed',
+    short: 'deployed',
+    rowName: 'as deployed, the workers socket-activated',
+    run: runOursDeployed,
+  },
+} as const;
+type Way = keyof typeof OURS;
+const WAYS = Object.keys(OURS) as Way[];
+
+type Tool = Way | Peer;
+const TOOLS: Tool[] = [...WAYS, ...PEERS];
+const PEER_LABEL: Record<Peer, { label: string; short: string }> = {
+  swupdate: { label: 'SWUpdate 2022.12', short: 'SWUpdate' },
+  mender: { label: 'Mender 3.4', short: 'Mender' },
 };
-/** How the main table's rows name each way of running ours. */
-const OURS_AS: Record<(typeof OURS)[number], string> = {
-  ours: 'the services up as under `make run`',
-  deployed: 'as deployed, the workers socket-activated',
-};
+const isWay = (tool: Tool): tool is Way => tool in OURS;
+const labelOf = (tool: Tool): string => (isWay(tool) ? OURS[tool] : PEER_LABEL[tool]).label;
 
 /** The bounds against the peers: whole update (wall and CPU) <= 1.5× Mender's; bytes written <= the peers'; our peak RSS summed <= 150 MiB. */
 export const peerBounds = { versusMender: 1.5, writtenVersusPeers: 1, sumRssMiB: 150 };
@@ -73,7 +81,7 @@ const METRICS: Metric[] = [
 ];
 const metric = (key: MetricKey) => METRICS.find((m) => m.key === key)!;
 
-async function freshDirs(root: string, tool: (typeof PEERS)[number], run: number): Promise<PeerDirs> {
+async function freshDirs(root: string, tool: Peer, run: number): Promise<PeerDirs> {
   const dest = path.join(root, `${tool}-dest`);
   const work = path.join(root, `${tool}-work-${run}`);
   await fsp.rm(path.join(dest, PAYLOAD_NAME), { force: true });
@@ -100,11 +108,11 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
   const nginx = await Nginx.start(served, path.join(root, 'nginx'));
   const results: Record<Tool, Measured[]> = { ours: [], deployed: [], swupdate: [], mender: [] };
   // before each run, what the previous one left dirty is written back
-  const measureOurs = (tool: (typeof OURS)[number]) => {
+  const measureOurs = (way: Way) => {
     execFileSync('sync');
-    return (tool === 'ours' ? runOurs : runOursDeployed)(nginx, artifacts);
+    return OURS[way].run(nginx, artifacts);
   };
-  const measurePeer = async (peer: (typeof PEERS)[number], round: number) => {
+  const measurePeer = async (peer: Peer, round: number) => {
     const dirs = await freshDirs(root, peer, round);
     execFileSync('sync');
     const m = await (peer === 'swupdate' ? runSwupdate : runMender)(nginx, artifacts, dirs);
@@ -117,7 +125,7 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
       const order = TOOLS.map((_, i) => TOOLS[(i + round) % TOOLS.length]);
       for (const tool of order) {
         say(`peers: ${round === 0 ? 'warm-up' : `run ${round}/${plan.runs.peers}`}: ${tool}`);
-        const m = tool === 'ours' || tool === 'deployed' ? await measureOurs(tool) : await measurePeer(tool, round);
+        const m = isWay(tool) ? await measureOurs(tool) : await measurePeer(tool, round);
         if (round > 0) results[tool].push(m);
       }
     }
@@ -129,15 +137,15 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
   const size = fmt.size(plan.peersPayload);
   const runs = String(plan.runs.peers);
   const rows: Row[] = [];
-  for (const way of OURS)
+  for (const way of WAYS)
     for (const peer of PEERS) {
       for (const m of METRICS.filter((x) => !x.sideOnly)) {
         const ours = med(way, m);
         const theirs = med(peer, m);
         rows.push({
-          measure: `${size} update side by side, ours ${OURS_AS[way]}, ${m.name}${boundNote(m.key, peer)}`,
+          measure: `${size} update side by side, ours ${OURS[way].rowName}, ${m.name}${boundNote(m.key, peer)}`,
           value: `ours: ${m.show(ours)}`,
-          reference: `${LABEL[peer]}: ${m.show(theirs)}`,
+          reference: `${PEER_LABEL[peer].label}: ${m.show(theirs)}`,
           ratio: fmt.ratio(ours / theirs),
           runs,
         });
@@ -147,7 +155,7 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
   return rows;
 }
 
-function boundNote(key: MetricKey, peer: (typeof PEERS)[number]): string {
+function boundNote(key: MetricKey, peer: Peer): string {
   if (key === 'written') return ' (the bound: ≤ 1× the peers)';
   if (key === 'sum') return ` (the bound for ours: ≤ ${peerBounds.sumRssMiB} MiB)`;
   if (peer === 'mender' && (key === 'wall' || key === 'cpu'))
@@ -158,10 +166,10 @@ function boundNote(key: MetricKey, peer: (typeof PEERS)[number]): string {
 /** The side-by-side table: ours two ways beside each peer, the ratios, and each bound met or not. */
 function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: string): string {
   const med = (tool: Tool, m: Metric) => median(results[tool].map(m.of));
-  const ratios = OURS.flatMap((way) => PEERS.map((peer) => [way, peer] as const));
+  const ratios = WAYS.flatMap((way) => PEERS.map((peer) => [way, peer] as const));
   const head =
-    `| ${size}, median of ${results.ours.length} | ${TOOLS.map((t) => LABEL[t]).join(' | ')} | ` +
-    `${ratios.map(([way, peer]) => `${way === 'ours' ? 'ours' : 'deployed'} / ${LABEL[peer].split(' ')[0]}`).join(' | ')} |`;
+    `| ${size}, median of ${results.ours.length} | ${TOOLS.map(labelOf).join(' | ')} | ` +
+    `${ratios.map(([way, peer]) => `${OURS[way].short} / ${PEER_LABEL[peer].short}`).join(' | ')} |`;
   const lines = [head, `|${' --- |'.repeat(1 + TOOLS.length + ratios.length)}`];
   for (const m of METRICS) {
     const values = TOOLS.map((t) => m.show(med(t, m)));
@@ -172,20 +180,20 @@ function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: s
   /** A difference of bytes written, in KiB with its sign: the MiB of the table hide a few state files. */
   const kibDifference = (bytes: number) => `${bytes >= 0 ? '+' : '−'}${Math.abs(bytes / 1024).toFixed(0)} KiB against`;
   const [wall, cpu, sum, written] = (['wall', 'cpu', 'sum', 'written'] as const).map(metric);
-  const bounds = OURS.map((way) => {
+  const bounds = WAYS.map((way) => {
     const wallRatio = med(way, wall) / med('mender', wall);
     const cpuRatio = med(way, cpu) / med('mender', cpu);
     const writtenOurs = med(way, written);
     const sumOurs = med(way, sum) / MiB;
     return (
-      `${LABEL[way]}: wall ${fmt.ratio(wallRatio)} of Mender's (${verdict(wallRatio <= peerBounds.versusMender)}), ` +
+      `${OURS[way].label}: wall ${fmt.ratio(wallRatio)} of Mender's (${verdict(wallRatio <= peerBounds.versusMender)}), ` +
       `CPU ${fmt.ratio(cpuRatio)} (${verdict(cpuRatio <= peerBounds.versusMender)}); bytes written ` +
       `${verdict(PEERS.every((p) => writtenOurs <= med(p, written)))} (exactly: ` +
-      `${PEERS.map((p) => `${kibDifference(writtenOurs - med(p, written))} ${LABEL[p]}'s`).join(', ')}); ` +
+      `${PEERS.map((p) => `${kibDifference(writtenOurs - med(p, written))} ${PEER_LABEL[p].label}'s`).join(', ')}); ` +
       `peak RSS summed ${sumOurs.toFixed(0)} MiB (${verdict(sumOurs <= peerBounds.sumRssMiB)})`
     );
   });
-  const perProcess = (way: (typeof OURS)[number]) =>
+  const perProcess = (way: Way) =>
     PROCESSES.map((p) => {
       const cpuS = median(results[way].map((r) => r.perProcess![p].cpuS));
       const bytes = median(results[way].map((r) => r.perProcess![p].writtenBytes));
@@ -207,9 +215,9 @@ function sideBySide(results: Record<Tool, Measured[]>, size: string, versions: s
     '',
     lines.join('\n'),
     '',
-    OURS.map(
+    WAYS.map(
       (way) =>
-        `Where ${LABEL[way]} goes (medians): ${perProcess(way)}; the gateway answered ` +
+        `Where ${OURS[way].label} goes (medians): ${perProcess(way)}; the gateway answered ` +
         `${median(results[way].map((r) => r.progressPolls!)).toFixed(0)} /progress requests a run (the bench's poll).`,
     ).join('\n\n'),
   ].join('\n');

@@ -19,6 +19,9 @@ export interface LoneDownload {
   md5: string;
 }
 
+/** A download that takes longer has hung (a server that kept the connection open, say): killed. */
+const DEADLINE_MS = 10 * 60_000;
+
 const entry = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../reference/lone-download.js');
 
 /** Bundles the lone downloader into `dir` once; returns the bundle's path. */
@@ -38,13 +41,15 @@ export async function loneDownload(
   extraFlags: string[] = [],
 ): Promise<LoneDownload> {
   const args = [...extraFlags, bundle, mode, url, partFile, String(size)];
+  // the unit's environment and nothing of the bench's own (as Service starts the services)
   const child = spawn('nice', ['-n', String(unitNice('fetcher')), process.execPath, ...args], {
-    env: { ...process.env, ...unitEnvironment('fetcher') },
+    env: { PATH: process.env.PATH!, ...unitEnvironment('fetcher') },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  const deadline = setTimeout(() => child.kill('SIGKILL'), DEADLINE_MS);
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-  const code = await new Promise<number | null>((ok) => child.once('close', ok));
+  const code = await new Promise<number | null>((ok) => child.once('close', ok)).finally(() => clearTimeout(deadline));
   await fsp.rm(partFile, { force: true });
   if (code !== 0) throw new Error(`lone download (${mode}) exited ${code}`);
   const result = JSON.parse(out) as LoneDownload;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 /** Memory figures of a live process from /proc/PID/status, in bytes. */
 export interface Memory {
@@ -16,6 +16,29 @@ export function readMemory(pid: number): Memory | null {
   }
   const kB = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { rss: kB('VmRSS'), peakRss: kB('VmHWM') };
+}
+
+/** The first child of `pid` (/proc/PID/task/PID/children), or null: none, or `pid` gone. */
+export function firstChild(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0]) || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `pid` when node runs in it (its /proc/PID/exe is this node binary), else null: gone, or still
+ * the systemd-socket-activate that holds a worker's socket until its first command execs node.
+ * On a printer systemd holds that socket, so the benches count a worker from its exec.
+ */
+export function runningNode(pid: number | null | undefined): number | null {
+  if (!pid) return null;
+  try {
+    return readlinkSync(`/proc/${pid}/exe`) === process.execPath ? pid : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Runs one command and measures it with everything it starts: `reap.py [--mark REGEX] -- CMD ARGS...`.
+"""Runs one command and measures it with everything it starts: `reap.py [--mark REGEX] [--no-sum] -- CMD ARGS...`.
 
 The peers' processes are short and some of them fork helpers that outlive their parent, so
 /proc cannot be read after the fact. This wrapper makes itself a child subreaper (prctl
@@ -13,6 +13,9 @@ counters into its reaper's, up to this one:
   (dirtied page cache included, attributed to the process that dirtied it);
 - peak_sum: every 10 ms the live descendants' VmHWM summed; the largest such sum (the processes
   that were alive at the same time, each at its own peak so far).
+
+  --no-sum leaves the sampling out (peak_sum is then maxrss), for a caller that samples the
+  processes alive together itself: each sample reads all of /proc.
 
 - mark_s: with --mark, when the first line of the command's output (stdout and stderr) matching
   REGEX appeared: the moment a tool says it is done, where its process lingers after that.
@@ -74,12 +77,16 @@ def io_counters():
 def main():
     argv = sys.argv[1:]
     mark = None
-    if argv[:1] == ['--mark']:
-        mark, argv = re.compile(argv[1].encode()), argv[2:]
+    summing = True
+    while argv[:1] in (['--mark'], ['--no-sum']):
+        if argv[0] == '--mark':
+            mark, argv = re.compile(argv[1].encode()), argv[2:]
+        else:
+            summing, argv = False, argv[1:]
     if argv[:1] == ['--']:
         argv = argv[1:]
     if not argv:
-        sys.exit('usage: reap.py [--mark REGEX] -- CMD ARGS...')
+        sys.exit('usage: reap.py [--mark REGEX] [--no-sum] -- CMD ARGS...')
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit(f'prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}')
@@ -106,7 +113,8 @@ def main():
 
     relay_thread = threading.Thread(target=relay, daemon=True)
     relay_thread.start()
-    sampler.start()
+    if summing:
+        sampler.start()
     status = None
     end = None
     # reap everything, the command and whatever it left behind; the wall time ends with the
@@ -120,7 +128,8 @@ def main():
             end = time.monotonic()
             status = os.waitstatus_to_exitcode(wait_status)
     done.set()
-    sampler.join()
+    if summing:
+        sampler.join()
     relay_thread.join()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     io = io_counters()

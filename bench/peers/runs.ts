@@ -134,6 +134,19 @@ export async function runOurs(nginx: Nginx, artifacts: PeerArtifacts): Promise<M
   }
 }
 
+/** What reap.py prints once its command and everything it started have ended. */
+export interface ReapedFigures {
+  exit: number | null;
+  wall_s: number;
+  /** With --mark: when the marked line appeared; null if it never did. */
+  mark_s: number | null;
+  cpu_s: number;
+  maxrss_kib: number;
+  peak_sum_kib: number;
+  write_bytes: number;
+  cancelled_write_bytes: number;
+}
+
 /**
  * A command and all it starts, measured by reap.py (see there); a non-zero exit fails the run
  * with its output. `installed`: the line of its output that says the install is done, when the
@@ -156,11 +169,11 @@ function reaped(argv: string[], env: NodeJS.ProcessEnv = process.env, installed?
     child.on('error', reject);
     child.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.trim()}`));
-      const r = JSON.parse(stdout) as Record<string, number>;
+      const r = JSON.parse(stdout) as ReapedFigures;
       if (installed && r.mark_s === null)
         return reject(new Error(`${argv[0]} exited 0 without saying "${installed}": ${stderr.trim()}`));
       resolve({
-        wallS: installed ? r.mark_s : r.wall_s,
+        wallS: installed && r.mark_s !== null ? r.mark_s : r.wall_s,
         exitS: r.wall_s,
         cpuS: r.cpu_s,
         largestRss: r.maxrss_kib * 1024,

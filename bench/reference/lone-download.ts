@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { UpdaterError } from '../../shared/errors.js';
@@ -40,7 +39,8 @@ async function tcpBody(url: URL): Promise<Readable> {
 }
 
 /** The body of a GET of `url` through Node's own HTTP client (its parser is C++, not WebAssembly). */
-function nodeHttpBody(url: URL): Promise<Readable> {
+async function nodeHttpBody(url: URL): Promise<Readable> {
+  const http = await import('node:http'); // here, so that the other modes do not load it
   return new Promise((ok, fail) => http.get(url, ok).once('error', fail));
 }
 
