@@ -4,6 +4,12 @@ import type { Reporter } from './reporter.js';
 import type { Status } from './status.js';
 
 /**
+ * Whether another worker has recorded a newer command than `seq`: its record, not this worker's,
+ * is the status the gateway shows (shared/workers.ts, the gateway's rule).
+ */
+export type Superseded = (seq: number) => Promise<boolean>;
+
+/**
  * Where a worker's status goes once decided: its own record, device-api, and the busy marker
  * the path unit watches. The marker goes up before a busy status is written, and comes down
  * only after the report of the next status that is not busy went out, so that a crash anywhere
@@ -16,10 +22,16 @@ export class StatusPublisher {
     private readonly log: Logger,
     /** The marker was there at start: the last run stopped before its work, or its last report, was done. */
     private readonly markerLeft: boolean,
+    private readonly superseded: Superseded,
   ) {}
 
-  static async open(marker: BusyMarker, reporter: Reporter, log: Logger): Promise<StatusPublisher> {
-    return new StatusPublisher(marker, reporter, log, await marker.present());
+  static async open(
+    marker: BusyMarker,
+    reporter: Reporter,
+    log: Logger,
+    superseded: Superseded,
+  ): Promise<StatusPublisher> {
+    return new StatusPublisher(marker, reporter, log, await marker.present(), superseded);
   }
 
   /** Writes `status` with `write`, then reports it; `busy` says whether work is still unfinished. */
@@ -35,11 +47,22 @@ export class StatusPublisher {
     this.reporter.report(status);
   }
 
-  /** At start, with no work to resume: a crash fell between the last write and the end of its report. */
-  async reportAgainIfLeft(status: Status): Promise<void> {
+  /**
+   * At start, with no work to resume: a crash fell between the last write and the end of its
+   * report, so `status` (the worker's own, recorded under command `seq`) goes out again. Unless
+   * another worker has recorded a newer command since: then the gateway shows that one's status,
+   * which its own reports carried, and this one is history. The crash fell between this worker's
+   * marker and a new command's record (the fetcher's, at a download after an install), and its
+   * status reported again would be device-api's last word against what /progress says.
+   */
+  async reportAgainIfLeft(status: Status, seq: number): Promise<void> {
     if (!this.markerLeft) return;
-    this.log.info({ stage: status.stage }, 'reporting the last status again');
-    this.reporter.report(status);
+    if (await this.superseded(seq)) {
+      this.log.info({ stage: status.stage, seq }, 'a newer command was recorded by another worker: not reported again');
+    } else {
+      this.log.info({ stage: status.stage }, 'reporting the last status again');
+      this.reporter.report(status);
+    }
     await this.reportedThenIdle();
   }
 

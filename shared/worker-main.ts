@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { BusyMarker } from './busy-marker.js';
 import type { Config } from './config.js';
 import { degradedWorker, loadConfigOrServeDegraded } from './degraded.js';
-import { sweepTemps } from './durable-store.js';
+import { DurableJson, sweepTemps } from './durable-store.js';
 import { IdleExit } from './idle-exit.js';
 import { listen } from './listen.js';
 import { createLogger, type Logger } from './log.js';
@@ -11,8 +11,8 @@ import { createCommandServer, type Command, type Reply } from './protocol.js';
 import { Reporter } from './reporter.js';
 import { exitAtOnceStages } from './stages.js';
 import type { Stage } from './status.js';
-import { StatusPublisher } from './status-publisher.js';
-import { recordPathOf, socketOf, workers, type WorkerName } from './workers.js';
+import { StatusPublisher, type Superseded } from './status-publisher.js';
+import { recordPathOf, shownOver, socketOf, workerNames, workers, type WorkerName } from './workers.js';
 
 /** What the bootstrap hands a worker's wiring. */
 export interface WorkerContext {
@@ -26,6 +26,8 @@ export interface WorkerContext {
   publisher: StatusPublisher;
   /** STATUS= for `systemctl status`. */
   notify: (text: string) => void;
+  /** Whether another worker has recorded a newer command than this one's `seq` (shownOver). */
+  superseded: Superseded;
 }
 
 /** What a worker's wiring hands back. */
@@ -63,7 +65,8 @@ export async function runWorker(
   await fsp.mkdir(stateDir, { recursive: true, mode: 0o750 });
   await sweepTemps(stateDir);
   const reporter = new Reporter(config.TOPE_DEVICE_API_URL, config.TOPE_REPORT_TIMEOUT_MS, log);
-  const publisher = await StatusPublisher.open(new BusyMarker(stateDir), reporter, log);
+  const superseded = supersededCheck(name, config, log);
+  const publisher = await StatusPublisher.open(new BusyMarker(stateDir), reporter, log, superseded);
   const notifier = new Notifier(log);
   notifier.startWatchdog();
   const worker = await build({
@@ -73,6 +76,7 @@ export async function runWorker(
     publisher,
     recordPath: recordPathOf(name, config),
     notify: (text) => notifier.status(text),
+    superseded,
   });
   await worker.recover();
   await serveCommands(name, worker, {
@@ -82,6 +86,27 @@ export async function runWorker(
     idleMs: config.TOPE_IDLE_EXIT_MS,
     socketPath: socketOf(name, config),
   });
+}
+
+/**
+ * Reads the other workers' records (each one's group can read the other's state directory) and
+ * applies the gateway's rule. A record it cannot read counts as not newer: the worker then acts on
+ * its own record, as it did before this check existed.
+ */
+function supersededCheck(name: WorkerName, config: Config, log: Logger): Superseded {
+  const others = workerNames
+    .filter((other) => other !== name)
+    .map((other) => ({ other, store: new DurableJson(recordPathOf(other, config), workers[other].recordSchema) }));
+  return async (seq) => {
+    for (const { other, store } of others) {
+      const record = await store.read().catch((e: unknown) => {
+        log.warn({ err: (e as Error).message, worker: other }, "cannot read another worker's record");
+        return null;
+      });
+      if (record && shownOver(other, record.seq, name, seq)) return true;
+    }
+    return false;
+  };
 }
 
 interface ServeDeps {

@@ -39,6 +39,15 @@ export const workers = {
 export type WorkerName = keyof typeof workers;
 export const workerNames = Object.keys(workers) as WorkerName[];
 
+/**
+ * The gateway's rule for the status it shows, for whoever else needs it: the record of the newer
+ * command (the gateway hands a sequence number out with each), on a tie the worker listed first
+ * above. True when `worker`'s record, under command `seq`, is shown rather than `than`'s.
+ */
+export function shownOver(worker: WorkerName, seq: number, than: WorkerName, thanSeq: number): boolean {
+  return seq > thanSeq || (seq === thanSeq && workerNames.indexOf(worker) < workerNames.indexOf(than));
+}
+
 /** What the gateway reads of each worker's record. */
 export type WorkerRecord<Name extends WorkerName> = z.infer<(typeof workers)[Name]['recordSchema']>;
 

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { DurableJson } from '../../shared/durable-store.js';
 import { idleStatus, type Status } from '../../shared/status.js';
-import { workerNames, workers, type WorkerName, type WorkerRecord } from '../../shared/workers.js';
+import { shownOver, workerNames, workers, type WorkerName, type WorkerRecord } from '../../shared/workers.js';
 
 export type WorkerRecords = { [Name in WorkerName]: WorkerRecord<Name> | null };
 
@@ -76,7 +76,7 @@ export class StatusView {
     const records = Object.fromEntries(read) as WorkerRecords;
     let view: View = { seq: 0, status: idleStatus, active: null, records };
     for (const [name, record] of read) {
-      if (record && (view.active === null || record.seq > view.seq)) {
+      if (record && (view.active === null || shownOver(name, record.seq, view.active, view.seq))) {
         view = { seq: record.seq, status: record.status, active: name, records };
       }
     }

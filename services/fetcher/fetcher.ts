@@ -8,7 +8,7 @@ import { sameJob, type PackageJob } from '../../shared/package-job.js';
 import { refuse, type Command, type Reply } from '../../shared/protocol.js';
 import * as statuses from '../../shared/status.js';
 import { busyStages, clampPercent, type Status } from '../../shared/status.js';
-import type { StatusPublisher } from '../../shared/status-publisher.js';
+import type { StatusPublisher, Superseded } from '../../shared/status-publisher.js';
 import type { fetcherRecordSchema, FetcherRecord, Checkpoint } from '../../shared/worker-records.js';
 import type { TrustSettings } from '../../shared/trust/package-trust.js';
 import { freeBytes } from './disk.js';
@@ -29,6 +29,8 @@ export interface FetcherDeps {
   bootId: () => string;
   /** What the device trusts: a package it would refuse fails here, at verifying, and is removed. */
   trust: TrustSettings;
+  /** Whether the installer has recorded a newer command than `seq` (an install of this package, say). */
+  superseded: Superseded;
   now?: () => Date;
   random?: () => number;
 }
@@ -86,6 +88,10 @@ export class Fetcher {
     const { stage } = this.record.status;
     const job = this.record.job;
     await this.files.removeStray(job);
+    // a package the installer has acted on since (installed, say): its record is the status now,
+    // and the package may be gone for good reason (a download after the install clears it, and a
+    // cut can fall before that download's own record is written): nothing here to fail or report
+    const superseded = await this.deps.superseded(this.record.seq);
     if (job && stageRules[stage].underWay) {
       this.deps.log.info(
         { stage, version: job.version, checkpoint: this.record.checkpoint },
@@ -93,7 +99,7 @@ export class Fetcher {
       );
       this.deps.publisher.report(this.record.status);
       this.begin(job, this.record.checkpoint);
-    } else if (job && stageRules[stage].holdsPackage) {
+    } else if (job && stageRules[stage].holdsPackage && !superseded) {
       if (this.expired()) {
         await this.discardPackage(
           this.record.seq,
@@ -106,7 +112,7 @@ export class Fetcher {
         );
       }
     }
-    if (!this.running) await this.deps.publisher.reportAgainIfLeft(this.record.status);
+    if (!this.running) await this.deps.publisher.reportAgainIfLeft(this.record.status, this.record.seq);
   }
 
   async handle(command: Command): Promise<Reply> {

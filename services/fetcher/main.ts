@@ -13,7 +13,7 @@ import { httpAgent } from './http-client.js';
 import { AddressPolicy, checkedConnector } from './url-policy.js';
 
 tuneEngine();
-await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify }) => {
+await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher, notify, superseded }) => {
   const packagesDir = path.join(stateDir, PACKAGES_DIR);
   await fsp.mkdir(packagesDir, { recursive: true, mode: 0o750 });
   // Unreadable, every start counts as a reboot: only checkpointed bytes are trusted (the safe side).
@@ -43,6 +43,7 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     trust: trustSettings(config, () => floor.current(), log),
     store: new DurableJson(recordPath, fetcherRecordSchema),
     publisher,
+    superseded,
     bootId: () => bootId,
   });
   return {

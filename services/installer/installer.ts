@@ -124,7 +124,7 @@ export class Installer {
     if (!journal) {
       await this.deps.versions.sweep();
       if (this.state.status.stage === 'installing') await this.conclude(null);
-      else await this.deps.publisher.reportAgainIfLeft(this.state.status);
+      else await this.deps.publisher.reportAgainIfLeft(this.state.status, this.state.seq);
       return;
     }
     if (recoveryExhausted(journal)) return this.abandon(journal);
@@ -158,7 +158,8 @@ export class Installer {
     const error =
       `RECOVERY_ABANDONED: the recovery of the install of ${journal.version} (journal phase ${journal.phase}) ` +
       `did not finish in ${journal.recoveryAttempts} attempts; the device is left as it is`;
-    if (this.state.status.error === error) return this.deps.publisher.reportAgainIfLeft(this.state.status);
+    if (this.state.status.error === error)
+      return this.deps.publisher.reportAgainIfLeft(this.state.status, this.state.seq);
     this.deps.log.fatal({ journal }, 'recovery abandoned');
     const message = 'Update failed; recovery abandoned - manual intervention required';
     this.state = { ...this.state, status: statuses.failed(error, message, this.state.status.progress) };
