@@ -53,11 +53,13 @@ export class StatusPublisher {
    * another worker has recorded a newer command since: then the gateway shows that one's status,
    * which its own reports carried, and this one is history. The crash fell between this worker's
    * marker and a new command's record (the fetcher's, at a download after an install), and its
-   * status reported again would be device-api's last word against what /progress says.
+   * status reported again would be device-api's last word against what /progress says. `seq`
+   * null: reported whatever else was recorded (a status that must reach device-api, such as an
+   * abandoned recovery's).
    */
-  async reportAgainIfLeft(status: Status, seq: number): Promise<void> {
+  async reportAgainIfLeft(status: Status, seq: number | null): Promise<void> {
     if (!this.markerLeft) return;
-    if (await this.superseded(seq)) {
+    if (seq !== null && (await this.superseded(seq))) {
       this.log.info({ stage: status.stage, seq }, 'a newer command was recorded by another worker: not reported again');
     } else {
       this.log.info({ stage: status.stage }, 'reporting the last status again');

@@ -49,44 +49,58 @@ const markerOf = (stateDir: string) => path.join(stateDir, BUSY_MARKER);
 const seedInstaller = (device: TestDevice, record: Omit<InstallerState, 'journal'>) =>
   new DurableJson(device.installerStore.file, installerStateSchema).write({ ...record, journal: null });
 
-test("the fetcher killed between a new download's marker and its record, after an install: at its restart it neither fails the installed package nor reports", async () => {
-  const { deviceApi, device, body, job } = await setUp();
-  // the fetcher verified 2.0.0 (command 1), and the installer installed it (command 2)
-  await fsp.mkdir(device.packagesDir, { recursive: true });
-  const packageFile = path.join(device.packagesDir, job('2.0.0').package_name);
-  await fsp.writeFile(packageFile, body);
-  await device.seedFetcher({
-    seq: 1,
-    job: job('2.0.0'),
-    checkpoint: null,
-    verifiedAt: new Date().toISOString(),
-    packageFile,
-    status: statuses.toInstall('2.0.0'),
-  });
-  const installed = statuses.succeeded('Successfully installed version 2.0.0');
-  await seedInstaller(device, { seq: 2, version: '2.0.0', status: installed });
-  await device.start('api-gateway');
-  // the next download, killed at the first durable write's rename: its own record
-  device.env.TOPE_FAILPOINT = 'durable.before-rename';
-  const [fetcher] = await device.start('fetcher').finally(() => delete device.env.TOPE_FAILPOINT);
-  void call(device.base, 'POST', '/api/v1.0/download', job('3.0.0')).catch(() => undefined);
-  await fetcher!.exited;
-  await device.kill(fetcher!);
-  // where the cut fell: the marker up, the installed package cleared, the record still command 1's
-  assert.ok(existsSync(markerOf(device.env.TOPE_FETCHER_STATE_DIR)), 'the marker is up');
-  assert.ok(!existsSync(packageFile), 'the installed package was cleared for the new download');
-  assert.equal((await device.fetcherStore.read())!.seq, 1);
-  assert.deepEqual(deviceApi.reports, [], 'the killed download reported nothing');
+for (const outcome of ['success', 'failed'] as const) {
+  test(`the fetcher killed between a new download's marker and its record, after an install that ended in ${outcome}: at its restart it reports nothing, and offers no missing package`, async () => {
+    const { deviceApi, device, body, job } = await setUp();
+    // the fetcher verified 2.0.0 (command 1), and the installer installed it (command 2)
+    await fsp.mkdir(device.packagesDir, { recursive: true });
+    const packageFile = path.join(device.packagesDir, job('2.0.0').package_name);
+    await fsp.writeFile(packageFile, body);
+    await device.seedFetcher({
+      seq: 1,
+      job: job('2.0.0'),
+      checkpoint: null,
+      verifiedAt: new Date().toISOString(),
+      packageFile,
+      status: statuses.toInstall('2.0.0'),
+    });
+    const installed =
+      outcome === 'success'
+        ? statuses.succeeded('Successfully installed version 2.0.0')
+        : statuses.failed('DEPLOYMENT_FAILED: a.service did not start', 'Update failed', 60);
+    await seedInstaller(device, { seq: 2, version: '2.0.0', status: installed });
+    await device.start('api-gateway');
+    // the next download, killed at the first durable write's rename: its own record
+    device.env.TOPE_FAILPOINT = 'durable.before-rename';
+    const [fetcher] = await device.start('fetcher').finally(() => delete device.env.TOPE_FAILPOINT);
+    void call(device.base, 'POST', '/api/v1.0/download', job('3.0.0')).catch(() => undefined);
+    await fetcher!.exited;
+    await device.kill(fetcher!);
+    // where the cut fell: the marker up, the installed package cleared, the record still command 1's
+    assert.ok(existsSync(markerOf(device.env.TOPE_FETCHER_STATE_DIR)), 'the marker is up');
+    assert.ok(!existsSync(packageFile), 'the installed package was cleared for the new download');
+    assert.equal((await device.fetcherStore.read())!.seq, 1);
+    assert.deepEqual(deviceApi.reports, [], 'the killed download reported nothing');
 
-  // started again, as the path unit starts it when it sees the marker
-  const [again] = await device.start('fetcher');
-  await waitFor('the marker to go', () => !existsSync(markerOf(device.env.TOPE_FETCHER_STATE_DIR)));
-  // the marker goes once the report (if any) is out
-  assert.deepEqual(deviceApi.reports, [], 'nothing reported against the success shown');
-  await again!.waitLog('a newer command was recorded by another worker: not reported again');
-  assert.deepEqual((await device.progress()).body.data, installed);
-  assert.equal((await device.fetcherStore.read())!.status.stage, 'toInstall', 'its record is left as it was');
-});
+    // started again, as the path unit starts it when it sees the marker
+    const [again] = await device.start('fetcher');
+    await waitFor('the marker to go', () => !existsSync(markerOf(device.env.TOPE_FETCHER_STATE_DIR)));
+    // the marker goes once the report (if any) is out
+    assert.deepEqual(deviceApi.reports, [], 'nothing reported against the status shown');
+    assert.deepEqual((await device.progress()).body.data, installed);
+    // put right all the same: the record no longer offers the package it lost
+    const record = (await device.fetcherStore.read())!;
+    assert.equal(record.status.stage, 'failed');
+    assert.equal(record.packageFile, null);
+    // README's command table: the version just installed, 200 and nothing new; after a failed
+    // install, an install again only of a package still verified
+    const retry = await call(device.base, 'POST', '/api/v1.0/update', { version: '2.0.0' });
+    if (outcome === 'success') assert.equal(retry.body.code, 200);
+    else assert.match(retry.body.msg, /^PACKAGE_NOT_FOUND/, 'an install of the lost package is refused at once');
+    assert.deepEqual((await device.progress()).body.data, installed, 'and nothing started');
+    await again!.waitLog('a newer command was recorded by another worker: not reported again');
+  });
+}
 
 test("the installer with its marker left and a newer command in the fetcher's record: at its restart it does not report its older status again", async () => {
   const { deviceApi, device, body, job } = await setUp();

@@ -88,10 +88,12 @@ export class Fetcher {
     const { stage } = this.record.status;
     const job = this.record.job;
     await this.files.removeStray(job);
-    // a package the installer has acted on since (installed, say): its record is the status now,
-    // and the package may be gone for good reason (a download after the install clears it, and a
-    // cut can fall before that download's own record is written): nothing here to fail or report
-    const superseded = await this.deps.superseded(this.record.seq);
+    // the installer may have acted on this package since (installed it, say): its record is then
+    // the status /progress shows, and this package may be gone for good reason (a download after
+    // the install clears it, and a cut can fall before that download's own record is written).
+    // The record is still put right (an install command must not be offered a missing package),
+    // but quietly: a report of it would contradict the status shown.
+    const report = !(await this.deps.superseded(this.record.seq));
     if (job && stageRules[stage].underWay) {
       this.deps.log.info(
         { stage, version: job.version, checkpoint: this.record.checkpoint },
@@ -99,16 +101,18 @@ export class Fetcher {
       );
       this.deps.publisher.report(this.record.status);
       this.begin(job, this.record.checkpoint);
-    } else if (job && stageRules[stage].holdsPackage && !superseded) {
+    } else if (job && stageRules[stage].holdsPackage) {
       if (this.expired()) {
         await this.discardPackage(
           this.record.seq,
           `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`,
+          report,
         );
       } else if (!(await this.files.present(this.record))) {
         await this.setStatus(
           statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0),
           { job, checkpoint: null, verifiedAt: null, packageFile: null },
+          report,
         );
       }
     }
@@ -275,23 +279,28 @@ export class Fetcher {
     );
   }
 
-  private async setStatus(status: Status, patch: Partial<FetcherRecord>): Promise<void> {
+  /** `report`: false for a record the installer's newer one supersedes (written, not reported). */
+  private async setStatus(status: Status, patch: Partial<FetcherRecord>, report = true): Promise<void> {
     this.record = { ...this.record, ...patch, status };
-    await this.persistAndReport();
+    await this.persistAndReport(report);
   }
 
-  private async persistAndReport(): Promise<void> {
+  private async persistAndReport(report = true): Promise<void> {
     const record = this.record;
     const { stage, progress, message } = record.status;
+    if (!report) {
+      this.deps.log.info({ stage, seq: record.seq }, 'record put right without a report: a newer command is shown');
+      return this.deps.store.write(record);
+    }
     await this.deps.publisher.publish(record.status, busyStages.has(stage), () => this.deps.store.write(record));
     this.deps.notify(
       stage === 'downloading' ? `Downloading ${record.job?.version}: ${progress}%` : `${stage}: ${message}`,
     );
   }
 
-  private async discardPackage(seq: number, reason: string): Promise<void> {
+  private async discardPackage(seq: number, reason: string, report = true): Promise<void> {
     await this.files.clear();
     this.record = { ...emptyRecord, seq, status: statuses.idle(reason) };
-    await this.persistAndReport();
+    await this.persistAndReport(report);
   }
 }

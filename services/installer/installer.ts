@@ -158,8 +158,8 @@ export class Installer {
     const error =
       `RECOVERY_ABANDONED: the recovery of the install of ${journal.version} (journal phase ${journal.phase}) ` +
       `did not finish in ${journal.recoveryAttempts} attempts; the device is left as it is`;
-    if (this.state.status.error === error)
-      return this.deps.publisher.reportAgainIfLeft(this.state.status, this.state.seq);
+    // reported even after a newer command elsewhere: someone must repair the device, and installs stay refused
+    if (this.state.status.error === error) return this.deps.publisher.reportAgainIfLeft(this.state.status, null);
     this.deps.log.fatal({ journal }, 'recovery abandoned');
     const message = 'Update failed; recovery abandoned - manual intervention required';
     this.state = { ...this.state, status: statuses.failed(error, message, this.state.status.progress) };
