@@ -5,13 +5,12 @@ import { bareNodeRss } from '../lib/bare-node.js';
 import { BenchDevice, loggedAt } from '../lib/bench-device.js';
 import { sleep } from '../lib/clock.js';
 import { hashCost, processCpuMs, shellCpuMs } from '../lib/cpu.js';
+import { activatedWorker, deployedDevice } from '../lib/deployed.js';
 import { bundleLoneDownload, loneDownload, type LoneDownload } from '../lib/lone-download.js';
 import { outcome, requestDownload, requestUpdate } from '../lib/downloads.js';
 import { UNIT_PREFIX, type PackageFile } from '../lib/packages.js';
 import { readMemory, runningNode } from '../lib/proc.js';
-import { mainOf, Service, socketActivation, unitEnvironment, unitNice } from '../../test/helpers/services.js';
-import { workers } from '../../shared/workers.js';
-import { DeviceApi } from '../../test/helpers/device-api.js';
+import { Service } from '../../test/helpers/services.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 import { PROCESSES, rateOf, type Proc } from '../lib/update-run.js';
@@ -159,17 +158,6 @@ async function budgetRun(origin: OriginProcess, pkg: PackageFile): Promise<Budge
   }
 }
 
-/**
- * `worker` as its .socket unit starts it: systemd-socket-activate holds its command socket and
- * execs it (at its unit's Nice= and Environment=) at the first connection; once it ends, nothing
- * starts it again, which a whole update does not need.
- */
-function socketActivated(worker: 'fetcher' | 'installer', env: Record<string, string>): Service {
-  const socket = env[workers[worker].socketSetting]!;
-  const command = socketActivation(socket, { ...env, ...unitEnvironment(worker) }, [process.execPath, mainOf(worker)]);
-  return new Service(worker, {}, command, unitNice(worker));
-}
-
 /** A deployed run's peak of the summed RSS, and what each process held in that sample. */
 interface DeployedRun {
   sum: number;
@@ -187,14 +175,11 @@ interface DeployedRun {
  * out when the bench's poll of /progress sees toInstall, as device-api's would.
  */
 async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<DeployedRun> {
-  const deviceApi = await new DeviceApi().start();
-  const d = new BenchDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
+  const { device: d, stop } = await deployedDevice();
   const activated: Service[] = [];
   let timer: NodeJS.Timeout | undefined;
   try {
-    await d.start('api-gateway');
-    await d.unitsRunning(1, UNIT_PREFIX);
-    activated.push(socketActivated('fetcher', d.env), socketActivated('installer', d.env));
+    activated.push(activatedWorker('fetcher', d.env), activatedWorker('installer', d.env));
     const [fetcher, installer] = activated;
     const gateway = d.pid('api-gateway');
     let sum = 0;
@@ -224,8 +209,7 @@ async function deployedRun(origin: OriginProcess, pkg: PackageFile): Promise<Dep
   } finally {
     clearInterval(timer);
     await Promise.all(activated.map((s) => s.kill('SIGKILL')));
-    await d.dispose();
-    await deviceApi.stop();
+    await stop();
   }
 }
 

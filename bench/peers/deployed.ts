@@ -1,25 +1,23 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { workers, type WorkerName } from '../../shared/workers.js';
-import { DeviceApi } from '../../test/helpers/device-api.js';
-import { mainOf, Service, socketActivation, unitEnvironment, unitNice } from '../../test/helpers/services.js';
+import { Service } from '../../test/helpers/services.js';
 import { waitFor } from '../../test/helpers/wait.js';
-import { BenchDevice } from '../lib/bench-device.js';
 import { requestDownload, requestUpdate } from '../lib/downloads.js';
-import { UNIT_PREFIX } from '../lib/packages.js';
 import { firstChild, readMemory, runningNode } from '../lib/proc.js';
-import type { Proc } from '../lib/update-run.js';
-import { PAYLOAD_NAME, type PeerArtifacts } from './artifacts.js';
+import type { PeerArtifacts } from './artifacts.js';
 import type { Nginx } from './nginx.js';
 import {
-  checkInstalled,
   clockTicks,
   counters,
+  oursMeasured,
   reapScript,
   untilStage,
   type Measured,
+  type PerProcess,
   type ReapedFigures,
 } from './runs.js';
+import { activatedWorker, deployedDevice } from '../lib/deployed.js';
 
 // Ours as a printer runs it, beside ours as under `make run`: the gateway up, the fetcher and the
 // installer behind their command sockets (`systemd-socket-activate` standing in for the .socket
@@ -62,21 +60,18 @@ async function stopReapers(reapers: Service[]): Promise<void> {
 }
 
 export async function runOursDeployed(nginx: Nginx, artifacts: PeerArtifacts): Promise<Measured> {
-  const deviceApi = await new DeviceApi().start();
-  const d = new BenchDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
+  const { device: d, stop } = await deployedDevice();
   const reapers: Service[] = [];
   let timer: NodeJS.Timeout | undefined;
   try {
-    await d.start('api-gateway');
-    await d.unitsRunning(1, UNIT_PREFIX);
     for (const worker of WORKERS) {
-      const socket = d.env[workers[worker].socketSetting]!;
-      const env = { ...d.env, ...unitEnvironment(worker) };
-      const activator = socketActivation(socket, env, [process.execPath, mainOf(worker)]);
       // --no-sum: this run sums the processes alive together itself, across the three
-      const args = [reapScript, '--no-sum', '--', activator.file, ...activator.args];
-      reapers.push(new Service(worker, {}, { file: '/usr/bin/python3', args }, unitNice(worker)));
-      await waitFor(`${worker}'s socket`, () => existsSync(socket));
+      const underReap = (activator: { file: string; args: string[] }) => ({
+        file: '/usr/bin/python3',
+        args: [reapScript, '--no-sum', '--', activator.file, ...activator.args],
+      });
+      reapers.push(activatedWorker(worker, d.env, underReap));
+      await waitFor(`${worker}'s socket`, () => existsSync(d.env[workers[worker].socketSetting]!));
     }
     const gateway = d.pid('api-gateway');
     const before = counters(gateway);
@@ -98,7 +93,7 @@ export async function runOursDeployed(nginx: Nginx, artifacts: PeerArtifacts): P
     clearInterval(timer);
     const after = counters(gateway);
     const reaped = (f: ReapedFigures) => ({ cpuS: f.cpu_s, writtenBytes: f.write_bytes, peakRss: f.maxrss_kib * 1024 });
-    const perProcess: Record<Proc, { cpuS: number; writtenBytes: number; peakRss: number }> = {
+    const perProcess: PerProcess = {
       'api-gateway': {
         cpuS: (after.ticks - before.ticks) / clockTicks,
         writtenBytes: after.writtenBytes - before.writtenBytes,
@@ -107,26 +102,10 @@ export async function runOursDeployed(nginx: Nginx, artifacts: PeerArtifacts): P
       fetcher: reaped(fetcher!),
       installer: reaped(installer!),
     };
-    checkInstalled(
-      path.join(d.sysroot, 'opt/tope/versions/current/bin', PAYLOAD_NAME),
-      artifacts.payload.sha256,
-      'ours, as deployed',
-    );
-    const all = Object.values(perProcess);
-    return {
-      wallS,
-      exitS,
-      progressPolls,
-      cpuS: all.reduce((s, p) => s + p.cpuS, 0),
-      largestRss: Math.max(...all.map((p) => p.peakRss)),
-      sumRss,
-      writtenBytes: all.reduce((s, p) => s + p.writtenBytes, 0),
-      perProcess,
-    };
+    return oursMeasured(d, artifacts, 'ours, as deployed', { wallS, exitS, progressPolls, perProcess, sumRss });
   } finally {
     clearInterval(timer);
     await stopReapers(reapers);
-    await d.dispose();
-    await deviceApi.stop();
+    await stop();
   }
 }

@@ -112,26 +112,36 @@ export async function runOurs(nginx: Nginx, artifacts: PeerArtifacts): Promise<M
         ];
       }),
     ) as Record<Proc, { cpuS: number; writtenBytes: number; peakRss: number }>;
-    checkInstalled(
-      path.join(d.sysroot, 'opt/tope/versions/current/bin', PAYLOAD_NAME),
-      artifacts.payload.sha256,
-      'ours',
-    );
-    const all = Object.values(perProcess);
-    return {
-      wallS,
-      exitS: wallS,
-      progressPolls,
-      cpuS: all.reduce((s, p) => s + p.cpuS, 0),
-      largestRss: Math.max(...all.map((p) => p.peakRss)),
-      // the three are alive throughout: the sum of their peaks
-      sumRss: all.reduce((s, p) => s + p.peakRss, 0),
-      writtenBytes: all.reduce((s, p) => s + p.writtenBytes, 0),
-      perProcess,
-    };
+    // the three are alive throughout: the sum of their peaks
+    return oursMeasured(d, artifacts, 'ours', { wallS, exitS: wallS, progressPolls, perProcess });
   } finally {
     await d.dispose();
   }
+}
+
+export type PerProcess = Record<Proc, { cpuS: number; writtenBytes: number; peakRss: number }>;
+
+/**
+ * Ours' figures from each service's, once the payload is checked installed (`who` names the way
+ * ours ran, in the error). `sumRss`: the processes alive together; without it, the sum of each
+ * one's peak (the three alive throughout).
+ */
+export function oursMeasured(
+  device: BenchDevice,
+  artifacts: PeerArtifacts,
+  who: string,
+  run: { wallS: number; exitS: number; progressPolls: number; perProcess: PerProcess; sumRss?: number },
+): Measured {
+  const installedFile = path.join(device.sysroot, 'opt/tope/versions/current/bin', PAYLOAD_NAME);
+  checkInstalled(installedFile, artifacts.payload.sha256, who);
+  const all = Object.values(run.perProcess);
+  return {
+    ...run,
+    cpuS: all.reduce((s, p) => s + p.cpuS, 0),
+    largestRss: Math.max(...all.map((p) => p.peakRss)),
+    sumRss: run.sumRss ?? all.reduce((s, p) => s + p.peakRss, 0),
+    writtenBytes: all.reduce((s, p) => s + p.writtenBytes, 0),
+  };
 }
 
 /** What reap.py prints once its command and everything it started have ended. */
