@@ -25,6 +25,15 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
+const body = Buffer.from('the package the installer installed');
+const job = (version: string) => ({
+  version,
+  package_url: `http://127.0.0.1:9/tope-${version}.zip`,
+  package_name: `tope-${version}.zip`,
+  package_size: body.length,
+  package_md5: md5(body),
+});
+
 async function setUp() {
   const deviceApi = await new DeviceApi().start();
   const device = new TestDevice({ TOPE_DEVICE_API_URL: deviceApi.url });
@@ -32,15 +41,23 @@ async function setUp() {
     () => deviceApi.stop(),
     () => device.stop(),
   );
-  const body = Buffer.from('the package the installer installed');
-  const job = (version: string) => ({
-    version,
-    package_url: `http://127.0.0.1:9/tope-${version}.zip`,
-    package_name: `tope-${version}.zip`,
-    package_size: body.length,
-    package_md5: md5(body),
+  return { deviceApi, device };
+}
+
+/** As if the fetcher had verified `version` under command `seq`: its package and a toInstall record. */
+async function seedVerified(device: TestDevice, seq: number, version: string): Promise<string> {
+  await fsp.mkdir(device.packagesDir, { recursive: true });
+  const packageFile = path.join(device.packagesDir, job(version).package_name);
+  await fsp.writeFile(packageFile, body);
+  await device.seedFetcher({
+    seq,
+    job: job(version),
+    checkpoint: null,
+    verifiedAt: new Date().toISOString(),
+    packageFile,
+    status: statuses.toInstall(version),
   });
-  return { deviceApi, device, body, job };
+  return packageFile;
 }
 
 const markerOf = (stateDir: string) => path.join(stateDir, BUSY_MARKER);
@@ -51,19 +68,9 @@ const seedInstaller = (device: TestDevice, record: Omit<InstallerState, 'journal
 
 for (const outcome of ['success', 'failed'] as const) {
   test(`the fetcher killed between a new download's marker and its record, after an install that ended in ${outcome}: at its restart it reports nothing, and offers no missing package`, async () => {
-    const { deviceApi, device, body, job } = await setUp();
+    const { deviceApi, device } = await setUp();
     // the fetcher verified 2.0.0 (command 1), and the installer installed it (command 2)
-    await fsp.mkdir(device.packagesDir, { recursive: true });
-    const packageFile = path.join(device.packagesDir, job('2.0.0').package_name);
-    await fsp.writeFile(packageFile, body);
-    await device.seedFetcher({
-      seq: 1,
-      job: job('2.0.0'),
-      checkpoint: null,
-      verifiedAt: new Date().toISOString(),
-      packageFile,
-      status: statuses.toInstall('2.0.0'),
-    });
+    const packageFile = await seedVerified(device, 1, '2.0.0');
     const installed =
       outcome === 'success'
         ? statuses.succeeded('Successfully installed version 2.0.0')
@@ -103,24 +110,14 @@ for (const outcome of ['success', 'failed'] as const) {
 }
 
 test("the installer with its marker left and a newer command in the fetcher's record: at its restart it does not report its older status again", async () => {
-  const { deviceApi, device, body, job } = await setUp();
+  const { deviceApi, device } = await setUp();
   await seedInstaller(device, {
     seq: 2,
     version: '2.0.0',
     status: statuses.succeeded('Successfully installed version 2.0.0'),
   });
   // a download accepted while the installer's report was still going out, then verified; then a cut
-  await fsp.mkdir(device.packagesDir, { recursive: true });
-  const packageFile = path.join(device.packagesDir, job('3.0.0').package_name);
-  await fsp.writeFile(packageFile, body);
-  await device.seedFetcher({
-    seq: 3,
-    job: job('3.0.0'),
-    checkpoint: null,
-    verifiedAt: new Date().toISOString(),
-    packageFile,
-    status: statuses.toInstall('3.0.0'),
-  });
+  await seedVerified(device, 3, '3.0.0');
   await fsp.writeFile(markerOf(device.env.TOPE_INSTALLER_STATE_DIR), '');
   const [installer] = await device.start('installer', 'api-gateway');
   await waitFor('the marker to go', () => !existsSync(markerOf(device.env.TOPE_INSTALLER_STATE_DIR)));

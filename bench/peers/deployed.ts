@@ -1,9 +1,7 @@
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { workers, type WorkerName } from '../../shared/workers.js';
 import { Service } from '../../test/helpers/services.js';
 import { waitFor } from '../../test/helpers/wait.js';
-import { requestDownload, requestUpdate } from '../lib/downloads.js';
 import { firstChild, readMemory, runningNode } from '../lib/proc.js';
 import type { PeerArtifacts } from './artifacts.js';
 import type { Nginx } from './nginx.js';
@@ -12,7 +10,7 @@ import {
   counters,
   oursMeasured,
   reapScript,
-  untilStage,
+  updateThroughApi,
   type Measured,
   type PerProcess,
   type ReapedFigures,
@@ -81,13 +79,7 @@ export async function runOursDeployed(nginx: Nginx, artifacts: PeerArtifacts): P
       const total = alive.reduce<number>((s, pid) => s + (pid === null ? 0 : (readMemory(pid)?.peakRss ?? 0)), 0);
       sumRss = Math.max(sumRss, total);
     }, 20);
-    const version = '2.0.0';
-    const t0 = performance.now();
-    await requestDownload(d.base, nginx.url(path.basename(artifacts.ours.file)), artifacts.ours, version);
-    let progressPolls = await untilStage(d.base, 'toInstall', 10 * 60_000);
-    await requestUpdate(d.base, version);
-    progressPolls += await untilStage(d.base, 'success', 10 * 60_000);
-    const wallS = (performance.now() - t0) / 1000;
+    const { t0, wallS, progressPolls } = await updateThroughApi(d, nginx, artifacts);
     const [fetcher, installer] = await Promise.all(reapers.map((r, i) => reapedFigures(r, WORKERS[i]!)));
     const exitS = (performance.now() - t0) / 1000;
     clearInterval(timer);

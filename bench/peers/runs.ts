@@ -79,6 +79,24 @@ export async function untilStage(base: string, stage: string, timeoutMs: number)
 }
 
 /**
+ * One whole update through ours' API, as device-api drives it: POST /download, /progress until
+ * toInstall, POST /update, /progress until success. `t0`: performance.now() at its start.
+ */
+export async function updateThroughApi(
+  device: BenchDevice,
+  nginx: Nginx,
+  artifacts: PeerArtifacts,
+): Promise<{ t0: number; wallS: number; progressPolls: number }> {
+  const version = '2.0.0';
+  const t0 = performance.now();
+  await requestDownload(device.base, nginx.url(path.basename(artifacts.ours.file)), artifacts.ours, version);
+  let progressPolls = await untilStage(device.base, 'toInstall', 10 * 60_000);
+  await requestUpdate(device.base, version);
+  progressPolls += await untilStage(device.base, 'success', 10 * 60_000);
+  return { t0, wallS: (performance.now() - t0) / 1000, progressPolls };
+}
+
+/**
  * Ours as under `make run`: the three services already up; POST /download, /progress until
  * toInstall, POST /update, /progress until success. CPU and bytes are the services' own (and
  * their waited-for children's) between the first request and the success.
@@ -91,13 +109,7 @@ export async function runOurs(nginx: Nginx, artifacts: PeerArtifacts): Promise<M
     const pids = Object.fromEntries(PROCESSES.map((p) => [p, d.pid(p)])) as Record<Proc, number>;
     const sampler = new RssSampler(pids);
     const before = Object.fromEntries(PROCESSES.map((p) => [p, counters(pids[p])]));
-    const version = '2.0.0';
-    const t0 = performance.now();
-    await requestDownload(d.base, nginx.url(path.basename(artifacts.ours.file)), artifacts.ours, version);
-    let progressPolls = await untilStage(d.base, 'toInstall', 10 * 60_000);
-    await requestUpdate(d.base, version);
-    progressPolls += await untilStage(d.base, 'success', 10 * 60_000);
-    const wallS = (performance.now() - t0) / 1000;
+    const { wallS, progressPolls } = await updateThroughApi(d, nginx, artifacts);
     const peaks = sampler.stop() as Record<Proc, number>;
     const perProcess = Object.fromEntries(
       PROCESSES.map((p) => {
