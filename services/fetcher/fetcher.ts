@@ -92,8 +92,9 @@ export class Fetcher {
     // the status /progress shows, and this package may be gone for good reason (a download after
     // the install clears it, and a cut can fall before that download's own record is written).
     // The record is still put right (an install command must not be offered a missing package),
-    // but quietly: a report of it would contradict the status shown.
-    const report = !(await this.deps.superseded(this.record.seq));
+    // but quietly: a report of it would contradict the status shown. Asked only where a record is
+    // put right, so that a start with nothing to put right reads no other record.
+    const report = async () => !(await this.deps.superseded(this.record.seq));
     if (job && stageRules[stage].underWay) {
       this.deps.log.info(
         { stage, version: job.version, checkpoint: this.record.checkpoint },
@@ -106,13 +107,13 @@ export class Fetcher {
         await this.discardPackage(
           this.record.seq,
           `${expiredText(this.deps.config.TOPE_TRUST_WINDOW_MS, job.version)} and was deleted`,
-          report,
+          await report(),
         );
       } else if (!(await this.files.present(this.record))) {
         await this.setStatus(
           statuses.failed('DOWNLOAD_FAILED: the verified package is missing; download it again', 'Download failed', 0),
           { job, checkpoint: null, verifiedAt: null, packageFile: null },
-          report,
+          await report(),
         );
       }
     }
