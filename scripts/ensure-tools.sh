@@ -10,6 +10,9 @@ command -v python3 >/dev/null || need+=(python3)
 # saying why, when it is missing and cannot be installed.
 optional=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || optional+=(nginx)
+# A real forward proxy for the fetcher's downloads behind one (test/proxy.test.ts, which skips,
+# saying why, without it): the binary alone, without the service the tinyproxy package starts.
+command -v tinyproxy >/dev/null || optional+=(tinyproxy-bin)
 # The services on arm64 code (test/arm64.test.ts): QEMU's user-mode emulator, which
 # scripts/arm64-runtime.sh runs explicitly with the arm64 Node and libraries it fetches itself.
 command -v qemu-aarch64-static >/dev/null || optional+=(qemu-user-static)

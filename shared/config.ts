@@ -11,6 +11,11 @@ const ms = z.coerce.number().check(z.int(), z.minimum(0), z.maximum(7 * 24 * 360
 const port = z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535));
 const absPath = z.string().check(z.refine((p) => p.startsWith('/'), 'must be an absolute path'));
 const httpUrl = z.url({ protocol: /^https?$/ });
+// curl's reading of a proxy without a scheme (proxy.lan:3128): http://
+const proxyUrl = z.pipe(
+  z.transform((s: string) => (s.includes('://') ? s : `http://${s}`)),
+  z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// proxy URL like http://proxy.lan:3128' }),
+);
 const withDefault = z._default;
 /** A list in one variable: split, each item trimmed (and lower-cased), empty ones dropped. */
 const list = (separator: string, lowerCase = false) =>
@@ -111,6 +116,13 @@ export const configSchema = z.object({
     ),
   ),
   TOPE_ALLOW_PRIVATE_URLS: withDefault(bool, false),
+  // The proxy variables as curl, apt and the Python updater's httpx read them (each lower-case name
+  // before its upper-case one): the fetcher's requests go through the proxy named for their
+  // scheme (https:// URLs through HTTP_PROXY's when HTTPS_PROXY is not set, as undici does); hosts
+  // in NO_PROXY (names, `.domain` suffixes, `*`, each with an optional :port) are reached directly.
+  HTTPS_PROXY: z.optional(proxyUrl),
+  HTTP_PROXY: z.optional(proxyUrl),
+  NO_PROXY: withDefault(z.string(), ''),
   // A download slower than this on average over each window ends (resumable DOWNLOAD_FAILED): a
   // server trickling bytes just inside the stall timeout cannot hold the fetcher for ever.
   TOPE_DOWNLOAD_MIN_BYTES_PER_S: withDefault(z.coerce.number().check(z.int(), z.minimum(0)), 1024),
@@ -134,18 +146,26 @@ export class ConfigError extends Error {
   }
 }
 
+/** Read under their lower-case name first, then their own (curl's and undici's order). */
+const LOWER_CASE_FIRST = new Set(['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY']);
+
+/** A proxy URL's password does not go into a message, a log line or /progress. */
+export function withoutPassword(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, '$1:***@');
+}
+
 /** Reads the configuration once; a bad value names its variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const picked: Record<string, string> = {};
   for (const key of Object.keys(configSchema.shape)) {
-    const v = env[key];
+    const v = (LOWER_CASE_FIRST.has(key) ? env[key.toLowerCase()] || undefined : undefined) ?? env[key];
     if (v !== undefined && v !== '') picked[key] = v;
   }
   const parsed = configSchema.safeParse(picked);
   if (!parsed.success) {
     const variables = [...new Set(parsed.error.issues.map((i) => String(i.path[0])))];
     const lines = parsed.error.issues.map(
-      (i) => `${String(i.path[0])}=${JSON.stringify(picked[String(i.path[0])])}: ${i.message}`,
+      (i) => `${String(i.path[0])}=${JSON.stringify(withoutPassword(picked[String(i.path[0])]))}: ${i.message}`,
     );
     throw new ConfigError(variables, `invalid configuration: ${lines.join('; ')}`);
   }

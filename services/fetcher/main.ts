@@ -28,10 +28,12 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     allowedNets: config.TOPE_ALLOWED_URL_NETS,
     allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS,
   });
-  const dispatcher = httpAgent(
-    checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS }),
-    config.TOPE_HTTP_TIMEOUT_MS,
-  );
+  const connect = checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS });
+  const proxy = { httpsProxy: config.HTTPS_PROXY, httpProxy: config.HTTP_PROXY, noProxy: config.NO_PROXY };
+  const dispatcher =
+    proxy.httpsProxy || proxy.httpProxy
+      ? (await import('./proxy.js')).proxiedAgent(proxy, urlPolicy, connect, config.TOPE_HTTP_TIMEOUT_MS, log)
+      : httpAgent(connect, config.TOPE_HTTP_TIMEOUT_MS);
   // the security floor is the installer's (it raises it after a probation); the fetcher only reads it
   const floor = new SecurityFloor(workers.installer.stateDir(config));
   const fetcher = new Fetcher({

@@ -80,6 +80,13 @@ export class AddressPolicy {
 const refused = (host: string, reason: string) =>
   new UpdaterError('DOWNLOAD_FAILED', `package URL refused: ${host}: ${reason}`);
 
+/** An address written as a URL's host ("[::1]" as URL writes it) that the policy refuses: its error, else null. */
+export function literalRefusal(policy: AddressPolicy, hostname: string): UpdaterError | null {
+  const host = hostname.replace(/^\[(.*)\]$/, '$1');
+  const reason = net.isIP(host) ? policy.refusal(host) : null;
+  return reason ? refused(host, reason) : null;
+}
+
 type LookupAddress = { address: string; family: number };
 export type Resolve = (hostname: string) => Promise<LookupAddress[]>;
 const systemResolve: Resolve = (hostname) => dns.promises.lookup(hostname, { all: true, verbatim: true });
@@ -123,9 +130,8 @@ export function checkedConnector(
     lookup: checkedLookup(policy, resolve),
   } as buildConnector.BuildOptions);
   return (opts, callback) => {
-    const host = opts.hostname.replace(/^\[(.*)\]$/, '$1');
-    const reason = net.isIP(host) ? policy.refusal(host) : null;
-    if (reason) return callback(refused(host, reason), null);
+    const refusal = literalRefusal(policy, opts.hostname);
+    if (refusal) return callback(refusal, null);
     return connect(opts, callback);
   };
 }

@@ -201,3 +201,47 @@ export async function startPythonHttp(docroot: string): Promise<RealOrigin> {
     stop: () => proc.stop(),
   };
 }
+
+export interface RealProxy {
+  readonly port: number;
+  /** The request lines the proxy took so far ("CONNECT 127.0.0.1:443 HTTP/1.1", "GET http://... HTTP/1.1"). */
+  requests(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * tinyproxy 1.11 as Debian ships it (tinyproxy-bin), in the foreground: a forward proxy that
+ * tunnels CONNECT to any port and forwards absolute-form requests, for clients on loopback only;
+ * with `auth`, only to requests carrying those Basic credentials (407 otherwise).
+ */
+export async function startTinyproxy(auth?: { user: string; password: string }): Promise<RealProxy> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tinyproxy-'));
+  const logFile = path.join(dir, 'requests.log');
+  const { port, proc } = await onFreePort('tinyproxy', (p) => {
+    const conf = path.join(dir, `tinyproxy-${p}.conf`);
+    writeFileSync(
+      conf,
+      [
+        `Port ${p}`,
+        'Listen 127.0.0.1',
+        'Timeout 60',
+        `LogFile "${logFile}"`,
+        // one line per connection and per request line, which requests() reads
+        'LogLevel Connect',
+        'MaxClients 20',
+        'Allow 127.0.0.1',
+        ...(auth ? [`BasicAuth ${auth.user} ${auth.password}`] : []),
+        '',
+      ].join('\n'),
+    );
+    return new Spawned(spawn('tinyproxy', ['-d', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  });
+  return {
+    port,
+    requests: async () => {
+      const log = await fsp.readFile(logFile, 'utf8').catch(() => '');
+      return [...log.matchAll(/\]: Request \(file descriptor \d+\): (.+)$/gm)].map((m) => m[1]);
+    },
+    stop: () => proc.stop(),
+  };
+}
