@@ -4,18 +4,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { vmAvailable } from './helpers/vm.js';
-import { cutAtStage, describe, powercutCampaign } from './reliability/powercut-campaign.js';
+import { cutAtFailpoint, cutAtStage, describe, powercutCampaign } from './reliability/powercut-campaign.js';
 
 // Real power cuts (make test's share; `make powercut N=…` is the campaign): the QEMU VM runs
 // whole updates on a disk that persists across boots, and the host SIGKILLs qemu, so the
 // guest's page cache and every write it had not flushed are gone (test/system/vm.sh boot says
-// why cache=none). Four cuts, one disk: mid-download, mid-install (units stopped, in-place
-// files and post_cmds), mid-probation, and just after a success (what the install removed at its
-// end must stay removed). After each, the VM boots again with no API call; the guest checks that
+// why cache=none). Five cuts, one disk: mid-download, mid-install (units stopped, in-place
+// files and post_cmds), inside the switch of `current`, mid-probation, and just after a success
+// (what the install removed at its end must stay removed). After each, the VM boots again with no API call; the guest checks that
 // current is a complete old or new snapshot, byte-exact, the in-place files all old or all new,
 // /progress agrees with it, the state files parse, device-api's last report is the status,
 // nothing is left over, and that the same package then downloads and installs. The four cuts
-// take about 5 min (308 s in a make test run on the shared 2-core host).
+// before the one inside the switch took about 5 min (308 s in a make test run on the shared
+// 2-core host); each cut adds a boot.
 
 const available = vmAvailable();
 const skip = available === true ? false : available;
@@ -23,7 +24,7 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'tope-powercut-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
 test(
-  'power cuts of the whole VM mid-download, mid-install, mid-probation and just after success: each boot recovers to old or new, never wedged',
+  'power cuts of the whole VM mid-download, mid-install, inside the switch, mid-probation and just after success: each boot recovers to old or new, never wedged',
   { skip, timeout: 3_600_000 },
   async () => {
     const lines: string[] = [];
@@ -34,6 +35,10 @@ test(
         plans: [
           cutAtStage('mid-download', (m) => m.stage === 'downloading', 1500),
           cutAtStage('mid-install', (m) => m.stage === 'installing' && /^Stopping services/.test(m.message ?? ''), 0),
+          // inside the switch: `previous` already names the old snapshot, and the new `current`
+          // is made under its temporary name, not yet renamed over the old one (the installer
+          // stops itself there and the power goes at once)
+          cutAtFailpoint('in-switch', 'installer.link-made#2'),
           cutAtStage(
             'mid-probation',
             (m) => m.stage === 'installing' && /^Checking services/.test(m.message ?? ''),
@@ -53,13 +58,15 @@ test(
       [],
       summary,
     );
-    assert.equal(r.cuts.length, 4, summary);
+    assert.equal(r.cuts.length, 5, summary);
     assert.deepEqual(
       r.cuts.map((c) => c.what),
-      ['mid-download', 'mid-install', 'mid-probation', 'after-success'],
+      ['mid-download', 'mid-install', 'in-switch', 'mid-probation', 'after-success'],
       summary,
     );
-    assert.equal(r.recoveries, 4, summary);
+    // the in-switch cut fell where it was aimed
+    assert.equal(r.cuts[2].stage, 'install: stopped at installer.link-made#2', summary);
+    assert.equal(r.recoveries, 5, summary);
     console.log(summary);
   },
 );

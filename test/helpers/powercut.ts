@@ -36,6 +36,12 @@ export interface CutPlan {
   from: 'spawn' | ((m: Mark) => boolean);
   delayMs: number;
   what: string;
+  /**
+   * A failpoint (shared/failpoint.ts, `name[#n]`) at which this boot's update stops the installer
+   * (SIGSTOP): the guest marks `frozen` once it is stopped there, and a cut `from` that mark falls
+   * at that very point of the install, with whatever it had not fsynced still unwritten.
+   */
+  freezeAt?: string;
 }
 
 export interface Boot {
@@ -52,6 +58,7 @@ export function stageOf(mark: Mark | null | undefined): string {
   if (!mark) return 'boot (before the guest ran)';
   if (mark.kind === 'update-start') return 'command sent';
   if (mark.kind === 'update-end') return 'after the end';
+  if (mark.kind === 'frozen') return `install: stopped at ${String(mark.failpoint)}`;
   if (mark.kind !== 'stage') return `boot: ${mark.kind}`;
   const prefix = mark.label === 'update' ? '' : `${mark.label}: `;
   const msg = mark.message ?? '';
@@ -161,6 +168,7 @@ export class PowercutVm {
       // vm.sh boot execs qemu: this child's pid is the emulator's, so its SIGKILL is the power cut
       const qemu = spawn('bash', [vmScript, 'boot', this.disk, this.payload, consoleFile], {
         stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, BOOT_APPEND: cut?.freezeAt ? `tope.freeze=${cut.freezeAt}` : '' },
       });
       let stderr = '';
       let ended = false;

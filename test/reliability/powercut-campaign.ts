@@ -64,6 +64,17 @@ export const cutAtStage = (label: string, test: (m: Mark) => boolean, delayMs: n
   what: label,
 });
 
+/**
+ * A cut at a failpoint of the install: the installer stops itself there (SIGSTOP, as
+ * TOPE_FAILPOINT_STOP does), the guest marks it, and the power goes at once.
+ */
+export const cutAtFailpoint = (label: string, failpoint: string) => (): CutPlan => ({
+  from: (m) => m.kind === 'frozen',
+  delayMs: 0,
+  what: label,
+  freezeAt: failpoint,
+});
+
 /** Mulberry32: a seeded campaign replays its cut instants. */
 export function seeded(seed: number): () => number {
   let a = seed >>> 0;

@@ -52,6 +52,11 @@ const stateDirs = { installer: '/var/lib/tope-updater/installer', fetcher: '/var
 const gateway = 'http://127.0.0.1:12315/api/v1.0';
 const origin = 'http://127.0.0.1:8000';
 
+// tope.freeze=<failpoint> on the kernel's command line (the host's CutPlan.freezeAt): this boot's
+// update stops the installer at that failpoint, and the host cuts the power once it is marked
+const freezeAt = /(?:^|\s)tope\.freeze=(\S+)/.exec(readFileSync('/proc/cmdline', 'utf8'))?.[1] ?? null;
+let frozenMarked = false;
+
 const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 const line = (kind: 'MARK' | 'RESULT', r: Record<string, unknown>) =>
   process.stdout.write(`TOPE-${kind} ${JSON.stringify({ ...r, uptime: uptime() })}\n`);
@@ -193,6 +198,10 @@ async function update(pkg: CatalogEntry, label: string): Promise<Status> {
         const key = `${p.stage}|${p.message}`;
         if (key !== last) mark({ kind: 'stage', label, version: pkg.version, stage: p.stage, message: p.message });
         last = key;
+        if (freezeAt && !frozenMarked && installerStopped()) {
+          frozenMarked = true;
+          mark({ kind: 'frozen', failpoint: freezeAt, stage: p.stage, message: p.message });
+        }
         return until.includes(p.stage) ? p : null;
       },
       600_000,
@@ -221,6 +230,26 @@ async function update(pkg: CatalogEntry, label: string): Promise<Status> {
   const install = await command('/update', { version: pkg.version }, ['installing', 'success']);
   if (install.code !== 200) return { stage: 'refused', message: JSON.stringify(install), error: null };
   return watch(['success', 'failed']);
+}
+
+/** The installer's process stopped (state T): it reached the failpoint tope.freeze named. */
+function installerStopped(): boolean {
+  const pid = sh('systemctl show -p MainPID --value tope-installer.service');
+  const stat = pid === '0' ? null : readOr(`/proc/${pid}/stat`);
+  return !!stat && stat.slice(stat.lastIndexOf(')') + 2)[0] === 'T';
+}
+
+/**
+ * The installer's next start stops itself at `failpoint` (TOPE_FAILPOINT_STOP): a drop-in under
+ * /run, so the boot after the cut recovers with the units as a printer has them.
+ */
+async function armFreeze(failpoint: string): Promise<void> {
+  const dir = '/run/systemd/system/tope-installer.service.d';
+  sh(`mkdir -p ${dir} && printf '[Service]\\nEnvironment=TOPE_FAILPOINT_STOP=${failpoint}\\n' > ${dir}/freeze.conf`);
+  sh('systemctl daemon-reload');
+  // an installer still ending its last install would not read it: the update waits for its end
+  await waitFor('the installer to be down', () => !active('tope-installer.service'), 120_000, 500);
+  mark({ kind: 'freeze-armed', failpoint });
 }
 
 const active = (unit: string) => spawnSync('systemctl', ['is-active', '--quiet', unit]).status === 0;
@@ -416,6 +445,7 @@ async function main(): Promise<void> {
     campaign = { pending: null, updates: campaign.updates };
     saveCampaign(campaign);
   }
+  const firstUpdate = campaign.updates;
   for (;;) {
     const current = bare(readlinkSync(`${versionsDir}/current`))!.slice(1);
     const next = catalog.find((p) => p.version === current)
@@ -427,6 +457,7 @@ async function main(): Promise<void> {
     }
     campaign = { pending: { from: current, to: next.version }, updates: campaign.updates + 1 };
     saveCampaign(campaign);
+    if (freezeAt && campaign.updates === firstUpdate + 1) await armFreeze(freezeAt);
     mark({ kind: 'update-start', from: current, to: next.version });
     const end = await update(next, 'update');
     mark({ kind: 'update-end', stage: end.stage });

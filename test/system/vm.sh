@@ -199,11 +199,13 @@ disk() {
 # ignored), not qcow2 (metadata cached in QEMU), not directsync (no write cache, no flush path).
 # The guest keeps dirty data up to 10 min (ext4 commit=600, vm.dirty_*) instead of 5 to 30 s:
 # whatever our code did not fsync is lost at every cut, not only when the cut is quick.
+# BOOT_APPEND: more of the kernel's command line, which the guest reads (the campaign's
+# tope.freeze=<failpoint>, test/system/powercut-vm.ts).
 boot() {
   [ $# -eq 3 ] || die "usage: vm.sh boot DISK PAYLOAD CONSOLE"
   exec qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
     -kernel "$BASE/vmlinuz" -initrd "$BASE/initrd.img" \
-    -append "root=/dev/vda rw rootflags=commit=600 console=ttyS0 quiet systemd.show_status=error sysctl.vm.dirty_expire_centisecs=60000 sysctl.vm.dirty_writeback_centisecs=60000 systemd.journald.forward_to_console=1" \
+    -append "root=/dev/vda rw rootflags=commit=600 console=ttyS0 quiet systemd.show_status=error sysctl.vm.dirty_expire_centisecs=60000 sysctl.vm.dirty_writeback_centisecs=60000 systemd.journald.forward_to_console=1${BOOT_APPEND:+ $BOOT_APPEND}" \
     -drive file="$1",if=virtio,format=raw,cache=none,aio=threads \
     -drive file="$2",if=virtio,format=raw,readonly=on \
     -nodefaults -display none -no-reboot \
