@@ -11,10 +11,11 @@ const ms = z.coerce.number().check(z.int(), z.minimum(0), z.maximum(7 * 24 * 360
 const port = z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535));
 const absPath = z.string().check(z.refine((p) => p.startsWith('/'), 'must be an absolute path'));
 const httpUrl = z.url({ protocol: /^https?$/ });
-// curl's reading of a proxy without a scheme (proxy.lan:3128): http://
+// curl's reading of a proxy without a scheme (proxy.lan:3128): http://. An https:// proxy (TLS to
+// the proxy itself) or a SOCKS one is refused: neither is tested here.
 const proxyUrl = z.pipe(
   z.transform((s: string) => (s.includes('://') ? s : `http://${s}`)),
-  z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// proxy URL like http://proxy.lan:3128' }),
+  z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL like http://proxy.lan:3128' }),
 );
 const withDefault = z._default;
 /** A list in one variable: split, each item trimmed (and lower-cased), empty ones dropped. */
@@ -116,13 +117,6 @@ export const configSchema = z.object({
     ),
   ),
   TOPE_ALLOW_PRIVATE_URLS: withDefault(bool, false),
-  // The proxy variables as curl, apt and the Python updater's httpx read them (each lower-case name
-  // before its upper-case one): the fetcher's requests go through the proxy named for their
-  // scheme (https:// URLs through HTTP_PROXY's when HTTPS_PROXY is not set, as undici does); hosts
-  // in NO_PROXY (names, `.domain` suffixes, `*`, each with an optional :port) are reached directly.
-  HTTPS_PROXY: z.optional(proxyUrl),
-  HTTP_PROXY: z.optional(proxyUrl),
-  NO_PROXY: withDefault(z.string(), ''),
   // A download slower than this on average over each window ends (resumable DOWNLOAD_FAILED): a
   // server trickling bytes just inside the stall timeout cannot hold the fetcher for ever.
   TOPE_DOWNLOAD_MIN_BYTES_PER_S: withDefault(z.coerce.number().check(z.int(), z.minimum(0)), 1024),
@@ -134,7 +128,23 @@ export const configSchema = z.object({
   TOPE_CONFIG_RECHECK_MS: withDefault(ms, 5000),
 });
 
-export type Config = z.infer<typeof configSchema>;
+// The proxy variables as curl and undici read them (each lower-case name before its upper-case
+// one; the Python updater's httpx read these too, and ALL_PROXY, which is not read here): the
+// fetcher's requests go through the proxy named for their scheme (https:// URLs through
+// HTTP_PROXY's when HTTPS_PROXY is not set, as undici does); hosts in NO_PROXY (names, `.domain`
+// suffixes, `*`, each with an optional :port) are reached directly. Only the fetcher reads them:
+// they are often set for the whole system (systemd's DefaultEnvironment=), for tools of every
+// kind, and a value only some other tool understands must not take the gateway or the installer
+// down with CONFIG_INVALID.
+const proxyShape = {
+  HTTPS_PROXY: z.optional(proxyUrl),
+  HTTP_PROXY: z.optional(proxyUrl),
+  NO_PROXY: z.optional(z.string()),
+};
+const fetcherConfigSchema = z.extend(configSchema, proxyShape);
+
+/** What a process reads: the fetcher's configuration has the proxy settings too (undefined elsewhere). */
+export type Config = z.infer<typeof fetcherConfigSchema>;
 
 /** A bad environment: which variables, and a message naming each with its value. */
 export class ConfigError extends Error {
@@ -147,25 +157,37 @@ export class ConfigError extends Error {
 }
 
 /** Read under their lower-case name first, then their own (curl's and undici's order). */
-const LOWER_CASE_FIRST = new Set(['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY']);
+const LOWER_CASE_FIRST = new Set(Object.keys(proxyShape));
 
-/** A proxy URL's password does not go into a message, a log line or /progress. */
+/** A proxy URL's credentials (all before its last `@`) do not go into a message, a log line or /progress. */
 export function withoutPassword(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, '$1:***@');
+  return value.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/)?[^]*@(?=[^@]*$)/i,
+    (_match, scheme: string | undefined) => `${scheme ?? ''}***@`,
+  );
 }
 
-/** Reads the configuration once; a bad value names its variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * Reads the configuration once; a bad value names its variable, as it was set (`https_proxy` or
+ * `HTTPS_PROXY`). `role`: the process reading it (the fetcher reads the proxy settings too).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, role?: string): Config {
+  const schema = role === 'fetcher' ? fetcherConfigSchema : configSchema;
   const picked: Record<string, string> = {};
-  for (const key of Object.keys(configSchema.shape)) {
-    const v = (LOWER_CASE_FIRST.has(key) ? env[key.toLowerCase()] || undefined : undefined) ?? env[key];
-    if (v !== undefined && v !== '') picked[key] = v;
+  const setAs: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const names = LOWER_CASE_FIRST.has(key) ? [key.toLowerCase(), key] : [key];
+    const name = names.find((n) => env[n] !== undefined && env[n] !== '');
+    if (name === undefined) continue;
+    picked[key] = env[name]!;
+    setAs[key] = name;
   }
-  const parsed = configSchema.safeParse(picked);
+  const parsed = schema.safeParse(picked);
   if (!parsed.success) {
-    const variables = [...new Set(parsed.error.issues.map((i) => String(i.path[0])))];
+    const nameOf = (i: { path: PropertyKey[] }) => setAs[String(i.path[0])] ?? String(i.path[0]);
+    const variables = [...new Set(parsed.error.issues.map(nameOf))];
     const lines = parsed.error.issues.map(
-      (i) => `${String(i.path[0])}=${JSON.stringify(withoutPassword(picked[String(i.path[0])]))}: ${i.message}`,
+      (i) => `${nameOf(i)}=${JSON.stringify(withoutPassword(picked[String(i.path[0])] ?? ''))}: ${i.message}`,
     );
     throw new ConfigError(variables, `invalid configuration: ${lines.join('; ')}`);
   }
@@ -176,7 +198,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
  * One setting read on its own, its default when its value is bad: what a process whose
  * configuration is invalid still needs (where to listen, how to log) to say so.
  */
-export function settingOrDefault<K extends keyof Config>(key: K, env: NodeJS.ProcessEnv = process.env): Config[K] {
+export function settingOrDefault<K extends keyof typeof configSchema.shape>(
+  key: K,
+  env: NodeJS.ProcessEnv = process.env,
+): Config[K] {
   const field = configSchema.shape[key];
   const v = env[key];
   const parsed = field.safeParse(v === '' ? undefined : v);

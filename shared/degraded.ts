@@ -28,7 +28,7 @@ export async function loadConfigOrServeDegraded(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Config> {
   try {
-    return loadConfig(env);
+    return loadConfig(env, role);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     await serveDegraded(role, e, serve, env);

@@ -1,21 +1,30 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, ConfigError } from '../shared/config.js';
+import { ConfigError, loadConfig, withoutPassword } from '../shared/config.js';
+import { createLogger } from '../shared/log.js';
+import { httpGet } from '../services/fetcher/http-client.js';
+import { proxiedAgent } from '../services/fetcher/proxy.js';
+import { AddressPolicy, checkedConnector, type Resolve } from '../services/fetcher/url-policy.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
-import { Origin } from './helpers/origin.js';
+import { Origin, type Behaviour } from './helpers/origin.js';
 import { missing, startTinyproxy, type RealProxy } from './helpers/real-origins.js';
-import type { Service } from './helpers/services.js';
+import { Service } from './helpers/services.js';
 import { makeTestCa } from './helpers/test-ca.js';
 import { waitFor } from './helpers/wait.js';
 
 // A printer behind a proxy: the fetcher's downloads go through the one HTTPS_PROXY / HTTP_PROXY
-// name (as the Python updater's httpx did), against tinyproxy as Debian ships it, a proxy no one
-// here wrote: a CONNECT tunnel for https://, absolute-form requests for http://, NO_PROXY,
-// Basic credentials, a cut resumed through the proxy, and the address policy still applied.
+// name, against tinyproxy as Debian ships it, a proxy no one here wrote: a CONNECT tunnel for
+// https:// (the origin's certificate still checked), absolute-form requests for http://,
+// NO_PROXY, Basic credentials, a cut resumed through the proxy, the download's timeout on the
+// proxy's answer, and the address policy applied as far as the printer can see.
 
 const ca = makeTestCa();
 const secureOrigin = new Origin(3 * 1024 * 1024, ca);
+// a certificate for another name, signed by a CA the fetcher trusts (its own NODE_EXTRA_CA_CERTS)
+const otherCa = makeTestCa({ altNames: 'DNS:other.example' });
+const misnamedOrigin = new Origin(64 * 1024, otherCa);
 const plainOrigin = new Origin(1024 * 1024);
 const user = 'tope';
 const password = 'pr0xy-s3cret';
@@ -27,6 +36,7 @@ before(async () => {
   if (skip) return;
   await secureOrigin.start();
   await plainOrigin.start();
+  await misnamedOrigin.start();
   proxy = await startTinyproxy();
   authProxy = await startTinyproxy({ user, password });
 });
@@ -36,6 +46,7 @@ after(async () => {
   if (skip) return;
   await secureOrigin.stop();
   await plainOrigin.stop();
+  await misnamedOrigin.stop();
 });
 
 const job = (origin: Origin, url: string, version: string) => ({
@@ -73,6 +84,12 @@ async function downloadThrough(env: Record<string, string>, origin: Origin, url:
   }
 }
 
+/** `origin` answers its next request with `behaviour` (its plans count every request it took), then serves. */
+function nextAnswer(origin: Origin, behaviour: Behaviour): void {
+  const next = origin.requests.length;
+  origin.script((n) => (n === next ? behaviour : { kind: 'serve' }));
+}
+
 const proxyUrl = (p: RealProxy, credentials = '') => `http://${credentials}127.0.0.1:${p.port}`;
 const newRequests = async (p: RealProxy, seen: number) => (await p.requests()).slice(seen);
 
@@ -87,9 +104,22 @@ describe('downloads through a proxy (tinyproxy)', { skip: skip ?? undefined }, (
     assert.deepEqual(fetcher.logged('downloads go through a proxy')?.proxy, { https: proxyUrl(proxy) });
   });
 
+  test("the origin's certificate is checked inside the tunnel: one for another name is refused", async () => {
+    const seen = (await proxy.requests()).length;
+    const { data } = await downloadThrough(
+      { HTTPS_PROXY: proxyUrl(proxy), NODE_EXTRA_CA_CERTS: otherCa.caFile, TOPE_RETRY_ATTEMPTS: '0' },
+      misnamedOrigin,
+      misnamedOrigin.url(),
+    );
+    assert.equal(data.stage, 'failed');
+    assert.match(data.error, /^DOWNLOAD_FAILED: network error: .*ERR_TLS_CERT_ALTNAME_INVALID/);
+    const port = new URL(misnamedOrigin.url()).port;
+    assert.deepEqual(await newRequests(proxy, seen), [`CONNECT 127.0.0.1:${port} HTTP/1.1`]);
+  });
+
   test('a download cut mid-body resumes through the proxy with a Range request in a new tunnel', async () => {
     const requestsBefore = secureOrigin.requests.length;
-    secureOrigin.script((n) => (n === requestsBefore ? { kind: 'cut', after: 1024 * 1024 } : { kind: 'serve' }));
+    nextAnswer(secureOrigin, { kind: 'cut', after: 1024 * 1024 });
     const seen = (await proxy.requests()).length;
     const { data } = await downloadThrough({ https_proxy: proxyUrl(proxy) }, secureOrigin, secureOrigin.url());
     assert.equal(data.stage, 'toInstall', JSON.stringify(data));
@@ -111,33 +141,49 @@ describe('downloads through a proxy (tinyproxy)', { skip: skip ?? undefined }, (
     assert.deepEqual(await newRequests(proxy, seen), [`GET ${plainOrigin.url()} HTTP/1.1`]);
   });
 
-  test('a host in NO_PROXY is reached directly, under the address policy as without a proxy', async () => {
+  test('a host in NO_PROXY is reached directly, under the whole address policy (a name resolved by the fetcher)', async () => {
     secureOrigin.sequence();
     const seen = (await proxy.requests()).length;
-    const direct = { HTTPS_PROXY: proxyUrl(proxy), NO_PROXY: 'printer-updates.example,127.0.0.1' };
-    const { data } = await downloadThrough(direct, secureOrigin, secureOrigin.url());
+    const direct = { HTTPS_PROXY: proxyUrl(proxy), NO_PROXY: 'printer-updates.example,localhost' };
+    const byName = secureOrigin.url().replace('127.0.0.1', 'localhost');
+    const { data } = await downloadThrough(direct, secureOrigin, byName);
     assert.equal(data.stage, 'toInstall', JSON.stringify(data));
-    assert.deepEqual(await newRequests(proxy, seen), []);
-    // direct, loopback is refused where the policy does not allow it
-    const refused = await downloadThrough({ ...direct, TOPE_ALLOWED_URL_NETS: '' }, secureOrigin, secureOrigin.url());
-    assert.match(refused.data.error, /^DOWNLOAD_FAILED: package URL refused: 127\.0\.0\.1: 127\.0\.0\.1 is a loopback/);
+    // where loopback is not allowed, the direct connection's own lookup refuses the name
+    const refused = await downloadThrough({ ...direct, TOPE_ALLOWED_URL_NETS: '' }, secureOrigin, byName);
+    assert.match(
+      refused.data.error,
+      /^DOWNLOAD_FAILED: package URL refused: localhost: (127\.0\.0\.1|::1) is a loopback/,
+    );
+    assert.deepEqual(await newRequests(proxy, seen), [], 'the proxy was never asked');
   });
 
-  test('an address the policy refuses, written in the URL, is refused before the proxy is asked', async () => {
+  test('through the proxy, what the policy refuses is refused before the proxy is asked: an address, a name the printer resolves, a redirect', async () => {
     const seen = (await proxy.requests()).length;
-    const { data } = await downloadThrough(
-      { HTTPS_PROXY: proxyUrl(proxy) },
-      secureOrigin,
-      'https://169.254.169.254/latest/p.zip',
-    );
+    const viaProxy = { HTTPS_PROXY: proxyUrl(proxy) };
+    const literal = await downloadThrough(viaProxy, secureOrigin, 'https://169.254.169.254/latest/p.zip');
     assert.equal(
-      data.error,
+      literal.data.error,
       'DOWNLOAD_FAILED: package URL refused: 169.254.169.254: 169.254.169.254 is a link-local address (allowed only by TOPE_ALLOWED_URL_NETS)',
     );
+    const named = await downloadThrough(
+      { ...viaProxy, TOPE_ALLOWED_URL_NETS: '' },
+      secureOrigin,
+      secureOrigin.url().replace('127.0.0.1', 'localhost'),
+    );
+    assert.match(
+      named.data.error,
+      /^DOWNLOAD_FAILED: package URL refused: localhost: (127\.0\.0\.1|::1) is a loopback/,
+    );
     assert.deepEqual(await newRequests(proxy, seen), []);
+    // the first hop through the proxy, its redirect to the metadata address refused
+    nextAnswer(secureOrigin, { kind: 'redirect', to: 'https://169.254.169.254/latest/p.zip' });
+    const redirected = await downloadThrough(viaProxy, secureOrigin, secureOrigin.url());
+    assert.equal(redirected.data.error, literal.data.error);
+    const port = new URL(secureOrigin.url()).port;
+    assert.deepEqual(await newRequests(proxy, seen), [`CONNECT 127.0.0.1:${port} HTTP/1.1`]);
   });
 
-  test("the proxy's Basic credentials from its URL; wrong ones end DOWNLOAD_FAILED with the proxy's answer, the password in no log line", async () => {
+  test("the proxy's Basic credentials from its URL; wrong ones end DOWNLOAD_FAILED with the proxy's answer; no password in a log line", async () => {
     secureOrigin.sequence();
     const good = await downloadThrough(
       { HTTPS_PROXY: proxyUrl(authProxy, `${user}:${password}@`) },
@@ -146,43 +192,148 @@ describe('downloads through a proxy (tinyproxy)', { skip: skip ?? undefined }, (
     );
     assert.equal(good.data.stage, 'toInstall', JSON.stringify(good.data));
     assert.deepEqual(good.fetcher.logged('downloads go through a proxy')?.proxy, {
-      https: proxyUrl(authProxy, `${user}:***@`),
+      https: proxyUrl(authProxy, '***@'),
     });
-    assert.ok(!JSON.stringify(good.fetcher.lines).includes(password), 'the password is not logged');
-
     const bad = await downloadThrough(
-      { HTTPS_PROXY: proxyUrl(authProxy, `${user}:wrong@`), TOPE_RETRY_ATTEMPTS: '1' },
+      { HTTPS_PROXY: proxyUrl(authProxy, `${user}:wrong-${password}@`), TOPE_RETRY_ATTEMPTS: '1' },
       secureOrigin,
       secureOrigin.url(),
     );
     assert.equal(bad.data.stage, 'failed');
-    // tinyproxy answers a CONNECT with wrong credentials 401 (not 407, as RFC 9110 would have it)
+    // tinyproxy 1.11 answers a CONNECT with wrong credentials 401 (RFC 9110 would have 407)
     assert.match(
       bad.data.error,
-      /^DOWNLOAD_FAILED: network error: .*Proxy response \(401\) !== 200 when HTTP Tunneling/,
+      /^DOWNLOAD_FAILED: network error: .*Proxy response \(40[17]\) !== 200 when HTTP Tunneling/,
     );
+    for (const { fetcher } of [good, bad])
+      assert.ok(!JSON.stringify(fetcher.lines).includes(password), 'the password is not logged');
+  });
+});
+
+describe('the proxied dispatcher in this process (tinyproxy)', { skip: skip ?? undefined }, () => {
+  test("a NO_PROXY host is connected to through the policy's own lookup: a DNS answer that changed after the screen is refused", async () => {
+    const policy = new AddressPolicy({ allowedNets: [], allowPrivate: false });
+    // the screen's lookup sees a public address, the connection's own lookup then loopback (DNS rebinding)
+    const screenSees: Resolve = async () => [{ address: '93.184.216.34', family: 4 }];
+    const connectSees: Resolve = async () => [{ address: '127.0.0.1', family: 4 }];
+    const seen = (await proxy.requests()).length;
+    const agent = proxiedAgent(
+      { httpsProxy: proxyUrl(proxy), httpProxy: undefined, noProxy: 'rebound.example' },
+      policy,
+      checkedConnector(policy, { timeout: 2000 }, connectSees),
+      2000,
+      createLogger('test', 'silent'),
+      screenSees,
+    );
+    try {
+      await assert.rejects(
+        httpGet(
+          agent,
+          new URL(`https://rebound.example:${new URL(secureOrigin.url()).port}/p.zip`),
+          {},
+          AbortSignal.timeout(10_000),
+        ),
+        /^Error: package URL refused: rebound\.example: 127\.0\.0\.1 is a loopback address/,
+      );
+      assert.deepEqual(await newRequests(proxy, seen), [], 'not sent through the proxy either');
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
+describe('a proxy that takes the connection and never answers', () => {
+  let silent: net.Server;
+  const held: net.Socket[] = [];
+  before(async () => {
+    silent = net.createServer((socket) => held.push(socket));
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
+  });
+  after(async () => {
+    for (const socket of held) socket.destroy();
+    await new Promise((ok) => silent.close(ok));
+  });
+
+  test("the download's timeout (TOPE_HTTP_TIMEOUT_MS) bounds the wait for its answer to CONNECT", async () => {
+    const { port } = silent.address() as net.AddressInfo;
+    // without the timeout on the CONNECT's own pool the answer is awaited for undici's 300 s
+    const { data } = await downloadThrough(
+      { HTTPS_PROXY: `http://127.0.0.1:${port}`, TOPE_HTTP_TIMEOUT_MS: '300', TOPE_RETRY_ATTEMPTS: '0' },
+      secureOrigin,
+      secureOrigin.url(),
+    );
+    assert.equal(data.stage, 'failed');
+    assert.match(data.error, /^DOWNLOAD_FAILED: network error: UND_ERR_HEADERS_TIMEOUT/);
+    assert.ok(held.length >= 1, 'the fetcher connected to the proxy');
+  });
+});
+
+describe('a proxy setting only another tool understands', () => {
+  test('the fetcher answers CONFIG_INVALID naming it (so /download does), the gateway goes on answering /progress', async () => {
+    const device = new TestDevice({ https_proxy: 'socks5h://printer:hunter2@proxy.lan:1080' });
+    await device.start('api-gateway');
+    const fetcher = new Service('fetcher', device.env);
+    try {
+      await fetcher.waitLog('fetcher serving the configuration error');
+      const answer = await call(
+        device.base,
+        'POST',
+        '/api/v1.0/download',
+        job(plainOrigin, plainOrigin.url(), '4.0.1'),
+      );
+      assert.equal(answer.body.code, 500, JSON.stringify(answer.body));
+      assert.equal(
+        answer.body.msg,
+        'CONFIG_INVALID: invalid configuration: https_proxy="socks5h://***@proxy.lan:1080": must be an http:// proxy URL like http://proxy.lan:3128',
+      );
+      assert.equal((await device.progress()).body.data.stage, 'idle');
+      assert.ok(!JSON.stringify(fetcher.lines).includes('hunter2'));
+    } finally {
+      await fetcher.kill('SIGKILL');
+      await device.stop();
+    }
   });
 });
 
 describe('the proxy settings', () => {
-  test('the lower-case name wins over the upper-case one, as curl and undici read them; empty is unset', () => {
-    const config = loadConfig({ https_proxy: 'http://a.lan:3128', HTTPS_PROXY: 'http://b.lan:3128', no_proxy: '' });
+  test("only the fetcher reads them; the lower-case name wins over the upper-case one, as curl's and undici's", () => {
+    const env = { https_proxy: 'http://a.lan:3128', HTTPS_PROXY: 'http://b.lan:3128', no_proxy: '' };
+    const config = loadConfig(env, 'fetcher');
     assert.equal(config.HTTPS_PROXY, 'http://a.lan:3128');
     assert.equal(config.HTTP_PROXY, undefined);
-    assert.equal(config.NO_PROXY, '');
-    assert.equal(loadConfig({ HTTP_PROXY: 'http://c.lan:8080', NO_PROXY: '.lan' }).NO_PROXY, '.lan');
+    assert.equal(config.NO_PROXY, undefined);
+    assert.equal(loadConfig({ HTTP_PROXY: 'http://c.lan:8080', NO_PROXY: '.lan' }, 'fetcher').NO_PROXY, '.lan');
     // curl's reading of a proxy without a scheme
-    assert.equal(loadConfig({ http_proxy: 'proxy.lan:3128' }).HTTP_PROXY, 'http://proxy.lan:3128');
+    assert.equal(loadConfig({ http_proxy: 'proxy.lan:3128' }, 'fetcher').HTTP_PROXY, 'http://proxy.lan:3128');
+    // a value only another tool understands leaves the gateway and the installer as they are
+    const socks = { https_proxy: 'socks5h://proxy.lan:1080' };
+    assert.equal(loadConfig(socks).HTTPS_PROXY, undefined);
+    assert.equal(loadConfig(socks, 'installer').HTTPS_PROXY, undefined);
+    assert.throws(() => loadConfig(socks, 'fetcher'), ConfigError);
   });
 
-  test('a proxy that is not an http(s) URL is CONFIG_INVALID naming the variable, its password hidden', () => {
-    assert.throws(
-      () => loadConfig({ HTTPS_PROXY: 'socks5://printer:hunter2@proxy.lan:1080' }),
-      (e: unknown) =>
-        e instanceof ConfigError &&
-        e.variables.join() === 'HTTPS_PROXY' &&
-        e.message.includes('HTTPS_PROXY="socks5://printer:***@proxy.lan:1080"') &&
-        !e.message.includes('hunter2'),
+  test('a proxy that is not an http:// URL is CONFIG_INVALID naming the variable as it was set, its credentials hidden', () => {
+    const refusedWith = (env: Record<string, string>, variable: string, shown: string) =>
+      assert.throws(
+        () => loadConfig(env, 'fetcher'),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.variables.join() === variable &&
+          e.message.includes(`${variable}=${JSON.stringify(shown)}`) &&
+          !/hunter2|pa\/ss/.test(e.message),
+      );
+    refusedWith(
+      { https_proxy: 'socks5://printer:hunter2@proxy.lan:1080', HTTPS_PROXY: 'http://ok.lan:3128' },
+      'https_proxy',
+      'socks5://***@proxy.lan:1080',
     );
+    // a port out of range, written without a scheme: still no password shown
+    refusedWith({ HTTP_PROXY: 'printer:hunter2@proxy.lan:99999' }, 'HTTP_PROXY', '***@proxy.lan:99999');
+    refusedWith({ HTTP_PROXY: 'https://u:pa/ss@proxy.lan:3128' }, 'HTTP_PROXY', 'https://***@proxy.lan:3128');
+  });
+
+  test('a password with an @ in it: the log line shows none of it', () => {
+    assert.equal(withoutPassword('http://u:p@ss@proxy.lan:3128'), 'http://***@proxy.lan:3128');
+    assert.equal(withoutPassword('http://proxy.lan:3128'), 'http://proxy.lan:3128');
   });
 });

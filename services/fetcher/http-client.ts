@@ -18,13 +18,24 @@ export function httpAgent(connect: buildConnector.connector, timeoutMs: number):
   return new Agent({ connect, allowH2: false, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
 }
 
+/** A check of each URL before a request is sent through a dispatcher (the proxy's: proxy.ts). */
+export type UrlScreen = (url: URL) => Promise<void>;
+const screens = new WeakMap<Dispatcher, UrlScreen>();
+
+/** Every GET through `dispatcher` waits for `screen(url)` first, and is not sent if it throws. */
+export function screenRequests(dispatcher: Dispatcher, screen: UrlScreen): Dispatcher {
+  screens.set(dispatcher, screen);
+  return dispatcher;
+}
+
 /** One GET of `url` through `dispatcher` (undici's `request`, without its URL parsing). */
-export function httpGet(
+export async function httpGet(
   dispatcher: Dispatcher,
   url: URL,
   headers: Record<string, string>,
   signal: AbortSignal,
 ): Promise<Dispatcher.ResponseData> {
+  await screens.get(dispatcher)?.(url);
   return request.call(dispatcher, {
     origin: url.origin,
     path: `${url.pathname}${url.search}`,

@@ -29,7 +29,7 @@ await runWorker('fetcher', async ({ config, log, stateDir, recordPath, publisher
     allowPrivate: config.TOPE_ALLOW_PRIVATE_URLS,
   });
   const connect = checkedConnector(urlPolicy, { timeout: config.TOPE_HTTP_TIMEOUT_MS });
-  const proxy = { httpsProxy: config.HTTPS_PROXY, httpProxy: config.HTTP_PROXY, noProxy: config.NO_PROXY };
+  const proxy = { httpsProxy: config.HTTPS_PROXY, httpProxy: config.HTTP_PROXY, noProxy: config.NO_PROXY ?? '' };
   const dispatcher =
     proxy.httpsProxy || proxy.httpProxy
       ? (await import('./proxy.js')).proxiedAgent(proxy, urlPolicy, connect, config.TOPE_HTTP_TIMEOUT_MS, log)

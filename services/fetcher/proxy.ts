@@ -4,13 +4,13 @@ import Pool from 'undici/lib/dispatcher/pool.js';
 import connect from 'undici/lib/api/api-connect.js';
 import { withoutPassword } from '../../shared/config.js';
 import type { Logger } from '../../shared/log.js';
-import type { buildConnector, Dispatcher as DispatcherType } from './http-client.js';
-import { literalRefusal, type AddressPolicy } from './url-policy.js';
+import { screenRequests, type buildConnector, type Dispatcher as DispatcherType } from './http-client.js';
+import { literalRefusal, nameRefusal, type AddressPolicy, type Resolve } from './url-policy.js';
 
-// Downloads through the proxy that HTTPS_PROXY, HTTP_PROXY and NO_PROXY name (shared/config.ts),
-// as the Python updater's httpx made them: undici's EnvHttpProxyAgent, which tunnels an https://
-// URL through CONNECT and forwards an http:// one in absolute form. Loaded only where a proxy is
-// set (main.ts imports this module then): its code stays out of every other fetcher's memory.
+// Downloads through the proxy that HTTPS_PROXY, HTTP_PROXY and NO_PROXY name (shared/config.ts):
+// undici's EnvHttpProxyAgent, which tunnels an https:// URL through CONNECT and forwards an
+// http:// one in absolute form. Run only where a proxy is set (main.ts imports this module then);
+// its source is in every fetcher's bundle, less undici's SOCKS agent (scripts/bundle-plugins.ts).
 
 // undici's index.js installs its request API on every dispatcher; the fetcher does not load that
 // file (http-client.ts), and ProxyAgent opens its tunnels with `connect`
@@ -22,11 +22,17 @@ export interface ProxySettings {
   noProxy: string;
 }
 
+/** How long the screen waits for the printer's own resolver before leaving a name to the proxy. */
+const SCREEN_LOOKUP_MS = 2000;
+
 /**
  * The fetcher's dispatcher when a proxy is set. A host in NO_PROXY is reached directly through
- * `connect`, the address policy's connector, as without a proxy. Through the proxy, the proxy
- * resolves names and connects: the policy can check only an address written in the URL, which it
- * does before anything is sent (a URL naming 169.254.169.254 is refused with or without a proxy).
+ * `direct`, the address policy's connector, as without a proxy. Through the proxy, the proxy
+ * resolves names and connects, so the policy is applied before each request, as far as the
+ * printer can see: an address written in the URL is checked as it is, and a name is resolved by
+ * the printer's own resolver: refused when every address it gives is refused (`localhost`, a name
+ * pointing at 169.254.169.254), left to the proxy when the printer cannot resolve it (a network
+ * where only the proxy reaches the outside), within SCREEN_LOOKUP_MS.
  */
 export function proxiedAgent(
   proxy: ProxySettings,
@@ -34,9 +40,11 @@ export function proxiedAgent(
   direct: buildConnector.connector,
   timeoutMs: number,
   log: Logger,
+  resolve?: Resolve,
 ): DispatcherType {
   log.info({ proxy: describeProxy(proxy) }, 'downloads go through a proxy');
   const timeouts = { headersTimeout: timeoutMs, bodyTimeout: timeoutMs };
+  const withTimeouts = (origin: string | URL, options: object) => new Pool(origin, { ...timeouts, ...options });
   const agent = new EnvHttpProxyAgent({
     // '' rather than undefined: undici would read process.env itself, and the config is the word
     httpsProxy: proxy.httpsProxy ?? '',
@@ -46,16 +54,17 @@ export function proxiedAgent(
     connectTimeout: timeoutMs,
     allowH2: false,
     ...timeouts,
-    // the pools toward the proxy (an http:// URL forwarded) get the download's timeouts too
-    factory: (origin: string | URL, options: object) => new Pool(origin, { ...timeouts, ...options }),
+    // the download's timeouts on every pool: toward the origins (tunnelled), toward the proxy for
+    // a forwarded http:// URL (factory), and the one its CONNECTs go through (clientFactory),
+    // whose answer would otherwise be waited for up to undici's 300 s
+    factory: withTimeouts,
+    clientFactory: withTimeouts,
   });
-  const dispatch = agent.dispatch.bind(agent);
-  agent.dispatch = (options, handler) => {
-    const refusal = literalRefusal(policy, new URL(String(options.origin)).hostname);
+  return screenRequests(agent, async (url) => {
+    const refusal =
+      literalRefusal(policy, url.hostname) ?? (await nameRefusal(policy, url.hostname, SCREEN_LOOKUP_MS, resolve));
     if (refusal) throw refusal;
-    return dispatch(options, handler);
-  };
-  return agent;
+  });
 }
 
 /** For the log: which proxy each scheme goes through, without a password. */

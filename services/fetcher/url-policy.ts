@@ -92,6 +92,26 @@ export type Resolve = (hostname: string) => Promise<LookupAddress[]>;
 const systemResolve: Resolve = (hostname) => dns.promises.lookup(hostname, { all: true, verbatim: true });
 
 /**
+ * A name the printer's resolver answers for, with no address the policy allows: its error. Null
+ * when the name is allowed, is an address, or cannot be resolved within `withinMs` (the proxy's
+ * resolver may know what the printer's does not). For a request the proxy connects for.
+ */
+export async function nameRefusal(
+  policy: AddressPolicy,
+  hostname: string,
+  withinMs: number,
+  resolve: Resolve = systemResolve,
+): Promise<UpdaterError | null> {
+  const host = hostname.replace(/^\[(.*)\]$/, '$1');
+  if (net.isIP(host)) return null;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((ok) => (timer = setTimeout(ok, withinMs, null)));
+  const addresses = await Promise.race([resolve(host).catch(() => null), late]).finally(() => clearTimeout(timer));
+  if (!addresses?.length || addresses.some((a) => !policy.refusal(a.address))) return null;
+  return refused(host, policy.refusal(addresses[0].address)!);
+}
+
+/**
  * net.connect's `lookup`: resolves the name once, keeps only the allowed addresses, and fails
  * with the policy's reason when none is left. `resolve` is the system's resolver in production.
  */

@@ -242,6 +242,9 @@ export async function startTinyproxy(auth?: { user: string; password: string }):
       const log = await fsp.readFile(logFile, 'utf8').catch(() => '');
       return [...log.matchAll(/\]: Request \(file descriptor \d+\): (.+)$/gm)].map((m) => m[1]);
     },
-    stop: () => proc.stop(),
+    stop: async () => {
+      await proc.stop();
+      await fsp.rm(dir, { recursive: true, force: true });
+    },
   };
 }
