@@ -166,3 +166,13 @@ console.log(JSON.stringify({ status: response.statusCode, body }));
   );
   assert.deepEqual(await runJson(outfile), { status: 200, body: 'parsed by llhttp' });
 });
+
+test("undici's SOCKS5 agent is left out of the fetcher's bundle; its proxy agent is built in (a proxy: test/proxy.test.ts)", async () => {
+  const fetcherBundle = await fsp.readFile(path.join(repo, 'dist', 'bundle', 'fetcher.js'), 'utf8');
+  // socks5-client.js's class, and the stub's message in the agent's place (esbuild writes a class
+  // as `Name = class extends`, numbering the name to keep it apart from another of the same name)
+  const declares = (name: string) => new RegExp(`\\b${name}\\d*=class extends`).test(fetcherBundle);
+  assert.ok(!declares('Socks5Client'), "undici's SOCKS5 client built into the fetcher");
+  assert.ok(fetcherBundle.includes('SOCKS proxies are not built into this bundle'));
+  assert.ok(declares('EnvHttpProxyAgent'), "undici's proxy agent not in the fetcher's bundle");
+});
