@@ -50,6 +50,38 @@ test('a key linked from elsewhere (an image linking its keys from /usr/share) is
   }
 });
 
+test('a directory above the keys directory that others could write to trusts no key; a sticky one (/tmp) is fine', async () => {
+  const parent = await keysDir();
+  try {
+    const dir = path.join(parent, 'keys.d');
+    await fsp.mkdir(dir, { mode: 0o755 });
+    await fsp.writeFile(path.join(dir, 'vendor.pub'), newKeyPair().publicKeyPem, { mode: 0o644 });
+    assert.deepEqual(
+      (await loadTrustedKeys(dir)).keys.map((k) => k.name),
+      ['vendor.pub'],
+    );
+    // whoever may write to the parent may rename keys.d away and put their own in its place
+    await fsp.chmod(parent, 0o777);
+    const open = await loadTrustedKeys(dir);
+    assert.deepEqual(open.keys, []);
+    assert.equal(open.refused, `${parent} is writable by group or others (mode 777)`);
+    assert.match(
+      describeKeySet(open, dir)!,
+      /^no key in \S+ is trusted: \S+ is writable by group or others \(mode 777\); every signed package will be refused$/,
+    );
+    // sticky, as /tmp is: only an entry's owner may rename it
+    await fsp.chmod(parent, 0o1777);
+    assert.equal((await loadTrustedKeys(dir)).keys.length, 1);
+    if (process.geteuid?.() === 0) {
+      await fsp.chmod(parent, 0o755);
+      await fsp.chown(parent, 12345, 12345);
+      assert.equal((await loadTrustedKeys(dir)).refused, `${parent} is owned by uid 12345, not root`);
+    }
+  } finally {
+    await fsp.rm(parent, { recursive: true, force: true });
+  }
+});
+
 test('[systemctl stand-in] a worker whose only trusted key cannot be trusted says so in its journal at start', async () => {
   const d = new InstallDevice({});
   try {

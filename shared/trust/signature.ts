@@ -54,9 +54,24 @@ function unsafeOwnership(st: Stats, what: string): string | null {
 }
 
 /**
+ * Why a directory above the keys directory cannot be trusted, or null: each must be held as the
+ * keys directory is, since whoever could write to one could put another keys directory in its
+ * place. A sticky directory (/tmp) may be writable by all: only an entry's owner can rename it.
+ */
+async function unsafeAncestor(dir: string): Promise<string | null> {
+  for (let at = path.dirname(await fsp.realpath(dir)); ; at = path.dirname(at)) {
+    const st = await fsp.stat(at);
+    const sticky = (st.mode & 0o1000) !== 0;
+    const why = sticky && trustedOwner(st.uid) ? null : unsafeOwnership(st, at);
+    if (why) return why;
+    if (path.dirname(at) === at) return null;
+  }
+}
+
+/**
  * The keys of the trust directory: every `*.pub` that is an Ed25519 public key in a regular file
  * owned by root (or the reading process) and writable by no one else, in a directory held the
- * same way (what sshd's StrictModes asks of authorized_keys). A file that is not one is skipped
+ * same way, as is every directory above it (what sshd's StrictModes asks of authorized_keys). A file that is not one is skipped
  * (and named in `skipped`), so one bad file cannot lock the device out; a directory that is not
  * held so trusts no key (`refused` says why): whoever could write to it could add their own.
  * A `*.pub` may be a symbolic link (an image that links its keys from /usr/share): what counts is
@@ -72,7 +87,7 @@ export async function loadTrustedKeys(dir: string): Promise<KeySet> {
     throw e;
   }
   if (!dirStat.isDirectory()) return { keys: [], skipped: [], refused: `${dir} is not a directory` };
-  const refused = unsafeOwnership(dirStat, dir);
+  const refused = unsafeOwnership(dirStat, dir) ?? (await unsafeAncestor(dir));
   if (refused) return { keys: [], skipped: [], refused };
   const names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.pub')).sort();
   const keys: TrustedKey[] = [];
