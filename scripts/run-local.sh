@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 PATH="$(bash scripts/node.sh):$PATH" # the Node every make target uses, also when run by hand
 var="${TOPE_RUN_VAR:-$PWD/var}"
 mkdir -p "$var/run" "$var/lib/fetcher" "$var/lib/installer" "$var/root"
+# the simulated device's / is held as a printer's is (0755, whatever the umask): the trusted keys'
+# checks read every directory above the keys up to it (README, "Keys on the device")
+[ -n "${TOPE_ROOT_PREFIX:-}" ] || chmod 0755 "$var/root"
 export TOPE_FETCHER_STATE_DIR="${TOPE_FETCHER_STATE_DIR:-$var/lib/fetcher}"
 export TOPE_INSTALLER_STATE_DIR="${TOPE_INSTALLER_STATE_DIR:-$var/lib/installer}"
 export TOPE_FETCHER_SOCKET="${TOPE_FETCHER_SOCKET:-$var/run/fetcher.sock}"

@@ -64,7 +64,8 @@ test('a directory above the keys directory that others could write to trusts no 
     await fsp.chmod(parent, 0o777);
     const open = await loadTrustedKeys(dir);
     assert.deepEqual(open.keys, []);
-    assert.equal(open.refused, `${parent} is writable by group or others (mode 777)`);
+    const parentReal = await fsp.realpath(parent);
+    assert.equal(open.refused, `${parentReal} is writable by group or others (mode 777)`);
     assert.match(
       describeKeySet(open, dir)!,
       /^no key in \S+ is trusted: \S+ is writable by group or others \(mode 777\); every signed package will be refused$/,
@@ -75,10 +76,38 @@ test('a directory above the keys directory that others could write to trusts no 
     if (process.geteuid?.() === 0) {
       await fsp.chmod(parent, 0o755);
       await fsp.chown(parent, 12345, 12345);
-      assert.equal((await loadTrustedKeys(dir)).refused, `${parent} is owned by uid 12345, not root`);
+      assert.equal((await loadTrustedKeys(dir)).refused, `${parentReal} is owned by uid 12345, not root`);
     }
   } finally {
     await fsp.rm(parent, { recursive: true, force: true });
+  }
+});
+
+test("the checks above the keys go up to the device's root (TOPE_ROOT_PREFIX), and through a symbolic link on the way", async () => {
+  const outside = await keysDir();
+  try {
+    await fsp.chmod(outside, 0o777); // a developer's checkout under umask 002, say
+    const deviceRoot = path.join(outside, 'root');
+    const dir = path.join(deviceRoot, 'etc/tope-updater/keys.d');
+    await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
+    await fsp.writeFile(path.join(dir, 'vendor.pub'), newKeyPair().publicKeyPem, { mode: 0o644 });
+    assert.equal((await loadTrustedKeys(dir, deviceRoot)).keys.length, 1);
+    // on a device (/ as its root) the same directory open to all above it trusts nothing
+    assert.match((await loadTrustedKeys(dir)).refused ?? '', /is writable by group or others \(mode 777\)$/);
+    // /etc/tope-updater a link into a directory held by root alone: whoever may write the
+    // directory holding the link may point it elsewhere
+    const held = path.join(deviceRoot, 'usr/share/tope');
+    await fsp.mkdir(held, { recursive: true, mode: 0o755 });
+    await fsp.rename(path.join(deviceRoot, 'etc/tope-updater'), path.join(held, 'tope-updater'));
+    await fsp.symlink(path.join(held, 'tope-updater'), path.join(deviceRoot, 'etc/tope-updater'));
+    assert.equal((await loadTrustedKeys(dir, deviceRoot)).keys.length, 1);
+    await fsp.chmod(path.join(deviceRoot, 'etc'), 0o775);
+    assert.equal(
+      (await loadTrustedKeys(dir, deviceRoot)).refused,
+      `${path.join(deviceRoot, 'etc')} is writable by group or others (mode 775)`,
+    );
+  } finally {
+    await fsp.rm(outside, { recursive: true, force: true });
   }
 });
 

@@ -19,6 +19,8 @@ import {
 /** What a device trusts (the fetcher and the installer build it from the same config). */
 export interface TrustSettings {
   keysDir: string;
+  /** Where the device's file system begins (TOPE_ROOT_PREFIX): the keys directory's checks stop there. */
+  deviceRoot?: string;
   /** The device's product id (read at each check); null only for the packaging tool's verify without --product. */
   productId: () => Promise<string | null>;
   /** Development only (TOPE_ALLOW_UNSIGNED): a package without manifest.sig passes the signature step. */
@@ -42,7 +44,7 @@ export function trustSettings(config: Config, floor: () => Promise<number>, log:
   if (config.TOPE_ALLOW_UNSIGNED) log.warn({ setting: 'TOPE_ALLOW_UNSIGNED' }, UNSIGNED_ALLOWED_WARNING);
   const keysDir = host(config.TOPE_TRUSTED_KEYS_DIR);
   // nor a key the checks skip: said at the start, not only once a package comes and is refused
-  loadTrustedKeys(keysDir).then(
+  loadTrustedKeys(keysDir, config.TOPE_ROOT_PREFIX).then(
     (found) => {
       const problem = describeKeySet(found, keysDir);
       if (problem) log.warn({ keysDir, trusted: found.keys.map((k) => k.name) }, problem);
@@ -51,6 +53,7 @@ export function trustSettings(config: Config, floor: () => Promise<number>, log:
   );
   return {
     keysDir,
+    deviceRoot: config.TOPE_ROOT_PREFIX,
     productId: () => readProductId(host(config.TOPE_PRODUCT_ID_FILE)),
     allowUnsigned: config.TOPE_ALLOW_UNSIGNED,
     floor,
@@ -88,7 +91,7 @@ const parentsOf = (name: string): string[] => {
 export async function checkPackageTrust(archive: PackageArchive, settings: TrustSettings): Promise<TrustedPackage> {
   const bytes = await archive.readManifestBytes();
   const sigEntry = archive.files.get(SIGNATURE_ENTRY);
-  const found = await loadTrustedKeys(settings.keysDir);
+  const found = await loadTrustedKeys(settings.keysDir, settings.deviceRoot);
   let signedBy: string | null = null;
   if (sigEntry) {
     if (sigEntry.uncompressedSize > SIGNATURE_MAX_BYTES) {

@@ -53,19 +53,34 @@ function unsafeOwnership(st: Stats, what: string): string | null {
   return null;
 }
 
+/** `p`'s directories from its parent up to `top` (or `/`, for a `p` not under `top`), `top` included. */
+function directoriesAbove(p: string, top: string): string[] {
+  const out: string[] = [];
+  for (let at = path.dirname(p); ; at = path.dirname(at)) {
+    out.push(at);
+    if (at === top || path.dirname(at) === at) return out;
+  }
+}
+
 /**
- * Why a directory above the keys directory cannot be trusted, or null: each must be held as the
- * keys directory is, since whoever could write to one could put another keys directory in its
- * place. A sticky directory (/tmp) may be writable by all: only an entry's owner can rename it.
+ * Why a directory above the keys directory cannot be trusted, or null: each, up to the device's
+ * root (`/`, or TOPE_ROOT_PREFIX under `make run` and the tests), must be held as the keys
+ * directory is, since whoever could write to one could put another keys directory in its place. A
+ * sticky directory (/tmp) may be writable by all: only an entry's owner can rename it. Both the
+ * directories of the path as configured (a symbolic link on it is replaced by writing the
+ * directory that holds it) and those of the directory it resolves to are checked.
  */
-async function unsafeAncestor(dir: string): Promise<string | null> {
-  for (let at = path.dirname(await fsp.realpath(dir)); ; at = path.dirname(at)) {
+async function unsafeAncestor(dir: string, deviceRoot: string): Promise<string | null> {
+  const top = path.resolve(deviceRoot);
+  const realTop = await fsp.realpath(top).catch(() => top);
+  const above = [...directoriesAbove(path.resolve(dir), top), ...directoriesAbove(await fsp.realpath(dir), realTop)];
+  for (const at of new Set(above)) {
     const st = await fsp.stat(at);
     const sticky = (st.mode & 0o1000) !== 0;
     const why = sticky && trustedOwner(st.uid) ? null : unsafeOwnership(st, at);
     if (why) return why;
-    if (path.dirname(at) === at) return null;
   }
+  return null;
 }
 
 /**
@@ -78,7 +93,7 @@ async function unsafeAncestor(dir: string): Promise<string | null> {
  * the file opened, whose owner and mode are read from the open descriptor, so the bytes read are
  * those of the file checked.
  */
-export async function loadTrustedKeys(dir: string): Promise<KeySet> {
+export async function loadTrustedKeys(dir: string, deviceRoot = '/'): Promise<KeySet> {
   let dirStat: Stats;
   try {
     dirStat = await fsp.stat(dir);
@@ -87,7 +102,7 @@ export async function loadTrustedKeys(dir: string): Promise<KeySet> {
     throw e;
   }
   if (!dirStat.isDirectory()) return { keys: [], skipped: [], refused: `${dir} is not a directory` };
-  const refused = unsafeOwnership(dirStat, dir) ?? (await unsafeAncestor(dir));
+  const refused = unsafeOwnership(dirStat, dir) ?? (await unsafeAncestor(dir, deviceRoot));
   if (refused) return { keys: [], skipped: [], refused };
   const names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.pub')).sort();
   const keys: TrustedKey[] = [];

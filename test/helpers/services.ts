@@ -87,8 +87,10 @@ export function socketActivation(address: string, env: Record<string, string>, a
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
   deviceRoots.push(root);
+  // 0755 whatever the umask: the device's own tree (sysroot) is held as a printer's is, and the
+  // trusted keys' checks read every directory of it above the keys (shared/trust/signature.ts)
   for (const d of ['run', 'fetcher', 'installer', 'sysroot/opt/tope/versions'])
-    mkdirSync(path.join(root, d), { recursive: true });
+    mkdirSync(path.join(root, d), { recursive: true, mode: 0o755 });
   const env: Record<string, string> = {
     TOPE_FETCHER_STATE_DIR: path.join(root, 'fetcher'),
     TOPE_INSTALLER_STATE_DIR: path.join(root, 'installer'),
