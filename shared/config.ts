@@ -12,10 +12,30 @@ const port = z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535));
 const absPath = z.string().check(z.refine((p) => p.startsWith('/'), 'must be an absolute path'));
 const httpUrl = z.url({ protocol: /^https?$/ });
 // curl's reading of a proxy without a scheme (proxy.lan:3128): http://. An https:// proxy (TLS to
-// the proxy itself) or a SOCKS one is refused: neither is tested here.
+// the proxy itself) or a SOCKS one is refused: neither is tested here. Nothing after the port
+// (undici takes a proxy's origin only), and credentials that decode (undici decodes them as it
+// starts: a stray % would end the fetcher at each start instead of CONFIG_INVALID).
+const decodes = (s: string) => {
+  try {
+    decodeURIComponent(s);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const proxyUrl = z.pipe(
   z.transform((s: string) => (s.includes('://') ? s : `http://${s}`)),
-  z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL like http://proxy.lan:3128' }),
+  z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL like http://proxy.lan:3128' }).check(
+    // (a value that is no http:// URL is the check above's to name)
+    z.refine((s) => {
+      const u = URL.parse(s);
+      return u?.protocol !== 'http:' || (u.pathname === '/' && !u.search && !u.hash);
+    }, 'must name the proxy alone (http://[user:password@]host:port), with no path, query or fragment'),
+    z.refine((s) => {
+      const u = URL.parse(s);
+      return u?.protocol !== 'http:' || (decodes(u.username) && decodes(u.password));
+    }, 'has credentials with a % that is not %XX (write a % in a password as %25)'),
+  ),
 );
 const withDefault = z._default;
 /** A list in one variable: split, each item trimmed (and lower-cased), empty ones dropped. */
@@ -159,6 +179,9 @@ export class ConfigError extends Error {
 /** Read under their lower-case name first, then their own (curl's and undici's order). */
 const LOWER_CASE_FIRST = new Set(Object.keys(proxyShape));
 
+/** A value as a message may show it: a proxy variable's without its credentials. */
+const shown = (key: string, value: string) => (LOWER_CASE_FIRST.has(key) ? withoutPassword(value) : value);
+
 /** A proxy URL's credentials (all before its last `@`) do not go into a message, a log line or /progress. */
 export function withoutPassword(value: string): string {
   return value.replace(
@@ -187,7 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, role?: string):
     const nameOf = (i: { path: PropertyKey[] }) => setAs[String(i.path[0])] ?? String(i.path[0]);
     const variables = [...new Set(parsed.error.issues.map(nameOf))];
     const lines = parsed.error.issues.map(
-      (i) => `${nameOf(i)}=${JSON.stringify(withoutPassword(picked[String(i.path[0])] ?? ''))}: ${i.message}`,
+      (i) => `${nameOf(i)}=${JSON.stringify(shown(String(i.path[0]), picked[String(i.path[0])] ?? ''))}: ${i.message}`,
     );
     throw new ConfigError(variables, `invalid configuration: ${lines.join('; ')}`);
   }

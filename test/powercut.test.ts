@@ -64,8 +64,18 @@ test(
       ['mid-download', 'mid-install', 'in-switch', 'mid-probation', 'after-success'],
       summary,
     );
-    // the in-switch cut fell where it was aimed
+    // the in-switch cut fell where it was aimed, as the guest's disk showed it when the installer
+    // stopped: `previous` already on the running snapshot (which `current` still names), and the
+    // new `current` made under its temporary name
     assert.equal(r.cuts[2].stage, 'install: stopped at installer.link-made#2', summary);
+    const frozen = r.cuts[2].lastMark;
+    const links = frozen?.links as Record<string, string | null> | undefined;
+    assert.ok(links && links.current !== null && links.current !== `v${String(frozen?.version)}`, summary);
+    assert.deepEqual(
+      links,
+      { current: links.current, previous: links.current, '.link-tmp-current': `v${String(frozen?.version)}` },
+      summary,
+    );
     assert.equal(r.recoveries, 5, summary);
     console.log(summary);
   },

@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, withoutPassword } from '../shared/config.js';
 import { createLogger } from '../shared/log.js';
 import { httpGet } from '../services/fetcher/http-client.js';
 import { proxiedAgent } from '../services/fetcher/proxy.js';
-import { AddressPolicy, checkedConnector, type Resolve } from '../services/fetcher/url-policy.js';
+import { AddressPolicy, checkedConnector, nameRefusal, type Resolve } from '../services/fetcher/url-policy.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
 import { Origin, type Behaviour } from './helpers/origin.js';
@@ -33,17 +33,17 @@ let authProxy: RealProxy;
 const skip = missing('tinyproxy');
 
 before(async () => {
-  if (skip) return;
+  // the origins serve the tests that need no tinyproxy too
   await secureOrigin.start();
   await plainOrigin.start();
   await misnamedOrigin.start();
+  if (skip) return;
   proxy = await startTinyproxy();
   authProxy = await startTinyproxy({ user, password });
 });
 after(async () => {
   await proxy?.stop();
   await authProxy?.stop();
-  if (skip) return;
   await secureOrigin.stop();
   await plainOrigin.stop();
   await misnamedOrigin.stop();
@@ -330,6 +330,49 @@ describe('the proxy settings', () => {
     // a port out of range, written without a scheme: still no password shown
     refusedWith({ HTTP_PROXY: 'printer:hunter2@proxy.lan:99999' }, 'HTTP_PROXY', '***@proxy.lan:99999');
     refusedWith({ HTTP_PROXY: 'https://u:pa/ss@proxy.lan:3128' }, 'HTTP_PROXY', 'https://***@proxy.lan:3128');
+    // what undici could not start with: a % in the credentials that is not %XX, a path
+    refusedWith(
+      { HTTPS_PROXY: 'http://printer:hunter2%zz@proxy.lan:3128' },
+      'HTTPS_PROXY',
+      'http://***@proxy.lan:3128',
+    );
+    refusedWith({ HTTPS_PROXY: 'http://proxy.lan:3128/pac' }, 'HTTPS_PROXY', 'http://proxy.lan:3128/pac');
+    // another variable's bad value is shown whole (only the proxy variables hold credentials)
+    assert.throws(
+      () => loadConfig({ TOPE_MANAGED_UNITS: 'printer@1.service,b c' }),
+      /TOPE_MANAGED_UNITS="printer@1\.service,b c"/,
+    );
+  });
+
+  test('through a proxy, localhost names are loopback without a lookup, a name is screened once per process, an unresolvable one is left to the proxy', async () => {
+    const policy = new AddressPolicy({ allowedNets: [], allowPrivate: false });
+    const noDns: Resolve = () => Promise.reject(new Error('EAI_AGAIN'));
+    for (const name of ['localhost', 'localhost.', 'updates.localhost'])
+      assert.match(String(await nameRefusal(policy, name, 1000, noDns)), /is a loopback address/, name);
+    assert.equal(await nameRefusal(policy, 'outside.example', 1000, noDns), null);
+    let lookups = 0;
+    const lan: Resolve = async () => {
+      lookups++;
+      return [{ address: '10.1.2.3', family: 4 }];
+    };
+    const agent = proxiedAgent(
+      { httpsProxy: 'http://127.0.0.1:9', httpProxy: undefined, noProxy: '' },
+      policy,
+      checkedConnector(policy, { timeout: 1000 }, lan),
+      1000,
+      createLogger('test', 'silent'),
+      lan,
+    );
+    try {
+      for (const path of ['/a.zip', '/b.zip'])
+        await assert.rejects(
+          httpGet(agent, new URL(`https://printer-updates.lan${path}`), {}, AbortSignal.timeout(5000)),
+          /package URL refused: printer-updates\.lan: 10\.1\.2\.3 is a private address/,
+        );
+      assert.equal(lookups, 1);
+    } finally {
+      await agent.close();
+    }
   });
 
   test('a password with an @ in it: the log line shows none of it', () => {

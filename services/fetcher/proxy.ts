@@ -3,6 +3,7 @@ import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import connect from 'undici/lib/api/api-connect.js';
 import { withoutPassword } from '../../shared/config.js';
+import type { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { screenRequests, type buildConnector, type Dispatcher as DispatcherType } from './http-client.js';
 import { literalRefusal, nameRefusal, type AddressPolicy, type Resolve } from './url-policy.js';
@@ -24,6 +25,7 @@ export interface ProxySettings {
 
 /** How long the screen waits for the printer's own resolver before leaving a name to the proxy. */
 const SCREEN_LOOKUP_MS = 2000;
+const SCREENED_HOSTS_MAX = 64;
 
 /**
  * The fetcher's dispatcher when a proxy is set. A host in NO_PROXY is reached directly through
@@ -32,7 +34,8 @@ const SCREEN_LOOKUP_MS = 2000;
  * printer can see: an address written in the URL is checked as it is, and a name is resolved by
  * the printer's own resolver: refused when every address it gives is refused (`localhost`, a name
  * pointing at 169.254.169.254), left to the proxy when the printer cannot resolve it (a network
- * where only the proxy reaches the outside), within SCREEN_LOOKUP_MS.
+ * where only the proxy reaches the outside), within SCREEN_LOOKUP_MS. Advice, not a guarantee:
+ * the proxy resolves the name again, and may get another answer.
  */
 export function proxiedAgent(
   proxy: ProxySettings,
@@ -60,9 +63,19 @@ export function proxiedAgent(
     factory: withTimeouts,
     clientFactory: withTimeouts,
   });
+  // one screen per host and process (a fetcher process lives for a download or two): a resolver
+  // that drops queries costs its SCREEN_LOOKUP_MS once, not at every attempt and redirect
+  const screened = new Map<string, Promise<UpdaterError | null>>();
   return screenRequests(agent, async (url) => {
-    const refusal =
-      literalRefusal(policy, url.hostname) ?? (await nameRefusal(policy, url.hostname, SCREEN_LOOKUP_MS, resolve));
+    const literal = literalRefusal(policy, url.hostname);
+    if (literal) throw literal;
+    if (screened.size >= SCREENED_HOSTS_MAX) screened.clear();
+    let verdict = screened.get(url.hostname);
+    if (!verdict) {
+      verdict = nameRefusal(policy, url.hostname, SCREEN_LOOKUP_MS, resolve);
+      screened.set(url.hostname, verdict);
+    }
+    const refusal = await verdict;
     if (refusal) throw refusal;
   });
 }

@@ -91,6 +91,12 @@ type LookupAddress = { address: string; family: number };
 export type Resolve = (hostname: string) => Promise<LookupAddress[]>;
 const systemResolve: Resolve = (hostname) => dns.promises.lookup(hostname, { all: true, verbatim: true });
 
+const LOCALHOST = /(^|\.)localhost$/i;
+const LOOPBACK: LookupAddress[] = [
+  { address: '127.0.0.1', family: 4 },
+  { address: '::1', family: 6 },
+];
+
 /**
  * A name the printer's resolver answers for, with no address the policy allows: its error. Null
  * when the name is allowed, is an address, or cannot be resolved within `withinMs` (the proxy's
@@ -102,11 +108,15 @@ export async function nameRefusal(
   withinMs: number,
   resolve: Resolve = systemResolve,
 ): Promise<UpdaterError | null> {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1');
+  const host = hostname.replace(/^\[(.*)\]$/, '$1').replace(/(.)\.$/, '$1');
   if (net.isIP(host)) return null;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<null>((ok) => (timer = setTimeout(ok, withinMs, null)));
-  const addresses = await Promise.race([resolve(host).catch(() => null), late]).finally(() => clearTimeout(timer));
+  // localhost and its subdomains are loopback whatever a resolver says (RFC 6761), and a proxy's
+  // own resolver would take them to the proxy's loopback
+  const addresses = LOCALHOST.test(host)
+    ? LOOPBACK
+    : await Promise.race([resolve(host).catch(() => null), late]).finally(() => clearTimeout(timer));
   if (!addresses?.length || addresses.some((a) => !policy.refusal(a.address))) return null;
   return refused(host, policy.refusal(addresses[0].address)!);
 }

@@ -29,6 +29,8 @@ export interface CutRecord {
   atMs: number;
   what: string;
   recoveryCut: boolean;
+  /** The guest's last mark before the power went. */
+  lastMark: Mark | null;
 }
 export interface PowercutResult {
   cuts: CutRecord[];
@@ -152,6 +154,7 @@ export async function powercutCampaign(
         atMs: b.cut.atMs,
         what: plan.what,
         recoveryCut: recoveryCutHere,
+        lastMark: b.cut.lastMark,
       };
       res.cuts.push(c);
       res.byStage[c.stage] = (res.byStage[c.stage] ?? 0) + 1;

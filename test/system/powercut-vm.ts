@@ -55,6 +55,8 @@ const origin = 'http://127.0.0.1:8000';
 // tope.freeze=<failpoint> on the kernel's command line (the host's CutPlan.freezeAt): this boot's
 // update stops the installer at that failpoint, and the host cuts the power once it is marked
 const freezeAt = /(?:^|\s)tope\.freeze=(\S+)/.exec(readFileSync('/proc/cmdline', 'utf8'))?.[1] ?? null;
+/** The update the freeze is armed for is under way (not the recovery's `again` one before it). */
+let freezeArmed = false;
 let frozenMarked = false;
 
 const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
@@ -198,9 +200,17 @@ async function update(pkg: CatalogEntry, label: string): Promise<Status> {
         const key = `${p.stage}|${p.message}`;
         if (key !== last) mark({ kind: 'stage', label, version: pkg.version, stage: p.stage, message: p.message });
         last = key;
-        if (freezeAt && !frozenMarked && installerStopped()) {
+        if (freezeArmed && !frozenMarked && installerStopped()) {
           frozenMarked = true;
-          mark({ kind: 'frozen', failpoint: freezeAt, stage: p.stage, message: p.message });
+          // where it stopped, as the disk shows it (the host checks it is where it aimed)
+          mark({
+            kind: 'frozen',
+            failpoint: freezeAt,
+            version: pkg.version,
+            stage: p.stage,
+            message: p.message,
+            links: links(),
+          });
         }
         return until.includes(p.stage) ? p : null;
       },
@@ -233,6 +243,23 @@ async function update(pkg: CatalogEntry, label: string): Promise<Status> {
 }
 
 /** The installer's process stopped (state T): it reached the failpoint tope.freeze named. */
+/** The versions directory's links (each as its bare version, or null) and the switch's temporary one. */
+function links(): Record<string, string | null> {
+  const target = (name: string) => {
+    try {
+      return bare(readlinkSync(`${versionsDir}/${name}`));
+    } catch {
+      return null;
+    }
+  };
+  const temporary = list(versionsDir).filter((n) => n.startsWith('.link-tmp-'));
+  return {
+    current: target('current'),
+    previous: target('previous'),
+    ...Object.fromEntries(temporary.map((n) => [n, target(n)])),
+  };
+}
+
 function installerStopped(): boolean {
   const pid = sh('systemctl show -p MainPID --value tope-installer.service');
   const stat = pid === '0' ? null : readOr(`/proc/${pid}/stat`);
@@ -245,10 +272,22 @@ function installerStopped(): boolean {
  */
 async function armFreeze(failpoint: string): Promise<void> {
   const dir = '/run/systemd/system/tope-installer.service.d';
-  sh(`mkdir -p ${dir} && printf '[Service]\\nEnvironment=TOPE_FAILPOINT_STOP=${failpoint}\\n' > ${dir}/freeze.conf`);
+  // WatchdogSec=0: a stopped process sends no WATCHDOG=1, and systemd would kill it 30 s on
+  sh(
+    `mkdir -p ${dir} && printf '[Service]\\nEnvironment=TOPE_FAILPOINT_STOP=${failpoint}\\nWatchdogSec=0\\n' > ${dir}/freeze.conf`,
+  );
   sh('systemctl daemon-reload');
-  // an installer still ending its last install would not read it: the update waits for its end
-  await waitFor('the installer to be down', () => !active('tope-installer.service'), 120_000, 500);
+  // an installer still ending its last install would not read it: the update waits until no
+  // installer process is left (not only until it is no longer active: deactivating is neither)
+  const down = () => {
+    const state = sh('systemctl show -p ActiveState --value tope-installer.service');
+    return (
+      (state === 'inactive' || state === 'failed') &&
+      sh('systemctl show -p MainPID --value tope-installer.service') === '0'
+    );
+  };
+  await waitFor('the installer to be down', down, 120_000, 500);
+  freezeArmed = true;
   mark({ kind: 'freeze-armed', failpoint });
 }
 
@@ -460,6 +499,15 @@ async function main(): Promise<void> {
     if (freezeAt && campaign.updates === firstUpdate + 1) await armFreeze(freezeAt);
     mark({ kind: 'update-start', from: current, to: next.version });
     const end = await update(next, 'update');
+    if (freezeArmed && !frozenMarked) {
+      // the aim missed: said at once, not after the host's deadline for a mark that never comes
+      line('RESULT', {
+        kind: 'error',
+        violations: [`the installer never stopped at ${freezeAt}; the update ended ${JSON.stringify(end)}`],
+        journal: journal('0'),
+      });
+      return;
+    }
     mark({ kind: 'update-end', stage: end.stage });
     const violations = end.stage === 'success' ? [] : [`an update with no cut ended ${JSON.stringify(end)}`];
     line('RESULT', {
