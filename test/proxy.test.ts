@@ -84,6 +84,19 @@ async function downloadThrough(env: Record<string, string>, origin: Origin, url:
   }
 }
 
+/** The fetcher's proxied dispatcher in the test's own process, each lookup given (the screen's, the direct connection's). */
+function agentInThisProcess(
+  httpsProxy: string,
+  noProxy: string,
+  policy: AddressPolicy,
+  resolve: { connect: Resolve; screen: Resolve },
+) {
+  const timeoutMs = 2000;
+  const direct = checkedConnector(policy, { timeout: timeoutMs }, resolve.connect);
+  const settings = { httpsProxy, httpProxy: undefined, noProxy };
+  return proxiedAgent(settings, policy, direct, timeoutMs, createLogger('test', 'silent'), resolve.screen);
+}
+
 /** `origin` answers its next request with `behaviour` (its plans count every request it took), then serves. */
 function nextAnswer(origin: Origin, behaviour: Behaviour): void {
   const next = origin.requests.length;
@@ -217,14 +230,10 @@ describe('the proxied dispatcher in this process (tinyproxy)', { skip: skip ?? u
     const screenSees: Resolve = async () => [{ address: '93.184.216.34', family: 4 }];
     const connectSees: Resolve = async () => [{ address: '127.0.0.1', family: 4 }];
     const seen = (await proxy.requests()).length;
-    const agent = proxiedAgent(
-      { httpsProxy: proxyUrl(proxy), httpProxy: undefined, noProxy: 'rebound.example' },
-      policy,
-      checkedConnector(policy, { timeout: 2000 }, connectSees),
-      2000,
-      createLogger('test', 'silent'),
-      screenSees,
-    );
+    const agent = agentInThisProcess(proxyUrl(proxy), 'rebound.example', policy, {
+      connect: connectSees,
+      screen: screenSees,
+    });
     try {
       await assert.rejects(
         httpGet(
@@ -355,14 +364,7 @@ describe('the proxy settings', () => {
       lookups++;
       return [{ address: '10.1.2.3', family: 4 }];
     };
-    const agent = proxiedAgent(
-      { httpsProxy: 'http://127.0.0.1:9', httpProxy: undefined, noProxy: '' },
-      policy,
-      checkedConnector(policy, { timeout: 1000 }, lan),
-      1000,
-      createLogger('test', 'silent'),
-      lan,
-    );
+    const agent = agentInThisProcess('http://127.0.0.1:9', '', policy, { connect: lan, screen: lan });
     try {
       for (const path of ['/a.zip', '/b.zip'])
         await assert.rejects(
