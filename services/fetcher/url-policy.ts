@@ -97,6 +97,13 @@ const LOOPBACK: LookupAddress[] = [
   { address: '::1', family: 6 },
 ];
 
+/** `resolve(host)`'s answer, or null when it fails or takes longer than `withinMs`. */
+async function lookupWithin(resolve: Resolve, host: string, withinMs: number): Promise<LookupAddress[] | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((ok) => (timer = setTimeout(ok, withinMs, null)));
+  return Promise.race([resolve(host).catch(() => null), late]).finally(() => clearTimeout(timer));
+}
+
 /**
  * A name the printer's resolver answers for, with no address the policy allows: its error. Null
  * when the name is allowed, is an address, or cannot be resolved within `withinMs` (the proxy's
@@ -110,13 +117,9 @@ export async function nameRefusal(
 ): Promise<UpdaterError | null> {
   const host = hostname.replace(/^\[(.*)\]$/, '$1').replace(/(.)\.$/, '$1');
   if (net.isIP(host)) return null;
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<null>((ok) => (timer = setTimeout(ok, withinMs, null)));
   // localhost and its subdomains are loopback whatever a resolver says (RFC 6761), and a proxy's
   // own resolver would take them to the proxy's loopback
-  const addresses = LOCALHOST.test(host)
-    ? LOOPBACK
-    : await Promise.race([resolve(host).catch(() => null), late]).finally(() => clearTimeout(timer));
+  const addresses = LOCALHOST.test(host) ? LOOPBACK : await lookupWithin(resolve, host, withinMs);
   if (!addresses?.length || addresses.some((a) => !policy.refusal(a.address))) return null;
   return refused(host, policy.refusal(addresses[0].address)!);
 }
