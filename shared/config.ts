@@ -23,17 +23,22 @@ const decodes = (s: string) => {
     return false;
   }
 };
+/** `s` as an http:// URL, or null when it is none. */
+const httpUrlOf = (s: string) => {
+  const u = URL.parse(s);
+  return u?.protocol === 'http:' ? u : null;
+};
 const proxyUrl = z.pipe(
   z.transform((s: string) => (s.includes('://') ? s : `http://${s}`)),
   z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL like http://proxy.lan:3128' }).check(
     // (a value that is no http:// URL is the check above's to name)
     z.refine((s) => {
-      const u = URL.parse(s);
-      return u?.protocol !== 'http:' || (u.pathname === '/' && !u.search && !u.hash);
+      const u = httpUrlOf(s);
+      return !u || (u.pathname === '/' && !u.search && !u.hash);
     }, 'must name the proxy alone (http://[user:password@]host:port), with no path, query or fragment'),
     z.refine((s) => {
-      const u = URL.parse(s);
-      return u?.protocol !== 'http:' || (decodes(u.username) && decodes(u.password));
+      const u = httpUrlOf(s);
+      return !u || (decodes(u.username) && decodes(u.password));
     }, 'has credentials with a % that is not %XX (write a % in a password as %25)'),
   ),
 );

@@ -80,9 +80,12 @@ export class AddressPolicy {
 const refused = (host: string, reason: string) =>
   new UpdaterError('DOWNLOAD_FAILED', `package URL refused: ${host}: ${reason}`);
 
-/** An address written as a URL's host ("[::1]" as URL writes it) that the policy refuses: its error, else null. */
+/** A URL's host as an address or name: "[::1]" (as URL writes an IPv6 address) is ::1. */
+const unbracketed = (hostname: string) => hostname.replace(/^\[(.*)\]$/, '$1');
+
+/** An address written as a URL's host that the policy refuses: its error, else null. */
 export function literalRefusal(policy: AddressPolicy, hostname: string): UpdaterError | null {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1');
+  const host = unbracketed(hostname);
   const reason = net.isIP(host) ? policy.refusal(host) : null;
   return reason ? refused(host, reason) : null;
 }
@@ -115,7 +118,7 @@ export async function nameRefusal(
   withinMs: number,
   resolve: Resolve = systemResolve,
 ): Promise<UpdaterError | null> {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1').replace(/(.)\.$/, '$1');
+  const host = unbracketed(hostname).replace(/(.)\.$/, '$1');
   if (net.isIP(host)) return null;
   // localhost and its subdomains are loopback whatever a resolver says (RFC 6761), and a proxy's
   // own resolver would take them to the proxy's loopback

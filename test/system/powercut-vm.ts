@@ -242,24 +242,22 @@ async function update(pkg: CatalogEntry, label: string): Promise<Status> {
   return watch(['success', 'failed']);
 }
 
-/** The installer's process stopped (state T): it reached the failpoint tope.freeze named. */
-/** The versions directory's links (each as its bare version, or null) and the switch's temporary one. */
-function links(): Record<string, string | null> {
-  const target = (name: string) => {
-    try {
-      return bare(readlinkSync(`${versionsDir}/${name}`));
-    } catch {
-      return null;
-    }
-  };
-  const temporary = list(versionsDir).filter((n) => n.startsWith('.link-tmp-'));
-  return {
-    current: target('current'),
-    previous: target('previous'),
-    ...Object.fromEntries(temporary.map((n) => [n, target(n)])),
-  };
+/** What a link of the versions directory names, or null when there is none. */
+function linkTarget(name: string): string | null {
+  try {
+    return readlinkSync(`${versionsDir}/${name}`);
+  } catch {
+    return null;
+  }
 }
 
+/** The versions directory's links (each as its bare version, or null) and the switch's temporary one. */
+function links(): Record<string, string | null> {
+  const temporary = list(versionsDir).filter((n) => n.startsWith('.link-tmp-'));
+  return Object.fromEntries(['current', 'previous', ...temporary].map((n) => [n, bare(linkTarget(n))]));
+}
+
+/** The installer's process stopped (state T): it reached the failpoint tope.freeze named. */
 function installerStopped(): boolean {
   const pid = sh('systemctl show -p MainPID --value tope-installer.service');
   const stat = pid === '0' ? null : readOr(`/proc/${pid}/stat`);
@@ -342,13 +340,7 @@ async function settle(): Promise<Status> {
 async function check(pending: { from: string; to: string }): Promise<string[]> {
   const v: string[] = [];
   const end = await progress();
-  const current = (() => {
-    try {
-      return readlinkSync(`${versionsDir}/current`);
-    } catch {
-      return null;
-    }
-  })();
+  const current = linkTarget('current');
   await waitFor('a.service and b.service to run', () => active('a.service') && active('b.service'), 120_000).catch(
     () => undefined,
   );
@@ -406,16 +398,7 @@ async function check(pending: { from: string; to: string }): Promise<string[]> {
     v.push(
       `device-api's last report ${JSON.stringify(lastReport() ?? null)} differs from the status ${JSON.stringify(end)}`,
     );
-  const kept = [
-    current,
-    (() => {
-      try {
-        return readlinkSync(`${versionsDir}/previous`);
-      } catch {
-        return null;
-      }
-    })(),
-  ].filter((x): x is string => !!x);
+  const kept = [current, linkTarget('previous')].filter((x): x is string => !!x);
   const leftNames = () =>
     leftovers(
       {
