@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../shared/config.js';
 import { TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
+import { tempDir } from './temp-dir.js';
 import { waitFor } from './wait.js';
 
 /** The product's own defaults: where a device keeps its trusted keys and product id (under the sysroot). */
@@ -59,20 +59,6 @@ export function unitNice(service: string): number {
   return value === undefined ? 0 : Number(value);
 }
 
-// Every device made in this process, removed when it exits: a test may look at a device's files
-// after stopping it, and a test file's process ends after its last test. Left behind, up to 51 MiB
-// each, they had built up to 5,892 directories in the CI machine's /tmp.
-const deviceRoots: string[] = [];
-process.on('exit', () => {
-  for (const root of deviceRoots) {
-    try {
-      rmSync(root, { recursive: true, force: true });
-    } catch {
-      // a mount left on it (disk-full.test's tmpfs, should its umount have failed): left as it is
-    }
-  }
-});
-
 /**
  * The command that runs `argv` as a .socket unit would: systemd-socket-activate listens on
  * `address` (a port as host:port, or a Unix socket path), and at the first connection execs
@@ -85,8 +71,9 @@ export function socketActivation(address: string, env: Record<string, string>, a
 
 /** A device's worth of directories in a fresh temp dir, and the environment that points there. */
 export function makeDevice(extra: Record<string, string> = {}): { root: string; env: Record<string, string> } {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'tope-'));
-  deviceRoots.push(root);
+  // removed when this process exits, not when the device stops: a test may look at a device's
+  // files after stopping it (up to 51 MiB each)
+  const root = tempDir('tope-');
   // 0755 whatever the umask: the device's own tree (sysroot) is held as a printer's is, and the
   // trusted keys' checks read every directory of it above the keys (shared/trust/signature.ts)
   for (const d of ['run', 'fetcher', 'installer', 'sysroot/opt/tope/versions'])
