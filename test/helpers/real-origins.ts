@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, promises as fsp, writeFileSync } from 'node:fs';
+import { promises as fsp, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './services.js';
+import { tempDir } from './temp-dir.js';
 import { waitFor } from './wait.js';
 
 // Package servers no one here wrote, started by the tests from Debian's packages
@@ -32,7 +32,7 @@ export function missing(command: string): string | null {
 
 /** Writes the key and certificate where a server reads them from. */
 export function tlsFiles(tls: { key: string; cert: string }): TlsFiles {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'origin-tls-'));
+  const dir = tempDir('origin-tls-');
   const files = { key: path.join(dir, 'srv.key'), cert: path.join(dir, 'srv.pem') };
   writeFileSync(files.key, tls.key, { mode: 0o600 });
   writeFileSync(files.cert, tls.cert);
@@ -107,7 +107,7 @@ export async function startNginx(
   host = '127.0.0.1',
 ): Promise<RealOrigin> {
   const listenOn = net.isIPv6(host) ? `[${host}]` : host;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nginx-'));
+  const dir = tempDir('nginx-');
   const accessLog = path.join(dir, 'access.log');
   const { port, proc } = await onFreePort(
     'nginx',
@@ -215,7 +215,7 @@ export interface RealProxy {
  * with `auth`, only to requests carrying those Basic credentials (407 otherwise).
  */
 export async function startTinyproxy(auth?: { user: string; password: string }): Promise<RealProxy> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tinyproxy-'));
+  const dir = tempDir('tinyproxy-');
   const logFile = path.join(dir, 'requests.log');
   const { port, proc } = await onFreePort('tinyproxy', (p) => {
     const conf = path.join(dir, `tinyproxy-${p}.conf`);
@@ -242,9 +242,6 @@ export async function startTinyproxy(auth?: { user: string; password: string }):
       const log = await fsp.readFile(logFile, 'utf8').catch(() => '');
       return [...log.matchAll(/\]: Request \(file descriptor \d+\): (.+)$/gm)].map((m) => m[1]);
     },
-    stop: async () => {
-      await proc.stop();
-      await fsp.rm(dir, { recursive: true, force: true });
-    },
+    stop: () => proc.stop(),
   };
 }

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
@@ -7,6 +7,7 @@ import { DEFAULT_DEVICE_API_URL } from '../../shared/device-api.js';
 import type { Stage } from '../../shared/status.js';
 import { recordedReports } from '../system/recorded-reports.js';
 import { distDir } from './services.js';
+import { tempDir } from './temp-dir.js';
 import { waitFor } from './wait.js';
 
 const repo = path.resolve(distDir, '..');
@@ -81,7 +82,7 @@ export class Sandbox {
     readonly name: string,
     readonly opts: { via: 'make install' | 'deb' } = { via: 'make install' },
   ) {
-    this.host = mkdtempSync(path.join(os.tmpdir(), `sbx-${name}-`));
+    this.host = tempDir(`sbx-${name}-`);
     this.dest = path.join(this.host, 'dest');
     this.persist = path.join(this.host, 'persist');
     for (const d of ['var-lib', 'opt-tope/versions', 'test/packages'])

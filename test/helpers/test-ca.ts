@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from './temp-dir.js';
 
 /**
  * A throw-away certificate authority and a server certificate for 127.0.0.1, made with openssl.
@@ -12,7 +12,7 @@ export function makeTestCa(server: { altNames?: string; days?: number } = {}): {
   key: string;
   cert: string;
 } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ca-'));
+  const dir = tempDir('ca-');
   const f = (n: string) => path.join(dir, n);
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
   ssl(
