@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { distDir } from './services.js';
+import { tempDir } from './temp-dir.js';
 
 const repo = path.resolve(distDir, '..');
 const script = path.join(repo, 'test/system/vm.sh');
@@ -24,10 +24,11 @@ export type VmResult = Record<string, unknown>;
  * One boot of the VM (test/system/vm.sh run): `entry` runs as root at boot with the payload on
  * /mnt/payload (`files` are [source, path in the payload]). Resolves with the `TOPE-RESULT {json}`
  * lines it printed; rejects when the VM did not end cleanly within `timeoutS` (qemu is killed),
- * keeping its console log for the error.
+ * with the end of its console in the error (the console's directory goes when the test process
+ * exits).
  */
 export function runVm(entry: string, files: Array<[string, string]>, timeoutS = 300): Promise<VmResult[]> {
-  const out = mkdtempSync(path.join(os.tmpdir(), 'tope-vm-out-'));
+  const out = tempDir('tope-vm-out-');
   const args = [script, 'run', out, entry, ...files.map(([src, dst]) => `${src}:${dst}`)];
   return new Promise((resolve, reject) => {
     const child = spawn('bash', args, {
@@ -47,12 +48,11 @@ export function runVm(entry: string, files: Array<[string, string]>, timeoutS = 
       if (status !== 0) {
         reject(
           new Error(
-            `the VM run failed (status ${status}; its console is in ${out}/console.log):\n${stderr}\n${stdout}`,
+            `the VM run failed (status ${status}):\n${stderr}\n${stdout}\n--- the end of its console ---\n${consoleEnd(out)}`,
           ),
         );
         return;
       }
-      rmSync(out, { recursive: true, force: true });
       resolve(
         stdout
           .split('\n')
@@ -61,4 +61,13 @@ export function runVm(entry: string, files: Array<[string, string]>, timeoutS = 
       );
     });
   });
+}
+
+/** The console's last lines: the end of a boot that failed, and what the VM said last. */
+function consoleEnd(out: string): string {
+  try {
+    return readFileSync(path.join(out, 'console.log'), 'utf8').split('\n').slice(-60).join('\n');
+  } catch (e) {
+    return `(no console: ${(e as Error).message})`;
+  }
 }

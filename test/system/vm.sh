@@ -117,7 +117,8 @@ prepare() {
 make_payload() {
   local img=$1 entry=$2; shift 2
   [ -d "$REPO/dist/services" ] || die "dist/ is not built: make build"
-  local stage; stage=$(mktemp -d /tmp/tope-vm-payload.XXXXXX)
+  # beside IMG, in the caller's directory: should a step fail (set -e), what is left goes with it
+  local stage; stage=$(mktemp -d "$(dirname "$img")/tope-vm-payload.XXXXXX")
   make -s -C "$REPO" install-files DESTDIR="$stage/dest" MAKEFLAGS= > "$stage.install.log" 2>&1 \
     || { cat "$stage.install.log" >&2; rm -rf --one-file-system "$stage" "$stage.install.log"; die "make install-files failed"; }
   rm -f "$stage.install.log"
@@ -154,7 +155,7 @@ run() {
   [ -e "$BASE/.ready" ] || die "no base image: run \`vm.sh prepare\` first"
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
-  local work; work=$(mktemp -d /tmp/tope-vm-run.XXXXXX)
+  local work; work=$(mktemp -d -t tope-vm-run.XXXXXX)
   # shellcheck disable=SC2064
   trap "rm -rf --one-file-system '$work'" EXIT
   make_payload "$work/payload.img" "$entry" "$@"
