@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from './temp-dir.js';
 
 // Debian's Chromium, headless, for tests that need a real browser's rules (CORS, preflights,
 // forms, beacons). scripts/ensure-tools.sh installs it as root; otherwise the tests skip.
@@ -35,20 +35,30 @@ const flags = (profile: string) => [
 
 /** A headless browser showing `url` until stopped. */
 export class Chromium {
-  private readonly profile = mkdtempSync(path.join(os.tmpdir(), 'tope-chromium-'));
+  private readonly dir = tempDir('tope-chromium-');
+  private readonly profile = path.join(this.dir, 'profile');
+  /**
+   * Its TMPDIR, inside the test's directory: the browser keeps its SingletonSocket in a directory
+   * of its own there (org.chromium.Chromium.*), which it removes at a clean exit only, and close()
+   * kills it.
+   */
+  private readonly env = { ...process.env, TMPDIR: path.join(this.dir, 'tmp') };
   private child: ChildProcess | null = null;
   stderr = '';
 
   constructor(
     private readonly binary: string,
     private readonly extra: string[] = [],
-  ) {}
+  ) {
+    mkdirSync(this.env.TMPDIR);
+  }
 
   open(url: string): void {
     // its own process group: the browser and its helpers end together
     this.child = spawn(this.binary, [...flags(this.profile), ...this.extra, url], {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
+      env: this.env,
     });
     this.child.stderr!.setEncoding('utf8').on('data', (c: string) => {
       this.stderr = (this.stderr + c).slice(-4000);
@@ -60,6 +70,7 @@ export class Chromium {
     const r = spawnSync(this.binary, [...flags(this.profile), ...this.extra, '--dump-dom', url], {
       encoding: 'utf8',
       timeout: timeoutMs,
+      env: this.env,
     });
     return r.stdout;
   }
@@ -71,6 +82,5 @@ export class Chromium {
       process.kill(-child.pid!, 'SIGKILL'); // the group this test started, and nothing else
       await exited;
     }
-    rmSync(this.profile, { recursive: true, force: true });
   }
 }
