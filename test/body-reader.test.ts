@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { BATCH_BYTES, readBody } from '../services/fetcher/body-reader.js';
 import { PartFile, unwritten } from '../services/fetcher/part-file.js';
 import { UpdaterError } from '../shared/errors.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // The fetcher's body reader: chunks that arrive while a write is under way go out together in
 // one writev (fewer writes and hash calls per GiB), every byte lands in order, and the bytes
@@ -17,7 +17,7 @@ import { UpdaterError } from '../shared/errors.js';
 const CHUNK = 16 * 1024;
 
 async function freshPart(): Promise<{ part: PartFile; file: string }> {
-  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'body-reader-')), 'pkg.part');
+  const file = path.join(tempDir('body-reader-'), 'pkg.part');
   return { part: await PartFile.open(file, { offset: 0, etag: null, lastModified: null }), file };
 }
 

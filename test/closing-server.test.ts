@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { Agent } from 'undici';
 import { transfer, type TransferOptions } from '../services/fetcher/transfer.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Regression for undici issue 5360: a server that sends its whole body and closes the connection
 // (FIN) while the client's HTTP/1 parser is paused because the consumer is slow to take the bytes.
@@ -54,7 +54,7 @@ const slowDisk = (): TransferOptions['onProgress'] => () => new Promise((ok) => 
 for (const framing of ['content-length', 'content-length, Connection: close', 'HTTP/1.0, no length'] as Framing[]) {
   test(`a server that closes after its body (${framing}) while the fetcher is slow to write: every download completes, the process survives`, async () => {
     const url = await closingServer(framing);
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'fin-'));
+    const dir = tempDir('fin-');
     // several in a row through the same agent: the report saw the crash on the second. A kept-
     // alive connection the server has just closed can fail the next request ("other side
     // closed"): that is an ordinary retry, as the fetcher's configuration allows

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { z } from 'zod';
 import { installerStateSchema, type InstallerState, type Journal } from '../services/installer/journal.js';
 import { DurableJson, sweepTemps, writeFileDurable } from '../shared/durable-store.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const schema = z.object({ n: z.number() });
-const dir = () => mkdtempSync(path.join(os.tmpdir(), 'store-'));
+const dir = () => tempDir('store-');
 
 test('a written record reads back, and the previous one is kept as .prev', async () => {
   const d = dir();

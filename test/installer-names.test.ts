@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { UNIT_NAME_MAX } from '../shared/manifest-names.js';
@@ -8,6 +7,7 @@ import { Units } from '../services/installer/units.js';
 import { deviceListing } from './helpers/tree-state.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { buildPackage } from './helpers/packages.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Names in a manifest are untrusted: a unit name reaches systemctl's command line, and a module
 // name, src or dst reach logs, reports and paths. Each hostile one is INVALID_MANIFEST and the
@@ -103,7 +103,7 @@ test('[systemctl stand-in] accepted: instances, escapes and every ordinary unit 
 });
 
 test('every systemctl call ends its options with -- before the unit name', async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-systemctl-'));
+  const dir = tempDir('tope-systemctl-');
   const log = path.join(dir, 'argv.jsonl');
   const recorder = path.join(dir, 'systemctl');
   // a recording stand-in: logs its argv, says the unit is active and was never restarted
@@ -134,5 +134,4 @@ test('every systemctl call ends its options with -- before the unit name', async
       'one "--" only',
     );
   }
-  await fsp.rm(dir, { recursive: true, force: true });
 });

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +14,7 @@ import {
   packageProblem,
   type Digests,
 } from '../shared/package-check.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const body = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251));
 const expected: Digests = {
@@ -45,7 +45,7 @@ test('the hashing stream passes every byte through unchanged and hashes them on 
 });
 
 test('a file prefix hashed from disk and the rest fed in continue one digest (a resumed download)', async () => {
-  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'check-')), 'pkg.part');
+  const file = path.join(tempDir('check-'), 'pkg.part');
   const onDisk = 1024 * 1024 + 17; // more than one read buffer
   const big = Buffer.concat([body, body, body, body]);
   await fsp.writeFile(file, big.subarray(0, onDisk));

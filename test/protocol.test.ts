@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { errorCodes, UpdaterError } from '../shared/errors.js';
 import { createCommandServer, sendCommand, type Command } from '../shared/protocol.js';
+import { tempDir } from './helpers/temp-dir.js';
 
-const sockPath = () => path.join(mkdtempSync(path.join(os.tmpdir(), 'proto-')), 'w.sock');
+const sockPath = () => path.join(tempDir('proto-'), 'w.sock');
 const download: Command = { type: 'discard', seq: 1, reason: 'r' };
 
 async function serve(server: net.Server): Promise<string> {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, promises as fsp, utimesSync } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp, utimesSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,6 +19,7 @@ import {
 import type { Service } from './helpers/services.js';
 import { makeTestCa } from './helpers/test-ca.js';
 import { waitFor } from './helpers/wait.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // The fetcher against servers no one here wrote, each as Debian ships it: a large download, one
 // cut mid-body (by a relay that resets or closes the TCP connection) and resumed or restarted as
@@ -30,7 +30,7 @@ import { waitFor } from './helpers/wait.js';
 const MiB = 1024 * 1024;
 const ca = makeTestCa();
 const tls = tlsFiles(ca);
-const docroot = mkdtempSync(path.join(os.tmpdir(), 'origin-root-'));
+const docroot = tempDir('origin-root-');
 const files = new Map<string, { size: number; md5: string; sha256: string }>();
 
 /** A signed package of `size` bytes (the fetcher accepts nothing else) served as `name`. */

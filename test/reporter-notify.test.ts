@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
@@ -16,6 +15,7 @@ import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
 import { distDir, freePort } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const log = pino({ level: 'silent' });
 const s = (progress: number): Status => ({ stage: 'downloading', progress, message: 'm', error: null });
@@ -36,7 +36,7 @@ test("reports reach device-api with the contract's payload {stage, progress, mes
 test("the sandbox's and the power-cut VM's device-api stand-in keeps what the product reports, and only that", async () => {
   // the stand-in is copied alone into those machines and knows no path: the checkers pick the
   // reports out of what it recorded by the product's REPORT_PATH (recordedReports)
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tope-recorder-'));
+  const dir = tempDir('tope-recorder-');
   const recordFile = path.join(dir, 'reports.jsonl');
   const port = await freePort();
   const recorder = spawn(process.execPath, [path.join(distDir, 'test/system/device-api-recorder.js')], {
@@ -67,7 +67,6 @@ test("the sandbox's and the power-cut VM's device-api stand-in keeps what the pr
     ]);
   } finally {
     recorder.kill('SIGKILL');
-    await fsp.rm(dir, { recursive: true, force: true });
   }
 });
 
@@ -161,7 +160,7 @@ async function notifyListener(dir: string) {
 const pings = (lines: Array<{ text: string; at: number }>) => lines.filter((l) => l.text === 'WATCHDOG=1');
 
 test('with WatchdogSec= (WATCHDOG_USEC), WATCHDOG=1 goes out every half of the interval', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'watchdog-'));
+  const dir = tempDir('watchdog-');
   const listener = await notifyListener(dir);
   try {
     const env = { ...process.env, NOTIFY_SOCKET: listener.sock, WATCHDOG_USEC: '400000' };

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { writeSignedZip } from '../scripts/tope-pack/pack.js';
@@ -12,6 +11,7 @@ import { call } from './helpers/api.js';
 import { Origin } from './helpers/origin.js';
 import { distDir, freePort, makeDevice } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // `make run`'s script itself (scripts/run-local.sh), on a free port and temp directories: it
 // starts the workers before the gateway, and supervises the three as Restart=on-failure would.
@@ -31,7 +31,7 @@ class MakeRun {
   constructor(port: number, extra: Record<string, string> = {}, unset: string[] = []) {
     const { env } = makeDevice({
       TOPE_LISTEN_PORT: String(port),
-      TOPE_RUN_VAR: mkdtempSync(path.join(os.tmpdir(), 'make-run-')),
+      TOPE_RUN_VAR: tempDir('make-run-'),
       ...extra,
     });
     for (const key of unset) delete env[key];
@@ -146,7 +146,7 @@ test('a crashed service is logged and started again, and serves; a second crash 
 });
 
 test("make run's development trust: a dev key pair (var/dev-signing-key.pem, PKCS#8, 0600) trusted by a `tope-dev` device; make sample's package installs through the real checks, an unsigned one is refused; a restart keeps the key", async () => {
-  const work = mkdtempSync(path.join(os.tmpdir(), 'make-run-dev-'));
+  const work = tempDir('make-run-dev-');
   const varDir = path.join(work, 'var');
   const root = path.join(varDir, 'root'); // the script's own sysroot: no test key in it
   const defaults = loadConfig({});

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { distDir } from './helpers/services.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Which Node runs everything: package.json's engines.node is the floor, scripts/node.sh the one
 // place that decides between this machine's node and the pinned build it installs.
@@ -22,7 +23,7 @@ const atLeast = (have: string, floor: string) => {
 
 /** scripts/node.sh's answer with only a stand-in `node` (reporting `version`) ahead of the system's tools. */
 function nodeShWith(version: string): { standIn: string; answer: string } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'stand-in-node-'));
+  const dir = tempDir('stand-in-node-');
   writeFileSync(path.join(dir, 'node'), `#!/bin/sh\necho ${version}\n`, { mode: 0o755 });
   const answer = execFileSync('bash', [path.join(repo, 'scripts/node.sh')], {
     encoding: 'utf8',

@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { mock, test } from 'node:test';
 import { checkDestination, type SeenDirectories } from '../services/installer/safe-paths.js';
 import { UpdaterError } from '../shared/errors.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // One pass over an install's destinations (the staging tree, the look before anything changes)
 // looks at each directory once; what it has not found to be a directory it looks at every time.
 // The whole installs through symlinks are installer-confinement.test.ts's.
 
 async function tree(): Promise<string> {
-  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-safe-paths-'));
+  const root = tempDir('tope-safe-paths-');
   await fsp.mkdir(path.join(root, 'usr/share/printer'), { recursive: true });
   return root;
 }
@@ -40,7 +40,6 @@ test('a pass of 200 files in three nested directories looks at each directory on
     for (const f of files) await checkDestination(root, f, 'replaced');
   });
   assert.equal(without, 4 * files.length);
-  await fsp.rm(root, { recursive: true });
 });
 
 test('in one pass, a symlinked directory not yet seen is still refused UNSAFE_DESTINATION', async () => {
@@ -52,7 +51,6 @@ test('in one pass, a symlinked directory not yet seen is still refused UNSAFE_DE
     checkDestination(root, path.join(root, 'usr/share/conf/passwd'), 'replaced', 'passwd', seen),
     (e: unknown) => e instanceof UpdaterError && e.code === 'UNSAFE_DESTINATION' && /conf is a symlink/.test(e.message),
   );
-  await fsp.rm(root, { recursive: true });
 });
 
 test('a directory found missing is not remembered: a symlink made there later is refused in the same pass', async () => {
@@ -65,5 +63,4 @@ test('a directory found missing is not remembered: a symlink made there later is
     checkDestination(root, path.join(root, 'opt/y'), 'replaced', 'y', seen),
     (e: unknown) => e instanceof UpdaterError && e.code === 'UNSAFE_DESTINATION',
   );
-  await fsp.rm(root, { recursive: true });
 });

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { StatusView } from '../services/api-gateway/status-view.js';
@@ -8,12 +7,13 @@ import { DurableJson } from '../shared/durable-store.js';
 import * as statuses from '../shared/status.js';
 import type { FetcherRecord, InstallerRecord } from '../shared/worker-records.js';
 import { workerNames, workers, type WorkerName } from '../shared/workers.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // The gateway's view over real record files in a temp directory: the record with the higher
 // command sequence number is shown; on a tie, the worker listed first.
 
 function setUp() {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'status-view-'));
+  const dir = tempDir('status-view-');
   const paths = Object.fromEntries(workerNames.map((name) => [name, path.join(dir, workers[name].recordFile)]));
   const recordPaths = paths as Record<WorkerName, string>;
   const fetcher = new DurableJson(recordPaths.fetcher, workers.fetcher.recordSchema);

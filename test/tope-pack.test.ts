@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PackageArchive } from '../shared/package-archive.js';
 import { distDir } from './helpers/services.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // tope-pack, the packaging tool, as a vendor runs it: real processes, real files, and the
 // device's own checks behind its verify.
@@ -15,7 +15,7 @@ const tool = path.join(distDir, 'bundle/tools/tope-pack.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [tool, ...args], { encoding: 'utf8' });
 
 test("keygen, build from a directory, verify; verify refuses with the device's codes; bad input is exit 2", async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tope-pack-'));
+  const dir = tempDir('tope-pack-');
   const keys = path.join(dir, 'keys.d');
   const otherKeys = path.join(dir, 'other.d');
   assert.equal(run('keygen', path.join(dir, 'vendor.pem'), path.join(keys, 'vendor.pub')).status, 0);
@@ -127,5 +127,4 @@ test("keygen, build from a directory, verify; verify refuses with the device's c
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /description\.json: compatible: .*security_version: .*modules: /);
   assert.equal(run('frobnicate').status, 2);
-  await fsp.rm(dir, { recursive: true, force: true });
 });

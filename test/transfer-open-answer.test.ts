@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Agent } from 'undici';
@@ -9,6 +8,7 @@ import { transfer } from '../services/fetcher/transfer.js';
 import { UpdaterError } from '../shared/errors.js';
 import { Origin } from './helpers/origin.js';
 import { waitFor } from './helpers/wait.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // A failure between an answer's headers and its body (here: the part file cannot be truncated
 // for a restart from byte 0) must not leave that answer open. Unread, it holds its connection
@@ -28,7 +28,7 @@ test(
     const agent = new Agent();
     let open = 0;
     agent.on('connect', () => open++).on('disconnect', () => open--);
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'open-answer-'));
+    const dir = tempDir('open-answer-');
     const partFile = path.join(dir, 'pkg.part');
     await fsp.writeFile(partFile, origin.body.subarray(0, 100_000));
     try {

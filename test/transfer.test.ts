@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Agent } from 'undici';
 import { transfer, type Position, type TransferOptions } from '../services/fetcher/transfer.js';
 import { UpdaterError } from '../shared/errors.js';
 import { Origin } from './helpers/origin.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const SIZE = 256 * 1024 + 123;
 const origin = new Origin(SIZE);
@@ -20,7 +20,7 @@ after(async () => {
 const fresh: Position = { offset: 0, etag: null, lastModified: null };
 
 async function run(over: Partial<TransferOptions> = {}) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xfer-'));
+  const dir = tempDir('xfer-');
   const partFile = path.join(dir, 'pkg.part');
   origin.requests.length = 0;
   const retries: Array<{ delayMs: number; reason: string }> = [];
@@ -62,7 +62,7 @@ async function resume(offset: number, over: Partial<TransferOptions> = {}) {
 }
 
 async function partial(bytes: number): Promise<string> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xfer-'));
+  const dir = tempDir('xfer-');
   const file = path.join(dir, 'pkg.part');
   await fsp.writeFile(file, origin.body.subarray(0, bytes));
   return file;
@@ -220,7 +220,7 @@ test('a Content-Length other than package_size is PACKAGE_SIZE_MISMATCH', async 
 
 test('a body longer than package_size is PACKAGE_SIZE_MISMATCH, without writing past it', async () => {
   origin.script(() => ({ kind: 'long', extra: 10 }));
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'xfer-'));
+  const dir = tempDir('xfer-');
   const partFile = path.join(dir, 'p');
   await expectFailure('PACKAGE_SIZE_MISMATCH', /more than/, { partFile });
   assert.ok((await fsp.stat(partFile)).size <= SIZE);

@@ -4,18 +4,16 @@ import {
   chmodSync,
   chownSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { distDir, freePort, mainOf, Service } from './helpers/services.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const repo = path.resolve(distDir, '..');
 const unitsDir = path.join(repo, 'units');
@@ -93,7 +91,7 @@ test(
   'make install puts the code (bundled: no node_modules, no npm) and the units under DESTDIR',
   { timeout: 300_000 },
   async () => {
-    const dest = mkdtempSync(path.join(os.tmpdir(), 'destdir-'));
+    const dest = tempDir('destdir-');
     execFileSync('make', ['-s', '-C', repo, 'install-files', `DESTDIR=${dest}`], {
       stdio: 'pipe',
       env: { ...process.env, MAKEFLAGS: '' },
@@ -133,7 +131,7 @@ test(
     const pack = spawnSync(process.execPath, [installedPack], { encoding: 'utf8' });
     assert.equal(pack.status, 2);
     assert.match(pack.stderr, /^usage:\n  tope-pack keygen/);
-    const keys = mkdtempSync(path.join(os.tmpdir(), 'keys-'));
+    const keys = tempDir('keys-');
     const keygen = spawnSync(
       process.execPath,
       [installedPack, 'keygen', path.join(keys, 'k.pem'), path.join(keys, 'k.pub')],
@@ -189,23 +187,19 @@ test(
     skip: process.getuid?.() === 0 ? false : 'needs root (it gives a key file to another owner)',
   },
   () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'tmpfiles-root-'));
-    try {
-      const keys = path.join(root, 'etc/tope-updater/keys.d');
-      mkdirSync(keys, { recursive: true });
-      writeFileSync(path.join(keys, 'vendor.pub'), 'key\n', { mode: 0o664 });
-      chmodSync(path.join(keys, 'vendor.pub'), 0o664);
-      chownSync(path.join(keys, 'vendor.pub'), 65534, 65534);
-      writeFileSync(path.join(root, 'elsewhere.pub'), 'key\n');
-      chmodSync(path.join(root, 'elsewhere.pub'), 0o666);
-      symlinkSync('/elsewhere.pub', path.join(keys, 'linked.pub'));
-      execFileSync('systemd-tmpfiles', ['--create', `--root=${root}`, path.join(unitsDir, 'tope-updater.tmpfiles')]);
-      const vendor = statSync(path.join(keys, 'vendor.pub'));
-      assert.deepEqual([vendor.mode & 0o7777, vendor.uid, vendor.gid], [0o644, 0, 0]);
-      assert.equal(statSync(path.join(root, 'elsewhere.pub')).mode & 0o7777, 0o666, 'not followed');
-      assert.equal(statSync(keys).mode & 0o7777, 0o755);
-    } finally {
-      rmSync(root, { recursive: true, force: true });
-    }
+    const root = tempDir('tmpfiles-root-');
+    const keys = path.join(root, 'etc/tope-updater/keys.d');
+    mkdirSync(keys, { recursive: true });
+    writeFileSync(path.join(keys, 'vendor.pub'), 'key\n', { mode: 0o664 });
+    chmodSync(path.join(keys, 'vendor.pub'), 0o664);
+    chownSync(path.join(keys, 'vendor.pub'), 65534, 65534);
+    writeFileSync(path.join(root, 'elsewhere.pub'), 'key\n');
+    chmodSync(path.join(root, 'elsewhere.pub'), 0o666);
+    symlinkSync('/elsewhere.pub', path.join(keys, 'linked.pub'));
+    execFileSync('systemd-tmpfiles', ['--create', `--root=${root}`, path.join(unitsDir, 'tope-updater.tmpfiles')]);
+    const vendor = statSync(path.join(keys, 'vendor.pub'));
+    assert.deepEqual([vendor.mode & 0o7777, vendor.uid, vendor.gid], [0o644, 0, 0]);
+    assert.equal(statSync(path.join(root, 'elsewhere.pub')).mode & 0o7777, 0o666, 'not followed');
+    assert.equal(statSync(keys).mode & 0o7777, 0o755);
   },
 );
