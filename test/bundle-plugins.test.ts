@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { build } from 'esbuild';
 import { assertOnlyCalled, BUNDLE_OPTIONS } from '../scripts/bundle-plugins.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // What the services' bundles leave out (scripts/bundle-plugins.ts), each shown on a small program
 // built the way `make build` builds a service and run by Node: the built-ins it has loaded come
@@ -16,13 +16,7 @@ import { assertOnlyCalled, BUNDLE_OPTIONS } from '../scripts/bundle-plugins.js';
 
 const run = promisify(execFile);
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-let dir = '';
-before(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-bundle-plugins-'));
-});
-after(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+const dir = tempDir('tope-bundle-plugins-');
 
 /** Writes `files` under the test's folder and bundles `entry` among them as a service is bundled. */
 async function bundle(name: string, files: Record<string, string>, entry: string) {

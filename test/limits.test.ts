@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { distDir } from './helpers/services.js';
 import { runVm, vmAvailable, type VmResult } from './helpers/vm.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Each unit's MemoryMax= and TasksMax= enforced, not just set. systemd-nspawn cannot show it on
 // a host whose memory and pids controllers are cgroup v1 (the limits are accepted, never
@@ -38,7 +38,7 @@ describe('MemoryMax= and TasksMax= enforced, in a QEMU VM (systemd-nspawn cannot
   before(
     async () => {
       if (skip) return;
-      scratch = mkdtempSync(path.join(os.tmpdir(), 'tope-limits-'));
+      scratch = tempDir('tope-limits-');
       const checks = units.map((u) => ({
         unit: u.unit,
         user: u.user,
@@ -64,9 +64,6 @@ describe('MemoryMax= and TasksMax= enforced, in a QEMU VM (systemd-nspawn cannot
     },
     { timeout: 600_000 },
   );
-  after(() => {
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
 
   test(
     'the baseline: outside the units, as the same users, the probes allocate and spawn beyond every limit',

@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, fstatSync, mkdtempSync, openSync, promises as fsp } from 'node:fs';
-import os from 'node:os';
+import { constants, fstatSync, openSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { PackageArchive, partialName, STORED_READ_BYTES } from '../shared/package-archive.js';
 import type { PayloadExpectation } from '../shared/trust/payload.js';
 import { buildZip, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // A stored (uncompressed) entry is read from the package file with positioned reads into two
 // buffers used in turn, not through yauzl's stream: the same checks (CRC-32, the signed size and
 // SHA-256), the same refusals, across chunk boundaries, and close() waiting for the reads.
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'package-archive-'));
-after(() => fsp.rm(dir, { recursive: true, force: true }));
+const dir = tempDir('package-archive-');
 const limits = { maxBytes: 1 << 30, maxEntries: 10 };
 // several reads, the last one short
 const data = randomBytes(3 * STORED_READ_BYTES + 12345);

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { vmAvailable } from './helpers/vm.js';
 import { cutAtFailpoint, cutAtStage, describe, powercutCampaign } from './reliability/powercut-campaign.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Real power cuts (make test's share; `make powercut N=…` is the campaign): the QEMU VM runs
 // whole updates on a disk that persists across boots, and the host SIGKILLs qemu, so the
@@ -20,8 +18,7 @@ import { cutAtFailpoint, cutAtStage, describe, powercutCampaign } from './reliab
 
 const available = vmAvailable();
 const skip = available === true ? false : available;
-const work = mkdtempSync(path.join(os.tmpdir(), 'tope-powercut-'));
-after(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir('tope-powercut-');
 
 test(
   'power cuts of the whole VM mid-download, mid-install, inside the switch, mid-probation and just after success: each boot recovers to old or new, never wedged',

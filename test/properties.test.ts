@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
@@ -14,6 +13,7 @@ import { call } from './helpers/api.js';
 import { InstallDevice } from './helpers/install-device.js';
 import { Origin } from './helpers/origin.js';
 import { buildPackage, md5, TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './helpers/packages.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Property and fuzz tests (fast-check): the header parsers, the manifest planner and the zip
 // reader against random and mutated input, and the gateway against random command sequences.
@@ -152,7 +152,7 @@ test('the zip reader: mutated packages are refused with a package error or unpac
     { name: 'a', dst: '/opt/tope/bin/a', data: 'a'.repeat(300) },
     { name: 'c', dst: '/etc/tope/c.conf', data: 'c 2.0.0\n' },
   ]);
-  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-fuzz-'));
+  const work = tempDir('tope-fuzz-');
   const sysroot = path.join(work, 'sysroot');
   const mutation = fc.oneof(
     fc
@@ -181,50 +181,41 @@ test('the zip reader: mutated packages are refused with a package error or unpac
   await fsp.writeFile(path.join(keysDir, TEST_KEY_FILE), testKey.publicKeyPem);
   const trust = { keysDir, productId: async () => TEST_PRODUCT_ID, allowUnsigned: false, floor: async () => 0 };
   let unpacked = 0;
-  try {
-    await fc.assert(
-      fc.asyncProperty(mutation, async (mutate) => {
-        await fsp.rm(sysroot, { recursive: true, force: true });
-        const file = path.join(work, 'package.zip');
-        await fsp.writeFile(file, mutate(Buffer.from(zip)));
-        let archive: PackageArchive | null = null;
-        try {
-          archive = await PackageArchive.open(file, { maxBytes: 1024 * 1024, maxEntries: 50 });
-          const { manifest } = await checkPackageTrust(archive, trust);
-          const { placements } = planInstall(manifest, '2.0.0', archive.files, layout);
-          for (const p of placements) {
-            const dst =
-              p.kind === 'snapshot'
-                ? path.join(sysroot, 'opt/tope/versions/.staging', p.rel)
-                : path.join(sysroot, p.dst);
-            await archive.extractTo(p.module.src, dst, expectationOf(p.module));
-          }
-          unpacked++;
-        } catch (e) {
-          assert.ok(
-            e instanceof UpdaterError && allowedCodes.has(e.code),
-            `not a package error: ${(e as Error).stack}`,
-          );
-        } finally {
-          archive?.close();
+  await fc.assert(
+    fc.asyncProperty(mutation, async (mutate) => {
+      await fsp.rm(sysroot, { recursive: true, force: true });
+      const file = path.join(work, 'package.zip');
+      await fsp.writeFile(file, mutate(Buffer.from(zip)));
+      let archive: PackageArchive | null = null;
+      try {
+        archive = await PackageArchive.open(file, { maxBytes: 1024 * 1024, maxEntries: 50 });
+        const { manifest } = await checkPackageTrust(archive, trust);
+        const { placements } = planInstall(manifest, '2.0.0', archive.files, layout);
+        for (const p of placements) {
+          const dst =
+            p.kind === 'snapshot' ? path.join(sysroot, 'opt/tope/versions/.staging', p.rel) : path.join(sysroot, p.dst);
+          await archive.extractTo(p.module.src, dst, expectationOf(p.module));
         }
-        const written = await fsp.readdir(work, { recursive: true });
-        for (const w of written.map(String)) {
-          assert.ok(
-            w === 'package.zip' || w === 'sysroot' || w.startsWith(`sysroot${path.sep}`) || w.startsWith('keys.d'),
-            `written outside: ${w}`,
-          );
-        }
-        for (const w of (await fsp.readdir(sysroot, { recursive: true }).catch(() => [])).map(String)) {
-          assert.ok(['opt', 'etc'].includes(w.split(path.sep)[0]), `outside the allowed roots: ${w}`);
-          assert.ok(!w.endsWith('.tope-partial'), `a partial file left behind: ${w}`);
-        }
-      }),
-      runs(400),
-    );
-  } finally {
-    await fsp.rm(work, { recursive: true, force: true });
-  }
+        unpacked++;
+      } catch (e) {
+        assert.ok(e instanceof UpdaterError && allowedCodes.has(e.code), `not a package error: ${(e as Error).stack}`);
+      } finally {
+        archive?.close();
+      }
+      const written = await fsp.readdir(work, { recursive: true });
+      for (const w of written.map(String)) {
+        assert.ok(
+          w === 'package.zip' || w === 'sysroot' || w.startsWith(`sysroot${path.sep}`) || w.startsWith('keys.d'),
+          `written outside: ${w}`,
+        );
+      }
+      for (const w of (await fsp.readdir(sysroot, { recursive: true }).catch(() => [])).map(String)) {
+        assert.ok(['opt', 'etc'].includes(w.split(path.sep)[0]), `outside the allowed roots: ${w}`);
+        assert.ok(!w.endsWith('.tope-partial'), `a partial file left behind: ${w}`);
+      }
+    }),
+    runs(400),
+  );
   assert.ok(unpacked > 0, 'some mutations (in unused bytes) still unpack: the property saw both sides');
 });
 

@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   CrashScenario,
@@ -11,6 +10,7 @@ import {
   type ServiceName,
 } from '../helpers/crash-scenario.js';
 import { distDir } from '../helpers/services.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // Every failpoint in the code, crashed at: a census run of each scenario records which process
 // passes which failpoint how often; then each (process, failpoint) is crashed at its first,
@@ -27,7 +27,7 @@ export interface FailpointCampaign {
 }
 
 async function census(scenario: ScenarioName): Promise<{ result: RunResult; passes: Map<string, number> }> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tope-census-'));
+  const dir = tempDir('tope-census-');
   const trace = path.join(dir, 'trace');
   const s = new CrashScenario(scenario, { TOPE_FAILPOINT_TRACE: trace });
   await s.setUp();
@@ -39,7 +39,6 @@ async function census(scenario: ScenarioName): Promise<{ result: RunResult; pass
     return { result, passes };
   } finally {
     await s.tearDown();
-    await fsp.rm(dir, { recursive: true, force: true });
   }
 }
 
