@@ -56,8 +56,9 @@ format: deps
 test: build tools lint
 	@echo "make test: Node $$($(NODE) --version) ($$(command -v $(NODE)))"
 	@# c8's report maps every process's coverage through the bundles' source maps: ~2.6 GB of
-	@# V8 coverage JSON in a full run, over Node's default 4 GB heap once (an OOM at the report)
-	$(NODE) --max-old-space-size=12288 node_modules/c8/bin/c8.js --reporter=text-summary --reporter=text --all --src . \
+	@# V8 coverage JSON in a full run, over Node's default 4 GB heap once (an OOM at the report).
+	@# scripts/fresh-tmpdir.sh: the run's TMPDIR, which the tests must leave empty
+	bash scripts/fresh-tmpdir.sh $(NODE) --max-old-space-size=12288 node_modules/c8/bin/c8.js --reporter=text-summary --reporter=text --all --src . \
 	  --include 'dist/shared/**/*.js' --include 'dist/services/**/*.js' --include 'dist/bundle/*.js' \
 	  --exclude 'dist/test/**' --exclude 'dist/**/main.js' \
 	  --check-coverage --lines $(COVERAGE_LINES) \

@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './packages.js';
 import { DEFAULT_DEVICE_API_URL } from '../../shared/device-api.js';
@@ -15,8 +14,9 @@ const script = path.join(repo, 'test/system/sandbox.sh');
 
 // One sandbox at a time on a machine: every sandbox shares the host's network (the gateway's port
 // 12315) and the test files run two at a time. A directory is the lock (mkdir is atomic); the pid
-// inside tells a holder that died from one still at work.
-const LOCK_DIR = path.join(os.tmpdir(), 'tope-sandbox.lock');
+// inside tells a holder that died from one still at work. In /tmp itself, not os.tmpdir(): make
+// test gives each run a TMPDIR of its own, and two runs (two checkouts) must still take turns.
+const LOCK_DIR = '/tmp/tope-sandbox.lock';
 const LOCK_WAIT_MS = 40 * 60_000;
 
 function lockHolderGone(): boolean {

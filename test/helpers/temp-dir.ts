@@ -7,7 +7,8 @@ import path from 'node:path';
 // still read a directory once it has stopped what wrote there, and a helper or a file's top level,
 // which have no test context, make theirs the same way. As root, `force` removes what services,
 // sandboxes and other users wrote inside too. Left behind, they had piled up by the thousand in
-// the CI machine's /tmp.
+// the CI machine's /tmp; `make test` now fails naming any entry a test run leaves in its TMPDIR
+// (scripts/fresh-tmpdir.sh).
 
 const made: string[] = [];
 process.on('exit', () => {
