@@ -2,6 +2,7 @@ import { constants, promises as fsp, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, fsyncFile } from '../../shared/durable-store.js';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
+import { forEachBounded } from './bounded-work.js';
 
 // The new snapshot starts as hard links to `current` (versions.ts, linkTree): the space saving of
 // an update that carries only what changed. An in-place write by a post_cmd (an append, a
@@ -58,7 +59,7 @@ export async function privatizeShared(root: string): Promise<PrivateCopy[]> {
   const walk = async (dir: string): Promise<void> => {
     const entries = await fsp.readdir(dir, { withFileTypes: true });
     const files = entries.filter((e) => e.isFile()).map((e) => path.join(dir, e.name));
-    await inBatches(files, async (file) => {
+    await forEachBounded(files, async (file) => {
       const st = await fsp.lstat(file, { bigint: true });
       if (st.nlink < 2n) return; // its own inode already (a file the package carries)
       copies.push(await privateCopy(root, file, st));
@@ -67,14 +68,9 @@ export async function privatizeShared(root: string): Promise<PrivateCopy[]> {
     for (const e of entries) if (e.isDirectory()) await walk(path.join(dir, e.name));
   };
   await walk(root);
-  await inBatches(copies, (copy) => fsyncFile(path.join(root, copy.rel)));
+  await forEachBounded(copies, (copy) => fsyncFile(path.join(root, copy.rel)));
   for (const dir of dirs) await fsyncDir(dir);
   return copies;
-}
-
-/** A few file operations at once: libuv's threadpool runs four, and one at a time leaves it idle. */
-async function inBatches<T>(items: readonly T[], each: (item: T) => Promise<void>, width = 8): Promise<void> {
-  for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(each));
 }
 
 async function privateCopy(root: string, file: string, origin: BigIntStats): Promise<PrivateCopy> {
@@ -142,7 +138,7 @@ export async function linkBackUntouched(
 ): Promise<Set<string>> {
   const linked = new Set<string>();
   const dirs = new Set<string>();
-  await inBatches(copies, async (copy) => {
+  await forEachBounded(copies, async (copy) => {
     const file = path.join(root, copy.rel);
     const origin = path.join(originRoot, copy.rel);
     const now = await fsp.lstat(file, { bigint: true }).catch(() => null);

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
+import { forEachBounded } from './bounded-work.js';
 import type { Placement } from './manifest.js';
 
 // A symlink already on the device (in `current`, which the staging tree copies as a symlink, or
@@ -92,7 +93,8 @@ export async function checkDestinations(
 ): Promise<void> {
   const { hostPath, snapshot } = where;
   const seen: SeenDirectories = new Set();
-  for (const placement of placements) {
+  // a few at once (bounded-work.ts): a look changes nothing, and the first refusal is what is thrown
+  await forEachBounded(placements, async (placement) => {
     if (placement.kind === 'in-place')
       await checkDestination(
         hostPath(placement.root),
@@ -103,7 +105,7 @@ export async function checkDestinations(
       );
     else if (snapshot)
       await checkDestination(snapshot, path.join(snapshot, placement.rel), 'replaced', placement.module.dst, seen);
-  }
+  });
   for (const removal of removals)
     await checkDestination(
       hostPath(path.posix.dirname(removal)),

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fsyncDir, fsyncFile, removeTreeDurably } from '../../shared/durable-store.js';
 import { isErrnoException } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
+import { forEachBounded, withBoundedWork } from './bounded-work.js';
 
 export type LinkName = 'current' | 'previous' | 'factory';
 const STAGING_PREFIX = '.staging-';
@@ -133,17 +134,25 @@ export class VersionStore {
   }
 }
 
-/** Recreates `src` at `dest`: directories with their modes, files as hard links, symlinks as symlinks. */
+/**
+ * Recreates `src` at `dest`: directories with their modes, files as hard links, symlinks as
+ * symlinks. Directories in order (each made before what it holds), the rest a few at once.
+ */
 async function linkTree(src: string, dest: string): Promise<void> {
-  const st = await fsp.stat(src);
-  await fsp.mkdir(dest, { mode: st.mode & 0o7777 });
-  for (const e of await fsp.readdir(src, { withFileTypes: true })) {
-    const from = path.join(src, e.name);
-    const to = path.join(dest, e.name);
-    if (e.isDirectory()) await linkTree(from, to);
-    else if (e.isSymbolicLink()) await fsp.symlink(await fsp.readlink(from), to);
-    else if (e.isFile()) await fsp.link(from, to);
-  }
+  await withBoundedWork(async (work) => {
+    const walk = async (from: string, to: string): Promise<void> => {
+      const st = await fsp.stat(from);
+      await fsp.mkdir(to, { mode: st.mode & 0o7777 });
+      for (const e of await fsp.readdir(from, { withFileTypes: true })) {
+        const fromEntry = path.join(from, e.name);
+        const toEntry = path.join(to, e.name);
+        if (e.isDirectory()) await walk(fromEntry, toEntry);
+        else if (e.isSymbolicLink()) await work.start(async () => fsp.symlink(await fsp.readlink(fromEntry), toEntry));
+        else if (e.isFile()) await work.start(() => fsp.link(fromEntry, toEntry));
+      }
+    };
+    await walk(src, dest);
+  });
 }
 
 /** The directories of a tree fsynced (its files were, as they were written), and the files `files` picks. */
@@ -156,16 +165,11 @@ async function fsyncTree(dir: string, files: (file: string) => boolean = () => f
   await fsyncDir(dir);
 }
 
-const SYNC_POOL = 32;
-
 /**
- * Many files fsynced at once, SYNC_POOL in flight: the file system commits their journal
+ * Many files fsynced at once, SYNC_WIDTH in flight: the file system commits their journal
  * entries together instead of one commit per file, each waited for in turn.
  */
-async function fsyncAll(files: readonly string[]): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < files.length) await fsyncFile(files[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(SYNC_POOL, files.length) }, worker));
-}
+const SYNC_WIDTH = 32;
+
+const fsyncAll = (files: readonly string[]): Promise<void> =>
+  forEachBounded(files, (file) => fsyncFile(file), SYNC_WIDTH);
