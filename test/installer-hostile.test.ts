@@ -189,6 +189,11 @@ const cases: Array<[string, () => Promise<Buffer>, RegExp]> = [
     /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a is written by two modules$/,
   ],
   [
+    "a dst below another module's file (the file where a directory must be)",
+    async () => buildPackage('2.0.0', [ok, { name: 'b', dst: '/opt/tope/bin/a/b' }]),
+    /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a\/b is below \/opt\/tope\/bin\/a, a file module a writes$/,
+  ],
+  [
     "a dst named as the installer's temp name for another file (x.tope-partial)",
     async () => buildPackage('2.0.0', [ok, { name: 'b', dst: `/opt/tope/bin/a${PARTIAL_SUFFIX}` }]),
     /^INVALID_MANIFEST: module b: dst \/opt\/tope\/bin\/a\.tope-partial ends in \.tope-partial, the name a file is written under before its rename$/,

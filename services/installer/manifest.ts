@@ -47,7 +47,7 @@ export function planInstall(
   const manifest = parsed.data;
   if (manifest.version !== version) throw bad(`package claims version ${manifest.version}, expected ${version}`);
   const snapshotRoot = path.posix.dirname(layout.versionsDir);
-  const seen = new Set<string>();
+  const seen = new Map<string, string>(); // dst -> the module writing it
   const placements = manifest.modules.map((m): Placement => {
     if (!files.has(m.src)) throw bad(`module ${m.name}: src ${m.src} is not a regular file in the package`);
     const dst = m.dst;
@@ -65,7 +65,7 @@ export function planInstall(
       throw bad(
         `module ${m.name}: dst ${dst} ends in ${PARTIAL_SUFFIX}, the name a file is written under before its rename`,
       );
-    seen.add(dst);
+    seen.set(dst, m.name);
     if (under(dst, layout.keysDir)) return keyPlacement(m, layout.keysDir);
     // the innermost allowed root holding dst: below it no component may be a symlink (safe-paths.ts)
     const root = layout.allowedRoots.filter((r) => under(dst, r) && dst !== r).sort((a, b) => b.length - a.length)[0];
@@ -75,6 +75,14 @@ export function planInstall(
       ? { module: m, kind: 'snapshot', rel: path.posix.relative(snapshotRoot, dst) }
       : { module: m, kind: 'in-place', dst, root };
   });
+  // a file where another module's file needs a directory: which of the two is refused would
+  // depend on the order they are written in (several at once), so neither is tried
+  for (const [dst, name] of seen) {
+    for (let dir = path.posix.dirname(dst); dir !== '/'; dir = path.posix.dirname(dir)) {
+      const owner = seen.get(dir);
+      if (owner !== undefined) throw bad(`module ${name}: dst ${dst} is below ${dir}, a file module ${owner} writes`);
+    }
+  }
   const removals = (manifest.remove_keys ?? []).map((name) => path.posix.join(layout.keysDir, name));
   for (const r of removals) if (seen.has(r)) throw bad(`remove_keys: ${r} is also installed by a module`);
   const removed = new Set(manifest.remove_keys ?? []);

@@ -4,6 +4,7 @@ import { UpdaterError, wireOf } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import type { Logger } from '../../shared/log.js';
 import type { Backups } from './backups.js';
+import { withBoundedWork } from './bounded-work.js';
 import { advancePhase, type Journal, type Phase } from './journal.js';
 import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from '../../shared/package-archive.js';
@@ -50,6 +51,9 @@ export const levelText = ({ level, reached, error }: RollbackLevel): string =>
   reached !== null ? `ROLLBACK_LEVEL_${level}_SUCCESS: ${reached}` : `ROLLBACK_LEVEL_${level}_FAILED: ${error}`;
 
 const wire = (e: unknown) => wireOf(e, 'DEPLOYMENT_FAILED');
+
+/** Files up to this size are staged several at once; a larger one alone (its two read buffers are up to 2 x 256 KiB). */
+const STAGED_TOGETHER_MAX_BYTES = 64 * 1024;
 
 /**
  * One install, step by step, each step journaled before it changes the device. Up to the switch
@@ -118,26 +122,46 @@ export class Transaction {
     let reported = -1;
     const written: string[] = []; // fsynced together by finalize, before anything can name the snapshot
     const seen: SeenDirectories = new Set(); // only the installer changes the staging tree
-    for (const [index, placement] of placements.entries()) {
-      // one durable write per percent, not per module: a package of 1000 files is 50 writes
-      const percent = stagingPercent(index, count);
-      if (percent !== reported) {
-        await this.context.progress({ ...step('staging', placement.module.name, index + 1, count), percent });
-      }
-      reported = percent;
-      // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
-      if (placement.kind === 'snapshot') {
-        const dest = path.join(staging, placement.rel);
-        await checkDestination(staging, dest, 'replaced', placement.module.dst, seen);
-        await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), {
-          sync: false,
-          // found a directory by the check just now: made by an earlier file, or there in `current`
-          parentExists: seen.has(path.dirname(dest)),
-        });
-        written.push(dest);
-      } else await holdInPlace(archive, placement, this.heldPath(index));
-      failpoint('installer.module-staged');
+    // the progress record written while files are: one write at a time, in order, and none left
+    // under way when this returns or throws (an undo writes the record too)
+    let reporting: Promise<void> = Promise.resolve();
+    const report = async (at: StepProgress) => {
+      await reporting;
+      reporting = this.context.progress(at);
+      reporting.catch(() => undefined); // awaited before the next one, and below
+    };
+    try {
+      // several files at once: nothing names the staging tree before finalize, and nothing is
+      // left under way when this returns or throws (BoundedWork), so the order they end in is moot
+      await withBoundedWork(async (work) => {
+        for (const [index, placement] of placements.entries()) {
+          // one durable write per percent, not per module: a package of 1000 files is 50 writes
+          const percent = stagingPercent(index, count);
+          if (percent !== reported)
+            await report({ ...step('staging', placement.module.name, index + 1, count), percent });
+          reported = percent;
+          // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
+          const stageOne = async () => {
+            if (placement.kind === 'snapshot') {
+              const dest = path.join(staging, placement.rel);
+              await checkDestination(staging, dest, 'replaced', placement.module.dst, seen);
+              await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), {
+                sync: false,
+                // found a directory by the check just now: made by an earlier file, or there in `current`
+                parentExists: seen.has(path.dirname(dest)),
+              });
+              written.push(dest);
+            } else await holdInPlace(archive, placement, this.heldPath(index));
+            failpoint('installer.module-staged');
+          };
+          // a large file alone: its read buffers beside others' would raise the installer's peak
+          await work.start(stageOne, { alone: placement.module.size > STAGED_TOGETHER_MAX_BYTES });
+        }
+      });
+    } finally {
+      await reporting.catch(() => undefined);
     }
+    await reporting;
     if (postCmds) {
       this.privateCopies = await privatizeShared(staging);
       const ownerNotKept = this.privateCopies.filter((c) => !c.ownerKept).map((c) => c.rel);
