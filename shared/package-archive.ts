@@ -36,6 +36,19 @@ const endedInside = () => new Error('the package file ends inside the entry');
  */
 export const STORED_READ_BYTES = 256 * 1024;
 
+/**
+ * The read buffers' pairs an archive keeps: one per extraction the installer runs at once
+ * (bounded-work.ts), which runs a file over 64 KiB alone, so the pairs kept hold at most one
+ * large pair (2 x 256 KiB) and small ones.
+ */
+const KEPT_READ_BUFFER_PAIRS = 8;
+
+/** A local file header's fixed part (APPNOTE 4.3.7), then its name and extra field. */
+const LOCAL_HEADER_BYTES = 30;
+const LOCAL_HEADER_SIGNATURE = 0x04034b50;
+/** Room for the local header's extra field in the first read (a zip64 or timestamp field is 20-30 bytes); a longer one costs a second read. */
+const LOCAL_EXTRA_ROOM = 256;
+
 /** A new file only: never an existing name, never through a symbolic link. */
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
@@ -83,11 +96,11 @@ export class PackageArchive {
   private reading = 0;
   private closeWanted = false;
   /**
-   * readStored's two buffers, kept from one stored entry to the next (the largest pair needed so far,
-   * at most STORED_READ_BYTES each): under the units' malloc settings a new pair of 128 KiB or more
-   * was two mmaps, munmaps and their page faults per entry. One read takes them; another meanwhile gets its own.
+   * readStored's pairs of buffers, kept from one stored entry to the next: under the units' malloc
+   * settings a new pair of 128 KiB or more was two mmaps, munmaps and their page faults per entry,
+   * and the installer extracts several small files at once. At most KEPT_READ_BUFFER_PAIRS.
    */
-  private readBuffers: Buffer[] | null = null;
+  private readBuffers: Buffer[][] = [];
 
   private constructor(
     private readonly zip: yauzl.ZipFile,
@@ -282,6 +295,8 @@ export class PackageArchive {
    * check) and handed to `sink` while the next is read. yauzl's stream of the same bytes costs a
    * new 64 KiB Buffer and a thread-pool read per chunk and a stream stage per check: ~1.7× the
    * CPU, and up to 15 MiB of chunks awaiting a collection (BENCHMARKS.md, the installer's section).
+   * The first read takes the entry's local header with its first chunk (localData): a small file
+   * is one read, and none waits for another extraction's (yauzl's own header reads go one at a time).
    */
   private async readStored(
     entry: yauzl.Entry,
@@ -291,15 +306,21 @@ export class PackageArchive {
     let writing: Promise<void> = Promise.resolve();
     let buffers: Buffer[] | null = null;
     try {
-      // the local header's signature checked and its data bounded by the file's size
-      const { fileDataStart } = await this.zip.readLocalFileHeaderPromise(entry, { minimal: true });
       const size = entry.compressedSize; // the uncompressed size: yauzl checks it (validateEntrySizes)
+      const headerRoom = LOCAL_HEADER_BYTES + entry.fileNameLength + LOCAL_EXTRA_ROOM;
+      buffers = this.takeReadBuffers(headerRoom + Math.min(size, STORED_READ_BYTES));
       const crc = new Crc32Check(entry);
       const payload = expected && new PayloadCheck(expected);
-      buffers = this.takeReadBuffers(Math.min(size, STORED_READ_BYTES));
+      let { fileDataStart, first } = await this.localData(entry, buffers[0]!);
       for (let done = 0, turn = 0; done < size; turn ^= 1) {
-        const chunk = buffers[turn]!.subarray(0, Math.min(STORED_READ_BYTES, size - done));
-        await readFully(this.fd, chunk, fileDataStart + done, endedInside);
+        const length = Math.min(STORED_READ_BYTES, size - done);
+        let chunk: Buffer;
+        if (first && first.length >= length) chunk = first.subarray(0, length);
+        else {
+          chunk = buffers[turn]!.subarray(0, length);
+          await readFully(this.fd, chunk, fileDataStart + done, endedInside);
+        }
+        first = null;
         done += chunk.length;
         crc.update(chunk);
         payload?.update(chunk);
@@ -318,15 +339,40 @@ export class PackageArchive {
     }
   }
 
+  /**
+   * Where `entry`'s data starts, from its local header, read into `into` with as much of the data
+   * as fits after it (`first`, null when the header's extra field took the room). The same checks
+   * as yauzl's readLocalFileHeader: the header's signature, and its data within the file.
+   */
+  private async localData(entry: yauzl.Entry, into: Buffer): Promise<{ fileDataStart: number; first: Buffer | null }> {
+    const at = entry.relativeOffsetOfLocalHeader;
+    const head = into.subarray(0, Math.min(into.length, this.zip.fileSize - at));
+    if (head.length < LOCAL_HEADER_BYTES) throw new Error('the local file header runs past the end of the file');
+    await readFully(this.fd, head, at, endedInside);
+    const signature = head.readUInt32LE(0);
+    if (signature !== LOCAL_HEADER_SIGNATURE)
+      throw new Error(`invalid local file header signature: 0x${signature.toString(16)}`);
+    const dataOffset = LOCAL_HEADER_BYTES + head.readUInt16LE(26) + head.readUInt16LE(28);
+    const fileDataStart = at + dataOffset;
+    if (fileDataStart + entry.compressedSize > this.zip.fileSize)
+      throw new Error(
+        `file data overflows file bounds: ${fileDataStart} + ${entry.compressedSize} > ${this.zip.fileSize}`,
+      );
+    return { fileDataStart, first: dataOffset < head.length ? head.subarray(dataOffset) : null };
+  }
+
+  /** The smallest kept pair of read buffers of at least `length` bytes (they are kept largest first), or a new pair. */
   private takeReadBuffers(length: number): Buffer[] {
-    const kept = this.readBuffers;
-    this.readBuffers = null;
-    if (kept && kept[0]!.length >= length) return kept;
+    for (let kept = this.readBuffers.length - 1; kept >= 0; kept--)
+      if (this.readBuffers[kept]![0]!.length >= length) return this.readBuffers.splice(kept, 1)[0]!;
     return [Buffer.allocUnsafeSlow(length), Buffer.allocUnsafeSlow(length)];
   }
 
+  /** Kept for the next extractions: up to KEPT_READ_BUFFER_PAIRS pairs, the larger ones. */
   private giveBackReadBuffers(buffers: Buffer[]): void {
-    if (!this.readBuffers || this.readBuffers[0]!.length < buffers[0]!.length) this.readBuffers = buffers;
+    this.readBuffers.push(buffers);
+    this.readBuffers.sort((a, b) => b[0]!.length - a[0]!.length);
+    this.readBuffers.length = Math.min(this.readBuffers.length, KEPT_READ_BUFFER_PAIRS);
   }
 
   /** Any other entry through yauzl's stream (a deflated one is inflated there), checked the same way. */

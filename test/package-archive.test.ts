@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, fstatSync, openSync, promises as fsp } from 'node:fs';
+import fs, { constants, fstatSync, openSync, promises as fsp } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PackageArchive, partialName, STORED_READ_BYTES } from '../shared/package-archive.js';
 import type { PayloadExpectation } from '../shared/trust/payload.js';
-import { buildZip, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
+import { buildZip, sameCrcOtherBytes, storedDataOffset, withLocalExtra } from './helpers/packages.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 // A stored (uncompressed) entry is read from the package file with positioned reads into two
@@ -108,8 +109,76 @@ test('stored entries one after another reuse the two read buffers, and still eac
     archive.close();
   }
   for (const f of files) assert.ok((await fsp.readFile(path.join(dir, 'reuse', f.name))).equals(f.data), f.name);
-  // a pair for the first, small entry, a larger pair once an entry needs it, then none
-  assert.deepEqual(allocated, [16 * 1024, 16 * 1024, STORED_READ_BYTES, STORED_READ_BYTES]);
+  // a pair for the first, small entry, a larger pair once an entry needs it, then none: each
+  // pair as long as a read (with room for the local header in front of the first chunk)
+  assert.equal(allocated.length, 4, String(allocated));
+  const [small, , large] = allocated as [number, number, number, number];
+  assert.deepEqual(allocated, [small, small, large, large]);
+  assert.ok(small >= 16 * 1024 && small < 17 * 1024, `small pair ${small}`);
+  assert.ok(large >= STORED_READ_BYTES && large < STORED_READ_BYTES + 1024, `large pair ${large}`);
+});
+
+/** The reads `work` makes through node:fs's read (ours and yauzl's). */
+async function readsDuring(work: () => Promise<void>): Promise<number> {
+  let reads = 0;
+  const original = fs.read;
+  (fs as { read: unknown }).read = (...args: Parameters<typeof fs.read>) => {
+    reads++;
+    return (original as (...a: unknown[]) => void)(...args);
+  };
+  syncBuiltinESMExports();
+  try {
+    await work();
+  } finally {
+    fs.read = original;
+    syncBuiltinESMExports();
+  }
+  return reads;
+}
+
+test('a small stored entry is one read of the package file: its local header with its bytes', async () => {
+  const small = randomBytes(16 * 1024);
+  const files = [0, 1, 2].map((i) => ({ name: `bin/s${i}`, data: small, compress: false }));
+  const archive = await PackageArchive.open(await packageFile(await buildZip(files)), limits);
+  try {
+    for (const f of files) {
+      const dest = path.join(dir, 'one-read', f.name);
+      assert.equal(await readsDuring(() => archive.extractTo(f.name, dest, expectation(f.data))), 1, f.name);
+      assert.ok((await fsp.readFile(dest)).equals(f.data));
+    }
+  } finally {
+    archive.close();
+  }
+});
+
+test('a local header whose extra field is longer than the first read holds: the bytes read after it, checked the same', async () => {
+  for (const [extra, size] of [
+    [1000, 16 * 1024], // part of the data in the first read: read again whole
+    [65_000, 4096], // none of it
+    [300, STORED_READ_BYTES + 5], // a large entry: a second chunk follows
+  ] as const) {
+    const bytes = randomBytes(size);
+    const zip = withLocalExtra(await buildZip([{ name: 'bin/x', data: bytes, compress: false }]), extra);
+    const archive = await PackageArchive.open(await packageFile(zip), limits);
+    const dest = path.join(dir, `extra-${extra}/bin/x`);
+    try {
+      await archive.extractTo('bin/x', dest, expectation(bytes));
+    } finally {
+      archive.close();
+    }
+    assert.ok((await fsp.readFile(dest)).equals(bytes), `extra ${extra}`);
+  }
+});
+
+test('a local header that is not one: refused, nothing written', async () => {
+  const zip = await storedZip();
+  zip[storedDataOffset(zip, 'bin/a').header]! ^= 0xff;
+  const dest = path.join(dir, 'no-header/a');
+  assert.match(
+    (await extract(await packageFile(zip), expectation(data), dest))!,
+    /invalid local file header signature/,
+  );
+  await assert.rejects(fsp.access(dest));
 });
 
 test('stored entries read at the same time each read into buffers of their own', async () => {

@@ -247,8 +247,8 @@ export function sameCrcOtherBytes(data: Buffer): Buffer {
   return out;
 }
 
-/** Where a stored (uncompressed) entry's bytes are in the zip: its central directory record, then its local header. */
-export function storedDataOffset(zip: Buffer, name: string): { offset: number; length: number } {
+/** Where a stored (uncompressed) entry's bytes are in the zip (`header`: its local header), found through its central directory record. */
+export function storedDataOffset(zip: Buffer, name: string): { offset: number; length: number; header: number } {
   const central = Buffer.from('PK\x01\x02', 'latin1');
   for (let c = zip.indexOf(central); c >= 0; c = zip.indexOf(central, c + 4)) {
     if (zip.toString('latin1', c + 46, c + 46 + zip.readUInt16LE(c + 28)) !== name) continue;
@@ -257,7 +257,30 @@ export function storedDataOffset(zip: Buffer, name: string): { offset: number; l
     return {
       offset: local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28),
       length: zip.readUInt32LE(c + 20),
+      header: local,
     };
   }
   throw new Error(`no entry ${name}`);
+}
+
+/**
+ * A one-entry zip whose local header carries `bytes` more of extra field (one field of an unused
+ * ID, as a tool may add: the central directory's copy is what yauzl reads), the end record's
+ * offset of the central directory moved to match.
+ */
+export function withLocalExtra(zip: Buffer, bytes: number): Buffer {
+  if (zip.readUInt32LE(0) !== 0x04034b50) throw new Error('no local header at 0');
+  const end = zip.lastIndexOf(Buffer.from('PK\x05\x06', 'latin1'));
+  if (zip.readUInt16LE(end + 10) !== 1) throw new Error('one entry only');
+  const nameLength = zip.readUInt16LE(26);
+  const extraLength = zip.readUInt16LE(28);
+  if (extraLength + bytes > 0xffff || bytes < 4) throw new Error(`no room for ${bytes} bytes of extra field`);
+  const field = Buffer.alloc(bytes, 0x5a);
+  field.writeUInt16LE(0xcafe, 0);
+  field.writeUInt16LE(bytes - 4, 2);
+  const at = 30 + nameLength + extraLength;
+  const out = Buffer.concat([zip.subarray(0, at), field, zip.subarray(at)]);
+  out.writeUInt16LE(extraLength + bytes, 28);
+  out.writeUInt32LE(out.readUInt32LE(end + bytes + 16) + bytes, end + bytes + 16);
+  return out;
 }
