@@ -5,7 +5,9 @@ import { afterEach, test } from 'node:test';
 import { DeviceApi } from './helpers/device-api.js';
 import { InstallDevice, reportingDevice } from './helpers/install-device.js';
 import { buildPackage, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
+import { deviceListing } from './helpers/tree-state.js';
 import { waitFor } from './helpers/wait.js';
+import { installSteps } from '../services/installer/steps.js';
 import { sendCommand } from '../shared/protocol.js';
 
 // The installer as a real process over a sysroot under a temp dir, service control through the
@@ -274,6 +276,31 @@ test('[systemctl stand-in] a package changed on disk after verification (bytes w
     (await d.calls()).filter((c) => c.startsWith('stop')),
     [],
   );
+});
+
+test('[systemctl stand-in] one bad file among 200 staged several at once: PAYLOAD_MISMATCH, and the device exactly as it was (no write left under way)', async () => {
+  const { d } = await device();
+  await d.start('installer', 'api-gateway');
+  const many = Array.from({ length: 200 }, (_, i) => ({
+    name: `m${i}`,
+    dst: `/opt/tope/share/many/f${i}`,
+    data: `file ${i} `.repeat(1000),
+    compress: false,
+  }));
+  const zip = await buildPackage('2.0.0', many);
+  await d.verified(zip, '2.0.0');
+  const before = await deviceListing(d.sysroot);
+  // the 100th file's bytes changed after verification: the files before and after it are
+  // being written while its check fails
+  const { offset, length } = storedDataOffset(zip, 'modules/m99/file');
+  const file = await fsp.open(path.join(d.packagesDir, 'tope-2.0.0.zip'), 'r+');
+  await file.write(sameCrcOtherBytes(zip.subarray(offset, offset + length)), 0, length, offset);
+  await file.close();
+  await d.update('2.0.0');
+  const end = await d.finished();
+  assert.match(end.error!, /^PAYLOAD_MISMATCH: module m99: modules\/m99\/file has SHA-256 /);
+  assert.ok(end.progress > installSteps.staging.percent, `staging went on past the first files (${end.progress} %)`);
+  assert.equal(await deviceListing(d.sysroot), before, 'no staging tree, no file of the package left');
 });
 
 test('[systemctl stand-in] ota-gui: its unit is started without waiting; its absence or failure changes nothing', async () => {
