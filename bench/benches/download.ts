@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { BenchContext } from '../context.js';
 import { bareNodeRss } from '../lib/bare-node.js';
 import { nowMs } from '../lib/clock.js';
-import { timeCommand } from '../lib/commands.js';
+import { timeCommand, writeBack } from '../lib/commands.js';
 import { digestFile, type PackageFile } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
@@ -24,10 +24,13 @@ async function measureSize(ctx: BenchContext, pkg: PackageFile, runs: number): P
   const r: SizeResult = { pkg, runs: [], curl: [], copy: [] };
   for (let i = 1; i <= runs; i++) {
     ctx.say(`download+install ${fmt.size(pkg.payloadBytes)}: run ${i}/${runs}`);
-    // interleaved, so that both see the same machine
+    // interleaved, so that both see the same machine, each after the last one's writes are on disk
+    await writeBack();
     r.curl.push(await curlMs(ctx.scratch, ctx.origin, pkg));
+    await writeBack();
     r.runs.push(await updateRun(ctx.origin, pkg));
     const copy = path.join(ctx.scratch, 'copy.zip');
+    await writeBack();
     r.copy.push(await timeCommand('sh', ['-c', 'cp "$0" "$1" && sync', pkg.file, copy]));
     await fsp.rm(copy, { force: true });
   }

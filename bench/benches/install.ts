@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { BenchContext } from '../context.js';
 import { BenchDevice, loggedAt, standInSystemctl } from '../lib/bench-device.js';
-import { timeCommand } from '../lib/commands.js';
+import { timeCommand, writeBack } from '../lib/commands.js';
 import { outcome, requestUpdate } from '../lib/downloads.js';
 import { buildTreePackage, treePath, UNIT_PREFIX } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
@@ -88,6 +88,7 @@ async function measureCount(
       await d.verified(await buildTreePackage(version, count, plan.installFileBytes, plan.unitsPerPackage), version);
       await fsp.rm(path.join(d.standInDir, 'calls.log'), { force: true });
       const from = installer.lines.length;
+      await writeBack();
       const t0 = Date.now();
       await requestUpdate(d.base, version);
       const done = await outcome(installer, from, 'install succeeded', 'install failed', 10 * 60_000);
@@ -95,7 +96,8 @@ async function measureCount(
       await d.waitStage('success', 60_000); // the record follows the log line
       if (r === 0) continue;
       out.runs.push(run);
-      const dst = path.join(ctx.scratch, `copy-${count}`);
+      const dst = d.referenceCopyDir(`copy-${count}`);
+      await writeBack();
       out.copyMs.push(await timeCommand('sh', ['-c', 'cp -a "$0" "$1" && sync', src, dst]));
       await fsp.rm(dst, { recursive: true, force: true });
       out.floorMs.push(await callsFloorMs(floorDir, plan.unitsPerPackage));

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { writeBack } from '../lib/commands.js';
 import { mkdirSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { BenchContext } from '../context.js';
@@ -108,13 +108,13 @@ export async function benchPeers(ctx: BenchContext): Promise<Row[]> {
   const nginx = await Nginx.start(served, path.join(root, 'nginx'));
   const results: Record<Tool, Measured[]> = { ours: [], deployed: [], swupdate: [], mender: [] };
   // before each run, what the previous one left dirty is written back
-  const measureOurs = (way: Way) => {
-    execFileSync('sync');
+  const measureOurs = async (way: Way) => {
+    await writeBack();
     return OURS[way].run(nginx, artifacts);
   };
   const measurePeer = async (peer: Peer, round: number) => {
     const dirs = await freshDirs(root, peer, round);
-    execFileSync('sync');
+    await writeBack();
     const m = await (peer === 'swupdate' ? runSwupdate : runMender)(nginx, artifacts, dirs);
     checkInstalled(path.join(dirs.dest, PAYLOAD_NAME), artifacts.payload.sha256, peer);
     await fsp.rm(dirs.work, { recursive: true, force: true });

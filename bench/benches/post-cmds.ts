@@ -3,7 +3,7 @@ import path from 'node:path';
 import { buildPackage } from '../../test/helpers/packages.js';
 import type { BenchContext } from '../context.js';
 import { BenchDevice, loggedAt } from '../lib/bench-device.js';
-import { timeCommand } from '../lib/commands.js';
+import { timeCommand, writeBack } from '../lib/commands.js';
 import { outcome, requestUpdate } from '../lib/downloads.js';
 import { treePath, UNIT_PREFIX } from '../lib/packages.js';
 import { fmt, type Row } from '../lib/report.js';
@@ -49,6 +49,7 @@ async function measure(ctx: BenchContext, count: number) {
         await d.verified(await buildPackage(version, [module]), version);
         await fsp.rm(path.join(d.standInDir, 'calls.log'), { force: true });
         const from = installer.lines.length;
+        await writeBack();
         const t0 = Date.now();
         await requestUpdate(d.base, version);
         const done = await outcome(installer, from, 'install succeeded', 'install failed', 10 * 60_000);
@@ -57,7 +58,8 @@ async function measure(ctx: BenchContext, count: number) {
         if (r > 0) runs[kind].push(run);
       }
       if (r === 0) continue;
-      const dst = path.join(ctx.scratch, `post-cmd-copy-${count}`);
+      const dst = d.referenceCopyDir(`post-cmd-copy-${count}`);
+      await writeBack();
       runs.copyMs.push(await timeCommand('sh', ['-c', 'cp -a "$0" "$1" && sync', src, dst]));
       await fsp.rm(dst, { recursive: true, force: true });
     }

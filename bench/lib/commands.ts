@@ -34,3 +34,13 @@ export async function requireTools(tools: string[]): Promise<void> {
   if (missing.length)
     throw new Error(`missing tools: ${missing.join(', ')} (make tools, or apt-get install curl systemd)`);
 }
+
+/**
+ * What earlier steps left dirty written back (`sync`), untimed, before a timed run that writes
+ * durably. On ext4 (data=ordered) a journal commit first writes the data of every file whose
+ * blocks it allocates, so an install's fsync, or a reference's `sync`, would otherwise also pay
+ * for the package the bench wrote just before it, or for the other side's deletions.
+ */
+export async function writeBack(): Promise<void> {
+  await timeCommand('sync', []);
+}
