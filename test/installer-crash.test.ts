@@ -100,6 +100,26 @@ test('[systemctl stand-in] killed with one unit stopped: the units are started a
   assert.match(end.error!, /^INSTALL_INTERRUPTED/);
 });
 
+test('[systemctl stand-in] a recovery at start starts ota-gui, as the install did: the screen shows it', async () => {
+  const { d, installer } = await setUp();
+  await d.setUnits({
+    'a.service': { active: true },
+    'b.service': { active: true },
+    'ota-gui.service': { active: false },
+  });
+  const guiStarts = async () => (await d.calls()).filter((c) => c.startsWith('start ota-gui.service')).length;
+  await d.behave({ 'a.service': { hangStop: true } });
+  await d.verified(await buildPackage('2.0.0', modules), '2.0.0');
+  await d.update('2.0.0');
+  await waitFor('a stopping', async () => (await d.calls()).some((c) => c.startsWith('stop a.service')));
+  await waitFor('ota-gui started by the install', async () => (await guiStarts()) === 1);
+  await kill(d, installer);
+  await d.behave({});
+  await d.start('installer');
+  await assertWhole(d, '1.0.0');
+  await waitFor('ota-gui started again by the recovery', async () => (await guiStarts()) === 2);
+});
+
 test('[systemctl stand-in] killed in a post command after an in-place file was replaced: the file is restored', async () => {
   const { d, installer } = await setUp({ TOPE_ALLOWED_ROOTS: '/opt/tope:/etc/tope' });
   await fsp.mkdir(path.join(d.sysroot, 'etc/tope'), { recursive: true });

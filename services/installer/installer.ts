@@ -129,6 +129,8 @@ export class Installer {
     }
     if (recoveryExhausted(journal)) return this.abandon(journal);
     this.deps.log.warn({ journal }, 'recovering an interrupted install');
+    // the printer's screen shows the recovery as it showed the install (a power cut ended that GUI)
+    this.deps.gui.start();
     // counted before it runs: an attempt that crashes the installer counts all the same
     const attempt = { ...journal, recoveryAttempts: journal.recoveryAttempts + 1 };
     const status = statuses.installing(this.state.status.progress, recoveringMessage(journal.version));
