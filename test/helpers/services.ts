@@ -152,9 +152,10 @@ export class Service {
       ...(nice === 0 ? [] : ['-n', String(nice), command?.file ?? process.execPath]),
       ...(command?.args ?? [mainOf(name)]),
     ];
-    // NODE_V8_COVERAGE carries c8's coverage collection into the service processes
+    // NODE_V8_COVERAGE carries c8's coverage collection into the service processes; TMPDIR, the
+    // run's own (scripts/fresh-tmpdir.sh): a service that left a file there would fail the run
     const inherited = Object.fromEntries(
-      ['PATH', 'NODE_V8_COVERAGE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]),
+      ['PATH', 'NODE_V8_COVERAGE', 'TMPDIR'].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]),
     );
     const shipped = command ? {} : unitEnvironment(name);
     this.child = spawn(file, args, { env: { ...inherited, ...shipped, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
