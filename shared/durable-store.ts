@@ -98,6 +98,19 @@ export class DurableJson<S extends z.$ZodType> {
     return null;
   }
 
+  /** Whether either generation is there, valid or not (a torn or corrupt file counts). */
+  async present(): Promise<boolean> {
+    for (const candidate of [this.file, this.prevPath]) {
+      try {
+        await fsp.lstat(candidate);
+        return true;
+      } catch (e) {
+        if (!isErrnoException(e, 'ENOENT')) throw e;
+      }
+    }
+    return false;
+  }
+
   write(value: z.infer<S>): Promise<void> {
     const checked = z.parse(this.schema, value);
     return this.serialize(async () => {

@@ -9,6 +9,7 @@ import { MANIFEST_MAX_BYTES } from '../shared/package-archive.js';
 import { UNSIGNED_ALLOWED_WARNING } from '../shared/trust/package-trust.js';
 import { SECURITY_FLOOR_RECORD, SecurityFloor } from '../shared/trust/security-floor.js';
 import { signManifest } from '../shared/trust/signature.js';
+import { previousGeneration } from '../shared/state-names.js';
 import { deviceListing } from './helpers/tree-state.js';
 import { call } from './helpers/api.js';
 import { DeviceApi } from './helpers/device-api.js';
@@ -346,6 +347,31 @@ test("[systemctl stand-in] a security floor that cannot be read refuses every pa
   } finally {
     for (const file of floorFiles) await fsp.rmdir(file);
   }
+});
+
+test('[systemctl stand-in] both generations of the security floor there and neither valid: every package refused, as an unreadable floor', async () => {
+  const floorFiles = [full, bare].map((d) => path.join(d.env.TOPE_INSTALLER_STATE_DIR, SECURITY_FLOOR_RECORD));
+  const removeFloor = (file: string) =>
+    Promise.all([file, previousGeneration(file)].map((f) => fsp.rm(f, { force: true })));
+  for (const file of floorFiles) {
+    await fsp.writeFile(file, '{"security_version": 7, "vers'); // torn
+    await fsp.writeFile(previousGeneration(file), '{"security_version": -1}\n'); // not a floor
+  }
+  try {
+    await assertRefusedEverywhere(
+      await buildPackage('2.0.0', [a]),
+      /^DOWNGRADE_REFUSED: the security floor in \S*security-floor\.json cannot be read, so no package can be shown to be at or above it: neither it nor security-floor\.json\.prev holds a valid floor$/,
+    );
+  } finally {
+    for (const file of floorFiles) await removeFloor(file);
+  }
+  // one good generation is enough: the newest torn, the one before it read
+  const floor = new SecurityFloor(bare.env.TOPE_INSTALLER_STATE_DIR);
+  await floor.raise(1, '1.0.0');
+  await floor.raise(2, '2.0.0');
+  await fsp.writeFile(floorFiles[1]!, '{"security_version": 9');
+  assert.equal(await floor.current(), 1);
+  await removeFloor(floorFiles[1]!);
 });
 
 test('[systemctl stand-in] manifest.sig without its trailing newline verifies (the newline is optional)', async () => {

@@ -25,10 +25,18 @@ export class SecurityFloor {
     this.store = new DurableJson(path.join(installerStateDir, SECURITY_FLOOR_RECORD), floorSchema);
   }
 
-  /** The floor now; unreadable (not missing: a permission, an I/O error), nothing passes it. */
+  /**
+   * The floor now; unreadable (not missing: a permission, an I/O error, or both generations there
+   * and neither valid), nothing passes it. A power cut tears at most the newest generation, so two
+   * bad ones are a damaged disk or a hand: read as 0, they would let any old signed package in.
+   */
   async current(): Promise<number> {
     try {
-      return (await this.store.read())?.security_version ?? 0;
+      const floor = await this.store.read();
+      if (floor) return floor.security_version;
+      if (await this.store.present())
+        throw new Error(`neither it nor ${path.basename(this.store.prevPath)} holds a valid floor`);
+      return 0;
     } catch (e) {
       throw new UpdaterError(
         'DOWNGRADE_REFUSED',
