@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { deviceListing } from './helpers/tree-state.js';
 import { CHANGES_A_SERVICE, InstallDevice } from './helpers/install-device.js';
-import { buildPackage, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
+import { buildPackage, changeStoredEntry } from './helpers/packages.js';
 import type { Service } from './helpers/services.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -158,12 +158,9 @@ async function installChangedUnderway(failpoint: string, change: (file: string, 
 }
 
 test('[systemctl stand-in] a module changed in the package after its manifest was checked (same CRC-32): PAYLOAD_MISMATCH, nothing changed', async () => {
-  const end = await installChangedUnderway('installer.package-trusted', async (file, zip) => {
-    const { offset, length } = storedDataOffset(zip, 'modules/a/file');
-    const handle = await fsp.open(file, 'r+'); // the same file, written in place as its owner may
-    await handle.write(sameCrcOtherBytes(zip.subarray(offset, offset + length)), 0, length, offset);
-    await handle.close();
-  });
+  const end = await installChangedUnderway('installer.package-trusted', (file, zip) =>
+    changeStoredEntry(file, zip, 'modules/a/file'),
+  );
   assert.equal(end.stage, 'failed');
   assert.match(
     end.error!,

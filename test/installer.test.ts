@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { DeviceApi } from './helpers/device-api.js';
 import { InstallDevice, reportingDevice } from './helpers/install-device.js';
-import { buildPackage, sameCrcOtherBytes, storedDataOffset } from './helpers/packages.js';
+import { buildPackage, changeStoredEntry } from './helpers/packages.js';
 import { deviceListing } from './helpers/tree-state.js';
 import { waitFor } from './helpers/wait.js';
 import { installSteps } from '../services/installer/steps.js';
@@ -261,10 +261,7 @@ test('[systemctl stand-in] a package changed on disk after verification (bytes w
   // signed manifest, and the zip's own CRC-32 would not tell these bytes from the right ones
   const zip = await buildPackage('2.0.0', [{ ...modules[0], compress: false }, ...modules.slice(1)]);
   await d.verified(zip, '2.0.0');
-  const { offset, length } = storedDataOffset(zip, 'modules/a/file');
-  const file = await fsp.open(path.join(d.packagesDir, 'tope-2.0.0.zip'), 'r+');
-  await file.write(sameCrcOtherBytes(zip.subarray(offset, offset + length)), 0, length, offset);
-  await file.close();
+  await changeStoredEntry(path.join(d.packagesDir, 'tope-2.0.0.zip'), zip, 'modules/a/file');
   await d.update('2.0.0');
   const end = await d.finished();
   assert.match(
@@ -292,10 +289,7 @@ test('[systemctl stand-in] one bad file among 200 staged several at once: PAYLOA
   const before = await deviceListing(d.sysroot);
   // the 100th file's bytes changed after verification: the files before and after it are
   // being written while its check fails
-  const { offset, length } = storedDataOffset(zip, 'modules/m99/file');
-  const file = await fsp.open(path.join(d.packagesDir, 'tope-2.0.0.zip'), 'r+');
-  await file.write(sameCrcOtherBytes(zip.subarray(offset, offset + length)), 0, length, offset);
-  await file.close();
+  await changeStoredEntry(path.join(d.packagesDir, 'tope-2.0.0.zip'), zip, 'modules/m99/file');
   await d.update('2.0.0');
   const end = await d.finished();
   assert.match(end.error!, /^PAYLOAD_MISMATCH: module m99: modules\/m99\/file has SHA-256 /);

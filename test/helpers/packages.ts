@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { signManifest } from '../../shared/trust/signature.js';
 import yazl from 'yazl';
@@ -283,4 +284,18 @@ export function withLocalExtra(zip: Buffer, bytes: number): Buffer {
   out.writeUInt16LE(extraLength + bytes, 28);
   out.writeUInt32LE(out.readUInt32LE(end + bytes + 16) + bytes, end + bytes + 16);
   return out;
+}
+
+/**
+ * A stored entry's bytes in the package file `file` (built as `zip`) replaced, in place, by
+ * others of the same CRC-32: what only the signed manifest's SHA-256 tells from the original.
+ */
+export async function changeStoredEntry(file: string, zip: Buffer, name: string): Promise<void> {
+  const { offset, length } = storedDataOffset(zip, name);
+  const handle = await fsp.open(file, 'r+'); // the same file, written in place as its owner may
+  try {
+    await handle.write(sameCrcOtherBytes(zip.subarray(offset, offset + length)), 0, length, offset);
+  } finally {
+    await handle.close();
+  }
 }
