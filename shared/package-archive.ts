@@ -38,16 +38,30 @@ export const STORED_READ_BYTES = 256 * 1024;
 
 /**
  * The read buffers' pairs an archive keeps: one per extraction the installer runs at once
- * (bounded-work.ts), which runs a file over 64 KiB alone, so the pairs kept hold at most one
- * large pair (2 x 256 KiB) and small ones.
+ * (bounded-work.ts), of which at most one larger than 64 KiB (the installer stages such a file
+ * alone): at most 8 x 2 x 65 KiB and 2 x 257 KiB.
  */
 const KEPT_READ_BUFFER_PAIRS = 8;
+const KEPT_LARGE_PAIR_BYTES = 64 * 1024;
 
 /** A local file header's fixed part (APPNOTE 4.3.7), then its name and extra field. */
 const LOCAL_HEADER_BYTES = 30;
 const LOCAL_HEADER_SIGNATURE = 0x04034b50;
 /** Room for the local header's extra field in the first read (a zip64 or timestamp field is 20-30 bytes); a longer one costs a second read. */
 const LOCAL_EXTRA_ROOM = 256;
+/** What a read buffer holds beyond its data: the local header with a name of up to ~700 bytes, read with the first chunk. */
+const FIRST_READ_HEADER_ROOM = 1024;
+
+/**
+ * The size of each buffer of a pair for reads of `dataBytes` (at most STORED_READ_BYTES): a power
+ * of two from 16 KiB, and the header's room. A few sizes, so a pair kept fits every later read of
+ * its size whatever the entry's name (a pair per name length piled up megabytes).
+ */
+function readBufferBytes(dataBytes: number): number {
+  let size = 16 * 1024;
+  while (size < dataBytes) size *= 2;
+  return Math.min(size, STORED_READ_BYTES) + FIRST_READ_HEADER_ROOM;
+}
 
 /** A new file only: never an existing name, never through a symbolic link. */
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
@@ -307,11 +321,16 @@ export class PackageArchive {
     let buffers: Buffer[] | null = null;
     try {
       const size = entry.compressedSize; // the uncompressed size: yauzl checks it (validateEntrySizes)
-      const headerRoom = LOCAL_HEADER_BYTES + entry.fileNameLength + LOCAL_EXTRA_ROOM;
-      buffers = this.takeReadBuffers(headerRoom + Math.min(size, STORED_READ_BYTES));
+      const firstData = Math.min(size, STORED_READ_BYTES);
+      buffers = this.takeReadBuffers(readBufferBytes(firstData));
       const crc = new Crc32Check(entry);
       const payload = expected && new PayloadCheck(expected);
-      let { fileDataStart, first } = await this.localData(entry, buffers[0]!);
+      // the header, its name, room for its extra field, the first chunk: no more than those
+      const firstRead = buffers[0]!.subarray(
+        0,
+        LOCAL_HEADER_BYTES + entry.fileNameLength + LOCAL_EXTRA_ROOM + firstData,
+      );
+      let { fileDataStart, first } = await this.localData(entry, firstRead);
       for (let done = 0, turn = 0; done < size; turn ^= 1) {
         const length = Math.min(STORED_READ_BYTES, size - done);
         let chunk: Buffer;
@@ -346,7 +365,8 @@ export class PackageArchive {
    */
   private async localData(entry: yauzl.Entry, into: Buffer): Promise<{ fileDataStart: number; first: Buffer | null }> {
     const at = entry.relativeOffsetOfLocalHeader;
-    const head = into.subarray(0, Math.min(into.length, this.zip.fileSize - at));
+    // an offset past the end (yauzl does not bound it) leaves no room at all
+    const head = into.subarray(0, Math.max(0, Math.min(into.length, this.zip.fileSize - at)));
     if (head.length < LOCAL_HEADER_BYTES) throw new Error('the local file header runs past the end of the file');
     await readFully(this.fd, head, at, endedInside);
     const signature = head.readUInt32LE(0);
@@ -361,18 +381,20 @@ export class PackageArchive {
     return { fileDataStart, first: dataOffset < head.length ? head.subarray(dataOffset) : null };
   }
 
-  /** The smallest kept pair of read buffers of at least `length` bytes (they are kept largest first), or a new pair. */
+  /** A kept pair of read buffers of `length` bytes (readBufferBytes), or a new pair. */
   private takeReadBuffers(length: number): Buffer[] {
-    for (let kept = this.readBuffers.length - 1; kept >= 0; kept--)
-      if (this.readBuffers[kept]![0]!.length >= length) return this.readBuffers.splice(kept, 1)[0]!;
+    const kept = this.readBuffers.findIndex((pair) => pair[0]!.length === length);
+    if (kept >= 0) return this.readBuffers.splice(kept, 1)[0]!;
     return [Buffer.allocUnsafeSlow(length), Buffer.allocUnsafeSlow(length)];
   }
 
-  /** Kept for the next extractions: up to KEPT_READ_BUFFER_PAIRS pairs, the larger ones. */
+  /** Kept for the next extractions: up to KEPT_READ_BUFFER_PAIRS pairs, of which one large, the smaller ones first. */
   private giveBackReadBuffers(buffers: Buffer[]): void {
-    this.readBuffers.push(buffers);
-    this.readBuffers.sort((a, b) => b[0]!.length - a[0]!.length);
-    this.readBuffers.length = Math.min(this.readBuffers.length, KEPT_READ_BUFFER_PAIRS);
+    const large = (pair: Buffer[]) => pair[0]!.length > KEPT_LARGE_PAIR_BYTES + FIRST_READ_HEADER_ROOM;
+    const kept = large(buffers) ? this.readBuffers.filter((pair) => !large(pair)) : this.readBuffers;
+    kept.push(buffers);
+    kept.sort((a, b) => a[0]!.length - b[0]!.length);
+    this.readBuffers = kept.slice(0, KEPT_READ_BUFFER_PAIRS);
   }
 
   /** Any other entry through yauzl's stream (a deflated one is inflated there), checked the same way. */
