@@ -102,6 +102,20 @@ test('a failure is thrown once every task under way has ended, and nothing start
   await assert.rejects(work.done(), /disk full/);
 });
 
+test('of two failures, the task started first is thrown, whichever failed first: the same error as one at a time', async () => {
+  const earlier = gate();
+  const outcome = forEachBounded([0, 1], async (i) => {
+    if (i === 0) {
+      await earlier.opened.catch(() => undefined);
+      throw new Error('destination 0 refused');
+    }
+    throw new Error('destination 1 refused');
+  });
+  await tick(); // the second has failed by now; the first still runs
+  earlier.open();
+  await assert.rejects(outcome, /destination 0 refused/);
+});
+
 test('the body failing while tasks run: thrown after they end, the body first', async () => {
   const slow = gate();
   let slowEnded = false;

@@ -7,31 +7,37 @@
 /** How many file operations the installer keeps in flight at once: the thread pool's four busy while the event loop queues the next. */
 export const FILE_WORK_WIDTH = 8;
 
-/** Tasks started one by one, at most `width` running at once; the first failure is kept until all have ended. */
+/**
+ * Tasks started one by one, at most `width` running at once. Of the tasks that fail, the one
+ * started first is what is thrown, once all have ended: every task started before it has ended
+ * too, so that is the failure one at a time would have met (the same error from run to run).
+ */
 export class BoundedWork {
   private readonly running = new Set<Promise<void>>();
-  private failure: { error: unknown } | null = null;
+  private failure: { error: unknown; order: number } | null = null;
+  private started = 0;
 
   constructor(private readonly width: number = FILE_WORK_WIDTH) {}
 
   /**
    * Starts `task` as soon as fewer than `width` run; `alone`: once none does, and waits for it
    * (a large file, whose buffers several at once would add to the installer's peak). After a
-   * failure it starts nothing: it waits for the tasks under way and throws the first failure.
+   * failure it starts nothing: it waits for the tasks under way and throws (see the class).
    */
   async start(task: () => Promise<void>, { alone = false }: { alone?: boolean } = {}): Promise<void> {
     while (this.running.size >= (alone ? 1 : this.width)) await Promise.race(this.running);
     if (this.failure) return this.done();
+    const order = this.started++;
     const run: Promise<void> = task()
       .catch((error: unknown) => {
-        this.failure ??= { error };
+        if (!this.failure || order < this.failure.order) this.failure = { error, order };
       })
       .finally(() => this.running.delete(run));
     this.running.add(run);
     if (alone) await this.done();
   }
 
-  /** Waits for every task started, then throws the first failure, if any. */
+  /** Waits for every task started, then throws the failure of the one started first, if any. */
   async done(): Promise<void> {
     await this.settled();
     if (this.failure) throw this.failure.error;

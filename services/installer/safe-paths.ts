@@ -93,7 +93,8 @@ export async function checkDestinations(
 ): Promise<void> {
   const { hostPath, snapshot } = where;
   const seen: SeenDirectories = new Set();
-  // a few at once (bounded-work.ts): a look changes nothing, and the first refusal is what is thrown
+  // a few at once (bounded-work.ts): a look changes nothing, and the refusal thrown is the one of
+  // the first destination refused, as one at a time
   await forEachBounded(placements, async (placement) => {
     if (placement.kind === 'in-place')
       await checkDestination(
