@@ -8,11 +8,12 @@
 # there meanwhile.
 set -uo pipefail
 run_tmp=$(mktemp -d -t tope-test-run.XXXXXX) || exit 1
-trap 'rm -rf "$run_tmp"' EXIT
+# --one-file-system: a mount a test failed to take down (disk-full's tmpfs) is not emptied through
+trap 'rm -rf --one-file-system "$run_tmp"' EXIT
 # 1777, as /tmp is: the services' and sandboxes' own users may write into the tests' directories,
 # and the trusted keys' check refuses a directory above them that others could write to unless
 # it is sticky
-chmod 1777 "$run_tmp"
+chmod 1777 "$run_tmp" || exit 1
 TMPDIR=$run_tmp "$@"
 status=$?
 left=$(find "$run_tmp" -mindepth 1 -maxdepth 1 -printf '  %f\n' | sort)
