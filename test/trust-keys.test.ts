@@ -45,6 +45,34 @@ test('a key linked from elsewhere (an image linking its keys from /usr/share) is
   assert.match(describeKeySet(found, dir)!, /^trusted keys in \S+: vendor\.pub; not trusted: /);
 });
 
+test('a key linked from a directory others could write to, or through a link held there, is not trusted: whoever may write there may swap it', async () => {
+  const dir = keysDir();
+  const shared = keysDir();
+  const file = path.join(shared, 'vendor.pub');
+  await fsp.writeFile(file, newKeyPair().publicKeyPem, { mode: 0o644 });
+  await fsp.symlink(file, path.join(dir, 'vendor.pub'));
+  // a second hop, through a link in another directory
+  const hop = keysDir();
+  await fsp.symlink(file, path.join(hop, 'vendor.pub'));
+  await fsp.symlink(path.join(hop, 'vendor.pub'), path.join(dir, 'hop.pub'));
+  assert.deepEqual(
+    (await loadTrustedKeys(dir)).keys.map((k) => k.name),
+    ['hop.pub', 'vendor.pub'],
+  );
+  await fsp.chmod(shared, 0o777);
+  const open = await loadTrustedKeys(dir);
+  assert.deepEqual(open.keys, []);
+  assert.deepEqual(open.skipped, [
+    `hop.pub: it links to ${file}: ${shared} is writable by group or others (mode 777)`,
+    `vendor.pub: it links to ${file}: ${shared} is writable by group or others (mode 777)`,
+  ]);
+  await fsp.chmod(shared, 0o755);
+  await fsp.chmod(hop, 0o777);
+  assert.deepEqual((await loadTrustedKeys(dir)).skipped, [
+    `hop.pub: it links to ${path.join(hop, 'vendor.pub')}: ${hop} is writable by group or others (mode 777)`,
+  ]);
+});
+
 test('a directory above the keys directory that others could write to trusts no key; a sticky one (/tmp) is fine', async () => {
   const parent = keysDir();
   const dir = path.join(parent, 'keys.d');

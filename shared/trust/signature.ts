@@ -75,10 +75,35 @@ async function unsafeAncestor(dir: string, deviceRoot: string): Promise<string |
   const realTop = await fsp.realpath(top).catch(() => top);
   const above = [...directoriesAbove(path.resolve(dir), top), ...directoriesAbove(await fsp.realpath(dir), realTop)];
   for (const at of new Set(above)) {
-    const st = await fsp.stat(at);
-    const sticky = (st.mode & 0o1000) !== 0;
-    const why = sticky && trustedOwner(st.uid) ? null : unsafeOwnership(st, at);
+    const why = await unsafeHolder(at);
     if (why) return why;
+  }
+  return null;
+}
+
+/** Why a directory on the way to a key cannot be trusted, or null: held as the keys directory, or sticky and root's. */
+async function unsafeHolder(dir: string): Promise<string | null> {
+  const st = await fsp.stat(dir);
+  const sticky = (st.mode & 0o1000) !== 0;
+  return sticky && trustedOwner(st.uid) ? null : unsafeOwnership(st, dir);
+}
+
+/** At most this many links from a key's name to its file (the kernel's own limit is 40). */
+const KEY_LINK_HOPS = 8;
+
+/**
+ * For a `*.pub` that is a symbolic link: why a directory holding a link on the way or the file
+ * it ends at cannot be trusted, or null. Whoever could write there could point the link, or put
+ * a file, elsewhere; the keys directory's own checks do not reach them.
+ */
+async function unsafeLinkTarget(file: string, deviceRoot: string): Promise<string | null> {
+  let at = file;
+  for (let hop = 0; (await fsp.lstat(at)).isSymbolicLink(); hop++) {
+    if (hop === KEY_LINK_HOPS) return `more than ${KEY_LINK_HOPS} links lead to the file`;
+    at = path.resolve(path.dirname(at), await fsp.readlink(at));
+    const holder = path.dirname(at);
+    const why = (await unsafeHolder(holder)) ?? (await unsafeAncestor(holder, deviceRoot));
+    if (why) return `it links to ${at}: ${why}`;
   }
   return null;
 }
@@ -91,7 +116,8 @@ async function unsafeAncestor(dir: string, deviceRoot: string): Promise<string |
  * held so trusts no key (`refused` says why): whoever could write to it could add their own.
  * A `*.pub` may be a symbolic link (an image that links its keys from /usr/share): what counts is
  * the file opened, whose owner and mode are read from the open descriptor, so the bytes read are
- * those of the file checked.
+ * those of the file checked, and every directory holding a link on the way or the file, and those
+ * above them, must be held as the keys directory is.
  */
 export async function loadTrustedKeys(dir: string, deviceRoot = '/'): Promise<KeySet> {
   let dirStat: Stats;
@@ -114,7 +140,7 @@ export async function loadTrustedKeys(dir: string, deviceRoot = '/'): Promise<Ke
       try {
         const st = await handle.stat();
         if (!st.isFile()) throw new Error('not a regular file');
-        const unsafe = unsafeOwnership(st, 'the file');
+        const unsafe = unsafeOwnership(st, 'the file') ?? (await unsafeLinkTarget(path.join(dir, name), deviceRoot));
         if (unsafe) throw new Error(unsafe);
         keys.push({ name, key: parsePublicKey(await handle.readFile()) });
       } finally {
