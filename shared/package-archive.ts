@@ -8,8 +8,11 @@ import zlib from 'node:zlib';
 import yauzl from 'yauzl';
 import { appendingTo, checkingStream, readFully, writeFully, type ChunkCheck } from './chunk-io.js';
 import { isErrnoException, UpdaterError } from './errors.js';
+import { ReadBufferPool, STORED_READ_BYTES } from './read-buffers.js';
 import { failpoint } from './failpoint.js';
 import { PayloadCheck, type PayloadExpectation } from './trust/payload.js';
+
+export { STORED_READ_BYTES } from './read-buffers.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -28,41 +31,11 @@ const invalid = (message: string) => new UpdaterError('INVALID_PACKAGE', message
 /** A stored entry's data runs past the package file's end (it was cut after it was opened). */
 const endedInside = () => new Error('the package file ends inside the entry');
 
-/**
- * Bytes per positioned read of a stored entry (two such buffers per extraction: one is written
- * while the next is read and checked). yauzl's stream reads 64 KiB into a new Buffer each time.
- * 256 KiB, not 512: the two buffers are most of what an extraction adds to the installer's RSS,
- * and a 1 GiB install took no longer with the smaller reads (BENCHMARKS.md, the budget section).
- */
-export const STORED_READ_BYTES = 256 * 1024;
-
-/**
- * The read buffers' pairs an archive keeps: one per extraction the installer runs at once
- * (bounded-work.ts), of which at most one larger than 64 KiB (the installer stages such a file
- * alone): at most 8 x 2 x 65 KiB and 2 x 257 KiB.
- */
-const KEPT_READ_BUFFER_PAIRS = 8;
-const KEPT_LARGE_PAIR_BYTES = 64 * 1024;
-
 /** A local file header's fixed part (APPNOTE 4.3.7), then its name and extra field. */
 const LOCAL_HEADER_BYTES = 30;
 const LOCAL_HEADER_SIGNATURE = 0x04034b50;
 /** Room for the local header's extra field in the first read (a zip64 or timestamp field is 20-30 bytes); a longer one costs a second read. */
 const LOCAL_EXTRA_ROOM = 256;
-/** What a read buffer holds beyond its data: the local header with a name of up to ~700 bytes, read with the first chunk. */
-const FIRST_READ_HEADER_ROOM = 1024;
-
-/**
- * The size of each buffer of a pair for reads of `dataBytes` (at most STORED_READ_BYTES): a power
- * of two from 16 KiB, and the header's room. A few sizes, so a pair kept fits every later read of
- * its size whatever the entry's name (a pair per name length piled up megabytes).
- */
-function readBufferBytes(dataBytes: number): number {
-  let size = 16 * 1024;
-  while (size < dataBytes) size *= 2;
-  return Math.min(size, STORED_READ_BYTES) + FIRST_READ_HEADER_ROOM;
-}
-
 /** A new file only: never an existing name, never through a symbolic link. */
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
@@ -109,12 +82,8 @@ export class PackageArchive {
   /** Extractions under way, some reading `fd` directly: close() waits for them (the number could be reused). */
   private reading = 0;
   private closeWanted = false;
-  /**
-   * readStored's pairs of buffers, kept from one stored entry to the next: under the units' malloc
-   * settings a new pair of 128 KiB or more was two mmaps, munmaps and their page faults per entry,
-   * and the installer extracts several small files at once. At most KEPT_READ_BUFFER_PAIRS.
-   */
-  private readBuffers: Buffer[][] = [];
+  /** readStored's pairs of buffers, kept from one stored entry to the next. */
+  private readonly readBuffers = new ReadBufferPool();
 
   private constructor(
     private readonly zip: yauzl.ZipFile,
@@ -322,7 +291,7 @@ export class PackageArchive {
     try {
       const size = entry.compressedSize; // the uncompressed size: yauzl checks it (validateEntrySizes)
       const firstData = Math.min(size, STORED_READ_BYTES);
-      buffers = this.takeReadBuffers(readBufferBytes(firstData));
+      buffers = this.readBuffers.take(firstData);
       const crc = new Crc32Check(entry);
       const payload = expected && new PayloadCheck(expected);
       // the header, its name, room for its extra field, the first chunk: no more than those
@@ -354,7 +323,7 @@ export class PackageArchive {
       payload?.end();
     } finally {
       await writing.catch(() => undefined); // nothing writes from the buffers once this returns
-      if (buffers) this.giveBackReadBuffers(buffers);
+      if (buffers) this.readBuffers.giveBack(buffers);
     }
   }
 
@@ -379,22 +348,6 @@ export class PackageArchive {
         `file data overflows file bounds: ${fileDataStart} + ${entry.compressedSize} > ${this.zip.fileSize}`,
       );
     return { fileDataStart, first: dataOffset < head.length ? head.subarray(dataOffset) : null };
-  }
-
-  /** A kept pair of read buffers of `length` bytes (readBufferBytes), or a new pair. */
-  private takeReadBuffers(length: number): Buffer[] {
-    const kept = this.readBuffers.findIndex((pair) => pair[0]!.length === length);
-    if (kept >= 0) return this.readBuffers.splice(kept, 1)[0]!;
-    return [Buffer.allocUnsafeSlow(length), Buffer.allocUnsafeSlow(length)];
-  }
-
-  /** Kept for the next extractions: up to KEPT_READ_BUFFER_PAIRS pairs, of which one large, the smaller ones first. */
-  private giveBackReadBuffers(buffers: Buffer[]): void {
-    const large = (pair: Buffer[]) => pair[0]!.length > KEPT_LARGE_PAIR_BYTES + FIRST_READ_HEADER_ROOM;
-    const kept = large(buffers) ? this.readBuffers.filter((pair) => !large(pair)) : this.readBuffers;
-    kept.push(buffers);
-    kept.sort((a, b) => a[0]!.length - b[0]!.length);
-    this.readBuffers = kept.slice(0, KEPT_READ_BUFFER_PAIRS);
   }
 
   /** Any other entry through yauzl's stream (a deflated one is inflated there), checked the same way. */
