@@ -11,6 +11,7 @@ import type { PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
 import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
 import type { PostCmdRunner } from './post-cmds.js';
+import { NewestWrite } from './newest-write.js';
 import { linkBackUntouched, outlastCopies, privatizeShared, type PrivateCopy } from './private-files.js';
 import { checkDestination, checkDestinations, type SeenDirectories } from './safe-paths.js';
 import { stagingPercent, step, type StepProgress } from './steps.js';
@@ -122,29 +123,23 @@ export class Transaction {
     let reported = -1;
     const written: string[] = []; // fsynced together by finalize, before anything can name the snapshot
     const seen: SeenDirectories = new Set(); // only the installer changes the staging tree
-    // the progress record written while files are: one write at a time, in order, and none left
-    // under way when this returns or throws (an undo writes the record too)
-    let reporting: Promise<void> = Promise.resolve();
-    const report = async (at: StepProgress) => {
-      await reporting;
-      reporting = this.context.progress(at);
-      reporting.catch(() => undefined); // awaited before the next one, and below
-    };
+    // the progress record written while files are, the staging never waiting for it (newest-write.ts)
+    const progressRecord = new NewestWrite(this.context.progress);
     try {
       // several files at once: nothing names the staging tree before finalize, and nothing is
       // left under way when this returns or throws (BoundedWork), so the order they end in is moot
       await withBoundedWork(async (work) => {
         for (const [index, placement] of placements.entries()) {
-          // one durable write per percent, not per module: a package of 1000 files is 50 writes
+          // a figure per percent, not per module: a package of 1000 files offers 50
           const percent = stagingPercent(index, count);
           if (percent !== reported)
-            await report({ ...step('staging', placement.module.name, index + 1, count), percent });
+            progressRecord.offer({ ...step('staging', placement.module.name, index + 1, count), percent });
           reported = percent;
           // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
           const stageOne = async () => {
             if (placement.kind === 'snapshot') {
-              const dest = path.join(staging, placement.rel);
-              await checkDestination(staging, dest, 'replaced', placement.module.dst, seen);
+              const dest = `${staging}${path.sep}${placement.rel}`; // both normalized (manifest.ts)
+              await checkDestination(staging, dest, 'staged', placement.module.dst, seen);
               await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), {
                 sync: false,
                 // found a directory by the check just now: made by an earlier file, or there in `current`
@@ -159,9 +154,9 @@ export class Transaction {
         }
       });
     } finally {
-      await reporting.catch(() => undefined);
+      await progressRecord.settled().catch(() => undefined);
     }
-    await reporting;
+    await progressRecord.settled();
     if (postCmds) {
       this.privateCopies = await privatizeShared(staging);
       const ownerNotKept = this.privateCopies.filter((c) => !c.ownerKept).map((c) => c.rel);
