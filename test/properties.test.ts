@@ -141,6 +141,8 @@ test('the manifest planner: any manifest is refused with INVALID_MANIFEST or pla
         assert.ok(keyFile || layout.allowedRoots.some((r) => dst.startsWith(`${r}/`)), dst);
         assert.ok(!dst.startsWith('/opt/tope/versions/') && dst !== '/opt/tope/versions', dst);
         if (p.kind === 'snapshot') assert.ok(!p.rel.split('/').includes('..') && !path.posix.isAbsolute(p.rel), p.rel);
+        // the staging tree's path is the snapshot's joined with rel as it stands (transaction.ts)
+        if (p.kind === 'snapshot') assert.equal(p.rel, path.posix.relative('/opt', p.module.dst));
       }
     }),
     runs(3000),
