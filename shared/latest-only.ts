@@ -6,6 +6,7 @@
 export class LatestOnly<T> {
   private readonly pending: T[] = [];
   private running: Promise<void> | null = null;
+  private firstFailure: { error: unknown } | null = null;
 
   constructor(
     private readonly send: (value: T) => Promise<void>,
@@ -24,12 +25,21 @@ export class LatestOnly<T> {
     while (this.running) await this.running;
   }
 
+  /**
+   * The first send that threw, if one did: for a caller whose work must stop when a send fails
+   * (the installer's progress record). A send that reports its own failures never throws.
+   */
+  get failure(): { error: unknown } | null {
+    return this.firstFailure;
+  }
+
   private async drain(): Promise<void> {
     for (let value = this.pending.shift(); value !== undefined; value = this.pending.shift()) {
       try {
         await this.send(value);
-      } catch {
-        // send reports its own failures; the next value still goes
+      } catch (error) {
+        // kept for `failure`; the next value still goes
+        this.firstFailure ??= { error };
       }
     }
     this.running = null;

@@ -121,17 +121,35 @@ test('a slow receiver: progress within a stage coalesces, every stage change sti
   assert.deepEqual(sent, ['downloading:0', 'downloading:100', 'verifying:0', 'toInstall:100', 'installing:40']);
 });
 
-test('LatestOnly keeps sending after a failed send', async () => {
+test('LatestOnly keeps sending after a failed send, and keeps the first failure for a caller that must stop', async () => {
   const sent: number[] = [];
   const q = new LatestOnly<number>(async (n) => {
     sent.push(n);
-    if (n === 1) throw new Error('boom');
+    if (n === 1 || n === 3) throw new Error(`boom ${n}`);
   });
+  const before = q.failure;
+  assert.equal(before, null);
   q.push(1);
   q.push(2);
   q.push(3);
   await q.idle();
   assert.deepEqual(sent, [1, 3]);
+  assert.match(String(q.failure?.error), /boom 1$/);
+});
+
+test('LatestOnly never makes the caller wait: values pushed while a send is held are one pending value, the newest', async () => {
+  const sent: number[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const q = new LatestOnly<number>(async (n) => {
+    sent.push(n);
+    if (n === 10) await held;
+  });
+  for (let n = 10; n <= 60; n++) q.push(n); // the installer's staging offers a figure per percent, so
+  assert.deepEqual(sent, [10]);
+  release();
+  await q.idle();
+  assert.deepEqual(sent, [10, 60]);
 });
 
 test('outside systemd the notifier does nothing and never throws', async () => {
