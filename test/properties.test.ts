@@ -101,30 +101,55 @@ const files = new Map([
 ]);
 
 test('the manifest planner: any manifest is refused with INVALID_MANIFEST or placed strictly inside the allowed roots', () => {
+  // weighted toward manifests that pass, so that placements are made and checked, not only refusals
+  const likely = <T>(valid: fc.Arbitrary<T>, other: fc.Arbitrary<T>) =>
+    fc.oneof({ arbitrary: valid, weight: 19 }, { arbitrary: other, weight: 1 });
+  const rootedPath = fc
+    .tuple(
+      likely(
+        fc.constantFrom('/opt/tope', '/etc/tope'),
+        fc.constantFrom('/opt/tope/versions', '/etc/tope-updater/keys.d', '/opt'),
+      ),
+      fc.array(likely(fc.constantFrom('bin', 'a', 'etc', 'k.pub', 'versions', 'current'), pathPiece), {
+        minLength: 1,
+        maxLength: 3,
+      }),
+    )
+    .map(([root, pieces]) => `${root}/${pieces.join('/')}`);
   const module = fc.record(
     {
-      name: fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.string({ maxLength: 5 })),
-      src: fc.oneof(fc.constantFrom('bin/a', 'bin/b', 'etc/c', '../bin/a', 'bin/'), fc.string({ maxLength: 8 })),
-      dst: devicePath,
-      size: fc.oneof(fc.nat(10), fc.constant(-1)),
-      sha256: fc.constantFrom('0'.repeat(64), 'not hex'),
-      process_name: fc.option(fc.oneof(fc.constant('a.service'), fc.string({ maxLength: 10 })), { nil: undefined }),
-      restart_order: fc.option(fc.integer({ min: -2000, max: 2000 }), { nil: undefined }),
+      name: likely(fc.constantFrom('a', 'b', 'c'), fc.string({ maxLength: 5 })),
+      src: likely(fc.constantFrom('bin/a', 'bin/b', 'etc/c'), fc.constantFrom('../bin/a', 'bin/', 'x', '')),
+      dst: likely(rootedPath, devicePath),
+      size: likely(fc.nat(10), fc.constant(-1)),
+      sha256: likely(fc.constant('0'.repeat(64)), fc.constant('not hex')),
+      process_name: fc.option(likely(fc.constant('a.service'), fc.string({ maxLength: 10 })), { nil: undefined }),
+      restart_order: fc.option(likely(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: -2000, max: 2000 })), {
+        nil: undefined,
+      }),
     },
     { requiredKeys: ['name', 'src', 'dst', 'size', 'sha256'] },
   );
   const manifest = fc.oneof(
-    fc.record({
-      version: fc.constantFrom('2.0.0', '2.0', '9.9.9'),
-      compatible: fc.constantFrom(['tope-test'], []),
-      security_version: fc.integer({ min: -1, max: 3 }),
-      modules: fc.array(module, { maxLength: 4 }),
-      remove_keys: fc.option(fc.array(fc.constantFrom('a.pub', 'k.pub', '../x.pub'), { maxLength: 2 }), {
-        nil: undefined,
+    {
+      arbitrary: fc.record({
+        version: likely(fc.constant('2.0.0'), fc.constantFrom('2.0', '9.9.9')),
+        compatible: likely(fc.constant(['tope-test']), fc.constant([])),
+        security_version: likely(fc.integer({ min: 0, max: 3 }), fc.constant(-1)),
+        modules: likely(
+          fc.uniqueArray(module, { selector: (m) => m.name, minLength: 1, maxLength: 4 }),
+          fc.array(module, { maxLength: 4 }),
+        ),
+        remove_keys: fc.option(fc.array(fc.constantFrom('a.pub', 'k.pub', '../x.pub'), { maxLength: 2 }), {
+          nil: undefined,
+        }),
       }),
-    }),
-    fc.anything(),
+      weight: 9,
+    },
+    { arbitrary: fc.anything(), weight: 1 },
   );
+  const snapshotRoot = path.posix.dirname(layout.versionsDir);
+  let snapshotPlacements = 0;
   fc.assert(
     fc.property(manifest, (raw) => {
       let plan: ReturnType<typeof planInstall>;
@@ -138,7 +163,7 @@ test('the manifest planner: any manifest is refused with INVALID_MANIFEST or pla
         return;
       }
       for (const p of plan.placements) {
-        const dst = p.kind === 'snapshot' ? path.posix.join('/opt', p.rel) : p.dst;
+        const dst = p.kind === 'snapshot' ? path.posix.join(snapshotRoot, p.rel) : p.dst;
         assert.equal(path.posix.normalize(dst), dst);
         const keyFile =
           p.kind === 'in-place' && p.trustedKey && path.posix.dirname(dst) === layout.keysDir && dst.endsWith('.pub');
@@ -146,11 +171,15 @@ test('the manifest planner: any manifest is refused with INVALID_MANIFEST or pla
         assert.ok(!dst.startsWith('/opt/tope/versions/') && dst !== '/opt/tope/versions', dst);
         if (p.kind === 'snapshot') assert.ok(!p.rel.split('/').includes('..') && !path.posix.isAbsolute(p.rel), p.rel);
         // the staging tree's path is the snapshot's joined with rel as it stands (transaction.ts)
-        if (p.kind === 'snapshot') assert.equal(p.rel, path.posix.relative('/opt', p.module.dst));
+        if (p.kind === 'snapshot') {
+          assert.equal(p.rel, path.posix.relative(snapshotRoot, p.module.dst));
+          snapshotPlacements++;
+        }
       }
     }),
     runs(3000),
   );
+  assert.ok(snapshotPlacements > 0, 'some manifests were placed in the snapshot, not all refused');
 });
 
 test('the zip reader: mutated packages are refused with a package error or unpack only inside the sysroot', async () => {

@@ -145,7 +145,7 @@ test('LatestOnly never makes the caller wait: values pushed while a send is held
     sent.push(n);
     if (n === 10) await held;
   });
-  for (let n = 10; n <= 60; n++) q.push(n); // the installer's staging offers a figure per percent, so
+  for (let n = 10; n <= 60; n++) q.push(n); // as the installer's staging offers a figure per percent
   assert.deepEqual(sent, [10]);
   release();
   await q.idle();

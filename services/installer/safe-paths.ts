@@ -9,7 +9,7 @@ import type { Placement } from './manifest.js';
 // snapshot would make a package's `/opt/tope/bin/x` land in /etc/x, which no undo restores. So
 // every component of a destination below its root is looked at without following links (lstat)
 // and a symlink among them refuses the install, before anything changes and again just before
-// the write. The root itself (an allowed root, the keys directory, the snapshot being built) is
+// the write (for a staged file, its directories: its own name is renamed over, see 'staged'). The root itself (an allowed root, the keys directory, the snapshot being built) is
 // the device's configuration and is taken as it resolves.
 //
 // What remains: a symlink created between the check and the write. Only the installer writes the
@@ -22,10 +22,12 @@ export type FinalComponent =
   /** the destination is backed up and replaced in place: it must be a regular file or absent, or the undo would not give back what was there */
   | 'regular-or-absent'
   /**
-   * a file of the staging tree, written under a new name and renamed over whatever is there: a
-   * symlink is replaced, a directory fails the rename. Only the directories on the way are looked
-   * at: the running snapshot, which the staging tree copies, had its destinations checked as
-   * 'replaced' before anything changed (a look per file, 1000 of them in a package of 1000 files)
+   * a file of the staging tree: written under a new name (O_CREAT|O_EXCL|O_NOFOLLOW) and renamed
+   * over whatever is there, and rename(2) never follows its target: a symlink there is replaced,
+   * a directory fails the rename. So only the directories on the way are looked at, not the name
+   * itself (a look per file, 1000 of them in a package of 1000 files). A directory there is
+   * refused before anything changes anyway: by checkDestinations in the running snapshot, which
+   * the staging tree copies, and by planInstall among the package's own files.
    */
   | 'staged';
 
