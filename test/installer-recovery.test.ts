@@ -15,6 +15,7 @@ import {
   type RecoveryCause,
   type SwitchSide,
 } from '../services/installer/journal.js';
+import { testJournal } from './helpers/journal.js';
 
 // The installer's recovery table, row by row: every journal phase (and none yet) x whether
 // `current` names the new snapshot x whether a restart found the install (crash) or a step
@@ -111,19 +112,7 @@ test("recovery: README's recovery table names the same phases, in order, with th
 });
 
 test('recovery: a journal phase never goes back along journalPhases (what recoveryFor relies on)', () => {
-  const journal = (phase: Phase) => ({
-    phase,
-    version: '2.0.0',
-    targetDir: 'v-2.0.0',
-    stagingDir: 'staging-2.0.0',
-    fromDir: 'v-1.0.0',
-    previousBefore: null,
-    units: [],
-    backups: [],
-    error: null,
-    recoveryAttempts: 0,
-    securityVersion: 0,
-  });
+  const journal = (phase: Phase) => testJournal({ phase, fromDir: 'v1.0.0' });
   for (const [fromIndex, from] of phaseNames.entries()) {
     for (const [toIndex, to] of phaseNames.entries()) {
       if (toIndex >= fromIndex) {

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
 import { Backups } from '../services/installer/backups.js';
-import type { Journal } from '../services/installer/journal.js';
 import { planInstall } from '../services/installer/manifest.js';
 import type { PostCmdRunner } from '../services/installer/post-cmds.js';
 import { installSteps, stagingPercent, type StepProgress } from '../services/installer/steps.js';
@@ -14,6 +13,7 @@ import { VersionStore } from '../services/installer/versions.js';
 import { PackageArchive } from '../shared/package-archive.js';
 import { checkPackageTrust } from '../shared/trust/package-trust.js';
 import { buildPackage, TEST_KEY_FILE, TEST_PRODUCT_ID, testKey } from './helpers/packages.js';
+import { testJournal } from './helpers/journal.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 // The staging's progress record (transaction.ts): while files are staged it is written newest
@@ -46,19 +46,7 @@ async function firstInstall(progress: (at: StepProgress) => Promise<void>) {
     trustedKeys: [TEST_KEY_FILE],
   });
   const versions = new VersionStore(versionsDir);
-  const journal: Journal = {
-    phase: 'staging',
-    version: '2.0.0',
-    targetDir: 'v2.0.0',
-    stagingDir: versions.stagingName(1),
-    fromDir: null,
-    previousBefore: null,
-    units: [],
-    backups: [],
-    error: null,
-    recoveryAttempts: 0,
-    securityVersion: 0,
-  };
+  const journal = testJournal({ stagingDir: versions.stagingName(1) }); // a first install: no fromDir
   const notUsed = (what: string) => () => {
     throw new Error(`${what} is not part of an install without units or post_cmds`);
   };
