@@ -157,7 +157,8 @@ export const configSchema = z.object({
 // one; the Python updater's httpx read these too, and ALL_PROXY, which is not read here): the
 // fetcher's requests go through the proxy named for their scheme (https:// URLs through
 // HTTP_PROXY's when HTTPS_PROXY is not set, as undici does); hosts in NO_PROXY (names, `.domain`
-// suffixes, `*`, each with an optional :port) are reached directly. Only the fetcher reads them:
+// suffixes, `*`, each with an optional :port, and nets such as 10.0.0.0/8 for an address written
+// in the URL, as curl reads them) are reached directly. Only the fetcher reads them:
 // they are often set for the whole system (systemd's DefaultEnvironment=), for tools of every
 // kind, and a value only some other tool understands must not take the gateway or the installer
 // down with CONFIG_INVALID.

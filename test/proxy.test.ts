@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { ConfigError, loadConfig, withoutPassword } from '../shared/config.js';
 import { createLogger } from '../shared/log.js';
 import { httpGet } from '../services/fetcher/http-client.js';
-import { proxiedAgent } from '../services/fetcher/proxy.js';
+import { proxiedAgent, splitNoProxy } from '../services/fetcher/proxy.js';
 import { AddressPolicy, checkedConnector, nameRefusal, type Resolve } from '../services/fetcher/url-policy.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
@@ -106,6 +106,20 @@ function nextAnswer(origin: Origin, behaviour: Behaviour): void {
 const proxyUrl = (p: RealProxy, credentials = '') => `http://${credentials}127.0.0.1:${p.port}`;
 const newRequests = async (p: RealProxy, seen: number) => (await p.requests()).slice(seen);
 
+test('NO_PROXY split: names, .domains, * and host:port for undici; IPv4 and IPv6 nets apart; a net that is not one stays a name', () => {
+  const { hosts, nets } = splitNoProxy(
+    'printer.lan, .example.com,*:8080 10.0.0.0/8,[fd00::]/8,::1/128,10.1.0.0/33,host:443',
+  );
+  assert.equal(hosts, 'printer.lan,.example.com,*:8080,10.1.0.0/33,host:443');
+  assert.ok(nets);
+  assert.equal(nets.check('10.200.3.4', 'ipv4'), true);
+  assert.equal(nets.check('11.0.0.1', 'ipv4'), false);
+  assert.equal(nets.check('fd12::1', 'ipv6'), true);
+  assert.equal(nets.check('::1', 'ipv6'), true);
+  assert.equal(nets.check('fe80::1', 'ipv6'), false);
+  assert.deepEqual(splitNoProxy('printer.lan'), { hosts: 'printer.lan', nets: null });
+});
+
 describe('downloads through a proxy (tinyproxy)', { skip: skip ?? undefined }, () => {
   test('an https:// package through HTTPS_PROXY: a CONNECT tunnel, TLS to the origin inside it, verified', async () => {
     secureOrigin.sequence();
@@ -168,6 +182,26 @@ describe('downloads through a proxy (tinyproxy)', { skip: skip ?? undefined }, (
       /^DOWNLOAD_FAILED: package URL refused: localhost: (127\.0\.0\.1|::1) is a loopback/,
     );
     assert.deepEqual(await newRequests(proxy, seen), [], 'the proxy was never asked');
+  });
+
+  test('NO_PROXY nets as curl reads them: an address in one is reached directly, one outside goes through the proxy', async () => {
+    secureOrigin.sequence();
+    const seen = (await proxy.requests()).length;
+    const inNet = await downloadThrough(
+      { HTTPS_PROXY: proxyUrl(proxy), NO_PROXY: 'printer-updates.example, 127.0.0.0/8' },
+      secureOrigin,
+      secureOrigin.url(),
+    );
+    assert.equal(inNet.data.stage, 'toInstall', JSON.stringify(inNet.data));
+    assert.deepEqual(await newRequests(proxy, seen), [], 'the proxy was never asked');
+    const outside = await downloadThrough(
+      { HTTPS_PROXY: proxyUrl(proxy), NO_PROXY: '10.0.0.0/8,[::1]/128,127.0.0.0/33' },
+      secureOrigin,
+      secureOrigin.url(),
+    );
+    assert.equal(outside.data.stage, 'toInstall', JSON.stringify(outside.data));
+    const port = new URL(secureOrigin.url()).port;
+    assert.deepEqual(await newRequests(proxy, seen), [`CONNECT 127.0.0.1:${port} HTTP/1.1`]);
   });
 
   test('through the proxy, what the policy refuses is refused before the proxy is asked: an address, a name the printer resolves, a redirect', async () => {

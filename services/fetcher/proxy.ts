@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import Dispatcher from 'undici/lib/dispatcher/dispatcher.js';
 import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js';
 import Pool from 'undici/lib/dispatcher/pool.js';
@@ -5,7 +6,7 @@ import connect from 'undici/lib/api/api-connect.js';
 import { withoutPassword } from '../../shared/config.js';
 import type { UpdaterError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { screenRequests, type buildConnector, type Dispatcher as DispatcherType } from './http-client.js';
+import { httpAgent, screenRequests, type buildConnector, type Dispatcher as DispatcherType } from './http-client.js';
 import { literalRefusal, nameRefusal, type AddressPolicy, type Resolve } from './url-policy.js';
 
 // Downloads through the proxy that HTTPS_PROXY, HTTP_PROXY and NO_PROXY name (shared/config.ts):
@@ -48,11 +49,12 @@ export function proxiedAgent(
   log.info({ proxy: describeProxy(proxy) }, 'downloads go through a proxy');
   const timeouts = { headersTimeout: timeoutMs, bodyTimeout: timeoutMs };
   const withTimeouts = (origin: string | URL, options: object) => new Pool(origin, { ...timeouts, ...options });
-  const agent = new EnvHttpProxyAgent({
+  const { hosts, nets } = splitNoProxy(proxy.noProxy);
+  const proxied = new EnvHttpProxyAgent({
     // '' rather than undefined: undici would read process.env itself, and the config is the word
     httpsProxy: proxy.httpsProxy ?? '',
     httpProxy: proxy.httpProxy ?? '',
-    noProxy: proxy.noProxy,
+    noProxy: hosts,
     connect: direct,
     connectTimeout: timeoutMs,
     allowH2: false,
@@ -63,6 +65,8 @@ export function proxiedAgent(
     factory: withTimeouts,
     clientFactory: withTimeouts,
   });
+  // undici matches NO_PROXY's names only: an address in one of its nets goes the direct way here
+  const agent = nets ? proxied.compose(directInNets(nets, httpAgent(direct, timeoutMs))) : proxied;
   // one screen per host and process (a fetcher process lives for a download or two): a resolver
   // that drops queries costs its SCREEN_LOOKUP_MS once, not at every attempt and redirect
   const screened = new Map<string, Promise<UpdaterError | null>>();
@@ -78,6 +82,36 @@ export function proxiedAgent(
     const refusal = await verdict;
     if (refusal) throw refusal;
   });
+}
+
+/**
+ * NO_PROXY split into what undici's EnvHttpProxyAgent matches (names, `.domain`, `*`, with an
+ * optional port) and the nets it does not: `10.0.0.0/8`, `fd00::/8`, as curl reads them (since
+ * 7.86). A net matches an address written in the URL, not the addresses a name resolves to.
+ */
+export function splitNoProxy(noProxy: string): { hosts: string; nets: BlockList | null } {
+  const hosts: string[] = [];
+  let nets: BlockList | null = null;
+  for (const entry of noProxy.split(/[,\s]/).filter(Boolean)) {
+    const cidr = /^\[?([0-9a-fA-F.:]+)\]?\/(\d{1,3})$/.exec(entry);
+    const family = cidr ? isIP(cidr[1]) : 0;
+    const prefix = Number(cidr?.[2]);
+    if (cidr && family && prefix <= (family === 4 ? 32 : 128)) {
+      nets ??= new BlockList();
+      nets.addSubnet(cidr[1], prefix, family === 4 ? 'ipv4' : 'ipv6');
+    } else hosts.push(entry);
+  }
+  return { hosts: hosts.join(','), nets };
+}
+
+/** An interceptor sending a request whose URL names an address in `nets` through `direct`. */
+function directInNets(nets: BlockList, direct: DispatcherType): DispatcherType.DispatcherComposeInterceptor {
+  return (dispatch) => (options, handler) => {
+    const host = new URL(String(options.origin)).hostname.replace(/^\[(.*)\]$/, '$1');
+    const family = isIP(host);
+    const inNets = family !== 0 && nets.check(host, family === 4 ? 'ipv4' : 'ipv6');
+    return inNets ? direct.dispatch(options, handler) : dispatch(options, handler);
+  };
 }
 
 /** For the log: which proxy each scheme goes through, without a password. */
