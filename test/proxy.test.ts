@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { ConfigError, loadConfig, withoutPassword } from '../shared/config.js';
 import { createLogger } from '../shared/log.js';
 import { httpGet } from '../services/fetcher/http-client.js';
-import { proxiedAgent, splitNoProxy } from '../services/fetcher/proxy.js';
+import { directInNets, proxiedAgent, splitNoProxy } from '../services/fetcher/proxy.js';
 import { AddressPolicy, checkedConnector, nameRefusal, type Resolve } from '../services/fetcher/url-policy.js';
 import { call } from './helpers/api.js';
 import { TestDevice } from './helpers/device.js';
@@ -112,12 +112,30 @@ test('NO_PROXY split: names, .domains, * and host:port for undici; IPv4 and IPv6
   );
   assert.equal(hosts, 'printer.lan,.example.com,*:8080,10.1.0.0/33,host:443');
   assert.ok(nets);
-  assert.equal(nets.check('10.200.3.4', 'ipv4'), true);
-  assert.equal(nets.check('11.0.0.1', 'ipv4'), false);
-  assert.equal(nets.check('fd12::1', 'ipv6'), true);
-  assert.equal(nets.check('::1', 'ipv6'), true);
-  assert.equal(nets.check('fe80::1', 'ipv6'), false);
+  assert.equal(nets.ipv4.check('10.200.3.4', 'ipv4'), true);
+  assert.equal(nets.ipv4.check('11.0.0.1', 'ipv4'), false);
+  assert.equal(nets.ipv6.check('fd12::1', 'ipv6'), true);
+  assert.equal(nets.ipv6.check('::1', 'ipv6'), true);
+  assert.equal(nets.ipv6.check('fe80::1', 'ipv6'), false);
   assert.deepEqual(splitNoProxy('printer.lan'), { hosts: 'printer.lan', nets: null });
+});
+
+test('NO_PROXY nets route by the address in the URL, of its own family: IPv6 literals, an IPv4-mapped one, a name', () => {
+  const { nets } = splitNoProxy('10.0.0.0/8,fd00::/8');
+  assert.ok(nets);
+  const routed: string[] = [];
+  const direct = { dispatch: () => routed.push('direct') } as unknown as Parameters<typeof directInNets>[1];
+  const dispatch = directInNets(nets, direct)(() => routed.push('proxy') > 0);
+  const handler = {} as Parameters<typeof dispatch>[1];
+  for (const origin of [
+    'https://10.1.2.3',
+    'https://[fd00::5]:8443',
+    'https://[::ffff:10.0.0.1]', // an IPv4-mapped IPv6 address: not in 10.0.0.0/8 for curl, nor here
+    'https://11.0.0.1',
+    'https://printer-updates.example',
+  ])
+    dispatch({ origin, path: '/', method: 'GET' }, handler);
+  assert.deepEqual(routed, ['direct', 'direct', 'proxy', 'proxy', 'proxy']);
 });
 
 describe('downloads through a proxy (tinyproxy)', { skip: skip ?? undefined }, () => {

@@ -84,32 +84,47 @@ export function proxiedAgent(
   });
 }
 
+/** NO_PROXY's nets, one list per address family: an address is checked against its own family's only. */
+export interface NoProxyNets {
+  ipv4: BlockList;
+  ipv6: BlockList;
+}
+
 /**
  * NO_PROXY split into what undici's EnvHttpProxyAgent matches (names, `.domain`, `*`, with an
  * optional port) and the nets it does not: `10.0.0.0/8`, `fd00::/8`, as curl reads them (since
- * 7.86). A net matches an address written in the URL, not the addresses a name resolves to.
+ * 7.86). A net matches an address written in the URL, not the addresses a name resolves to, and
+ * only an address of its own family (node's BlockList would match `[::ffff:10.0.0.1]` against
+ * `10.0.0.0/8`; curl does not). An entry that is not a net stays a name, which matches nothing.
  */
-export function splitNoProxy(noProxy: string): { hosts: string; nets: BlockList | null } {
+export function splitNoProxy(noProxy: string): { hosts: string; nets: NoProxyNets | null } {
   const hosts: string[] = [];
-  let nets: BlockList | null = null;
+  let nets: NoProxyNets | null = null;
   for (const entry of noProxy.split(/[,\s]/).filter(Boolean)) {
     const cidr = /^\[?([0-9a-fA-F.:]+)\]?\/(\d{1,3})$/.exec(entry);
     const family = cidr ? isIP(cidr[1]) : 0;
     const prefix = Number(cidr?.[2]);
-    if (cidr && family && prefix <= (family === 4 ? 32 : 128)) {
-      nets ??= new BlockList();
-      nets.addSubnet(cidr[1], prefix, family === 4 ? 'ipv4' : 'ipv6');
-    } else hosts.push(entry);
+    if (!cidr || !family || prefix > (family === 4 ? 32 : 128)) {
+      hosts.push(entry);
+      continue;
+    }
+    nets ??= { ipv4: new BlockList(), ipv6: new BlockList() };
+    try {
+      if (family === 4) nets.ipv4.addSubnet(cidr[1], prefix, 'ipv4');
+      else nets.ipv6.addSubnet(cidr[1], prefix, 'ipv6');
+    } catch {
+      hosts.push(entry); // not one BlockList takes: a name, as any other entry it cannot read
+    }
   }
   return { hosts: hosts.join(','), nets };
 }
 
 /** An interceptor sending a request whose URL names an address in `nets` through `direct`. */
-function directInNets(nets: BlockList, direct: DispatcherType): DispatcherType.DispatcherComposeInterceptor {
+export function directInNets(nets: NoProxyNets, direct: DispatcherType): DispatcherType.DispatcherComposeInterceptor {
   return (dispatch) => (options, handler) => {
     const host = new URL(String(options.origin)).hostname.replace(/^\[(.*)\]$/, '$1');
     const family = isIP(host);
-    const inNets = family !== 0 && nets.check(host, family === 4 ? 'ipv4' : 'ipv6');
+    const inNets = family === 4 ? nets.ipv4.check(host, 'ipv4') : family === 6 && nets.ipv6.check(host, 'ipv6');
     return inNets ? direct.dispatch(options, handler) : dispatch(options, handler);
   };
 }
