@@ -2,6 +2,7 @@ import path from 'node:path';
 import { UpdaterError } from '../../shared/errors.js';
 import { PARTIAL_SUFFIX } from '../../shared/package-archive.js';
 import { forEachBounded } from './bounded-work.js';
+import { isPlainAbsolute } from './plain-paths.js';
 import { checkManagedUnits } from './unit-policy.js';
 import { keyFileNameSchema, type Manifest, type Module } from '../../shared/package-manifest.js';
 
@@ -29,19 +30,6 @@ export interface InstallPlan {
 }
 
 const bad = (message: string) => new UpdaterError('INVALID_MANIFEST', message);
-/**
- * An absolute path with no empty, `.` or `..` name and no trailing slash: what path.posix.normalize
- * leaves as it is (checked name by name: normalize costs a few microseconds under --jitless, for
- * each of a package's thousands of modules).
- */
-const isNormalizedAbsolute = (p: string): boolean =>
-  p.length > 1 &&
-  p.startsWith('/') &&
-  p
-    .slice(1)
-    .split('/')
-    .every((name) => name !== '' && name !== '.' && name !== '..');
-
 /** `p` relative to `root`, `p` a normalized path below it: the tail after the root and its slash, normalized too. */
 const below = (p: string, root: string): string => p.slice(root.endsWith('/') ? root.length : root.length + 1);
 
@@ -66,7 +54,7 @@ export function planInstall(
   const placements = manifest.modules.map((m): Placement => {
     if (!files.has(m.src)) throw bad(`module ${m.name}: src ${m.src} is not a regular file in the package`);
     const dst = m.dst;
-    if (!isNormalizedAbsolute(dst)) {
+    if (!isPlainAbsolute(dst)) {
       throw bad(`module ${m.name}: dst ${dst} is not a normalised absolute file path`);
     }
     if (seen.has(dst)) throw bad(`module ${m.name}: dst ${dst} is written by two modules`);

@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { isErrnoException, UpdaterError } from '../../shared/errors.js';
 import { forEachBounded } from './bounded-work.js';
+import { isPlainAbsolute, isPlainRelative, joinPlain } from './plain-paths.js';
 import type { Placement } from './manifest.js';
 
 // A symlink already on the device (in `current`, which the staging tree copies as a symlink, or
@@ -9,8 +10,9 @@ import type { Placement } from './manifest.js';
 // snapshot would make a package's `/opt/tope/bin/x` land in /etc/x, which no undo restores. So
 // every component of a destination below its root is looked at without following links (lstat)
 // and a symlink among them refuses the install, before anything changes and again just before
-// the write (for a staged file, its directories: its own name is renamed over, see 'staged'). The root itself (an allowed root, the keys directory, the snapshot being built) is
-// the device's configuration and is taken as it resolves.
+// the write (for a staged file, its directories: its own name is renamed over, see 'staged').
+// The root itself (an allowed root, the keys directory, the snapshot being built) is the
+// device's configuration and is taken as it resolves.
 //
 // What remains: a symlink created between the check and the write. Only the installer writes the
 // staging tree; in-place roots are checked again after the units stopped, right before each
@@ -56,14 +58,15 @@ export async function checkDestination(
   shown = target,
   seen?: SeenDirectories,
 ): Promise<void> {
-  const base = resolvedRoot(root);
+  // the callers' roots are absolute and normalized already: resolving them again is the cost saved
+  const base = isPlainAbsolute(root) ? root : path.resolve(root);
   const rel = relativeBelow(base, target);
   if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) throw refused(`${shown} is not below ${root}`);
   const parts = rel.split(path.sep);
   // `rel` is normalized (path.relative's), so each step is a concatenation, not a path.join
   let at = base;
   for (const [index, part] of parts.entries()) {
-    at = at === path.sep ? `${at}${part}` : `${at}${path.sep}${part}`;
+    at = joinPlain(at, part);
     const last = index === parts.length - 1;
     if (last && final === 'staged') return;
     if (!last && seen?.has(at)) continue;
@@ -92,29 +95,16 @@ export async function checkDestination(
   }
 }
 
-// An install's destinations share a few roots; path.resolve and path.relative normalize their
-// whole argument, a few microseconds each under --jitless, thousands of times in an install.
-const resolvedRoots = new Map<string, string>();
-const resolvedRoot = (root: string): string => {
-  let resolved = resolvedRoots.get(root);
-  if (resolved === undefined) {
-    resolved = path.resolve(root);
-    if (resolvedRoots.size >= 16) resolvedRoots.clear();
-    resolvedRoots.set(root, resolved);
-  }
-  return resolved;
-};
-
 /**
- * path.relative(base, target) for a resolved `base`: a target that is `base`, a separator, and
- * names none of which is empty, `.` or `..` (a path made by joining a normalized relative path to
- * the root, as every caller's is) is that tail as it stands; anything else goes through path.relative.
+ * path.relative(base, target) for a resolved `base`: a target that is `base`, a separator and a
+ * plain relative path (a normalized relative path joined to the root, as every caller's is) is
+ * that tail as it stands; anything else goes through path.relative.
  */
 function relativeBelow(base: string, target: string): string {
-  const prefix = base === path.sep ? base : `${base}${path.sep}`;
+  const prefix = joinPlain(base, '');
   if (target.startsWith(prefix)) {
     const tail = target.slice(prefix.length);
-    if (tail && tail.split(path.sep).every((name) => name !== '' && name !== '.' && name !== '..')) return tail;
+    if (tail && isPlainRelative(tail)) return tail;
   }
   return path.relative(base, target);
 }

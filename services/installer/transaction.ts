@@ -11,6 +11,7 @@ import type { Manifest, Placement } from './manifest.js';
 import type { PackageArchive } from '../../shared/package-archive.js';
 import { expectationOf } from '../../shared/trust/package-trust.js';
 import { holdInPlace, placeHeld, removeDurably } from './held-files.js';
+import { joinPlain } from './plain-paths.js';
 import type { PostCmdRunner } from './post-cmds.js';
 import { linkBackUntouched, outlastCopies, privatizeShared, type PrivateCopy } from './private-files.js';
 import { checkDestination, checkDestinations, type SeenDirectories } from './safe-paths.js';
@@ -145,7 +146,7 @@ export class Transaction {
           // each file's size and SHA-256 are checked as it is written; in-place ones wait in heldDir
           const stageOne = async () => {
             if (placement.kind === 'snapshot') {
-              const dest = `${staging}${path.sep}${placement.rel}`; // both normalized (manifest.ts)
+              const dest = joinPlain(staging, placement.rel); // both normalized (manifest.ts)
               await checkDestination(staging, dest, 'staged', placement.module.dst, seen);
               await archive.extractTo(placement.module.src, dest, expectationOf(placement.module), {
                 sync: false,

@@ -4,6 +4,7 @@ import { fsyncDir, fsyncFile, removeTreeDurably } from '../../shared/durable-sto
 import { isErrnoException } from '../../shared/errors.js';
 import { failpoint } from '../../shared/failpoint.js';
 import { forEachBounded, withBoundedWork } from './bounded-work.js';
+import { joinPlain } from './plain-paths.js';
 
 export type LinkName = 'current' | 'previous' | 'factory';
 const STAGING_PREFIX = '.staging-';
@@ -135,14 +136,6 @@ export class VersionStore {
 }
 
 /**
- * `name` (an entry readdir gave: never empty, `.`, `..` or holding a separator) in `dir`, a path
- * already normalized: what path.join gives, without normalizing the whole path again (a few
- * microseconds under --jitless, for each of the thousands of entries an install walks).
- */
-const childPath = (dir: string, name: string): string =>
-  dir === path.sep ? `${dir}${name}` : `${dir}${path.sep}${name}`;
-
-/**
  * Recreates `src` at `dest`: directories with their modes, files as hard links, symlinks as
  * symlinks. Directories in order (each made before what it holds), the rest a few at once.
  */
@@ -152,8 +145,8 @@ async function linkTree(src: string, dest: string): Promise<void> {
       const st = await fsp.stat(from);
       await fsp.mkdir(to, { mode: st.mode & 0o7777 });
       for (const e of await fsp.readdir(from, { withFileTypes: true })) {
-        const fromEntry = childPath(from, e.name);
-        const toEntry = childPath(to, e.name);
+        const fromEntry = joinPlain(from, e.name);
+        const toEntry = joinPlain(to, e.name);
         if (e.isDirectory()) await walk(fromEntry, toEntry);
         else if (e.isSymbolicLink()) await work.start(async () => fsp.symlink(await fsp.readlink(fromEntry), toEntry));
         else if (e.isFile()) await work.start(() => fsp.link(fromEntry, toEntry));
@@ -166,7 +159,7 @@ async function linkTree(src: string, dest: string): Promise<void> {
 /** The directories of a tree fsynced (its files were, as they were written), and the files `files` picks. */
 async function fsyncTree(dir: string, files: (file: string) => boolean = () => false): Promise<void> {
   for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-    const p = childPath(dir, e.name);
+    const p = joinPlain(dir, e.name);
     if (e.isDirectory()) await fsyncTree(p, files);
     else if (e.isFile() && files(p)) await fsyncFile(p);
   }
